@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# One-core throughput comparison: numpy reference (benches/reference/coevo_numpy.py) vs the coevo engine,
+# one training round (SPEC.md section 3) at three scales.
+#
+# Usage: benches/compare.sh [--quick] [--no-rust] [--scales paper,mid,large] [--seed S]
+#   --quick     few rounds per scale (smoke run; numbers are noisy)
+#   --no-rust   skip building/running the Rust side
+# Environment: TARGET_SECONDS (default 5) sizes the Rust runs; NUMPY_POSTERIOR=quadratic selects the
+# faster-but-less-stable posterior of the reference (see its docstring).
+#
+# Both sides run single-threaded: BLAS/OpenMP/rayon thread counts are 1 and, where taskset works, both
+# are pinned to CPU 0.  Raw JSON records go to target/bench/compare.jsonl.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+QUICK=0
+RUST=1
+SCALES="paper,mid,large"
+SEED=1
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --no-rust) RUST=0 ;;
+        --scales) SCALES="$2"; shift ;;
+        --seed) SEED="$2"; shift ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+TARGET_SECONDS="${TARGET_SECONDS:-5}"
+NUMPY_POSTERIOR="${NUMPY_POSTERIOR:-mahalanobis}"
+
+# ---- single core -------------------------------------------------------------------------------
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 BLIS_NUM_THREADS=1 \
+       VECLIB_MAXIMUM_THREADS=1 NUMEXPR_NUM_THREADS=1 RAYON_NUM_THREADS=1
+PIN=()
+if command -v taskset >/dev/null 2>&1 && taskset -c 0 true 2>/dev/null; then
+    PIN=(taskset -c 0)
+fi
+
+# ---- (1) venv with the pinned requirements ------------------------------------------------------
+VENV="$ROOT/target/bench-venv"
+OUT="$ROOT/target/bench"
+mkdir -p "$OUT"
+if [[ ! -x "$VENV/bin/python" ]]; then
+    echo "creating $VENV" >&2
+    python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r benches/reference/requirements.txt
+PY="$VENV/bin/python"
+
+json_field() { "$PY" -c 'import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])[sys.argv[1]])' "$1"; }
+
+# scale name, K, d, N, numpy rounds (each numpy run ~2-10 s on a 2-core x86_64 VM; see benches/reference/README.md)
+declare -A K_ D_ N_ R_
+K_[paper]=5;   D_[paper]=2;  N_[paper]=1000;   R_[paper]=10000
+K_[mid]=50;    D_[mid]=8;    N_[mid]=10000;    R_[mid]=200
+K_[large]=256; D_[large]=32; N_[large]=100000; R_[large]=2
+if [[ $QUICK == 1 ]]; then R_[paper]=500; R_[mid]=10; R_[large]=1; fi
+
+# ---- (3a) is the Rust side there? ---------------------------------------------------------------
+RUST_OK=0
+RUST_WHY=""
+rust_cmd() { "${PIN[@]}" cargo run --release --quiet --bin coevo -- bench-round "$@"; }
+if [[ $RUST == 1 ]]; then
+    if ! command -v cargo >/dev/null 2>&1; then
+        RUST_WHY="cargo not found"
+    elif ! cargo build --release --quiet --bin coevo >"$OUT/cargo-build.log" 2>&1; then
+        RUST_WHY="release build failed, see $OUT/cargo-build.log"
+    elif ! probe="$(rust_cmd --K 5 --d 2 --N 100 --rounds 1 --seed "$SEED" 2>"$OUT/rust-probe.err")" \
+         || ! json_field rounds_per_second <<<"$probe" >/dev/null 2>&1; then
+        RUST_WHY="\`coevo bench-round\` missing or not printing the JSON record, see $OUT/rust-probe.err"
+    else
+        RUST_OK=1
+    fi
+    if [[ $RUST_OK == 0 ]]; then echo "rust side not available yet ($RUST_WHY)" >&2; fi
+else
+    RUST_WHY="skipped (--no-rust)"
+fi
+
+# ---- (2) + (3b) run ------------------------------------------------------------------------------
+: >"$OUT/compare.jsonl"
+ROWS=()
+IFS=',' read -r -a scale_list <<<"$SCALES"
+for s in "${scale_list[@]}"; do
+    [[ -n "${K_[$s]:-}" ]] || { echo "unknown scale $s" >&2; exit 2; }
+    args=(--K "${K_[$s]}" --d "${D_[$s]}" --N "${N_[$s]}" --seed "$SEED")
+    echo "[$s] numpy: ${R_[$s]} rounds ..." >&2
+    rec="$("${PIN[@]}" "$PY" benches/reference/coevo_numpy.py "${args[@]}" --rounds "${R_[$s]}" --threads 1 \
+           --posterior "$NUMPY_POSTERIOR")"
+    echo "{\"side\":\"numpy\",\"scale\":\"$s\",\"record\":$rec}" >>"$OUT/compare.jsonl"
+    np_rps="$(json_field rounds_per_second <<<"$rec")"
+    rs_rps="n/a"
+    ratio="n/a"
+    if [[ $RUST_OK == 1 ]]; then
+        # Size the Rust run to ~TARGET_SECONDS from a short pilot (it may be much faster than numpy).
+        pilot_rounds=$(( R_[$s] / 10 > 0 ? R_[$s] / 10 : 1 ))
+        pilot="$(rust_cmd "${args[@]}" --rounds "$pilot_rounds")"
+        rounds="$("$PY" -c 'import sys,math; r=float(sys.argv[1])*float(sys.argv[2]); print(max(int(sys.argv[3]), math.ceil(r)))' \
+                  "$(json_field rounds_per_second <<<"$pilot")" "$TARGET_SECONDS" "$([[ $QUICK == 1 ]] && echo 1 || echo 3)")"
+        [[ $QUICK == 1 ]] && rounds=$pilot_rounds
+        echo "[$s] coevo: $rounds rounds ..." >&2
+        rrec="$(rust_cmd "${args[@]}" --rounds "$rounds")"
+        echo "{\"side\":\"coevo\",\"scale\":\"$s\",\"record\":$(tail -n1 <<<"$rrec")}" >>"$OUT/compare.jsonl"
+        rs_rps="$(json_field rounds_per_second <<<"$rrec")"
+        ratio="$("$PY" -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}x")' "$rs_rps" "$np_rps")"
+    fi
+    ROWS+=("$s|${K_[$s]}|${D_[$s]}|${N_[$s]}|$np_rps|$rs_rps|$ratio")
+done
+
+# ---- table -------------------------------------------------------------------------------------
+echo
+echo "one core${PIN:+ (pinned with taskset -c 0)}; numpy posterior: $NUMPY_POSTERIOR; ratio = coevo / numpy rounds per second"
+"$PY" - "${ROWS[@]}" <<'EOF'
+import sys
+def fmt(v):
+    try:
+        x = float(v)
+    except ValueError:
+        return v
+    return f"{x:.4g}" if x < 100 else f"{x:.0f}"
+hdr = ["scale", "K", "d", "N", "numpy rounds/s", "coevo rounds/s", "ratio"]
+rows = [r.split("|") for r in sys.argv[1:]]
+rows = [r[:4] + [fmt(r[4]), fmt(r[5]), r[6]] for r in rows]
+w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(hdr)]
+line = lambda cells: "  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(cells))
+print(line(hdr)); print(line(["-" * x for x in w]))
+for r in rows: print(line(r))
+EOF
+if [[ $RUST_OK == 0 ]]; then echo "rust side not available yet ($RUST_WHY)"; fi
