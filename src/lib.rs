@@ -1,1 +1,37 @@
-//! coevo
+//! # coevo: ecosystems of co-evolving generative models
+//!
+//! Text models (categorical distributions over captions) and conditional image models
+//! (a Gaussian per caption) retrain on each other's output, round after round. coevo
+//! simulates such platforms as ECS worlds (`bevy_ecs`), measures the collapse the theory
+//! predicts, and the stabilisers that prevent it. The mathematics is specified in
+//! `SPEC.md`; this crate implements it in layers:
+//!
+//! - [`models`]: the maths (text model, conditional Gaussian, posteriors, estimators);
+//! - [`metrics`]: diversity, fidelity, Frechet distance, Matthew index;
+//! - [`scenario`]: the RON scenario schema and its validation;
+//! - [`world`]: components, the round schedule and its systems;
+//! - [`output`]: metric tables, manifest and summary;
+//! - [`run`]: load a scenario, run it, write the results.
+//!
+//! ```no_run
+//! use coevo::{Scenario, run::{run, RunOptions}};
+//! let path = std::path::Path::new("scenarios/coevolve.ron");
+//! let (scenario, source) = Scenario::load(path).expect("valid scenario");
+//! let outcome = run(&scenario, &source, path, &RunOptions::default()).expect("run");
+//! print!("{}", outcome.summary.report());
+//! ```
+
+// ECS systems take many queries and resources by design, and query types are long: the
+// Bevy project allows these two lints for the same reason.
+#![allow(clippy::type_complexity, clippy::too_many_arguments)]
+
+pub mod metrics;
+pub mod models;
+pub mod output;
+pub mod rng;
+pub mod run;
+pub mod scenario;
+pub mod world;
+
+pub use scenario::Scenario;
+pub use world::Simulation;

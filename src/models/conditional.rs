@@ -1,0 +1,64 @@
+//! The contract every conditional model of a text model meets, built-in or plugin.
+//!
+//! Systems only ever see `dyn ConditionalModel`, so an image model written in this crate
+//! and an audio model loaded from a shared library run through exactly the same code.
+//!
+//! Batches are flat and grouped by caption: `counts[i]` samples of text `i`, in text order,
+//! each sample `dim()` consecutive `f64`s (row-major `n x dim`).
+
+use super::policy::DataPolicy;
+use crate::rng::Stream;
+
+/// A failure inside a model call, naming the call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{call}: {message}")]
+pub struct ModelError {
+    /// The model call that failed (`sample`, `fit`, ...).
+    pub call: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl ModelError {
+    /// An error of `call` with `message`.
+    pub fn new(call: &'static str, message: impl Into<String>) -> Self {
+        ModelError { call, message: message.into() }
+    }
+}
+
+/// Receives per-text metric values: `(metric name, text index, value)`.
+pub type PerTextMetrics<'a> = dyn FnMut(&str, usize, f64) + 'a;
+
+/// A model of samples conditioned on a text: one conditional distribution per text.
+pub trait ConditionalModel: Send + Sync {
+    /// The modality this model generates (`"image"`, `"audio"`, ...).
+    fn modality(&self) -> &str;
+    /// Number of texts `K` it holds a conditional for.
+    fn num_texts(&self) -> usize;
+    /// Dimension of one sample.
+    fn dim(&self) -> usize;
+    /// Draws `counts[i]` samples from text `i`'s conditional, dispersion scaled by the
+    /// image `temperature` (1 = the model itself), into `out` (cleared first).
+    fn sample(&mut self, counts: &[usize], temperature: f64, rng: &mut Stream, out: &mut Vec<f64>) -> Result<(), ModelError>;
+    /// Like [`sample`](Self::sample) but from the initial conditionals: the source of real
+    /// data (fresh-data policy, user content).
+    fn sample_initial(&mut self, counts: &[usize], rng: &mut Stream, out: &mut Vec<f64>) -> Result<(), ModelError>;
+    /// Adds `log q(y_j | i)` to `out[j*K + i]` for every sample `j` of `samples` and text `i`.
+    fn add_log_likelihood(&mut self, samples: &[f64], out: &mut [f64]) -> Result<(), ModelError>;
+    /// The data policy the model's refit honours (the image phase mixes in real data under
+    /// `Fresh`; the model keeps its own statistics under `Accumulate`).
+    fn data_policy(&self) -> DataPolicy;
+    /// Refits on a pooled batch grouped by caption, honouring the model's data policy.
+    fn fit(&mut self, counts: &[usize], samples: &[f64]) -> Result<(), ModelError>;
+    /// Marks the start of a round: the parameters now are "last round's" for local drift.
+    fn begin_round(&mut self);
+    /// Reports every per-text metric of the current parameters.
+    fn metrics(&mut self, sink: &mut PerTextMetrics<'_>) -> Result<(), ModelError>;
+    /// The per-text metric that measures diversity (`trace` for the Gaussian); the coupling
+    /// metrics (p-weighted mean, Matthew index) are computed from it.
+    fn diversity_metric(&self) -> &str;
+    /// Number of factorisations that needed regularising since the last call (then reset).
+    fn take_regularized(&mut self) -> u64;
+    /// Adds a conditional for a new text `K + 1` (corpus injection of a new text).
+    fn add_text(&mut self) -> Result<(), ModelError>;
+}

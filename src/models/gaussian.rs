@@ -1,0 +1,490 @@
+//! The conditional Gaussian image model `q(y|i) = N(mu_i, Sigma_i)` (SPEC sections 1-3).
+
+use nalgebra::{DMatrix, DMatrixView, DVector, SymmetricEigen};
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use super::conditional::{ConditionalModel, ModelError, PerTextMetrics};
+use super::policy::DataPolicy;
+use crate::metrics::gaussian as gm;
+use crate::rng::Stream;
+
+/// How many samples each text gets in an image-phase batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Allocation {
+    /// `n_i` is whatever a batch of `N` captions drawn from the text model holds: rare texts
+    /// get fewer samples (the Matthew effect).
+    #[default]
+    Binomial,
+    /// Every text gets exactly this many samples (isolation experiments, exact theory checks).
+    Fixed(usize),
+}
+
+/// The covariance estimator of the image refit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Estimator {
+    /// Maximum likelihood: divisor `n_i`.
+    #[default]
+    Mle,
+    /// Unbiased: divisor `n_i - 1`.
+    Unbiased,
+}
+
+/// Relative eigenvalue floor of the one regularised factorisation: eigenvalues below
+/// `RELATIVE_FLOOR * lambda_max` are clamped. 1e-12 keeps the factor's condition number
+/// below 1e12, far inside f64's 1e16 precision, while perturbing any covariance by less
+/// than one part in 1e12 of its scale.
+pub const RELATIVE_FLOOR: f64 = 1e-12;
+/// Absolute eigenvalue floor: `sqrt(f64::MIN_POSITIVE)` (about 1.5e-154), so that a squared
+/// Mahalanobis distance `|y - mu|^2 / lambda` stays finite for any `|y - mu| < 1e77`.
+pub const ABSOLUTE_FLOOR: f64 = 1.4916681462400413e-154;
+
+/// The one place where a covariance is factorised for sampling and log-densities.
+///
+/// `Sigma = V diag(lambda) V^T` by symmetric eigendecomposition; eigenvalues below
+/// `max(RELATIVE_FLOOR * lambda_max, ABSOLUTE_FLOOR)` are clamped to that floor (an
+/// exactly singular or negative-roundoff covariance, as the refit of a text with `n_i <= d`
+/// samples produces). Each factorisation that clamps is counted in the `regularized` metric.
+/// The stored `Sigma` itself is never changed.
+#[derive(Debug, Clone)]
+pub struct Factor {
+    /// `V diag(sqrt(lambda'))`: `y = mu + A z` with `z ~ N(0, I)` samples `N(mu, Sigma')`.
+    pub sqrt: DMatrix<f64>,
+    /// `diag(1/sqrt(lambda')) V^T`: whitens `y - mu`.
+    pub whiten: DMatrix<f64>,
+    /// `-(d log(2 pi) + log det Sigma') / 2`, the log-density's constant.
+    pub log_norm: f64,
+    /// The exact (unclamped) eigenvalues, for metrics.
+    pub eigenvalues: DVector<f64>,
+    /// Whether any eigenvalue was clamped.
+    pub regularized: bool,
+}
+
+impl Factor {
+    /// Factorises `sigma` (assumed symmetric).
+    pub fn new(sigma: &DMatrix<f64>) -> Factor {
+        let d = sigma.nrows();
+        let eig = SymmetricEigen::new(sigma.clone());
+        let max = eig.eigenvalues.max();
+        let floor = (RELATIVE_FLOOR * max).max(ABSOLUTE_FLOOR);
+        let mut regularized = false;
+        let clamped = eig.eigenvalues.map(|l| {
+            if l < floor {
+                regularized = true;
+                floor
+            } else {
+                l
+            }
+        });
+        let mut sqrt = eig.eigenvectors.clone();
+        let mut whiten = eig.eigenvectors.transpose();
+        for c in 0..d {
+            let s = clamped[c].sqrt();
+            sqrt.column_mut(c).scale_mut(s);
+            whiten.row_mut(c).scale_mut(1.0 / s);
+        }
+        let log_det: f64 = clamped.iter().map(|l| l.ln()).sum();
+        Factor {
+            sqrt,
+            whiten,
+            log_norm: -0.5 * (d as f64 * (2.0 * std::f64::consts::PI).ln() + log_det),
+            eigenvalues: eig.eigenvalues,
+            regularized,
+        }
+    }
+}
+
+/// Running sufficient statistics of one text's samples (count, mean, scatter about the
+/// mean): equivalent to count, sum and sum of outer products, stored centred so that the
+/// covariance does not suffer cancellation when the spread is small next to the mean.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SufficientStats {
+    /// Number of samples seen.
+    pub count: f64,
+    /// Their mean.
+    pub mean: DVector<f64>,
+    /// `sum (y - mean)(y - mean)^T`.
+    pub scatter: DMatrix<f64>,
+}
+
+impl SufficientStats {
+    fn empty(d: usize) -> Self {
+        SufficientStats { count: 0.0, mean: DVector::zeros(d), scatter: DMatrix::zeros(d, d) }
+    }
+
+    /// Merges another set of statistics (Chan et al.'s parallel update).
+    fn merge(&mut self, other: &SufficientStats) {
+        if other.count == 0.0 {
+            return;
+        }
+        let n = self.count + other.count;
+        let delta = &other.mean - &self.mean;
+        let w = self.count * other.count / n;
+        self.scatter += &other.scatter + (&delta * delta.transpose()) * w;
+        self.mean += delta * (other.count / n);
+        self.count = n;
+    }
+
+    /// Statistics of a row-major `n x d` block of samples (two-pass: exact mean first).
+    fn of(samples: &[f64], d: usize) -> Self {
+        let n = samples.len() / d;
+        let mut s = SufficientStats::empty(d);
+        if n == 0 {
+            return s;
+        }
+        for y in samples.chunks_exact(d) {
+            for (m, v) in s.mean.iter_mut().zip(y) {
+                *m += v;
+            }
+        }
+        s.mean /= n as f64;
+        for y in samples.chunks_exact(d) {
+            for c in 0..d {
+                let dc = y[c] - s.mean[c];
+                for (r, (yr, mr)) in y.iter().zip(s.mean.iter()).enumerate().skip(c) {
+                    s.scatter[(r, c)] += (yr - mr) * dc;
+                }
+            }
+        }
+        for c in 0..d {
+            for r in c + 1..d {
+                s.scatter[(c, r)] = s.scatter[(r, c)];
+            }
+        }
+        s.count = n as f64;
+        s
+    }
+}
+
+/// The conditional Gaussian image model: `N(mu_i, Sigma_i)` for every text `i`.
+#[derive(Debug, Clone)]
+pub struct GaussianImageModel {
+    d: usize,
+    /// Current means.
+    pub mu: Vec<DVector<f64>>,
+    /// Current covariances: always the exact estimator, never regularised.
+    pub sigma: Vec<DMatrix<f64>>,
+    /// Initial means.
+    pub mu0: Vec<DVector<f64>>,
+    /// Initial covariances.
+    pub sigma0: Vec<DMatrix<f64>>,
+    prev_mu: Vec<DVector<f64>>,
+    prev_sigma: Vec<DMatrix<f64>>,
+    sigma0_sqrt: Vec<DMatrix<f64>>,
+    factors: Vec<Factor>,
+    factors0: Vec<Factor>,
+    factors_current: bool,
+    /// Covariance estimator of the refit.
+    pub estimator: Estimator,
+    /// Data policy of the refit.
+    pub policy: DataPolicy,
+    /// Accumulated statistics per text (only under `Accumulate`).
+    pub accumulated: Vec<SufficientStats>,
+    /// The conditional a new text starts from (corpus injection `new_text`).
+    pub new_text_prior: (DVector<f64>, DMatrix<f64>),
+    regularized: u64,
+    // Stacked whitening matrices and shifts of all texts: one matrix product scores a whole
+    // block of samples against every text (the dominant cost of the text phase).
+    whiten_all: DMatrix<f64>,
+    shift_all: Vec<f64>,
+    block: DMatrix<f64>,
+}
+
+/// Samples scored per matrix product in [`GaussianImageModel::add_log_likelihood`]: large
+/// enough to amortise the product's overhead, small enough that the `K d x BLOCK` result
+/// stays in cache at mid scale.
+const BLOCK: usize = 256;
+
+impl GaussianImageModel {
+    /// A model with initial conditionals `mu0[i]`, `sigma0[i]` (validated by the caller:
+    /// equal dimensions, symmetric positive semi-definite).
+    pub fn new(
+        mu0: Vec<DVector<f64>>,
+        sigma0: Vec<DMatrix<f64>>,
+        estimator: Estimator,
+        policy: DataPolicy,
+        new_text_prior: (DVector<f64>, DMatrix<f64>),
+    ) -> Self {
+        let d = mu0.first().map_or(new_text_prior.0.len(), |m| m.len());
+        let mut model = GaussianImageModel {
+            d,
+            mu: mu0.clone(),
+            sigma: sigma0.clone(),
+            prev_mu: mu0.clone(),
+            prev_sigma: sigma0.clone(),
+            sigma0_sqrt: sigma0.iter().map(gm::sqrtm_psd).collect(),
+            factors0: sigma0.iter().map(Factor::new).collect(),
+            factors: Vec::new(),
+            factors_current: false,
+            mu0,
+            sigma0,
+            estimator,
+            policy,
+            accumulated: Vec::new(),
+            new_text_prior,
+            regularized: 0,
+            whiten_all: DMatrix::zeros(0, 0),
+            shift_all: Vec::new(),
+            block: DMatrix::zeros(0, 0),
+        };
+        if let DataPolicy::Accumulate { .. } = policy {
+            model.accumulated = vec![SufficientStats::empty(d); model.mu.len()];
+        }
+        model
+    }
+
+    /// Seeds the accumulated statistics with an initial real dataset: `counts[i]` samples of
+    /// text `i` from the initial conditionals (the `Accumulate { initial }` policy).
+    pub fn seed_accumulated(&mut self, counts: &[usize], rng: &mut Stream) {
+        let mut buf = Vec::new();
+        sample_into(&self.mu0, &self.factors0, counts, 1.0, rng, &mut buf);
+        let mut offset = 0;
+        for (i, &n) in counts.iter().enumerate() {
+            let block = &buf[offset * self.d..(offset + n) * self.d];
+            self.accumulated[i].merge(&SufficientStats::of(block, self.d));
+            offset += n;
+        }
+    }
+
+    fn refresh_factors(&mut self) {
+        if self.factors_current {
+            return;
+        }
+        let (k, d) = (self.mu.len(), self.d);
+        self.factors.clear();
+        for s in &self.sigma {
+            let f = Factor::new(s);
+            self.regularized += f.regularized as u64;
+            self.factors.push(f);
+        }
+        self.whiten_all = DMatrix::zeros(k * d, d);
+        self.shift_all.clear();
+        for (i, f) in self.factors.iter().enumerate() {
+            self.whiten_all.view_mut((i * d, 0), (d, d)).copy_from(&f.whiten);
+            self.shift_all.extend((&f.whiten * &self.mu[i]).iter());
+        }
+        self.factors_current = true;
+    }
+
+    fn estimate(&self, stats: &SufficientStats) -> Option<(DVector<f64>, DMatrix<f64>)> {
+        if stats.count < 2.0 {
+            return None;
+        }
+        let divisor = match self.estimator {
+            Estimator::Mle => stats.count,
+            Estimator::Unbiased => stats.count - 1.0,
+        };
+        Some((stats.mean.clone(), &stats.scatter / divisor))
+    }
+}
+
+/// Draws `counts[i]` samples of `N(mu[i], c * Sigma_i)` for every text into `out`, using the
+/// factors' square roots.
+fn sample_into(mu: &[DVector<f64>], factors: &[Factor], counts: &[usize], c: f64, rng: &mut Stream, out: &mut Vec<f64>) {
+    let d = mu.first().map_or(0, |m| m.len());
+    out.clear();
+    let scale = c.sqrt();
+    let mut z = [0.0f64; 64];
+    let mut z_heap = Vec::new();
+    let z: &mut [f64] = if d <= 64 {
+        &mut z[..d]
+    } else {
+        z_heap.resize(d, 0.0);
+        &mut z_heap
+    };
+    for (i, &n) in counts.iter().enumerate() {
+        let a = factors[i].sqrt.as_slice();
+        let m = mu[i].as_slice();
+        for _ in 0..n {
+            for zr in z.iter_mut() {
+                *zr = StandardNormal.sample(rng);
+            }
+            let start = out.len();
+            out.extend_from_slice(m);
+            let y = &mut out[start..];
+            for (col, &zc) in z.iter().enumerate() {
+                let zc = zc * scale;
+                for (yr, ar) in y.iter_mut().zip(&a[col * d..(col + 1) * d]) {
+                    *yr += ar * zc;
+                }
+            }
+        }
+    }
+}
+
+impl ConditionalModel for GaussianImageModel {
+    fn modality(&self) -> &str {
+        "image"
+    }
+
+    fn num_texts(&self) -> usize {
+        self.mu.len()
+    }
+
+    fn dim(&self) -> usize {
+        self.d
+    }
+
+    fn sample(&mut self, counts: &[usize], temperature: f64, rng: &mut Stream, out: &mut Vec<f64>) -> Result<(), ModelError> {
+        self.refresh_factors();
+        sample_into(&self.mu, &self.factors, counts, temperature, rng, out);
+        Ok(())
+    }
+
+    fn sample_initial(&mut self, counts: &[usize], rng: &mut Stream, out: &mut Vec<f64>) -> Result<(), ModelError> {
+        sample_into(&self.mu0, &self.factors0, counts, 1.0, rng, out);
+        Ok(())
+    }
+
+    fn add_log_likelihood(&mut self, samples: &[f64], out: &mut [f64]) -> Result<(), ModelError> {
+        self.refresh_factors();
+        let (k, d) = (self.mu.len(), self.d);
+        let n = samples.len() / d;
+        if out.len() != n * k {
+            return Err(ModelError::new("log_likelihood", format!("output holds {} values, expected {n} samples x {k} texts", out.len())));
+        }
+        if self.block.nrows() != k * d || self.block.ncols() != BLOCK {
+            self.block = DMatrix::zeros(k * d, BLOCK);
+        }
+        for start in (0..n).step_by(BLOCK) {
+            let b = BLOCK.min(n - start);
+            let y = DMatrixView::from_slice(&samples[start * d..(start + b) * d], d, b);
+            let mut block = self.block.columns_mut(0, b);
+            block.gemm(1.0, &self.whiten_all, &y, 0.0);
+            for j in 0..b {
+                let col = block.column(j);
+                let col = col.as_slice();
+                let row = &mut out[(start + j) * k..(start + j + 1) * k];
+                for i in 0..k {
+                    let mut quad = 0.0;
+                    for r in 0..d {
+                        let v = col[i * d + r] - self.shift_all[i * d + r];
+                        quad += v * v;
+                    }
+                    row[i] += self.factors[i].log_norm - 0.5 * quad;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn data_policy(&self) -> DataPolicy {
+        self.policy
+    }
+
+    fn fit(&mut self, counts: &[usize], samples: &[f64]) -> Result<(), ModelError> {
+        let d = self.d;
+        let mut offset = 0;
+        for (i, &n) in counts.iter().enumerate() {
+            let block = &samples[offset * d..(offset + n) * d];
+            offset += n;
+            let stats = SufficientStats::of(block, d);
+            let estimate = if let DataPolicy::Accumulate { .. } = self.policy {
+                self.accumulated[i].merge(&stats);
+                self.estimate(&self.accumulated[i])
+            } else {
+                self.estimate(&stats)
+            };
+            if let Some((mu, sigma)) = estimate {
+                self.mu[i] = mu;
+                self.sigma[i] = sigma;
+            }
+        }
+        self.factors_current = false;
+        Ok(())
+    }
+
+    fn begin_round(&mut self) {
+        self.prev_mu.clone_from(&self.mu);
+        self.prev_sigma.clone_from(&self.sigma);
+    }
+
+    fn metrics(&mut self, sink: &mut PerTextMetrics<'_>) -> Result<(), ModelError> {
+        self.refresh_factors();
+        for i in 0..self.mu.len() {
+            let eig = &self.factors[i].eigenvalues;
+            sink("trace", i, self.sigma[i].trace());
+            sink("trace_sqrt", i, gm::trace_sqrt(eig));
+            sink("logdet", i, gm::log_det(eig));
+            sink("effective_rank", i, gm::effective_rank(eig));
+            sink("fidelity", i, (&self.mu[i] - &self.mu0[i]).norm());
+            sink(
+                "frechet_to_initial",
+                i,
+                gm::frechet_sq_with_sqrt(&self.mu[i], &self.sigma[i], &self.mu0[i], &self.sigma0[i], &self.sigma0_sqrt[i]),
+            );
+            sink("frechet_local", i, gm::frechet_sq(&self.mu[i], &self.sigma[i], &self.prev_mu[i], &self.prev_sigma[i]));
+        }
+        Ok(())
+    }
+
+    fn diversity_metric(&self) -> &str {
+        "trace"
+    }
+
+    fn take_regularized(&mut self) -> u64 {
+        std::mem::take(&mut self.regularized)
+    }
+
+    fn add_text(&mut self) -> Result<(), ModelError> {
+        let (mu, sigma) = self.new_text_prior.clone();
+        self.sigma0_sqrt.push(gm::sqrtm_psd(&sigma));
+        self.factors0.push(Factor::new(&sigma));
+        for v in [&mut self.mu, &mut self.mu0, &mut self.prev_mu] {
+            v.push(mu.clone());
+        }
+        for v in [&mut self.sigma, &mut self.sigma0, &mut self.prev_sigma] {
+            v.push(sigma.clone());
+        }
+        if let DataPolicy::Accumulate { .. } = self.policy {
+            self.accumulated.push(SufficientStats::empty(self.d));
+        }
+        self.factors_current = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn factor_reconstructs_a_positive_definite_covariance() {
+        let s = DMatrix::from_row_slice(2, 2, &[2.0, 0.5, 0.5, 1.0]);
+        let f = Factor::new(&s);
+        assert!(!f.regularized);
+        assert!((&f.sqrt * f.sqrt.transpose() - &s).norm() < 1e-12);
+        let whitened = &f.whiten * &s * f.whiten.transpose();
+        assert!((whitened - DMatrix::identity(2, 2)).norm() < 1e-12);
+        assert!((f.log_norm + 0.5 * (2.0 * (2.0 * std::f64::consts::PI).ln() + (1.75f64).ln())).abs() < 1e-12);
+    }
+
+    #[test]
+    fn singular_covariance_is_clamped_and_counted() {
+        let s = DMatrix::from_row_slice(2, 2, &[1.0, 1.0, 1.0, 1.0]);
+        let f = Factor::new(&s);
+        assert!(f.regularized);
+        assert!(f.log_norm.is_finite());
+        let zero = Factor::new(&DMatrix::zeros(2, 2));
+        assert!(zero.regularized && zero.log_norm.is_finite());
+    }
+
+    #[test]
+    fn log_likelihood_matches_the_closed_form() {
+        let mu0 = vec![DVector::from_vec(vec![1.0, 0.0]), DVector::from_vec(vec![0.0, 1.0])];
+        let s0 = vec![DMatrix::from_row_slice(2, 2, &[0.3, 0.1, 0.1, 0.2]), DMatrix::identity(2, 2) * 0.1];
+        let mut m = GaussianImageModel::new(mu0.clone(), s0.clone(), Estimator::Mle, DataPolicy::Replace, (mu0[0].clone(), s0[0].clone()));
+        let y = [0.3, -0.2, 1.5, 0.7, -0.1, 0.9];
+        let mut out = vec![0.0; 6];
+        m.add_log_likelihood(&y, &mut out).unwrap();
+        for j in 0..3 {
+            for i in 0..2 {
+                let v = DVector::from_vec(vec![y[2 * j] - mu0[i][0], y[2 * j + 1] - mu0[i][1]]);
+                let inv = s0[i].clone().try_inverse().unwrap();
+                let quad = (v.transpose() * inv * &v)[0];
+                let expected = -0.5 * (2.0 * (2.0 * std::f64::consts::PI).ln() + s0[i].determinant().ln() + quad);
+                assert!((out[j * 2 + i] - expected).abs() < 1e-12, "{} vs {}", out[j * 2 + i], expected);
+            }
+        }
+    }
+}

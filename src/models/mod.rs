@@ -1,0 +1,18 @@
+//! The mathematics of the ecosystem, free of any ECS machinery.
+//!
+//! - [`text`]: the categorical text model, temperature, multinomial batches and the
+//!   soft-posterior captioner refit (SPEC sections 1-4).
+//! - [`gaussian`]: the conditional Gaussian image model, its one regularised
+//!   factorisation, sampling, log-densities and per-text maximum-likelihood refit.
+//! - [`conditional`]: the trait every conditional model (built-in or plugin) meets.
+//! - [`policy`]: the data policies of SPEC section 6.
+
+pub mod conditional;
+pub mod gaussian;
+pub mod policy;
+pub mod text;
+
+pub use conditional::{ConditionalModel, ModelError, PerTextMetrics};
+pub use gaussian::{Allocation, Estimator, GaussianImageModel};
+pub use policy::DataPolicy;
+pub use text::TextModel;

@@ -1,0 +1,230 @@
+//! The categorical text model and the captioner refit (SPEC sections 1, 3 and 4).
+
+use rand::Rng;
+use rand_distr::{Binomial, Distribution};
+
+use super::policy::DataPolicy;
+
+/// A text model: a categorical distribution `p` over the texts `0..K`.
+///
+/// `p0` is the initial distribution, kept for drift metrics and as the source of real data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextModel {
+    /// Current probabilities, on the simplex.
+    pub p: Vec<f64>,
+    /// Initial probabilities.
+    pub p0: Vec<f64>,
+    /// What each refit trains on.
+    pub policy: DataPolicy,
+    /// Accumulated soft caption counts (only under [`DataPolicy::Accumulate`]): the
+    /// sufficient statistic of all data seen so far.
+    pub accumulated: Vec<f64>,
+}
+
+impl TextModel {
+    /// A model starting at `p0` with the given data policy. Under `Accumulate { initial }`
+    /// the initial real dataset is `initial` captions drawn from `p0` with `rng`.
+    pub fn new<R: Rng + ?Sized>(p0: Vec<f64>, policy: DataPolicy, rng: &mut R) -> Self {
+        let mut accumulated = Vec::new();
+        if let DataPolicy::Accumulate { initial } = policy {
+            let mut counts = Vec::new();
+            multinomial_counts(initial, &p0, rng, &mut counts);
+            accumulated = counts.iter().map(|&c| c as f64).collect();
+        }
+        TextModel { p: p0.clone(), p0, policy, accumulated }
+    }
+
+    /// Number of texts `K`.
+    pub fn num_texts(&self) -> usize {
+        self.p.len()
+    }
+
+    /// Replaces `p` by the refit on `soft_counts`, the per-text sums of caption posteriors
+    /// (and of one-hot real captions under `Fresh`) over one batch.
+    ///
+    /// The new `p` is normalised by the sum of the counts rather than by the nominal batch
+    /// size: the two agree up to rounding, and normalising by the sum keeps `p` on the
+    /// simplex to machine precision over arbitrarily many rounds.
+    pub fn refit(&mut self, soft_counts: &[f64]) {
+        debug_assert_eq!(soft_counts.len(), self.p.len());
+        let source: &[f64] = if let DataPolicy::Accumulate { .. } = self.policy {
+            for (a, s) in self.accumulated.iter_mut().zip(soft_counts) {
+                *a += s;
+            }
+            &self.accumulated
+        } else {
+            soft_counts
+        };
+        let total: f64 = source.iter().sum();
+        if total > 0.0 {
+            for (p, s) in self.p.iter_mut().zip(source) {
+                *p = s / total;
+            }
+        }
+    }
+
+    /// Appends a new text with mass `eps`: `p <- ((1 - eps) p, eps)` (SPEC section 5, `new_text`).
+    /// The initial distribution gains a zero entry, so drift metrics count the new text as drift.
+    pub fn append_text(&mut self, eps: f64) {
+        for p in &mut self.p {
+            *p *= 1.0 - eps;
+        }
+        self.p.push(eps);
+        self.p0.push(0.0);
+        if !self.accumulated.is_empty() {
+            let total: f64 = self.accumulated.iter().sum();
+            for a in &mut self.accumulated {
+                *a *= 1.0 - eps;
+            }
+            self.accumulated.push(eps * total);
+        }
+    }
+
+    /// Mixes in an external distribution: `p <- (1 - eps) p + eps r` (SPEC section 5).
+    /// Under `Accumulate` the stored counts are mixed the same way, so the injection persists.
+    pub fn mix(&mut self, eps: f64, r: &[f64]) {
+        for (p, r) in self.p.iter_mut().zip(r) {
+            *p = (1.0 - eps) * *p + eps * r;
+        }
+        if !self.accumulated.is_empty() {
+            let total: f64 = self.accumulated.iter().sum();
+            for (a, r) in self.accumulated.iter_mut().zip(r) {
+                *a = (1.0 - eps) * *a + eps * r * total;
+            }
+        }
+    }
+}
+
+/// The text temperature `tau_T(p)_i = p_i^(1/T) / sum_k p_k^(1/T)`, written into `out`.
+///
+/// Computed as a softmax of `log p / T` with the maximum subtracted, so that small `T`
+/// cannot overflow; zero probabilities stay exactly zero. `T = 1` copies `p` unchanged.
+pub fn tempered(p: &[f64], t: f64, out: &mut Vec<f64>) {
+    out.clear();
+    if t == 1.0 {
+        out.extend_from_slice(p);
+        return;
+    }
+    let max_log = p.iter().filter(|&&x| x > 0.0).map(|x| x.ln() / t).fold(f64::NEG_INFINITY, f64::max);
+    out.extend(p.iter().map(|&x| if x > 0.0 { (x.ln() / t - max_log).exp() } else { 0.0 }));
+    let total: f64 = out.iter().sum();
+    for x in out.iter_mut() {
+        *x /= total;
+    }
+}
+
+/// Draws multinomial counts of `n` trials over `probs` into `out` by sequential binomials
+/// (`O(K)` draws instead of `O(n)`). `probs` need only be non-negative with a positive sum.
+pub fn multinomial_counts<R: Rng + ?Sized>(n: u64, probs: &[f64], rng: &mut R, out: &mut Vec<usize>) {
+    out.clear();
+    let mut remaining_n = n;
+    let mut remaining_mass: f64 = probs.iter().sum();
+    for (i, &q) in probs.iter().enumerate() {
+        if remaining_n == 0 || q <= 0.0 {
+            out.push(0);
+        } else if i + 1 == probs.len() || q >= remaining_mass {
+            out.push(remaining_n as usize);
+            remaining_n = 0;
+        } else {
+            let prob = (q / remaining_mass).clamp(0.0, 1.0);
+            let k = Binomial::new(remaining_n, prob).expect("probability clamped to [0, 1]").sample(rng);
+            out.push(k as usize);
+            remaining_n -= k;
+        }
+        remaining_mass -= q;
+    }
+    // Mass left on texts after the last positive one (rounding) goes to the last positive text.
+    if remaining_n > 0
+        && let Some(last) = probs.iter().rposition(|&q| q > 0.0)
+    {
+        out[last] += remaining_n as usize;
+    }
+}
+
+/// Adds the caption posterior of every sample to `soft_counts` (SPEC section 3, text phase).
+///
+/// `log_likelihood` is `n x K` row-major: `log_likelihood[j*K + i] = sum_m log q_m(y_j^m | i)`.
+/// The posterior is `Z_i(y) = p_i q(y|i) / sum_k p_k q(y|k)`, computed in log space with the
+/// maximum subtracted (log-sum-exp). Texts with `p_i = 0` get exactly zero. Returns how many
+/// samples had no finite posterior weight at all (every likelihood underflowed), for which the
+/// prior `p` is used: the image carries no usable evidence.
+pub fn accumulate_caption_posterior(p: &[f64], log_likelihood: &[f64], soft_counts: &mut [f64], scratch: &mut Vec<f64>) -> u64 {
+    let k = p.len();
+    debug_assert_eq!(log_likelihood.len() % k.max(1), 0);
+    scratch.clear();
+    scratch.extend(p.iter().map(|&x| if x > 0.0 { x.ln() } else { f64::NEG_INFINITY }));
+    scratch.resize(2 * k, 0.0);
+    let (log_prior, weights) = scratch.split_at_mut(k);
+    let mut fallbacks = 0;
+    for row in log_likelihood.chunks_exact(k) {
+        let mut max = f64::NEG_INFINITY;
+        for i in 0..k {
+            let w = log_prior[i] + row[i];
+            weights[i] = w;
+            if w > max {
+                max = w;
+            }
+        }
+        if !max.is_finite() {
+            fallbacks += 1;
+            for (s, &pi) in soft_counts.iter_mut().zip(p) {
+                *s += pi;
+            }
+            continue;
+        }
+        let mut total = 0.0;
+        for w in weights.iter_mut() {
+            *w = (*w - max).exp();
+            total += *w;
+        }
+        for (s, w) in soft_counts.iter_mut().zip(weights.iter()) {
+            *s += w / total;
+        }
+    }
+    fallbacks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::entity_stream;
+
+    #[test]
+    fn temperature_one_is_identity_and_zeros_stay_zero() {
+        let p = [0.5, 0.3, 0.2, 0.0];
+        let mut out = Vec::new();
+        tempered(&p, 1.0, &mut out);
+        assert_eq!(out, p);
+        tempered(&p, 0.5, &mut out);
+        // p^2 normalised
+        let z = 0.25 + 0.09 + 0.04;
+        for (o, e) in out.iter().zip([0.25 / z, 0.09 / z, 0.04 / z, 0.0]) {
+            assert!((o - e).abs() < 1e-15);
+        }
+        tempered(&p, 1e-3, &mut out);
+        assert!((out[0] - 1.0).abs() < 1e-12 && out[3] == 0.0);
+    }
+
+    #[test]
+    fn multinomial_counts_sum_to_n_and_skip_zero_mass() {
+        let mut rng = entity_stream(7, 0, "t");
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            multinomial_counts(1000, &[0.2, 0.0, 0.5, 0.3, 0.0], &mut rng, &mut out);
+            assert_eq!(out.iter().sum::<usize>(), 1000);
+            assert_eq!(out[1], 0);
+            assert_eq!(out[4], 0);
+        }
+    }
+
+    #[test]
+    fn posterior_handles_underflow_and_zero_prior() {
+        let p = [0.5, 0.5, 0.0];
+        let ll = [-1e308, -1e308, 0.0, f64::NEG_INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+        let mut soft = [0.0; 3];
+        let mut scratch = Vec::new();
+        let fallbacks = accumulate_caption_posterior(&p, &ll, &mut soft, &mut scratch);
+        assert_eq!(fallbacks, 1);
+        assert_eq!(soft, [1.0, 1.0, 0.0]);
+    }
+}

@@ -1,0 +1,73 @@
+//! Writers of a run's output folder.
+//!
+//! - `metrics.csv`: tidy long table `replicate,round,model,text,metric,value`, one row per
+//!   replicate, round, model, text (empty for model-level metrics) and metric. Each round is
+//!   appended with a single write and flushed, so a killed run leaves every completed round
+//!   readable and at most the round in flight missing.
+//! - `manifest.json`: coevo version, scenario file and hash, seed, resolved parameters, RNG
+//!   algorithm, and how many rounds completed; rewritten atomically (write then rename).
+//! - `summary.json`: final diversity and round of collapse per model, written at the end.
+
+mod summary;
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+pub use summary::{ModelSummary, Summary, SummaryTracker};
+
+use crate::world::MetricRow;
+
+/// Appends rounds of metric rows to `metrics.csv`.
+pub struct MetricsWriter {
+    file: File,
+    line: String,
+}
+
+/// Header of `metrics.csv`.
+pub const METRICS_HEADER: &str = "replicate,round,model,text,metric,value\n";
+
+impl MetricsWriter {
+    /// Creates (truncates) `path` and writes the header.
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let mut file = File::create(path)?;
+        file.write_all(METRICS_HEADER.as_bytes())?;
+        file.flush()?;
+        Ok(MetricsWriter { file, line: String::new() })
+    }
+
+    /// Formats one round's rows of every replicate and appends them with a single write.
+    pub fn write_round<'a>(&mut self, replicates: impl IntoIterator<Item = (u64, &'a [MetricRow])>) -> io::Result<()> {
+        use std::fmt::Write as _;
+        self.line.clear();
+        for (replicate, rows) in replicates {
+            for row in rows {
+                let _ = write!(self.line, "{replicate},{},{},", row.round, row.model);
+                if let Some(t) = row.text {
+                    let _ = write!(self.line, "{t}");
+                }
+                let _ = writeln!(self.line, ",{},{}", row.metric, format_value(row.value));
+            }
+        }
+        self.file.write_all(self.line.as_bytes())?;
+        self.file.flush()
+    }
+}
+
+/// Formats a value as the shortest decimal that reads back to the same `f64` (exponent
+/// notation for very large or small magnitudes; `NaN`, `inf`, `-inf` as such).
+pub fn format_value(v: f64) -> String {
+    format!("{v:?}")
+}
+
+/// Writes `contents` to `path` atomically: to a temporary file in the same folder, then
+/// renamed over `path`, so a reader never sees a half-written file.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp: PathBuf = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)
+}

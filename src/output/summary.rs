@@ -1,0 +1,167 @@
+//! The end-of-run summary: final diversity per model and the round at which it collapsed.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::scenario::CollapseSpec;
+use crate::world::MetricRow;
+
+/// What the summary says about one model in one replicate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelSummary {
+    /// Model name.
+    pub model: String,
+    /// `text` or the conditional's modality.
+    pub kind: String,
+    /// The diversity metric summarised (`gini_simpson` for text, `weighted_trace` for images).
+    pub diversity_metric: String,
+    /// Its value at round 0.
+    pub initial: f64,
+    /// Its value after the last round.
+    pub last: f64,
+    /// First round at which the model counted as collapsed, if it did.
+    pub collapsed_at: Option<u64>,
+    /// Text models: support (texts alive) after the last round.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub support: Option<f64>,
+    /// Conditional models: Matthew index after the last round.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matthew_index: Option<f64>,
+    /// Conditional models: regularised factorisations over the whole run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regularized: Option<f64>,
+}
+
+/// The summary of a run: per replicate, per model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Rounds completed.
+    pub rounds: u64,
+    /// `replicates[r]` lists the models of replicate `r` in scenario order.
+    pub replicates: Vec<Vec<ModelSummary>>,
+}
+
+/// Follows the metric rows of a run and builds the [`Summary`].
+#[derive(Debug, Clone)]
+pub struct SummaryTracker {
+    collapse: CollapseSpec,
+    rounds: u64,
+    replicates: Vec<BTreeMap<usize, ModelSummary>>,
+    order: Vec<Vec<String>>,
+}
+
+impl SummaryTracker {
+    /// A tracker for `replicates` worlds with the given collapse thresholds.
+    pub fn new(collapse: CollapseSpec, replicates: usize) -> Self {
+        SummaryTracker { collapse, rounds: 0, replicates: vec![BTreeMap::new(); replicates], order: vec![Vec::new(); replicates] }
+    }
+
+    /// Takes in one round's rows of replicate `replicate`.
+    pub fn observe(&mut self, replicate: usize, rows: &[MetricRow]) {
+        let models = &mut self.replicates[replicate];
+        let order = &mut self.order[replicate];
+        for row in rows {
+            if row.text.is_some() {
+                continue;
+            }
+            let index = match order.iter().position(|m| **m == *row.model) {
+                Some(i) => i,
+                None => {
+                    order.push(row.model.to_string());
+                    order.len() - 1
+                }
+            };
+            self.rounds = self.rounds.max(row.round);
+            let metric = &*row.metric;
+            let entry = |kind: &str, diversity: &str| ModelSummary {
+                model: row.model.to_string(),
+                kind: kind.to_string(),
+                diversity_metric: diversity.to_string(),
+                initial: row.value,
+                last: row.value,
+                collapsed_at: None,
+                support: None,
+                matthew_index: None,
+                regularized: None,
+            };
+            match metric {
+                "gini_simpson" => {
+                    let s = models.entry(index).or_insert_with(|| entry("text", "gini_simpson"));
+                    s.last = row.value;
+                    if s.collapsed_at.is_none() && row.value < self.collapse.text_gini {
+                        s.collapsed_at = Some(row.round);
+                    }
+                }
+                "support" => {
+                    if let Some(s) = models.get_mut(&index) {
+                        s.support = Some(row.value);
+                    }
+                }
+                m if m.starts_with("weighted_") => {
+                    let s = models.entry(index).or_insert_with(|| entry("conditional", m));
+                    s.last = row.value;
+                    if s.collapsed_at.is_none() && row.value < self.collapse.image_trace_ratio * s.initial {
+                        s.collapsed_at = Some(row.round);
+                    }
+                }
+                "matthew_index" => {
+                    if let Some(s) = models.get_mut(&index) {
+                        s.matthew_index = Some(row.value);
+                    }
+                }
+                "regularized" => {
+                    if let Some(s) = models.get_mut(&index) {
+                        *s.regularized.get_or_insert(0.0) += row.value;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The summary so far.
+    pub fn summary(&self) -> Summary {
+        Summary { rounds: self.rounds, replicates: self.replicates.iter().map(|m| m.values().cloned().collect()).collect() }
+    }
+}
+
+impl Summary {
+    /// A short human-readable report (what the CLI prints).
+    pub fn report(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let r = self.replicates.len();
+        let Some(first) = self.replicates.first() else { return out };
+        for (m, model) in first.iter().enumerate() {
+            let across: Vec<&ModelSummary> = self.replicates.iter().filter_map(|rep| rep.get(m)).collect();
+            let mean_last = across.iter().map(|s| s.last).sum::<f64>() / across.len() as f64;
+            let collapsed: Vec<u64> = across.iter().filter_map(|s| s.collapsed_at).collect();
+            let _ =
+                write!(out, "{:<16} {:<12} {} {:.4} -> {:.4}", model.model, model.kind, model.diversity_metric, model.initial, mean_last);
+            if r > 1 {
+                let _ = write!(out, " (mean of {r})");
+            }
+            if let Some(s) = model.support.filter(|_| r == 1) {
+                let _ = write!(out, ", support {s}");
+            }
+            match (collapsed.len(), r) {
+                (0, _) => out.push_str(", no collapse"),
+                (_, 1) => {
+                    let _ = write!(out, ", collapsed at round {}", collapsed[0]);
+                }
+                (c, _) => {
+                    let _ = write!(out, ", collapsed in {c}/{r} replicates (median round {})", median(&collapsed));
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn median(v: &[u64]) -> u64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v[v.len() / 2]
+}

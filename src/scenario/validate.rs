@@ -1,0 +1,322 @@
+//! Semantic checks of a parsed scenario: every value a user can get wrong gets a message that
+//! says what is wrong and what would be valid.
+
+use std::collections::{HashMap, HashSet};
+
+use nalgebra::{DMatrix, SymmetricEigen};
+
+use super::{Covariance, EntitySpec, ImageModelSpec, Means, Scenario, TextInit};
+use crate::models::{Allocation, DataPolicy};
+
+/// Tolerance on `sum p = 1`: loose enough for hand-written decimals like `0.1` (ten of which
+/// sum to `0.9999999999999999`), tight enough to catch a genuine typo.
+pub const SIMPLEX_TOLERANCE: f64 = 1e-9;
+
+/// One invalid value, located by entity and field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// Index and name of the entity, for entity fields.
+    pub entity: Option<(usize, String)>,
+    /// Entity kind as written (`TextModel`, ...), for entity fields.
+    pub kind: &'static str,
+    /// The field name as written in the file (`covariance`, `rounds`, ...).
+    pub key: String,
+    /// What is wrong and what would be valid.
+    pub message: String,
+}
+
+impl Problem {
+    /// Human-readable path of the field.
+    pub fn path(&self) -> String {
+        match &self.entity {
+            Some((i, name)) => format!("entities[{i}] ({} \"{name}\").{}", self.kind, self.key),
+            None => self.key.clone(),
+        }
+    }
+}
+
+struct Checker<'a> {
+    problems: Vec<Problem>,
+    current: Option<(usize, String)>,
+    kind: &'static str,
+    _scenario: &'a Scenario,
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem { entity: self.current.clone(), kind: self.kind, key: key.to_string(), message: message.into() });
+    }
+
+    fn at_least(&mut self, key: &str, value: u64, min: u64, what: &str) {
+        if value < min {
+            self.fail(key, format!("{what} must be at least {min}, got {value}"));
+        }
+    }
+
+    fn policy(&mut self, policy: &DataPolicy) {
+        if let DataPolicy::Fresh { lambda } = *policy
+            && !(0.0..=1.0).contains(&lambda)
+        {
+            self.fail("data", format!("Fresh(lambda: {lambda}): the real-data fraction lambda must lie in [0, 1]"));
+        }
+    }
+
+    fn probabilities(&mut self, key: &str, p: &[f64]) {
+        if p.is_empty() {
+            self.fail(key, "a probability vector needs at least one entry");
+            return;
+        }
+        if let Some((i, x)) = p.iter().enumerate().find(|(_, x)| !x.is_finite() || **x < 0.0) {
+            self.fail(key, format!("probability [{i}] = {x} is not a number in [0, 1]; every entry must be >= 0"));
+            return;
+        }
+        let sum: f64 = p.iter().sum();
+        if (sum - 1.0).abs() > SIMPLEX_TOLERANCE {
+            self.fail(key, format!("probabilities sum to {sum}, not 1 (within {SIMPLEX_TOLERANCE}); rescale them, or use Uniform(K)"));
+        }
+    }
+
+    fn matrix(&mut self, key: &str, label: &str, rows: &[Vec<f64>], d: usize) {
+        if rows.len() != d || rows.iter().any(|r| r.len() != d) {
+            let shape: Vec<usize> = rows.iter().map(Vec::len).collect();
+            self.fail(key, format!("{label} must be {d} x {d} (dim = {d}), got rows of lengths {shape:?}"));
+            return;
+        }
+        if rows.iter().flatten().any(|x| !x.is_finite()) {
+            self.fail(key, format!("{label} has a non-finite entry"));
+            return;
+        }
+        let m = DMatrix::from_fn(d, d, |r, c| rows[r][c]);
+        let scale = m.amax().max(f64::MIN_POSITIVE);
+        if (&m - m.transpose()).amax() > 1e-9 * scale {
+            self.fail(key, format!("{label} is not symmetric: a covariance needs entry [r][c] equal to [c][r]"));
+            return;
+        }
+        let min = SymmetricEigen::new(m).eigenvalues.min();
+        if min < -1e-10 * scale {
+            self.fail(
+                key,
+                format!(
+                    "{label} is not positive semi-definite: its smallest eigenvalue is {min:.6e}; a covariance needs every eigenvalue >= 0"
+                ),
+            );
+        }
+    }
+
+    fn variances(&mut self, key: &str, v: &[f64], d: usize) {
+        if v.len() != d {
+            self.fail(key, format!("Diagonal needs {d} variances (dim = {d}), got {}", v.len()));
+        } else if let Some(x) = v.iter().find(|x| !x.is_finite() || **x < 0.0) {
+            self.fail(key, format!("variance {x} is invalid: variances must be finite and >= 0"));
+        }
+    }
+
+    fn image_model(&mut self, s: &ImageModelSpec, texts: Option<usize>) {
+        self.at_least("dim", s.dim, 1, "the image dimension");
+        self.at_least("batch", s.batch, 1, "the batch size N");
+        self.at_least("steps", s.steps, 1, "image phases per round");
+        if let Allocation::Fixed(n) = s.allocation {
+            self.at_least("allocation", n as u64, 1, "Fixed(n) samples per text");
+        }
+        self.policy(&s.data);
+        let d = s.dim as usize;
+        if d == 0 {
+            return;
+        }
+        match &s.means {
+            Means::UnitCircle if d < 2 => {
+                self.fail("means", format!("UnitCircle needs dim >= 2, got dim = {d}; give Explicit means instead"))
+            }
+            Means::Explicit(means) => {
+                if let Some(k) = texts
+                    && means.len() != k
+                {
+                    self.fail("means", format!("{} means given but text model `{}` has K = {k} texts", means.len(), s.conditioned_on));
+                }
+                if let Some((i, m)) = means.iter().enumerate().find(|(_, m)| m.len() != d) {
+                    self.fail("means", format!("mean [{i}] has {} coordinates, expected dim = {d}", m.len()));
+                } else if means.iter().flatten().any(|x| !x.is_finite()) {
+                    self.fail("means", "means must be finite numbers");
+                }
+            }
+            _ => {}
+        }
+        match &s.covariance {
+            Covariance::Isotropic(s2) if !s2.is_finite() || *s2 < 0.0 => {
+                self.fail("covariance", format!("Isotropic({s2}): the variance s^2 must be finite and >= 0"))
+            }
+            Covariance::Diagonal(v) => self.variances("covariance", v, d),
+            Covariance::Full(rows) => self.matrix("covariance", "Full covariance", rows, d),
+            Covariance::PerText(all) => {
+                if let Some(k) = texts
+                    && all.len() != k
+                {
+                    self.fail(
+                        "covariance",
+                        format!("PerText gives {} covariances but text model `{}` has K = {k} texts", all.len(), s.conditioned_on),
+                    );
+                }
+                for (i, rows) in all.iter().enumerate() {
+                    self.matrix("covariance", &format!("covariance [{i}]"), rows, d);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Number of texts `K` of a text model spec.
+fn text_count(init: &TextInit) -> usize {
+    match init {
+        TextInit::Uniform(k) => *k as usize,
+        TextInit::Probabilities(p) => p.len(),
+    }
+}
+
+/// Checks a parsed scenario, returning every problem found.
+pub fn validate(scenario: &Scenario) -> Result<(), Vec<Problem>> {
+    let mut c = Checker { problems: Vec::new(), current: None, kind: "", _scenario: scenario };
+    if scenario.name.trim().is_empty() || scenario.name.contains(['/', '\\']) {
+        c.fail(
+            "name",
+            format!("scenario name {:?} must be non-empty and contain no path separator (it names the output folder)", scenario.name),
+        );
+    }
+    c.at_least("rounds", scenario.rounds, 1, "the number of rounds");
+    c.at_least("replicates", scenario.replicates, 1, "the number of replicates");
+    for (key, v) in [("collapse", scenario.collapse.text_gini), ("collapse", scenario.collapse.image_trace_ratio)] {
+        if !(v > 0.0 && v < 1.0) {
+            c.fail(key, format!("collapse thresholds must lie strictly between 0 and 1, got {v}"));
+        }
+    }
+    if !scenario.entities.iter().any(|e| matches!(e, EntitySpec::TextModel(_))) {
+        c.fail("entities", "a scenario needs at least one TextModel");
+    }
+
+    let mut seen = HashSet::new();
+    let kinds: HashMap<&str, &EntitySpec> = scenario.entities.iter().map(|e| (e.name(), e)).collect();
+    for (i, e) in scenario.entities.iter().enumerate() {
+        c.current = Some((i, e.name().to_string()));
+        c.kind = e.kind();
+        let name = e.name();
+        if name.is_empty() || name.contains([',', '"', '\n', '\r']) {
+            c.fail(
+                "name",
+                format!("entity name {name:?} must be non-empty and contain no comma, quote or newline (it appears in CSV output)"),
+            );
+        }
+        if !seen.insert(name) {
+            c.fail("name", format!("two entities are called `{name}`; names must be unique because entities are wired by name"));
+        }
+    }
+
+    // Wiring: a conditional model names a text model. Follow `conditioned_on` links first so
+    // a loop is reported as the loop it is, not as a kind mismatch.
+    for (i, e) in scenario.entities.iter().enumerate() {
+        c.current = Some((i, e.name().to_string()));
+        c.kind = e.kind();
+        if let EntitySpec::ImageModel(s) = e {
+            if s.conditioned_on == s.name {
+                c.fail(
+                    "conditioned_on",
+                    format!("`{}` is conditioned on itself; an image model must be conditioned on a TextModel", s.name),
+                );
+                continue;
+            }
+            if let Some(cycle) = conditioning_cycle(scenario, &s.name) {
+                c.fail("conditioned_on", format!("conditioning cycle {}: conditioning must end at a TextModel", cycle.join(" -> ")));
+                continue;
+            }
+            let texts = match kinds.get(s.conditioned_on.as_str()) {
+                None => {
+                    c.fail(
+                        "conditioned_on",
+                        format!("no entity is called `{}`; valid text models: {}", s.conditioned_on, names_of(scenario, "TextModel")),
+                    );
+                    None
+                }
+                Some(EntitySpec::TextModel(t)) => Some(text_count(&t.initial)),
+                Some(other) => {
+                    c.fail(
+                        "conditioned_on",
+                        format!(
+                            "`{}` is a {}, but an image model must be conditioned on a TextModel ({})",
+                            s.conditioned_on,
+                            other.kind(),
+                            names_of(scenario, "TextModel")
+                        ),
+                    );
+                    None
+                }
+            };
+            c.image_model(s, texts);
+        }
+    }
+
+    let mut tempered: HashMap<&str, &str> = HashMap::new();
+    for (i, e) in scenario.entities.iter().enumerate() {
+        c.current = Some((i, e.name().to_string()));
+        c.kind = e.kind();
+        match e {
+            EntitySpec::TextModel(s) => {
+                match &s.initial {
+                    TextInit::Uniform(k) => c.at_least("initial", *k, 1, "Uniform(K): the number of texts"),
+                    TextInit::Probabilities(p) => c.probabilities("initial", p),
+                }
+                c.at_least("batch", s.batch, 1, "the batch size N");
+                c.at_least("steps", s.steps, 1, "text phases per round M");
+                c.policy(&s.data);
+            }
+            EntitySpec::Temperature(s) => {
+                if !(s.t.is_finite() && s.t > 0.0) {
+                    c.fail(
+                        "t",
+                        format!("temperature T = {} is invalid: T must be a finite number > 0 (T < 1 sharpens, T > 1 flattens)", s.t),
+                    );
+                }
+                match kinds.get(s.target.as_str()) {
+                    None => {
+                        c.fail("target", format!("no entity is called `{}`; a Temperature targets a TextModel or ImageModel", s.target))
+                    }
+                    Some(EntitySpec::TextModel(_) | EntitySpec::ImageModel(_)) => {
+                        if let Some(other) = tempered.insert(&s.target, &s.name) {
+                            c.fail(
+                                "target",
+                                format!("`{}` already has the temperature sampler `{other}`; one sampler per model", s.target),
+                            );
+                        }
+                    }
+                    Some(other) => {
+                        c.fail("target", format!("`{}` is a {}; a Temperature targets a TextModel or ImageModel", s.target, other.kind()))
+                    }
+                }
+            }
+            EntitySpec::ImageModel(_) => {}
+        }
+    }
+    if c.problems.is_empty() { Ok(()) } else { Err(c.problems) }
+}
+
+fn names_of(scenario: &Scenario, kind: &str) -> String {
+    let names: Vec<String> = scenario.entities.iter().filter(|e| e.kind() == kind).map(|e| format!("`{}`", e.name())).collect();
+    if names.is_empty() { format!("the scenario has no {kind}") } else { names.join(", ") }
+}
+
+/// The loop of `conditioned_on` links starting at `start`, if there is one.
+fn conditioning_cycle(scenario: &Scenario, start: &str) -> Option<Vec<String>> {
+    let mut path = vec![start.to_string()];
+    let mut current = start;
+    loop {
+        let next = match scenario.entity(current) {
+            Some(EntitySpec::ImageModel(s)) => s.conditioned_on.as_str(),
+            _ => return None,
+        };
+        if let Some(pos) = path.iter().position(|n| n == next) {
+            let mut cycle = path[pos..].to_vec();
+            cycle.push(next.to_string());
+            return if pos == 0 { Some(cycle) } else { None };
+        }
+        path.push(next.to_string());
+        current = next;
+    }
+}

@@ -1,0 +1,134 @@
+//! Building a world from a validated scenario.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bevy_ecs::prelude::*;
+use nalgebra::{DMatrix, DVector};
+
+use super::components::*;
+use crate::models::text::multinomial_counts;
+use crate::models::{DataPolicy, GaussianImageModel, TextModel};
+use crate::rng::entity_stream;
+use crate::scenario::{Covariance, EntitySpec, ImageModelSpec, Means, Scenario};
+
+/// A scenario that passed validation but still cannot be built (an internal inconsistency,
+/// or a plugin that refuses its parameters).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot build entity `{entity}`: {message}")]
+pub struct BuildError {
+    /// Name of the entity.
+    pub entity: String,
+    /// Why.
+    pub message: String,
+}
+
+/// The paper's initial means: `(cos(2 pi i / K), sin(2 pi i / K))` for `i = 1..K`, padded
+/// with zeros up to `d` coordinates.
+pub fn unit_circle_means(k: usize, d: usize) -> Vec<DVector<f64>> {
+    (1..=k)
+        .map(|i| {
+            let angle = 2.0 * std::f64::consts::PI * i as f64 / k as f64;
+            let mut m = DVector::zeros(d);
+            m[0] = angle.cos();
+            m[1] = angle.sin();
+            m
+        })
+        .collect()
+}
+
+/// The initial covariances an image model spec describes, one per text.
+pub fn initial_covariances(spec: &Covariance, k: usize, d: usize) -> Vec<DMatrix<f64>> {
+    let rows_to_matrix = |rows: &Vec<Vec<f64>>| {
+        let m = DMatrix::from_fn(d, d, |r, c| rows[r][c]);
+        // Symmetrise exactly: validation accepted asymmetry at the 1e-9 level only.
+        (&m + m.transpose()) * 0.5
+    };
+    match spec {
+        Covariance::Isotropic(s2) => vec![DMatrix::identity(d, d) * *s2; k],
+        Covariance::Diagonal(v) => vec![DMatrix::from_diagonal(&DVector::from_column_slice(v)); k],
+        Covariance::Full(rows) => vec![rows_to_matrix(rows); k],
+        Covariance::PerText(all) => all.iter().map(rows_to_matrix).collect(),
+    }
+}
+
+/// Builds replicate `replicate` of a validated scenario.
+pub fn build_world(scenario: &Scenario, replicate: u64) -> Result<World, BuildError> {
+    let mut world = World::new();
+    world.insert_resource(RoundCounter(0));
+    world.insert_resource(WorldInfo { replicate });
+    world.insert_resource(Measurements::default());
+    world.insert_resource(Failure::default());
+
+    let mut by_name: HashMap<&str, Entity> = HashMap::new();
+    let mut texts: HashMap<&str, Vec<f64>> = HashMap::new();
+    // Text models first, so conditional models can be wired to them whatever the file order.
+    for (order, spec) in scenario.entities.iter().enumerate() {
+        let EntitySpec::TextModel(s) = spec else { continue };
+        let mut stream = entity_stream(scenario.seed, replicate, &s.name);
+        let p0 = s.initial.probabilities();
+        texts.insert(&s.name, p0.clone());
+        let model = TextModel::new(p0, s.data, &mut stream);
+        let mut e = world.spawn((
+            EntityName(Arc::from(s.name.as_str())),
+            ScenarioOrder(order),
+            RandomStream(stream),
+            TextAgent { model, batch: s.batch, steps: s.steps },
+            SamplingTemperature(1.0),
+        ));
+        if s.frozen {
+            e.insert(Frozen);
+        }
+        by_name.insert(&s.name, e.id());
+    }
+    let lookup = |by_name: &HashMap<&str, Entity>, entity: &str, target: &str| {
+        by_name
+            .get(target)
+            .copied()
+            .ok_or_else(|| BuildError { entity: entity.to_string(), message: format!("no model called `{target}`") })
+    };
+    for (order, spec) in scenario.entities.iter().enumerate() {
+        let EntitySpec::ImageModel(s) = spec else { continue };
+        let text = lookup(&by_name, &s.name, &s.conditioned_on)?;
+        let mut stream = entity_stream(scenario.seed, replicate, &s.name);
+        let model = gaussian_model(s, &texts[s.conditioned_on.as_str()], &mut stream);
+        let agent = ConditionalAgent { model: Box::new(model), batch: s.batch, steps: s.steps, allocation: s.allocation };
+        let mut e = world.spawn((
+            EntityName(Arc::from(s.name.as_str())),
+            ScenarioOrder(order),
+            RandomStream(stream),
+            agent,
+            ConditionedOn(text),
+            SamplingTemperature(1.0),
+        ));
+        if s.frozen {
+            e.insert(Frozen);
+        }
+        by_name.insert(&s.name, e.id());
+    }
+    for (order, spec) in scenario.entities.iter().enumerate() {
+        let EntitySpec::Temperature(s) = spec else { continue };
+        let target = lookup(&by_name, &s.name, &s.target)?;
+        world.spawn((EntityName(Arc::from(s.name.as_str())), ScenarioOrder(order), Temperature { t: s.t }, Targets(target)));
+    }
+    Ok(world)
+}
+
+fn gaussian_model(s: &ImageModelSpec, p0: &[f64], stream: &mut crate::rng::Stream) -> GaussianImageModel {
+    let (k, d) = (p0.len(), s.dim as usize);
+    let mu0 = match &s.means {
+        Means::UnitCircle => unit_circle_means(k, d),
+        Means::Explicit(m) => m.iter().map(|v| DVector::from_column_slice(v)).collect(),
+    };
+    let sigma0 = initial_covariances(&s.covariance, k, d);
+    let prior = (DVector::zeros(d), sigma0[0].clone());
+    let mut model = GaussianImageModel::new(mu0, sigma0, s.estimator, s.data, prior);
+    if let DataPolicy::Accumulate { initial } = s.data {
+        // The initial real dataset: `initial` pairs of the initial joint model, captions from
+        // the text model's p0 and images from the initial conditionals.
+        let mut counts = Vec::new();
+        multinomial_counts(initial, p0, stream, &mut counts);
+        model.seed_accumulated(&counts, stream);
+    }
+    model
+}

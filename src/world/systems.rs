@@ -1,0 +1,311 @@
+//! The systems of a training round (SPEC sections 2-4 and 7).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bevy_ecs::prelude::*;
+
+use super::RunError;
+use super::components::*;
+use crate::metrics::{coupling, text as tm};
+use crate::models::text::{accumulate_caption_posterior, multinomial_counts, tempered};
+use crate::models::{Allocation, ModelError};
+
+/// One measured value: tidy, one row per round, model, text (for per-text metrics) and metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRow {
+    /// Round (0 = the initial state).
+    pub round: u64,
+    /// Model entity name.
+    pub model: Arc<str>,
+    /// Text index (0-based) for per-text metrics.
+    pub text: Option<u32>,
+    /// Metric name.
+    pub metric: Arc<str>,
+    /// Value.
+    pub value: f64,
+}
+
+/// Copies every sampler's temperature onto its target.
+pub fn sync_temperatures(samplers: Query<(&Temperature, &Targets)>, mut targets: Query<&mut SamplingTemperature>) {
+    for (t, target) in &samplers {
+        if let Ok(mut s) = targets.get_mut(target.0) {
+            s.0 = t.t;
+        }
+    }
+}
+
+/// Conditional models remember this round's starting parameters (for local drift).
+pub fn begin_round(mut conditionals: Query<&mut ConditionalAgent>) {
+    for mut c in &mut conditionals {
+        c.model.begin_round();
+    }
+}
+
+/// Scratch buffers reused by the phase systems across rounds.
+#[derive(Default)]
+pub struct PhaseBuffers {
+    sampling_p: Vec<f64>,
+    counts: Vec<usize>,
+    real_counts: Vec<usize>,
+    samples: Vec<f64>,
+    real_samples: Vec<f64>,
+    pooled: Vec<f64>,
+    pooled_counts: Vec<usize>,
+    log_likelihood: Vec<f64>,
+    soft_counts: Vec<f64>,
+    scratch: Vec<f64>,
+    order: Vec<(ScenarioOrder, Entity)>,
+    conditionals: Vec<(ScenarioOrder, Entity)>,
+}
+
+type ConditionalQuery<'w, 's, F> = Query<
+    'w,
+    's,
+    (&'static mut ConditionalAgent, &'static ConditionedOn, &'static mut RandomStream, &'static SamplingTemperature, &'static EntityName),
+    F,
+>;
+
+fn sorted<'a>(out: &mut Vec<(ScenarioOrder, Entity)>, it: impl Iterator<Item = (&'a ScenarioOrder, Entity)>) {
+    out.clear();
+    out.extend(it.map(|(o, e)| (*o, e)));
+    out.sort_unstable();
+}
+
+/// Text phase (SPEC section 3): each unfrozen text model, `M` times, draws a batch of
+/// captions from `tau_T(p)`, lets every conditional model of it generate a sample per caption,
+/// and refits `p` on the caption posterior under its own prior `p`.
+pub fn text_phase(
+    mut texts: Query<(Entity, &ScenarioOrder, &mut TextAgent, &mut RandomStream, &SamplingTemperature, &EntityName), Without<Frozen>>,
+    mut conditionals: ConditionalQuery<(Without<TextAgent>, With<ConditionedOn>)>,
+    orders: Query<(&ScenarioOrder, Entity), With<ConditionalAgent>>,
+    round: Res<RoundCounter>,
+    mut failure: ResMut<Failure>,
+    mut buf: Local<PhaseBuffers>,
+) {
+    if failure.0.is_some() {
+        return;
+    }
+    let buf = &mut *buf;
+    sorted(&mut buf.order, texts.iter().map(|(e, o, ..)| (o, e)));
+    sorted(&mut buf.conditionals, orders.iter());
+    for &(_, text_entity) in &buf.order {
+        let (_, _, mut agent, mut stream, temperature, _) = texts.get_mut(text_entity).expect("listed above");
+        let agent = &mut *agent;
+        let k = agent.model.num_texts();
+        for _ in 0..agent.steps {
+            let real = agent.model.policy.real_count(agent.batch as usize);
+            tempered(&agent.model.p, temperature.0, &mut buf.sampling_p);
+            multinomial_counts(agent.batch - real as u64, &buf.sampling_p, &mut stream.0, &mut buf.counts);
+            let n: usize = buf.counts.iter().sum();
+            buf.log_likelihood.clear();
+            buf.log_likelihood.resize(n * k, 0.0);
+            for &(_, ce) in &buf.conditionals {
+                let Ok((mut c, on, mut c_stream, c_temp, c_name)) = conditionals.get_mut(ce) else { continue };
+                if on.0 != text_entity {
+                    continue;
+                }
+                let result = c
+                    .model
+                    .sample(&buf.counts, c_temp.0, &mut c_stream.0, &mut buf.samples)
+                    .and_then(|()| check_len("sample", buf.samples.len(), n * c.model.dim()))
+                    .and_then(|()| c.model.add_log_likelihood(&buf.samples, &mut buf.log_likelihood))
+                    .and_then(|()| check_finite("log_likelihood", &buf.log_likelihood));
+                if let Err(source) = result {
+                    failure.0 = Some(RunError::Model { round: round.0, model: c_name.0.to_string(), source });
+                    return;
+                }
+            }
+            buf.soft_counts.clear();
+            buf.soft_counts.resize(k, 0.0);
+            accumulate_caption_posterior(&agent.model.p, &buf.log_likelihood, &mut buf.soft_counts, &mut buf.scratch);
+            if real > 0 {
+                // Fresh-data policy: real captions are labelled, so they count one-hot.
+                multinomial_counts(real as u64, &agent.model.p0, &mut stream.0, &mut buf.real_counts);
+                for (s, &r) in buf.soft_counts.iter_mut().zip(&buf.real_counts) {
+                    *s += r as f64;
+                }
+            }
+            agent.model.refit(&buf.soft_counts);
+        }
+    }
+}
+
+/// Image phase (SPEC section 3): each unfrozen conditional model, `N_t` times, draws a fresh
+/// batch (captions by its allocation, samples from itself) and refits per text.
+pub fn image_phase(
+    texts: Query<(&TextAgent, &SamplingTemperature)>,
+    mut conditionals: ConditionalQuery<Without<Frozen>>,
+    orders: Query<(&ScenarioOrder, Entity), (With<ConditionalAgent>, Without<Frozen>)>,
+    round: Res<RoundCounter>,
+    mut failure: ResMut<Failure>,
+    mut buf: Local<PhaseBuffers>,
+) {
+    if failure.0.is_some() {
+        return;
+    }
+    let buf = &mut *buf;
+    sorted(&mut buf.conditionals, orders.iter());
+    let order = std::mem::take(&mut buf.conditionals);
+    for &(_, ce) in &order {
+        let (mut c, on, mut stream, temperature, name) = conditionals.get_mut(ce).expect("listed above");
+        let Ok((text, text_temperature)) = texts.get(on.0) else { continue };
+        let c = &mut *c;
+        let policy = c.model.data_policy();
+        for _ in 0..c.steps {
+            // Synthetic and real (fresh-data policy) caption counts.
+            match c.allocation {
+                Allocation::Binomial => {
+                    let real = policy.real_count(c.batch as usize);
+                    tempered(&text.model.p, text_temperature.0, &mut buf.sampling_p);
+                    multinomial_counts(c.batch - real as u64, &buf.sampling_p, &mut stream.0, &mut buf.counts);
+                    multinomial_counts(real as u64, &text.model.p0, &mut stream.0, &mut buf.real_counts);
+                }
+                Allocation::Fixed(n) => {
+                    let real = policy.real_count(n);
+                    buf.counts.clear();
+                    buf.counts.resize(text.model.num_texts(), n - real);
+                    buf.real_counts.clear();
+                    buf.real_counts.resize(text.model.num_texts(), real);
+                }
+            }
+            let result = image_refit(c, &mut stream.0, temperature.0, buf);
+            if let Err(source) = result {
+                failure.0 = Some(RunError::Model { round: round.0, model: name.0.to_string(), source });
+                break;
+            }
+        }
+        if failure.0.is_some() {
+            break;
+        }
+    }
+    buf.conditionals = order;
+}
+
+fn image_refit(
+    c: &mut ConditionalAgent,
+    stream: &mut crate::rng::Stream,
+    temperature: f64,
+    buf: &mut PhaseBuffers,
+) -> Result<(), ModelError> {
+    let d = c.model.dim();
+    c.model.sample(&buf.counts, temperature, stream, &mut buf.samples)?;
+    check_len("sample", buf.samples.len(), buf.counts.iter().sum::<usize>() * d)?;
+    let real_total: usize = buf.real_counts.iter().sum();
+    if real_total == 0 {
+        return c.model.fit(&buf.counts, &buf.samples);
+    }
+    c.model.sample_initial(&buf.real_counts, stream, &mut buf.real_samples)?;
+    check_len("sample_initial", buf.real_samples.len(), real_total * d)?;
+    pool_by_text(&[(&buf.counts, &buf.samples), (&buf.real_counts, &buf.real_samples)], d, &mut buf.pooled_counts, &mut buf.pooled);
+    c.model.fit(&buf.pooled_counts, &buf.pooled)
+}
+
+/// Pools several caption-grouped batches into one, still grouped by caption: for each text,
+/// the samples of every batch in turn.
+pub fn pool_by_text(batches: &[(&[usize], &[f64])], d: usize, counts: &mut Vec<usize>, out: &mut Vec<f64>) {
+    let k = batches.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    counts.clear();
+    counts.resize(k, 0);
+    out.clear();
+    let mut offsets = vec![0usize; batches.len()];
+    for (i, total) in counts.iter_mut().enumerate() {
+        for (b, (c, samples)) in batches.iter().enumerate() {
+            let n = c.get(i).copied().unwrap_or(0);
+            out.extend_from_slice(&samples[offsets[b] * d..(offsets[b] + n) * d]);
+            offsets[b] += n;
+            *total += n;
+        }
+    }
+}
+
+fn check_len(call: &'static str, got: usize, expected: usize) -> Result<(), ModelError> {
+    if got == expected { Ok(()) } else { Err(ModelError::new(call, format!("returned {got} values, expected {expected}"))) }
+}
+
+fn check_finite(call: &'static str, values: &[f64]) -> Result<(), ModelError> {
+    match values.iter().position(|v| v.is_nan() || *v == f64::INFINITY) {
+        None => Ok(()),
+        Some(i) => Err(ModelError::new(call, format!("value {i} is {} (log-likelihoods must be finite or -inf)", values[i]))),
+    }
+}
+
+/// Interned metric names, so that steady-state rounds do not allocate a string per row.
+#[derive(Default)]
+pub struct MetricNames(HashSet<Arc<str>>);
+
+impl MetricNames {
+    fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.0.get(name) {
+            return n.clone();
+        }
+        let n: Arc<str> = Arc::from(name);
+        self.0.insert(n.clone());
+        n
+    }
+}
+
+/// Measures every metric of SPEC section 7 into [`Measurements`].
+pub fn measure(
+    texts: Query<(Entity, &ScenarioOrder, &TextAgent, &EntityName)>,
+    mut conditionals: Query<(Entity, &ScenarioOrder, &mut ConditionalAgent, &ConditionedOn, &EntityName)>,
+    round: Res<RoundCounter>,
+    mut measurements: ResMut<Measurements>,
+    mut failure: ResMut<Failure>,
+    mut names: Local<MetricNames>,
+    mut per_text: Local<Vec<f64>>,
+    mut scratch: Local<String>,
+    mut order: Local<Vec<(ScenarioOrder, Entity)>>,
+) {
+    if failure.0.is_some() {
+        return;
+    }
+    let rows = &mut measurements.0;
+    rows.clear();
+    let r = round.0;
+    sorted(&mut order, texts.iter().map(|(e, o, ..)| (o, e)));
+    for &(_, e) in order.iter() {
+        let (_, _, agent, name) = texts.get(e).expect("listed above");
+        let p = &agent.model.p;
+        let mut push = |metric: &str, text: Option<u32>, value: f64| {
+            rows.push(MetricRow { round: r, model: name.0.clone(), text, metric: names.get(metric), value })
+        };
+        push("gini_simpson", None, tm::gini_simpson(p));
+        push("entropy", None, tm::shannon_entropy(p));
+        push("effective_texts", None, tm::effective_texts(p));
+        push("support", None, tm::support(p) as f64);
+        push("max_p", None, tm::max_p(p));
+        push("spread", None, tm::spread(p));
+        push("tv_to_initial", None, tm::total_variation(p, &agent.model.p0));
+        for (i, &pi) in p.iter().enumerate() {
+            push("p", Some(i as u32), pi);
+        }
+    }
+    sorted(&mut order, conditionals.iter().map(|(e, o, ..)| (o, e)));
+    for &(_, e) in order.iter() {
+        let (_, _, mut agent, on, name) = conditionals.get_mut(e).expect("listed above");
+        let k = agent.model.num_texts();
+        scratch.clear();
+        scratch.push_str(agent.model.diversity_metric());
+        per_text.clear();
+        per_text.resize(k, f64::NAN);
+        let result = agent.model.metrics(&mut |metric: &str, i: usize, value: f64| {
+            if metric == scratch.as_str() && i < k {
+                per_text[i] = value;
+            }
+            rows.push(MetricRow { round: r, model: name.0.clone(), text: Some(i as u32), metric: names.get(metric), value });
+        });
+        if let Err(source) = result {
+            failure.0 = Some(RunError::Model { round: r, model: name.0.to_string(), source });
+            return;
+        }
+        let weighted = names.get(&format!("weighted_{}", scratch.as_str()));
+        let regularized = agent.model.take_regularized() as f64;
+        let mut push = |metric: Arc<str>, value: f64| rows.push(MetricRow { round: r, model: name.0.clone(), text: None, metric, value });
+        if let Ok((_, _, text, _)) = texts.get(on.0) {
+            push(weighted, coupling::weighted_mean(&text.model.p, &per_text));
+            push(names.get("matthew_index"), coupling::matthew_index(&text.model.p, &per_text));
+        }
+        push(names.get("regularized"), regularized);
+    }
+}
