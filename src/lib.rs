@@ -25,6 +25,7 @@
 // Bevy project allows these two lints for the same reason.
 #![allow(clippy::type_complexity, clippy::too_many_arguments)]
 
+pub mod bench;
 pub mod metrics;
 pub mod models;
 pub mod output;

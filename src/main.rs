@@ -50,6 +50,31 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Time training rounds of the paper's scenario at a given scale (for benchmarks).
+    ///
+    /// Prints one JSON line: K, d, N, rounds, measured, seconds, rounds_per_second. Runs on
+    /// one thread; one warm-up round is not timed.
+    #[command(name = "bench-round")]
+    BenchRound {
+        /// Number of texts K.
+        #[arg(long = "K", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+        k: u64,
+        /// Image dimension d.
+        #[arg(long = "d", default_value_t = 2, value_parser = clap::value_parser!(u64).range(2..))]
+        d: u64,
+        /// Pairs per batch N.
+        #[arg(long = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        n: u64,
+        /// Timed rounds.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        rounds: u64,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Also run the Measure phase (all metrics) every round.
+        #[arg(long)]
+        measure: bool,
+    },
     /// Check scenario files without running them (exit code 2 if any is invalid).
     Validate {
         /// Scenario files (RON).
@@ -80,6 +105,16 @@ fn main() -> ExitCode {
             }
             if bad { ExitCode::from(2) } else { ExitCode::SUCCESS }
         }
+        Command::BenchRound { k, d, n, rounds, seed, measure } => match coevo::bench::time_rounds(k, d, n, rounds, seed, measure) {
+            Ok(t) => {
+                println!("{}", serde_json::to_string(&t).expect("timing serialises"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Run { scenario: path, out, force, seed, rounds, replicates, threads, quiet } => {
             let (mut scenario, source) = match Scenario::load(&path) {
                 Ok(s) => s,

@@ -58,6 +58,7 @@ pub fn build_world(scenario: &Scenario, replicate: u64) -> Result<World, BuildEr
     world.insert_resource(RoundCounter(0));
     world.insert_resource(WorldInfo { replicate });
     world.insert_resource(Measurements::default());
+    world.insert_resource(Measuring(true));
     world.insert_resource(Failure::default());
 
     let mut by_name: HashMap<&str, Entity> = HashMap::new();

@@ -80,6 +80,10 @@ pub struct WorldInfo {
     pub replicate: u64,
 }
 
+/// Whether the Measure phase runs (on unless a benchmark switches it off).
+#[derive(Resource, Debug)]
+pub struct Measuring(pub bool);
+
 /// The measurements of the last measured round.
 #[derive(Resource, Debug, Default)]
 pub struct Measurements(pub Vec<MetricRow>);

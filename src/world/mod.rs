@@ -57,7 +57,7 @@ fn round_schedule() -> Schedule {
     schedule.add_systems((systems::sync_temperatures, systems::begin_round).chain().in_set(Phase::Prepare));
     schedule.add_systems(systems::text_phase.in_set(Phase::Text));
     schedule.add_systems(systems::image_phase.in_set(Phase::Image));
-    schedule.add_systems(systems::measure.in_set(Phase::Measure));
+    schedule.add_systems(systems::measure.run_if(|m: Res<Measuring>| m.0).in_set(Phase::Measure));
     schedule
 }
 
@@ -80,6 +80,15 @@ impl Simulation {
     /// Builds replicate `replicate` of `scenario` (which must have passed validation).
     pub fn new(scenario: &Scenario, replicate: u64) -> Result<Self, BuildError> {
         Ok(Simulation { world: build_world(scenario, replicate)?, round_schedule: round_schedule(), measure_schedule: measure_schedule() })
+    }
+
+    /// Switches the Measure phase on or off for the following rounds (benchmarks time the
+    /// training alone; a run always measures). Off, [`step`](Self::step) returns no rows.
+    pub fn set_measuring(&mut self, on: bool) {
+        self.world.resource_mut::<Measuring>().0 = on;
+        if !on {
+            self.world.resource_mut::<Measurements>().0.clear();
+        }
     }
 
     /// Number of completed rounds.
