@@ -109,8 +109,7 @@ pub const COEVO_LOG_TRACE: u32 = 5;
 
 /// Host log callback: `msg[..len]` is UTF-8, not NUL-terminated, valid only during the call.
 /// It may be called from any thread that is calling into the plugin.
-pub type CoevoLogFn =
-    unsafe extern "C" fn(ctx: *mut c_void, level: u32, msg: *const u8, len: usize);
+pub type CoevoLogFn = unsafe extern "C" fn(ctx: *mut c_void, level: u32, msg: *const u8, len: usize);
 
 /// Static description of one model carried by a library (an element of `CoevoPluginTable::models`).
 #[repr(C)]
@@ -181,30 +180,14 @@ pub type MetricCountFn = unsafe extern "C" fn(handle: *mut c_void) -> usize;
 /// `metric_name(handle, index)`: NUL-terminated name valid until `destroy`, or null if out of range.
 pub type MetricNameFn = unsafe extern "C" fn(handle: *mut c_void, index: usize) -> *const c_char;
 /// `metrics(handle, out, out_len, err)`: `out[i * M + m]`, `out_len == K * M`.
-pub type MetricsFn = unsafe extern "C" fn(
-    handle: *mut c_void,
-    out: *mut f64,
-    out_len: usize,
-    err: *mut CoevoErrorBuf,
-) -> CoevoStatus;
+pub type MetricsFn = unsafe extern "C" fn(handle: *mut c_void, out: *mut f64, out_len: usize, err: *mut CoevoErrorBuf) -> CoevoStatus;
 /// `add_text(handle, err)`: K grows by one; the new text starts at the model's prior.
-pub type AddTextFn =
-    unsafe extern "C" fn(handle: *mut c_void, err: *mut CoevoErrorBuf) -> CoevoStatus;
+pub type AddTextFn = unsafe extern "C" fn(handle: *mut c_void, err: *mut CoevoErrorBuf) -> CoevoStatus;
 /// `get_params(handle, out, out_len, needed, err)`: checkpoint the full state as f64s.
-pub type GetParamsFn = unsafe extern "C" fn(
-    handle: *mut c_void,
-    out: *mut f64,
-    out_len: usize,
-    needed: *mut usize,
-    err: *mut CoevoErrorBuf,
-) -> CoevoStatus;
+pub type GetParamsFn =
+    unsafe extern "C" fn(handle: *mut c_void, out: *mut f64, out_len: usize, needed: *mut usize, err: *mut CoevoErrorBuf) -> CoevoStatus;
 /// `set_params(handle, params, len, err)`: restore a checkpoint written by `get_params`.
-pub type SetParamsFn = unsafe extern "C" fn(
-    handle: *mut c_void,
-    params: *const f64,
-    len: usize,
-    err: *mut CoevoErrorBuf,
-) -> CoevoStatus;
+pub type SetParamsFn = unsafe extern "C" fn(handle: *mut c_void, params: *const f64, len: usize, err: *mut CoevoErrorBuf) -> CoevoStatus;
 
 /// The table returned by `coevo_plugin_entry()`. Static, immutable, valid forever.
 ///

@@ -21,13 +21,7 @@ pub trait DynModel: Send {
     /// See [`ConditionalModelPlugin::metric_names`].
     fn metric_names(&self) -> Vec<String>;
     /// See [`ConditionalModelPlugin::sample`].
-    fn sample(
-        &self,
-        counts: &[u64],
-        temperature: f64,
-        rng: &mut HostRng<'_>,
-        out: &mut [f64],
-    ) -> PluginResult<()>;
+    fn sample(&self, counts: &[u64], temperature: f64, rng: &mut HostRng<'_>, out: &mut [f64]) -> PluginResult<()>;
     /// See [`ConditionalModelPlugin::log_likelihood`].
     fn log_likelihood(&self, samples: &[f64], out: &mut [f64]) -> PluginResult<()>;
     /// See [`ConditionalModelPlugin::fit`].
@@ -52,13 +46,7 @@ impl<T: ConditionalModelPlugin> DynModel for T {
     fn metric_names(&self) -> Vec<String> {
         ConditionalModelPlugin::metric_names(self)
     }
-    fn sample(
-        &self,
-        counts: &[u64],
-        temperature: f64,
-        rng: &mut HostRng<'_>,
-        out: &mut [f64],
-    ) -> PluginResult<()> {
+    fn sample(&self, counts: &[u64], temperature: f64, rng: &mut HostRng<'_>, out: &mut [f64]) -> PluginResult<()> {
         ConditionalModelPlugin::sample(self, counts, temperature, rng, out)
     }
     fn log_likelihood(&self, samples: &[f64], out: &mut [f64]) -> PluginResult<()> {
@@ -100,10 +88,7 @@ impl Factory {
         ) -> PluginResult<Box<dyn DynModel>> {
             Ok(Box::new(T::create(params, num_texts, policy)?))
         }
-        Factory {
-            description: T::DESCRIPTION,
-            create: create_boxed::<T>,
-        }
+        Factory { description: T::DESCRIPTION, create: create_boxed::<T> }
     }
 }
 
@@ -140,17 +125,11 @@ struct CallError {
 }
 
 fn invalid(msg: impl Into<String>) -> CallError {
-    CallError {
-        status: COEVO_ERR_INVALID_ARGUMENT,
-        msg: msg.into(),
-    }
+    CallError { status: COEVO_ERR_INVALID_ARGUMENT, msg: msg.into() }
 }
 
 fn model_err(e: crate::sdk::PluginError) -> CallError {
-    CallError {
-        status: COEVO_ERR_MODEL,
-        msg: e.0,
-    }
+    CallError { status: COEVO_ERR_MODEL, msg: e.0 }
 }
 
 /// Write `msg` into the caller's buffer, truncated at a character boundary.
@@ -211,11 +190,7 @@ unsafe fn raw_slice<'a, T>(ptr: *const T, len: usize, what: &str) -> Result<&'a 
 }
 
 /// Mutable counterpart of [`raw_slice`].
-unsafe fn raw_slice_mut<'a, T>(
-    ptr: *mut T,
-    len: usize,
-    what: &str,
-) -> Result<&'a mut [T], CallError> {
+unsafe fn raw_slice_mut<'a, T>(ptr: *mut T, len: usize, what: &str) -> Result<&'a mut [T], CallError> {
     if len == 0 {
         return Ok(&mut []);
     }
@@ -233,10 +208,7 @@ unsafe fn raw_slice_mut<'a, T>(
 fn check_finite(values: &[f64], what: &str) -> Result<(), CallError> {
     match values.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
-        Some(j) => Err(invalid(format!(
-            "{what}[{j}] = {} is not finite",
-            values[j]
-        ))),
+        Some(j) => Err(invalid(format!("{what}[{j}] = {} is not finite", values[j]))),
     }
 }
 
@@ -244,24 +216,18 @@ fn check_finite(values: &[f64], what: &str) -> Result<(), CallError> {
 fn total_rows(counts: &[u64]) -> Result<usize, CallError> {
     let mut total: u64 = 0;
     for &c in counts {
-        total = total
-            .checked_add(c)
-            .ok_or_else(|| invalid("sum of counts overflows"))?;
+        total = total.checked_add(c).ok_or_else(|| invalid("sum of counts overflows"))?;
     }
     usize::try_from(total).map_err(|_| invalid("sum of counts does not fit in usize"))
 }
 
 fn checked_len(a: usize, b: usize, what: &str) -> Result<usize, CallError> {
-    a.checked_mul(b)
-        .ok_or_else(|| invalid(format!("{what} overflows usize")))
+    a.checked_mul(b).ok_or_else(|| invalid(format!("{what} overflows usize")))
 }
 
 fn check_num_texts(h: &Handle, num_texts: usize) -> Result<(), CallError> {
     if num_texts != h.num_texts {
-        return Err(invalid(format!(
-            "num_texts is {num_texts} but the model has {} texts",
-            h.num_texts
-        )));
+        return Err(invalid(format!("num_texts is {num_texts} but the model has {} texts", h.num_texts)));
     }
     Ok(())
 }
@@ -294,14 +260,7 @@ unsafe fn with_handle(
     let name = h.name.to_string_lossy().into_owned();
     if h.poisoned {
         // SAFETY: as above.
-        unsafe {
-            write_err(
-                err,
-                &format!(
-                    "{name}.{op}: model is poisoned by an earlier panic; only destroy is allowed"
-                ),
-            )
-        };
+        unsafe { write_err(err, &format!("{name}.{op}: model is poisoned by an earlier panic; only destroy is allowed")) };
         return COEVO_ERR_POISONED;
     }
     match catch_unwind(AssertUnwindSafe(|| f(&mut *h))) {
@@ -354,29 +313,21 @@ pub unsafe fn create(
         // SAFETY: non-null and writable by contract; cleared first so an error never leaves a
         // stale handle behind.
         unsafe { *out_handle = core::ptr::null_mut() };
-        let factory = factories.get(model_index).ok_or_else(|| {
-            invalid(format!(
-                "create: model_index {model_index} out of range (library has {} models)",
-                factories.len()
-            ))
-        })?;
+        let factory = factories
+            .get(model_index)
+            .ok_or_else(|| invalid(format!("create: model_index {model_index} out of range (library has {} models)", factories.len())))?;
         let name = factory.description.name.to_string_lossy();
-        let ctx = |e: CallError| CallError {
-            status: e.status,
-            msg: format!("{name}.create: {}", e.msg),
-        };
+        let ctx = |e: CallError| CallError { status: e.status, msg: format!("{name}.create: {}", e.msg) };
         if num_texts == 0 {
             return Err(ctx(invalid("num_texts must be at least 1")));
         }
         // SAFETY: params_len readable bytes by contract.
         let bytes = unsafe { raw_slice(params, params_len, "params") }.map_err(ctx)?;
-        let text = core::str::from_utf8(bytes)
-            .map_err(|e| ctx(invalid(format!("params are not UTF-8: {e}"))))?;
+        let text = core::str::from_utf8(bytes).map_err(|e| ctx(invalid(format!("params are not UTF-8: {e}"))))?;
         let value = if text.trim().is_empty() {
             serde_json::Value::Object(serde_json::Map::new())
         } else {
-            serde_json::from_str(text)
-                .map_err(|e| ctx(invalid(format!("params are not valid JSON: {e}"))))?
+            serde_json::from_str(text).map_err(|e| ctx(invalid(format!("params are not valid JSON: {e}"))))?
         };
         let policy = DataPolicy::from_raw(policy).map_err(|e| ctx(invalid(e.0)))?;
         let model = (factory.create)(&value, num_texts, policy).map_err(|e| ctx(model_err(e)))?;
@@ -385,27 +336,14 @@ pub unsafe fn create(
             return Err(ctx(model_err("model reported dim 0".into())));
         }
         if model.num_texts() != num_texts {
-            return Err(ctx(model_err(
-                format!(
-                    "model reports {} texts after create({num_texts})",
-                    model.num_texts()
-                )
-                .into(),
-            )));
+            return Err(ctx(model_err(format!("model reports {} texts after create({num_texts})", model.num_texts()).into())));
         }
         let metric_names = model
             .metric_names()
             .into_iter()
             .map(|m| CString::new(m).map_err(|_| ctx(model_err("metric name contains NUL".into()))))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Box::into_raw(Box::new(Handle {
-            model,
-            name: factory.description.name,
-            dim,
-            num_texts,
-            metric_names,
-            poisoned: false,
-        })))
+        Ok(Box::into_raw(Box::new(Handle { model, name: factory.description.name, dim, num_texts, metric_names, poisoned: false })))
     }));
     match result {
         Ok(Ok(h)) => {
@@ -488,9 +426,7 @@ pub unsafe extern "C" fn metric_name(handle: *mut c_void, index: usize) -> *cons
     }
     // SAFETY: live handle by contract; the CString lives until destroy.
     let h = unsafe { &*(handle as *const Handle) };
-    h.metric_names
-        .get(index)
-        .map_or(core::ptr::null(), |s| s.as_ptr())
+    h.metric_names.get(index).map_or(core::ptr::null(), |s| s.as_ptr())
 }
 
 /// Body of the table's `sample`.
@@ -514,21 +450,15 @@ pub unsafe extern "C" fn sample(
             check_num_texts(h, num_texts)?;
             let counts = raw_slice(counts, num_texts, "counts")?;
             if !(temperature.is_finite() && temperature > 0.0) {
-                return Err(invalid(format!(
-                    "temperature must be finite and > 0, got {temperature}"
-                )));
+                return Err(invalid(format!("temperature must be finite and > 0, got {temperature}")));
             }
             let expected = checked_len(total_rows(counts)?, h.dim, "sum(counts) * dim")?;
             if out_len != expected {
-                return Err(invalid(format!(
-                    "out_len is {out_len}, expected sum(counts) * dim = {expected}"
-                )));
+                return Err(invalid(format!("out_len is {out_len}, expected sum(counts) * dim = {expected}")));
             }
             let out = raw_slice_mut(out, out_len, "out")?;
             let mut rng = host_rng(rng)?;
-            h.model
-                .sample(counts, temperature, &mut rng, out)
-                .map_err(model_err)
+            h.model.sample(counts, temperature, &mut rng, out).map_err(model_err)
         })
     }
 }
@@ -550,9 +480,7 @@ pub unsafe extern "C" fn log_likelihood(
         with_handle(handle, err, "log_likelihood", |h| {
             let expected = checked_len(n, h.num_texts, "n * num_texts")?;
             if out_len != expected {
-                return Err(invalid(format!(
-                    "out_len is {out_len}, expected n * num_texts = {expected}"
-                )));
+                return Err(invalid(format!("out_len is {out_len}, expected n * num_texts = {expected}")));
             }
             let samples = raw_slice(samples, checked_len(n, h.dim, "n * dim")?, "samples")?;
             check_finite(samples, "samples")?;
@@ -582,9 +510,7 @@ pub unsafe extern "C" fn fit(
             let counts = raw_slice(counts, num_texts, "counts")?;
             let expected = checked_len(total_rows(counts)?, h.dim, "sum(counts) * dim")?;
             if samples_len != expected {
-                return Err(invalid(format!(
-                    "samples_len is {samples_len}, expected sum(counts) * dim = {expected}"
-                )));
+                return Err(invalid(format!("samples_len is {samples_len}, expected sum(counts) * dim = {expected}")));
             }
             let samples = raw_slice(samples, samples_len, "samples")?;
             check_finite(samples, "samples")?;
@@ -598,20 +524,13 @@ pub unsafe extern "C" fn fit(
 ///
 /// # Safety
 /// Pointer arguments must satisfy the ABI contract (README).
-pub unsafe extern "C" fn metrics(
-    handle: *mut c_void,
-    out: *mut f64,
-    out_len: usize,
-    err: *mut CoevoErrorBuf,
-) -> CoevoStatus {
+pub unsafe extern "C" fn metrics(handle: *mut c_void, out: *mut f64, out_len: usize, err: *mut CoevoErrorBuf) -> CoevoStatus {
     // SAFETY: contract of this function.
     unsafe {
         with_handle(handle, err, "metrics", |h| {
             let expected = checked_len(h.num_texts, h.metric_names.len(), "num_texts * M")?;
             if out_len != expected {
-                return Err(invalid(format!(
-                    "out_len is {out_len}, expected num_texts * metric_count = {expected}"
-                )));
+                return Err(invalid(format!("out_len is {out_len}, expected num_texts * metric_count = {expected}")));
             }
             let out = raw_slice_mut(out, out_len, "out")?;
             h.model.metrics(out).map_err(model_err)
@@ -632,13 +551,7 @@ pub unsafe extern "C" fn add_text(handle: *mut c_void, err: *mut CoevoErrorBuf) 
             if k != h.num_texts + 1 {
                 // The model's state no longer matches what we told the host: refuse further use.
                 h.poisoned = true;
-                return Err(model_err(
-                    format!(
-                        "model has {k} texts after add_text, expected {}",
-                        h.num_texts + 1
-                    )
-                    .into(),
-                ));
+                return Err(model_err(format!("model has {k} texts after add_text, expected {}", h.num_texts + 1).into()));
             }
             h.num_texts = k;
             Ok(())
@@ -666,10 +579,7 @@ pub unsafe extern "C" fn get_params(
             let params = h.model.get_params();
             *needed = params.len();
             if out_len < params.len() {
-                return Err(CallError {
-                    status: COEVO_ERR_BUFFER_TOO_SMALL,
-                    msg: format!("out_len is {out_len}, needs {}", params.len()),
-                });
+                return Err(CallError { status: COEVO_ERR_BUFFER_TOO_SMALL, msg: format!("out_len is {out_len}, needs {}", params.len()) });
             }
             let out = raw_slice_mut(out, out_len, "out")?;
             out[..params.len()].copy_from_slice(&params);
@@ -682,12 +592,7 @@ pub unsafe extern "C" fn get_params(
 ///
 /// # Safety
 /// Pointer arguments must satisfy the ABI contract (README).
-pub unsafe extern "C" fn set_params(
-    handle: *mut c_void,
-    params: *const f64,
-    len: usize,
-    err: *mut CoevoErrorBuf,
-) -> CoevoStatus {
+pub unsafe extern "C" fn set_params(handle: *mut c_void, params: *const f64, len: usize, err: *mut CoevoErrorBuf) -> CoevoStatus {
     // SAFETY: contract of this function.
     unsafe {
         with_handle(handle, err, "set_params", |h| {

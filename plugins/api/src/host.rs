@@ -126,56 +126,24 @@ impl fmt::Display for HostError {
             HostError::Load { path, message } => {
                 write!(f, "cannot load plugin library {path}: {message}")
             }
-            HostError::MissingEntry { path, message } => write!(
-                f,
-                "plugin library {path} has no `{COEVO_ENTRY_SYMBOL}` symbol: {message}"
-            ),
-            HostError::AbiMismatch {
-                origin,
-                found,
-                expected,
-            } => write!(
+            HostError::MissingEntry { path, message } => write!(f, "plugin library {path} has no `{COEVO_ENTRY_SYMBOL}` symbol: {message}"),
+            HostError::AbiMismatch { origin, found, expected } => write!(
                 f,
                 "plugin library {origin} uses plugin ABI version {found}, but this host supports version {expected}; rebuild the plugin against coevo-plugin-api {expected}"
             ),
             HostError::InvalidTable { origin, reason } => {
                 write!(f, "plugin library {origin} has an invalid table: {reason}")
             }
-            HostError::UnknownModel {
-                plugin,
-                model,
-                available,
-            } => write!(
-                f,
-                "plugin `{plugin}` has no model `{model}` (it has: {})",
-                available.join(", ")
-            ),
-            HostError::Usage {
-                plugin,
-                model,
-                op,
-                message,
-            } => write!(f, "plugin `{plugin}` model `{model}` {op}: {message}"),
-            HostError::Call {
-                plugin,
-                model,
-                op,
-                status,
-                message,
-            } => write!(
-                f,
-                "plugin `{plugin}` model `{model}` {op} failed ({}, status {status}): {message}",
-                status_name(*status)
-            ),
-            HostError::Contract {
-                plugin,
-                model,
-                op,
-                message,
-            } => write!(
-                f,
-                "plugin `{plugin}` model `{model}` {op} broke the plugin contract: {message}"
-            ),
+            HostError::UnknownModel { plugin, model, available } => {
+                write!(f, "plugin `{plugin}` has no model `{model}` (it has: {})", available.join(", "))
+            }
+            HostError::Usage { plugin, model, op, message } => write!(f, "plugin `{plugin}` model `{model}` {op}: {message}"),
+            HostError::Call { plugin, model, op, status, message } => {
+                write!(f, "plugin `{plugin}` model `{model}` {op} failed ({}, status {status}): {message}", status_name(*status))
+            }
+            HostError::Contract { plugin, model, op, message } => {
+                write!(f, "plugin `{plugin}` model `{model}` {op} broke the plugin contract: {message}")
+            }
         }
     }
 }
@@ -244,19 +212,13 @@ impl fmt::Debug for LoadedTable {
 /// Read a NUL-terminated UTF-8 string from the table.
 unsafe fn table_str(ptr: *const c_char, what: &str, origin: &str) -> Result<String, HostError> {
     if ptr.is_null() {
-        return Err(HostError::InvalidTable {
-            origin: origin.to_owned(),
-            reason: format!("{what} is null"),
-        });
+        return Err(HostError::InvalidTable { origin: origin.to_owned(), reason: format!("{what} is null") });
     }
     // SAFETY: non-null; the ABI says it is a NUL-terminated static string.
     unsafe { CStr::from_ptr(ptr) }
         .to_str()
         .map(str::to_owned)
-        .map_err(|_| HostError::InvalidTable {
-            origin: origin.to_owned(),
-            reason: format!("{what} is not UTF-8"),
-        })
+        .map_err(|_| HostError::InvalidTable { origin: origin.to_owned(), reason: format!("{what} is not UTF-8") })
 }
 
 impl LoadedTable {
@@ -268,38 +230,22 @@ impl LoadedTable {
     /// `table` must be null or point to memory that stays valid forever, readable for at least
     /// `size_of::<usize>() + size_of::<u32>()` bytes, and laid out as a `CoevoPluginTable` for
     /// as many bytes as its `struct_size` says; its strings and model array must be static.
-    pub unsafe fn from_raw(
-        table: *const CoevoPluginTable,
-        origin: impl Into<String>,
-    ) -> Result<LoadedTable, HostError> {
+    pub unsafe fn from_raw(table: *const CoevoPluginTable, origin: impl Into<String>) -> Result<LoadedTable, HostError> {
         let origin = origin.into();
-        let invalid = |reason: String| HostError::InvalidTable {
-            origin: origin.clone(),
-            reason,
-        };
+        let invalid = |reason: String| HostError::InvalidTable { origin: origin.clone(), reason };
         if table.is_null() {
             return Err(invalid(format!("{COEVO_ENTRY_SYMBOL}() returned null")));
         }
         // Read only the two leading fields before trusting the layout.
         // SAFETY: the caller guarantees these leading bytes are readable.
         let (struct_size, abi_version) = unsafe {
-            (
-                core::ptr::addr_of!((*table).struct_size).read_unaligned(),
-                core::ptr::addr_of!((*table).abi_version).read_unaligned(),
-            )
+            (core::ptr::addr_of!((*table).struct_size).read_unaligned(), core::ptr::addr_of!((*table).abi_version).read_unaligned())
         };
         if abi_version != COEVO_ABI_VERSION {
-            return Err(HostError::AbiMismatch {
-                origin,
-                found: abi_version,
-                expected: COEVO_ABI_VERSION,
-            });
+            return Err(HostError::AbiMismatch { origin, found: abi_version, expected: COEVO_ABI_VERSION });
         }
         if struct_size < core::mem::size_of::<CoevoPluginTable>() {
-            return Err(invalid(format!(
-                "struct_size is {struct_size}, expected at least {}",
-                core::mem::size_of::<CoevoPluginTable>()
-            )));
+            return Err(invalid(format!("struct_size is {struct_size}, expected at least {}", core::mem::size_of::<CoevoPluginTable>())));
         }
         if !table.is_aligned() {
             return Err(invalid("table is not aligned".into()));
@@ -327,11 +273,7 @@ impl LoadedTable {
                     modality: table_str(m.modality, &format!("models[{k}].modality"), &origin)?,
                     dim_rule: table_str(m.dim_rule, &format!("models[{k}].dim_rule"), &origin)?,
                     fixed_dim: (m.fixed_dim != 0).then_some(m.fixed_dim),
-                    description: table_str(
-                        m.description,
-                        &format!("models[{k}].description"),
-                        &origin,
-                    )?,
+                    description: table_str(m.description, &format!("models[{k}].description"), &origin)?,
                 }
             };
             if models.iter().any(|o: &ModelMeta| o.name == meta.name) {
@@ -360,15 +302,7 @@ impl LoadedTable {
             get_params: req!(get_params),
             set_params: req!(set_params),
         };
-        Ok(LoadedTable {
-            inner: Arc::new(Inner {
-                origin,
-                name,
-                version,
-                models,
-                fns,
-            }),
-        })
+        Ok(LoadedTable { inner: Arc::new(Inner { origin, name, version, models, fns }) })
     }
 
     /// Where the table came from (library path or label).
@@ -393,15 +327,11 @@ impl LoadedTable {
 
     /// Index of the model called `name`.
     pub fn model_index(&self, name: &str) -> Result<usize, HostError> {
-        self.inner
-            .models
-            .iter()
-            .position(|m| m.name == name)
-            .ok_or_else(|| HostError::UnknownModel {
-                plugin: self.inner.name.clone(),
-                model: name.to_owned(),
-                available: self.inner.models.iter().map(|m| m.name.clone()).collect(),
-            })
+        self.inner.models.iter().position(|m| m.name == name).ok_or_else(|| HostError::UnknownModel {
+            plugin: self.inner.name.clone(),
+            model: name.to_owned(),
+            available: self.inner.models.iter().map(|m| m.name.clone()).collect(),
+        })
     }
 
     /// Install a raw log callback in the library (replacing any previous one).
@@ -430,48 +360,27 @@ impl LoadedTable {
                 unsafe { core::slice::from_raw_parts(msg, len) }
             };
             let text = String::from_utf8_lossy(bytes);
-            let _ = std::panic::catch_unwind(|| {
-                (ctx.sink)(&ctx.plugin, LogLevel::from_raw(level), &text)
-            });
+            let _ = std::panic::catch_unwind(|| (ctx.sink)(&ctx.plugin, LogLevel::from_raw(level), &text));
         }
         // Leaked on purpose: the library may log at any time until the process ends, and
         // libraries are never unloaded. One small allocation per call.
-        let ctx = Box::leak(Box::new(SinkCtx {
-            plugin: self.inner.name.clone(),
-            sink,
-        }));
+        let ctx = Box::leak(Box::new(SinkCtx { plugin: self.inner.name.clone(), sink }));
         // SAFETY: the trampoline is thread-safe and ctx lives forever.
         unsafe { self.set_logger_raw(ctx as *mut SinkCtx as *mut c_void, Some(trampoline)) }
     }
 
     /// Create a model by name. `params_json` is the scenario's JSON (`""` or `"{}"` for none).
-    pub fn create_by_name(
-        &self,
-        model: &str,
-        params_json: &str,
-        num_texts: usize,
-        policy: DataPolicy,
-    ) -> Result<PluginModel, HostError> {
+    pub fn create_by_name(&self, model: &str, params_json: &str, num_texts: usize, policy: DataPolicy) -> Result<PluginModel, HostError> {
         self.create(self.model_index(model)?, params_json, num_texts, policy)
     }
 
     /// Create model `model_index` with `num_texts` texts, then check what it reports.
-    pub fn create(
-        &self,
-        model_index: usize,
-        params_json: &str,
-        num_texts: usize,
-        policy: DataPolicy,
-    ) -> Result<PluginModel, HostError> {
-        let meta = self
-            .inner
-            .models
-            .get(model_index)
-            .ok_or_else(|| HostError::UnknownModel {
-                plugin: self.inner.name.clone(),
-                model: format!("#{model_index}"),
-                available: self.inner.models.iter().map(|m| m.name.clone()).collect(),
-            })?;
+    pub fn create(&self, model_index: usize, params_json: &str, num_texts: usize, policy: DataPolicy) -> Result<PluginModel, HostError> {
+        let meta = self.inner.models.get(model_index).ok_or_else(|| HostError::UnknownModel {
+            plugin: self.inner.name.clone(),
+            model: format!("#{model_index}"),
+            available: self.inner.models.iter().map(|m| m.name.clone()).collect(),
+        })?;
         let mut err = ErrBuf::new();
         let mut handle: *mut c_void = core::ptr::null_mut();
         // SAFETY: all buffers are valid for the call.
@@ -486,12 +395,8 @@ impl LoadedTable {
                 err.raw(),
             )
         };
-        let fail = |message: String| HostError::Contract {
-            plugin: self.inner.name.clone(),
-            model: meta.name.clone(),
-            op: "create",
-            message,
-        };
+        let fail =
+            |message: String| HostError::Contract { plugin: self.inner.name.clone(), model: meta.name.clone(), op: "create", message };
         if status != COEVO_OK {
             if !handle.is_null() {
                 // SAFETY: the plugin returned a handle despite failing; free it, never use it.
@@ -507,14 +412,7 @@ impl LoadedTable {
         }
         let handle = NonNull::new(handle).ok_or_else(|| fail("returned a null handle".into()))?;
         // From here the PluginModel owns the handle, so every early return destroys it.
-        let mut model = PluginModel {
-            table: self.clone(),
-            model_index,
-            handle,
-            dim: 0,
-            num_texts,
-            metric_names: Vec::new(),
-        };
+        let mut model = PluginModel { table: self.clone(), model_index, handle, dim: 0, num_texts, metric_names: Vec::new() };
         let f = &self.inner.fns;
         // SAFETY: live handle.
         let dim = unsafe { (f.dim)(handle.as_ptr()) };
@@ -541,10 +439,7 @@ impl LoadedTable {
                 return Err(fail(format!("metric_name({idx}) is null")));
             }
             // SAFETY: non-null NUL-terminated string by the ABI; copied immediately.
-            let name = unsafe { CStr::from_ptr(p) }
-                .to_str()
-                .map_err(|_| fail(format!("metric_name({idx}) is not UTF-8")))?
-                .to_owned();
+            let name = unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| fail(format!("metric_name({idx}) is not UTF-8")))?.to_owned();
             model.metric_names.push(name);
         }
         Ok(model)
@@ -561,11 +456,7 @@ impl ErrBuf {
     fn new() -> Box<ErrBuf> {
         let mut b = Box::new(ErrBuf {
             bytes: vec![0u8; ERR_CAPACITY],
-            raw: CoevoErrorBuf {
-                ptr: core::ptr::null_mut(),
-                capacity: ERR_CAPACITY,
-                written: 0,
-            },
+            raw: CoevoErrorBuf { ptr: core::ptr::null_mut(), capacity: ERR_CAPACITY, written: 0 },
         });
         b.raw.ptr = b.bytes.as_mut_ptr();
         b
@@ -578,11 +469,7 @@ impl ErrBuf {
     fn message(&self) -> String {
         let n = self.raw.written.min(ERR_CAPACITY);
         let msg = String::from_utf8_lossy(&self.bytes[..n]).into_owned();
-        if msg.is_empty() {
-            "(no message)".to_owned()
-        } else {
-            msg
-        }
+        if msg.is_empty() { "(no message)".to_owned() } else { msg }
     }
 }
 
@@ -594,10 +481,7 @@ struct OutBuf {
 
 impl OutBuf {
     fn new(len: usize) -> OutBuf {
-        OutBuf {
-            data: vec![f64::from_bits(CANARY_BITS); len + GUARD],
-            len,
-        }
+        OutBuf { data: vec![f64::from_bits(CANARY_BITS); len + GUARD], len }
     }
 
     fn ptr(&mut self) -> *mut f64 {
@@ -606,23 +490,11 @@ impl OutBuf {
 
     /// Check guard and canaries, then return the `len` values.
     fn finish(mut self) -> Result<Vec<f64>, String> {
-        if self.data[self.len..]
-            .iter()
-            .any(|v| v.to_bits() != CANARY_BITS)
-        {
-            return Err(format!(
-                "wrote past the end of its {}-element output buffer (memory may be corrupted)",
-                self.len
-            ));
+        if self.data[self.len..].iter().any(|v| v.to_bits() != CANARY_BITS) {
+            return Err(format!("wrote past the end of its {}-element output buffer (memory may be corrupted)", self.len));
         }
-        if let Some(j) = self.data[..self.len]
-            .iter()
-            .position(|v| v.to_bits() == CANARY_BITS)
-        {
-            return Err(format!(
-                "reported success but left output element {j} of {} unwritten",
-                self.len
-            ));
+        if let Some(j) = self.data[..self.len].iter().position(|v| v.to_bits() == CANARY_BITS) {
+            return Err(format!("reported success but left output element {j} of {} unwritten", self.len));
         }
         self.data.truncate(self.len);
         Ok(self.data)
@@ -698,21 +570,11 @@ impl PluginModel {
     }
 
     fn usage(&self, op: &'static str, message: String) -> HostError {
-        HostError::Usage {
-            plugin: self.table.name().to_owned(),
-            model: self.model_name().to_owned(),
-            op,
-            message,
-        }
+        HostError::Usage { plugin: self.table.name().to_owned(), model: self.model_name().to_owned(), op, message }
     }
 
     fn contract(&self, op: &'static str, message: String) -> HostError {
-        HostError::Contract {
-            plugin: self.table.name().to_owned(),
-            model: self.model_name().to_owned(),
-            op,
-            message,
-        }
+        HostError::Contract { plugin: self.table.name().to_owned(), model: self.model_name().to_owned(), op, message }
     }
 
     fn status(&self, op: &'static str, status: CoevoStatus, err: &ErrBuf) -> Result<(), HostError> {
@@ -732,12 +594,7 @@ impl PluginModel {
     fn check_shape(&self, op: &'static str) -> Result<(), HostError> {
         let f = &self.table.inner.fns;
         // SAFETY: live handle; &self methods are only called from &mut self methods here.
-        let (k, d) = unsafe {
-            (
-                (f.num_texts)(self.handle.as_ptr()),
-                (f.dim)(self.handle.as_ptr()),
-            )
-        };
+        let (k, d) = unsafe { ((f.num_texts)(self.handle.as_ptr()), (f.dim)(self.handle.as_ptr())) };
         if k != self.num_texts {
             return Err(self.contract(op, format!("num_texts is {k}, expected {}", self.num_texts)));
         }
@@ -749,10 +606,7 @@ impl PluginModel {
 
     fn rows(&self, op: &'static str, counts: &[u64]) -> Result<usize, HostError> {
         if counts.len() != self.num_texts {
-            return Err(self.usage(
-                op,
-                format!("{} counts for {} texts", counts.len(), self.num_texts),
-            ));
+            return Err(self.usage(op, format!("{} counts for {} texts", counts.len(), self.num_texts)));
         }
         counts
             .iter()
@@ -762,12 +616,7 @@ impl PluginModel {
     }
 
     /// Draw `counts[i]` samples for text `i` (caption-grouped, row-major `n x dim`).
-    pub fn sample<R: rand_core::Rng>(
-        &mut self,
-        counts: &[u64],
-        temperature: f64,
-        rng: &mut R,
-    ) -> Result<Vec<f64>, HostError> {
+    pub fn sample<R: rand_core::Rng>(&mut self, counts: &[u64], temperature: f64, rng: &mut R) -> Result<Vec<f64>, HostError> {
         const OP: &str = "sample";
         let len = self.rows(OP, counts)?;
         let mut out = OutBuf::new(len);
@@ -800,46 +649,20 @@ impl PluginModel {
     pub fn log_likelihood(&mut self, samples: &[f64]) -> Result<Vec<f64>, HostError> {
         const OP: &str = "log_likelihood";
         if !samples.len().is_multiple_of(self.dim) {
-            return Err(self.usage(
-                OP,
-                format!(
-                    "{} values is not a multiple of dim {}",
-                    samples.len(),
-                    self.dim
-                ),
-            ));
+            return Err(self.usage(OP, format!("{} values is not a multiple of dim {}", samples.len(), self.dim)));
         }
         let n = samples.len() / self.dim;
-        let len = n
-            .checked_mul(self.num_texts)
-            .ok_or_else(|| self.usage(OP, "n * K overflows".into()))?;
+        let len = n.checked_mul(self.num_texts).ok_or_else(|| self.usage(OP, "n * K overflows".into()))?;
         let mut out = OutBuf::new(len);
         let mut err = ErrBuf::new();
         // SAFETY: samples has n * dim elements, out has len (+ guard).
-        let status = unsafe {
-            (self.table.inner.fns.log_likelihood)(
-                self.handle.as_ptr(),
-                samples.as_ptr(),
-                n,
-                out.ptr(),
-                len,
-                err.raw(),
-            )
-        };
+        let status = unsafe { (self.table.inner.fns.log_likelihood)(self.handle.as_ptr(), samples.as_ptr(), n, out.ptr(), len, err.raw()) };
         self.status(OP, status, &err)?;
         let values = out.finish().map_err(|m| self.contract(OP, m))?;
-        if let Some(j) = values
-            .iter()
-            .position(|v| v.is_nan() || *v == f64::INFINITY)
-        {
+        if let Some(j) = values.iter().position(|v| v.is_nan() || *v == f64::INFINITY) {
             return Err(self.contract(
                 OP,
-                format!(
-                    "log-likelihood of sample {} under text {} is {}",
-                    j / self.num_texts,
-                    j % self.num_texts,
-                    values[j]
-                ),
+                format!("log-likelihood of sample {} under text {} is {}", j / self.num_texts, j % self.num_texts, values[j]),
             ));
         }
         self.check_shape(OP)?;
@@ -847,22 +670,11 @@ impl PluginModel {
     }
 
     /// Refit on a caption-grouped batch (`samples.len() == sum(counts) * dim`).
-    pub fn fit<R: rand_core::Rng>(
-        &mut self,
-        counts: &[u64],
-        samples: &[f64],
-        rng: &mut R,
-    ) -> Result<(), HostError> {
+    pub fn fit<R: rand_core::Rng>(&mut self, counts: &[u64], samples: &[f64], rng: &mut R) -> Result<(), HostError> {
         const OP: &str = "fit";
         let len = self.rows(OP, counts)?;
         if samples.len() != len {
-            return Err(self.usage(
-                OP,
-                format!(
-                    "{} sample values, expected sum(counts) * dim = {len}",
-                    samples.len()
-                ),
-            ));
+            return Err(self.usage(OP, format!("{} sample values, expected sum(counts) * dim = {len}", samples.len())));
         }
         let mut err = ErrBuf::new();
         let mut loan = RngLoan::new(rng);
@@ -890,22 +702,12 @@ impl PluginModel {
         let mut out = OutBuf::new(len);
         let mut err = ErrBuf::new();
         // SAFETY: out has len (+ guard).
-        let status = unsafe {
-            (self.table.inner.fns.metrics)(self.handle.as_ptr(), out.ptr(), len, err.raw())
-        };
+        let status = unsafe { (self.table.inner.fns.metrics)(self.handle.as_ptr(), out.ptr(), len, err.raw()) };
         self.status(OP, status, &err)?;
         let values = out.finish().map_err(|m| self.contract(OP, m))?;
         let m = self.metric_names.len().max(1);
         if let Some(j) = values.iter().position(|v| !v.is_finite()) {
-            return Err(self.contract(
-                OP,
-                format!(
-                    "metric `{}` of text {} is {}",
-                    self.metric_names[j % m],
-                    j / m,
-                    values[j]
-                ),
-            ));
+            return Err(self.contract(OP, format!("metric `{}` of text {} is {}", self.metric_names[j % m], j / m, values[j])));
         }
         self.check_shape(OP)?;
         Ok(values)
@@ -929,15 +731,7 @@ impl PluginModel {
         let mut needed = 0usize;
         let mut err = ErrBuf::new();
         // SAFETY: zero-length query; `needed` is writable.
-        let status = unsafe {
-            (f.get_params)(
-                self.handle.as_ptr(),
-                core::ptr::null_mut(),
-                0,
-                &mut needed,
-                err.raw(),
-            )
-        };
+        let status = unsafe { (f.get_params)(self.handle.as_ptr(), core::ptr::null_mut(), 0, &mut needed, err.raw()) };
         if status != COEVO_OK && status != COEVO_ERR_BUFFER_TOO_SMALL {
             self.status(OP, status, &err)?;
         }
@@ -945,21 +739,10 @@ impl PluginModel {
         let mut needed2 = 0usize;
         let mut err = ErrBuf::new();
         // SAFETY: out has `needed` (+ guard) elements.
-        let status = unsafe {
-            (f.get_params)(
-                self.handle.as_ptr(),
-                out.ptr(),
-                needed,
-                &mut needed2,
-                err.raw(),
-            )
-        };
+        let status = unsafe { (f.get_params)(self.handle.as_ptr(), out.ptr(), needed, &mut needed2, err.raw()) };
         self.status(OP, status, &err)?;
         if needed2 != needed {
-            return Err(self.contract(
-                OP,
-                format!("needed {needed} values, then {needed2} on the second call"),
-            ));
+            return Err(self.contract(OP, format!("needed {needed} values, then {needed2} on the second call")));
         }
         let values = out.finish().map_err(|m| self.contract(OP, m))?;
         if let Some(j) = values.iter().position(|v| !v.is_finite()) {
@@ -974,14 +757,7 @@ impl PluginModel {
         const OP: &str = "set_params";
         let mut err = ErrBuf::new();
         // SAFETY: params has len elements.
-        let status = unsafe {
-            (self.table.inner.fns.set_params)(
-                self.handle.as_ptr(),
-                params.as_ptr(),
-                params.len(),
-                err.raw(),
-            )
-        };
+        let status = unsafe { (self.table.inner.fns.set_params)(self.handle.as_ptr(), params.as_ptr(), params.len(), err.raw()) };
         self.status(OP, status, &err)?;
         // SAFETY: live handle.
         let k = unsafe { (self.table.inner.fns.num_texts)(self.handle.as_ptr()) };
@@ -1003,19 +779,12 @@ impl PluginModel {
 pub unsafe fn load_library(path: &std::path::Path) -> Result<LoadedTable, HostError> {
     let shown = path.display().to_string();
     // SAFETY: forwarded contract.
-    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| HostError::Load {
-        path: shown.clone(),
-        message: e.to_string(),
-    })?;
+    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| HostError::Load { path: shown.clone(), message: e.to_string() })?;
     // Never unloaded: handles, metric-name pointers and log callbacks point into it.
     let lib: &'static libloading::Library = Box::leak(Box::new(lib));
     // SAFETY: the symbol's type is fixed by the ABI.
-    let entry = unsafe { lib.get::<CoevoEntryFn>(COEVO_ENTRY_SYMBOL.as_bytes()) }.map_err(|e| {
-        HostError::MissingEntry {
-            path: shown.clone(),
-            message: e.to_string(),
-        }
-    })?;
+    let entry = unsafe { lib.get::<CoevoEntryFn>(COEVO_ENTRY_SYMBOL.as_bytes()) }
+        .map_err(|e| HostError::MissingEntry { path: shown.clone(), message: e.to_string() })?;
     // SAFETY: calling the entry point is the documented way to obtain the table; the library
     // stays loaded forever, so the table does too.
     let table = unsafe { entry() };
@@ -1029,11 +798,7 @@ pub unsafe fn load_library(path: &std::path::Path) -> Result<LoadedTable, HostEr
 /// `["--release"]`) in `workspace_dir` and reads the `cdylib` artifact path from cargo's output.
 /// For tests; never call it from a build script (it would deadlock on the target directory).
 #[cfg(feature = "host")]
-pub fn cargo_build_plugin(
-    workspace_dir: &std::path::Path,
-    package: &str,
-    extra_args: &[&str],
-) -> Result<std::path::PathBuf, String> {
+pub fn cargo_build_plugin(workspace_dir: &std::path::Path, package: &str, extra_args: &[&str]) -> Result<std::path::PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = std::process::Command::new(&cargo)
         .current_dir(workspace_dir)
@@ -1042,10 +807,7 @@ pub fn cargo_build_plugin(
         .output()
         .map_err(|e| format!("cannot run {cargo}: {e}"))?;
     if !output.status.success() {
-        return Err(format!(
-            "cargo build -p {package} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
+        return Err(format!("cargo build -p {package} failed: {}", String::from_utf8_lossy(&output.stderr)));
     }
     let suffix = std::env::consts::DLL_SUFFIX;
     for line in String::from_utf8_lossy(&output.stdout).lines() {
@@ -1055,9 +817,7 @@ pub fn cargo_build_plugin(
         if msg["reason"] != "compiler-artifact" {
             continue;
         }
-        let is_cdylib = msg["target"]["kind"]
-            .as_array()
-            .is_some_and(|k| k.iter().any(|k| k == "cdylib"));
+        let is_cdylib = msg["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "cdylib"));
         if !is_cdylib {
             continue;
         }
@@ -1069,7 +829,5 @@ pub fn cargo_build_plugin(
             }
         }
     }
-    Err(format!(
-        "cargo build -p {package} produced no cdylib artifact"
-    ))
+    Err(format!("cargo build -p {package} produced no cdylib artifact"))
 }

@@ -27,13 +27,11 @@ pub mod log;
 pub mod sdk;
 
 pub use abi::{
-    COEVO_ABI_VERSION, COEVO_ENTRY_SYMBOL, CoevoDataPolicy, CoevoErrorBuf, CoevoModelInfo,
-    CoevoPluginTable, CoevoRng, CoevoStatus,
+    COEVO_ABI_VERSION, COEVO_ENTRY_SYMBOL, CoevoDataPolicy, CoevoErrorBuf, CoevoModelInfo, CoevoPluginTable, CoevoRng, CoevoStatus,
 };
 pub use log::LogLevel;
 pub use sdk::{
-    ConditionalModelPlugin, DataPolicy, HostRng, ModelDescription, PluginError, PluginResult,
-    RngLoan, caption_groups, fresh_real_count,
+    ConditionalModelPlugin, DataPolicy, HostRng, ModelDescription, PluginError, PluginResult, RngLoan, caption_groups, fresh_real_count,
 };
 /// Re-exported so plugins parse their params with the same `serde_json` as the SDK.
 pub use serde_json;
@@ -42,8 +40,8 @@ pub use serde_json;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::ffi::{
-        Factory, add_text, create, destroy, dim, fit, get_params, log_likelihood, metric_count,
-        metric_name, metrics, nul_terminate, num_texts, sample, set_logger, set_params,
+        Factory, add_text, create, destroy, dim, fit, get_params, log_likelihood, metric_count, metric_name, metrics, nul_terminate,
+        num_texts, sample, set_logger, set_params,
     };
 }
 

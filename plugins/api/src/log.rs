@@ -7,9 +7,7 @@
 use core::ffi::c_void;
 use std::sync::RwLock;
 
-use crate::abi::{
-    COEVO_LOG_DEBUG, COEVO_LOG_ERROR, COEVO_LOG_INFO, COEVO_LOG_TRACE, COEVO_LOG_WARN, CoevoLogFn,
-};
+use crate::abi::{COEVO_LOG_DEBUG, COEVO_LOG_ERROR, COEVO_LOG_INFO, COEVO_LOG_TRACE, COEVO_LOG_WARN, CoevoLogFn};
 
 /// Severity of a log message (numbering of `COEVO_LOG_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -9,10 +9,7 @@ use core::fmt;
 
 use rand_core::{TryRng, utils};
 
-use crate::abi::{
-    COEVO_POLICY_ACCUMULATE, COEVO_POLICY_FRESH, COEVO_POLICY_REPLACE, CoevoDataPolicy,
-    CoevoModelInfo, CoevoRng,
-};
+use crate::abi::{COEVO_POLICY_ACCUMULATE, COEVO_POLICY_FRESH, COEVO_POLICY_REPLACE, CoevoDataPolicy, CoevoModelInfo, CoevoRng};
 
 /// Error returned by a model: a message that reaches the host through the error buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,15 +83,10 @@ impl DataPolicy {
     pub fn from_raw(raw: CoevoDataPolicy) -> PluginResult<Self> {
         match raw.kind {
             COEVO_POLICY_REPLACE => Ok(DataPolicy::Replace),
-            COEVO_POLICY_ACCUMULATE => Ok(DataPolicy::Accumulate {
-                initial: raw.initial,
-            }),
+            COEVO_POLICY_ACCUMULATE => Ok(DataPolicy::Accumulate { initial: raw.initial }),
             COEVO_POLICY_FRESH => {
                 if !(0.0..=1.0).contains(&raw.lambda) {
-                    plugin_bail!(
-                        "fresh data policy needs lambda in [0, 1], got {}",
-                        raw.lambda
-                    );
+                    plugin_bail!("fresh data policy needs lambda in [0, 1], got {}", raw.lambda);
                 }
                 Ok(DataPolicy::Fresh { lambda: raw.lambda })
             }
@@ -105,21 +97,9 @@ impl DataPolicy {
     /// Encode as the C struct.
     pub fn to_raw(self) -> CoevoDataPolicy {
         match self {
-            DataPolicy::Replace => CoevoDataPolicy {
-                kind: COEVO_POLICY_REPLACE,
-                initial: 0,
-                lambda: 0.0,
-            },
-            DataPolicy::Accumulate { initial } => CoevoDataPolicy {
-                kind: COEVO_POLICY_ACCUMULATE,
-                initial,
-                lambda: 0.0,
-            },
-            DataPolicy::Fresh { lambda } => CoevoDataPolicy {
-                kind: COEVO_POLICY_FRESH,
-                initial: 0,
-                lambda,
-            },
+            DataPolicy::Replace => CoevoDataPolicy { kind: COEVO_POLICY_REPLACE, initial: 0, lambda: 0.0 },
+            DataPolicy::Accumulate { initial } => CoevoDataPolicy { kind: COEVO_POLICY_ACCUMULATE, initial, lambda: 0.0 },
+            DataPolicy::Fresh { lambda } => CoevoDataPolicy { kind: COEVO_POLICY_FRESH, initial: 0, lambda },
         }
     }
 }
@@ -191,11 +171,7 @@ impl<'a> HostRng<'a> {
     /// # Safety
     /// `raw.next_u64(raw.ctx)` must be safe to call for the lifetime `'a` on this thread.
     pub unsafe fn from_raw(raw: &'a mut CoevoRng) -> Option<Self> {
-        Some(HostRng {
-            ctx: raw.ctx,
-            next: raw.next_u64?,
-            _borrow: core::marker::PhantomData,
-        })
+        Some(HostRng { ctx: raw.ctx, next: raw.next_u64?, _borrow: core::marker::PhantomData })
     }
 }
 
@@ -235,13 +211,7 @@ impl<'a> RngLoan<'a> {
             let rng = unsafe { &mut *(ctx as *mut R) };
             rng.next_u64()
         }
-        RngLoan {
-            raw: CoevoRng {
-                ctx: rng as *mut R as *mut c_void,
-                next_u64: Some(trampoline::<R>),
-            },
-            _borrow: core::marker::PhantomData,
-        }
+        RngLoan { raw: CoevoRng { ctx: rng as *mut R as *mut c_void, next_u64: Some(trampoline::<R>) }, _borrow: core::marker::PhantomData }
     }
 
     /// Pointer to pass as the `rng` argument of `sample`/`fit`.
@@ -266,11 +236,7 @@ pub trait ConditionalModelPlugin: Send + Sized + 'static {
 
     /// Build a model with `num_texts >= 1` texts from the scenario's JSON params (`{}` when the
     /// scenario gave none). Reject bad params with a message naming the field.
-    fn create(
-        params: &serde_json::Value,
-        num_texts: usize,
-        policy: DataPolicy,
-    ) -> PluginResult<Self>;
+    fn create(params: &serde_json::Value, num_texts: usize, policy: DataPolicy) -> PluginResult<Self>;
 
     /// Sample dimension; must stay constant for the life of the instance.
     fn dim(&self) -> usize;
@@ -284,13 +250,7 @@ pub trait ConditionalModelPlugin: Send + Sized + 'static {
 
     /// Draw `counts[i]` samples from text `i`'s conditional at `temperature` (1.0 = identity;
     /// scales dispersion), written row-major into `out` (`out.len() == sum(counts) * dim`).
-    fn sample(
-        &self,
-        counts: &[u64],
-        temperature: f64,
-        rng: &mut HostRng<'_>,
-        out: &mut [f64],
-    ) -> PluginResult<()>;
+    fn sample(&self, counts: &[u64], temperature: f64, rng: &mut HostRng<'_>, out: &mut [f64]) -> PluginResult<()>;
 
     /// `out[j * K + i] = log q(y_j | i)` for the `n = samples.len() / dim` samples.
     /// `-inf` is allowed (zero density); NaN and `+inf` are rejected by the host.

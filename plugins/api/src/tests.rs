@@ -9,10 +9,7 @@ use rand_core::{Rng, SeedableRng};
 use crate::abi::*;
 use crate::host::{HostError, LoadedTable};
 use crate::sdk::caption_groups;
-use crate::{
-    ConditionalModelPlugin, DataPolicy, HostRng, LogLevel, ModelDescription, PluginResult, RngLoan,
-    plugin_bail, plugin_log,
-};
+use crate::{ConditionalModelPlugin, DataPolicy, HostRng, LogLevel, ModelDescription, PluginResult, RngLoan, plugin_bail, plugin_log};
 
 /// A minimal per-text location model: `y = mu_i + sqrt(T) * u`, `u` uniform with unit variance.
 struct Toy {
@@ -47,21 +44,12 @@ impl ConditionalModelPlugin for Toy {
         if dim == 0 {
             plugin_bail!("dim must be >= 1");
         }
-        let fault = obj
-            .get("fault")
-            .and_then(|f| f.as_str())
-            .unwrap_or("")
-            .to_owned();
+        let fault = obj.get("fault").and_then(|f| f.as_str()).unwrap_or("").to_owned();
         if fault == "create" {
             panic!("toy create panics on request");
         }
         let mu: Vec<f64> = (0..num_texts * dim).map(|j| j as f64).collect();
-        Ok(Toy {
-            dim,
-            mu0: mu.clone(),
-            mu,
-            fault,
-        })
+        Ok(Toy { dim, mu0: mu.clone(), mu, fault })
     }
 
     fn dim(&self) -> usize {
@@ -76,13 +64,7 @@ impl ConditionalModelPlugin for Toy {
         vec!["diversity".into(), "fidelity".into()]
     }
 
-    fn sample(
-        &self,
-        counts: &[u64],
-        temperature: f64,
-        rng: &mut HostRng<'_>,
-        out: &mut [f64],
-    ) -> PluginResult<()> {
+    fn sample(&self, counts: &[u64], temperature: f64, rng: &mut HostRng<'_>, out: &mut [f64]) -> PluginResult<()> {
         if self.fault == "sample" {
             panic!("toy sample panics on request");
         }
@@ -91,8 +73,7 @@ impl ConditionalModelPlugin for Toy {
         for (i, &c) in counts.iter().enumerate() {
             for _ in 0..c {
                 for d in 0..self.dim {
-                    out[row * self.dim + d] =
-                        self.mu[i * self.dim + d] + s * (uniform01(rng) - 0.5);
+                    out[row * self.dim + d] = self.mu[i * self.dim + d] + s * (uniform01(rng) - 0.5);
                 }
                 row += 1;
             }
@@ -132,8 +113,7 @@ impl ConditionalModelPlugin for Toy {
                 continue;
             }
             for d in 0..self.dim {
-                self.mu[i * self.dim + d] =
-                    g.iter().skip(d).step_by(self.dim).sum::<f64>() / n as f64;
+                self.mu[i * self.dim + d] = g.iter().skip(d).step_by(self.dim).sum::<f64>() / n as f64;
             }
         }
         plugin_log!(Info, "toy fitted {} texts", counts.len());
@@ -144,12 +124,7 @@ impl ConditionalModelPlugin for Toy {
         for i in 0..self.num_texts() {
             let r = i * self.dim..(i + 1) * self.dim;
             out[i * 2] = self.dim as f64;
-            out[i * 2 + 1] = self.mu[r.clone()]
-                .iter()
-                .zip(&self.mu0[r])
-                .map(|(a, b)| (a - b).powi(2))
-                .sum::<f64>()
-                .sqrt();
+            out[i * 2 + 1] = self.mu[r.clone()].iter().zip(&self.mu0[r]).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
         }
         if self.fault == "nan_metrics" {
             out[1] = f64::NAN;
@@ -180,10 +155,7 @@ impl ConditionalModelPlugin for Toy {
         };
         let k = k as usize;
         if k == 0 || params.len() != 1 + 2 * k * self.dim {
-            plugin_bail!(
-                "checkpoint has {} values, expected 1 + 2 * K * dim",
-                params.len()
-            );
+            plugin_bail!("checkpoint has {} values, expected 1 + 2 * K * dim", params.len());
         }
         self.mu = params[1..1 + k * self.dim].to_vec();
         self.mu0 = params[1 + k * self.dim..].to_vec();
@@ -195,13 +167,8 @@ impl ConditionalModelPlugin for Toy {
 struct Always;
 
 impl ConditionalModelPlugin for Always {
-    const DESCRIPTION: ModelDescription = ModelDescription {
-        name: c"always_zero",
-        modality: c"test",
-        dim_rule: c"1",
-        fixed_dim: 1,
-        description: c"every sample is 0",
-    };
+    const DESCRIPTION: ModelDescription =
+        ModelDescription { name: c"always_zero", modality: c"test", dim_rule: c"1", fixed_dim: 1, description: c"every sample is 0" };
     fn create(_: &serde_json::Value, num_texts: usize, _: DataPolicy) -> PluginResult<Self> {
         assert!(num_texts > 0);
         Ok(Always)
@@ -265,14 +232,8 @@ fn table_header_and_metadata() {
     assert_eq!(t.abi_version, COEVO_ABI_VERSION);
     // SAFETY: static NUL-terminated strings.
     unsafe {
-        assert_eq!(
-            CStr::from_ptr(t.plugin_name).to_str().unwrap(),
-            "test-plugin"
-        );
-        assert_eq!(
-            CStr::from_ptr(t.plugin_version).to_str().unwrap(),
-            env!("CARGO_PKG_VERSION")
-        );
+        assert_eq!(CStr::from_ptr(t.plugin_name).to_str().unwrap(), "test-plugin");
+        assert_eq!(CStr::from_ptr(t.plugin_version).to_str().unwrap(), env!("CARGO_PKG_VERSION"));
         assert_eq!(t.model_count, 2);
         let m = &*t.models.add(1);
         assert_eq!(CStr::from_ptr(m.name).to_str().unwrap(), "always_zero");
@@ -284,18 +245,13 @@ fn table_header_and_metadata() {
     assert_eq!(names, ["toy", "always_zero"]);
     assert_eq!(lt.models()[0].fixed_dim, None);
     assert_eq!(lt.model_index("always_zero").unwrap(), 1);
-    assert!(matches!(
-        lt.model_index("nope"),
-        Err(HostError::UnknownModel { .. })
-    ));
+    assert!(matches!(lt.model_index("nope"), Err(HostError::UnknownModel { .. })));
 }
 
 #[test]
 fn host_round_trip_through_function_pointers() {
     let lt = loaded();
-    let mut m = lt
-        .create_by_name("toy", r#"{"dim": 2}"#, 3, DataPolicy::Replace)
-        .unwrap();
+    let mut m = lt.create_by_name("toy", r#"{"dim": 2}"#, 3, DataPolicy::Replace).unwrap();
     assert_eq!((m.dim(), m.num_texts()), (2, 3));
     assert_eq!(m.metric_names(), ["diversity", "fidelity"]);
 
@@ -343,9 +299,7 @@ fn loglik_argmax_is_own_text() {
 #[test]
 fn panics_become_error_status_and_poison_the_handle() {
     let lt = loaded();
-    let mut m = lt
-        .create_by_name("toy", r#"{"fault": "sample"}"#, 2, DataPolicy::Replace)
-        .unwrap();
+    let mut m = lt.create_by_name("toy", r#"{"fault": "sample"}"#, 2, DataPolicy::Replace).unwrap();
     let e = m.sample(&[1, 1], 1.0, &mut rng(0)).unwrap_err();
     assert!(e.is_panic(), "{e}");
     let msg = e.to_string();
@@ -353,56 +307,34 @@ fn panics_become_error_status_and_poison_the_handle() {
     assert!(msg.contains("test-plugin"), "{msg}");
     // Poisoned now: every further call fails cleanly, drop (destroy) still works.
     let e = m.metrics().unwrap_err();
-    assert!(
-        matches!(e, HostError::Call { status, .. } if status == COEVO_ERR_POISONED),
-        "{e}"
-    );
+    assert!(matches!(e, HostError::Call { status, .. } if status == COEVO_ERR_POISONED), "{e}");
 
-    let mut m = lt
-        .create_by_name("toy", r#"{"fault": "fit"}"#, 1, DataPolicy::Replace)
-        .unwrap();
+    let mut m = lt.create_by_name("toy", r#"{"fault": "fit"}"#, 1, DataPolicy::Replace).unwrap();
     let e = m.fit(&[2], &[0.0, 1.0], &mut rng(0)).unwrap_err();
-    assert!(
-        e.is_panic() && e.to_string().contains("toy fit panics"),
-        "{e}"
-    );
+    assert!(e.is_panic() && e.to_string().contains("toy fit panics"), "{e}");
 
-    let e = lt
-        .create_by_name("toy", r#"{"fault": "create"}"#, 1, DataPolicy::Replace)
-        .unwrap_err();
-    assert!(
-        e.is_panic() && e.to_string().contains("toy create panics"),
-        "{e}"
-    );
+    let e = lt.create_by_name("toy", r#"{"fault": "create"}"#, 1, DataPolicy::Replace).unwrap_err();
+    assert!(e.is_panic() && e.to_string().contains("toy create panics"), "{e}");
 }
 
 #[test]
 fn bad_params_are_clear_errors() {
     let lt = loaded();
-    let e = lt
-        .create(0, "{not json", 2, DataPolicy::Replace)
-        .unwrap_err();
+    let e = lt.create(0, "{not json", 2, DataPolicy::Replace).unwrap_err();
     assert!(
         matches!(&e, HostError::Call { status, message, .. }
             if *status == COEVO_ERR_INVALID_ARGUMENT && message.contains("not valid JSON")),
         "{e}"
     );
-    let e = lt
-        .create(0, r#"{"dimm": 2}"#, 2, DataPolicy::Replace)
-        .unwrap_err();
+    let e = lt.create(0, r#"{"dimm": 2}"#, 2, DataPolicy::Replace).unwrap_err();
     assert!(
         matches!(&e, HostError::Call { status, message, .. }
             if *status == COEVO_ERR_MODEL && message.contains("unknown field `dimm`")),
         "{e}"
     );
     let e = lt.create(0, "{}", 0, DataPolicy::Replace).unwrap_err();
-    assert!(
-        e.to_string().contains("num_texts must be at least 1"),
-        "{e}"
-    );
-    let e = lt
-        .create(0, "{}", 2, DataPolicy::Fresh { lambda: 1.5 })
-        .unwrap_err();
+    assert!(e.to_string().contains("num_texts must be at least 1"), "{e}");
+    let e = lt.create(0, "{}", 2, DataPolicy::Fresh { lambda: 1.5 }).unwrap_err();
     assert!(e.to_string().contains("lambda in [0, 1]"), "{e}");
     let e = lt.create(7, "{}", 2, DataPolicy::Replace).unwrap_err();
     assert!(matches!(e, HostError::UnknownModel { .. }), "{e}");
@@ -416,131 +348,46 @@ fn bad_params_are_clear_errors() {
 fn raw_calls_check_sizes_and_pointers() {
     let t = coevo_plugin_table();
     let mut bytes = [0u8; 256];
-    let mut err = CoevoErrorBuf {
-        ptr: bytes.as_mut_ptr(),
-        capacity: bytes.len(),
-        written: 0,
-    };
+    let mut err = CoevoErrorBuf { ptr: bytes.as_mut_ptr(), capacity: bytes.len(), written: 0 };
     let mut h: *mut c_void = core::ptr::null_mut();
     let params = br#"{"dim": 2}"#;
     // SAFETY: valid buffers; every call below passes deliberately wrong sizes, never bad memory.
     unsafe {
-        let st = (t.create.unwrap())(
-            0,
-            params.as_ptr(),
-            params.len(),
-            2,
-            DataPolicy::Replace.to_raw(),
-            &mut h,
-            &mut err,
-        );
+        let st = (t.create.unwrap())(0, params.as_ptr(), params.len(), 2, DataPolicy::Replace.to_raw(), &mut h, &mut err);
         assert_eq!(st, COEVO_OK);
         assert_eq!(err.written, 0);
         assert_eq!((t.dim.unwrap())(h), 2);
         assert_eq!((t.metric_count.unwrap())(h), 2);
         assert!((t.metric_name.unwrap())(h, 2).is_null());
-        assert_eq!(
-            CStr::from_ptr((t.metric_name.unwrap())(h, 1))
-                .to_str()
-                .unwrap(),
-            "fidelity"
-        );
+        assert_eq!(CStr::from_ptr((t.metric_name.unwrap())(h, 1)).to_str().unwrap(), "fidelity");
 
         let mut r = rng(1);
         let mut loan = RngLoan::new(&mut r);
         let counts = [1u64, 2];
         let mut out = [0.0f64; 6];
-        let msg = |e: &CoevoErrorBuf| {
-            String::from_utf8_lossy(core::slice::from_raw_parts(e.ptr, e.written)).into_owned()
-        };
+        let msg = |e: &CoevoErrorBuf| String::from_utf8_lossy(core::slice::from_raw_parts(e.ptr, e.written)).into_owned();
         // Wrong output length.
-        let st = (t.sample.unwrap())(
-            h,
-            counts.as_ptr(),
-            2,
-            1.0,
-            loan.as_raw(),
-            out.as_mut_ptr(),
-            5,
-            &mut err,
-        );
+        let st = (t.sample.unwrap())(h, counts.as_ptr(), 2, 1.0, loan.as_raw(), out.as_mut_ptr(), 5, &mut err);
         assert_eq!(st, COEVO_ERR_INVALID_ARGUMENT);
-        assert!(
-            msg(&err).contains("expected sum(counts) * dim = 6"),
-            "{}",
-            msg(&err)
-        );
+        assert!(msg(&err).contains("expected sum(counts) * dim = 6"), "{}", msg(&err));
         // Wrong K.
-        let st = (t.sample.unwrap())(
-            h,
-            counts.as_ptr(),
-            1,
-            1.0,
-            loan.as_raw(),
-            out.as_mut_ptr(),
-            6,
-            &mut err,
-        );
+        let st = (t.sample.unwrap())(h, counts.as_ptr(), 1, 1.0, loan.as_raw(), out.as_mut_ptr(), 6, &mut err);
         assert_eq!(st, COEVO_ERR_INVALID_ARGUMENT);
         // Null output with non-zero length.
-        let st = (t.sample.unwrap())(
-            h,
-            counts.as_ptr(),
-            2,
-            1.0,
-            loan.as_raw(),
-            core::ptr::null_mut(),
-            6,
-            &mut err,
-        );
+        let st = (t.sample.unwrap())(h, counts.as_ptr(), 2, 1.0, loan.as_raw(), core::ptr::null_mut(), 6, &mut err);
         assert_eq!(st, COEVO_ERR_INVALID_ARGUMENT);
         // Bad temperature, null rng.
-        let st = (t.sample.unwrap())(
-            h,
-            counts.as_ptr(),
-            2,
-            0.0,
-            loan.as_raw(),
-            out.as_mut_ptr(),
-            6,
-            &mut err,
-        );
+        let st = (t.sample.unwrap())(h, counts.as_ptr(), 2, 0.0, loan.as_raw(), out.as_mut_ptr(), 6, &mut err);
         assert_eq!(st, COEVO_ERR_INVALID_ARGUMENT);
-        let st = (t.sample.unwrap())(
-            h,
-            counts.as_ptr(),
-            2,
-            1.0,
-            core::ptr::null_mut(),
-            out.as_mut_ptr(),
-            6,
-            &mut err,
-        );
+        let st = (t.sample.unwrap())(h, counts.as_ptr(), 2, 1.0, core::ptr::null_mut(), out.as_mut_ptr(), 6, &mut err);
         assert_eq!(st, COEVO_ERR_INVALID_ARGUMENT);
         // Correct call succeeds and clears the message.
-        let st = (t.sample.unwrap())(
-            h,
-            counts.as_ptr(),
-            2,
-            1.0,
-            loan.as_raw(),
-            out.as_mut_ptr(),
-            6,
-            &mut err,
-        );
+        let st = (t.sample.unwrap())(h, counts.as_ptr(), 2, 1.0, loan.as_raw(), out.as_mut_ptr(), 6, &mut err);
         assert_eq!(st, COEVO_OK);
         assert_eq!(err.written, 0);
         // Non-finite input to fit.
         out[3] = f64::NAN;
-        let st = (t.fit.unwrap())(
-            h,
-            counts.as_ptr(),
-            2,
-            out.as_ptr(),
-            6,
-            loan.as_raw(),
-            &mut err,
-        );
+        let st = (t.fit.unwrap())(h, counts.as_ptr(), 2, out.as_ptr(), 6, loan.as_raw(), &mut err);
         assert_eq!(st, COEVO_ERR_INVALID_ARGUMENT);
         assert!(msg(&err).contains("samples[3]"), "{}", msg(&err));
         // log_likelihood with wrong out_len.
@@ -562,12 +409,7 @@ fn raw_calls_check_sizes_and_pointers() {
         let st = (t.set_params.unwrap())(h, p.as_ptr(), needed - 1, &mut err);
         assert_eq!(st, COEVO_ERR_MODEL);
         // Null handle and null error buffer are tolerated.
-        let st = (t.metrics.unwrap())(
-            core::ptr::null_mut(),
-            met.as_mut_ptr(),
-            3,
-            core::ptr::null_mut(),
-        );
+        let st = (t.metrics.unwrap())(core::ptr::null_mut(), met.as_mut_ptr(), 3, core::ptr::null_mut());
         assert_eq!(st, COEVO_ERR_INVALID_ARGUMENT);
         assert_eq!((t.dim.unwrap())(core::ptr::null_mut()), 0);
         (t.destroy.unwrap())(h);
@@ -578,11 +420,7 @@ fn raw_calls_check_sizes_and_pointers() {
 #[test]
 fn error_buffer_truncates_at_char_boundary() {
     let mut bytes = [0xFFu8; 5];
-    let mut err = CoevoErrorBuf {
-        ptr: bytes.as_mut_ptr(),
-        capacity: 5,
-        written: 0,
-    };
+    let mut err = CoevoErrorBuf { ptr: bytes.as_mut_ptr(), capacity: 5, written: 0 };
     // "ab€€": the euro sign is 3 bytes, so only "ab€" (5 bytes) fits.
     // SAFETY: valid buffer.
     unsafe { crate::ffi::write_err(&mut err, "ab€€") };
@@ -599,36 +437,18 @@ fn error_buffer_truncates_at_char_boundary() {
 #[test]
 fn host_detects_lying_plugins() {
     let lt = loaded();
-    let mk = |fault: &str| {
-        lt.create_by_name(
-            "toy",
-            &format!(r#"{{"fault": "{fault}"}}"#),
-            2,
-            DataPolicy::Replace,
-        )
-        .unwrap()
-    };
+    let mk = |fault: &str| lt.create_by_name("toy", &format!(r#"{{"fault": "{fault}"}}"#), 2, DataPolicy::Replace).unwrap();
     let y = [0.5, 1.5];
     let e = mk("nan_loglik").log_likelihood(&y).unwrap_err();
-    assert!(
-        matches!(e, HostError::Contract { .. }) && e.to_string().contains("NaN"),
-        "{e}"
-    );
+    assert!(matches!(e, HostError::Contract { .. }) && e.to_string().contains("NaN"), "{e}");
     let e = mk("posinf_loglik").log_likelihood(&y).unwrap_err();
     assert!(matches!(e, HostError::Contract { .. }), "{e}");
     let ll = mk("neginf_loglik").log_likelihood(&y).unwrap();
     assert_eq!(ll[0], f64::NEG_INFINITY, "-inf (zero density) is allowed");
     let e = mk("short_loglik").log_likelihood(&y).unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("left output element 3 of 4 unwritten"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("left output element 3 of 4 unwritten"), "{e}");
     let e = mk("nan_metrics").metrics().unwrap_err();
-    assert!(
-        e.to_string().contains("metric `fidelity` of text 0 is NaN"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("metric `fidelity` of text 0 is NaN"), "{e}");
     let e = mk("add_text_twice").add_text().unwrap_err();
     assert!(e.to_string().contains("after add_text"), "{e}");
 }
@@ -652,42 +472,26 @@ unsafe extern "C" fn overrunning_log_likelihood(
 #[test]
 fn host_detects_overrun_and_bad_tables() {
     let base = coevo_plugin_table();
-    let patched: &'static CoevoPluginTable = Box::leak(Box::new(CoevoPluginTable {
-        log_likelihood: Some(overrunning_log_likelihood),
-        ..*base
-    }));
+    let patched: &'static CoevoPluginTable =
+        Box::leak(Box::new(CoevoPluginTable { log_likelihood: Some(overrunning_log_likelihood), ..*base }));
     // SAFETY: leaked, static-lifetime table.
     let lt = unsafe { LoadedTable::from_raw(patched, "overrun") }.unwrap();
     let mut m = lt.create(0, "", 2, DataPolicy::Replace).unwrap();
     let e = m.log_likelihood(&[0.0]).unwrap_err();
     assert!(e.to_string().contains("wrote past the end"), "{e}");
 
-    let bad_version: &'static CoevoPluginTable = Box::leak(Box::new(CoevoPluginTable {
-        abi_version: 99,
-        ..*base
-    }));
+    let bad_version: &'static CoevoPluginTable = Box::leak(Box::new(CoevoPluginTable { abi_version: 99, ..*base }));
     // SAFETY: as above.
     let e = unsafe { LoadedTable::from_raw(bad_version, "libold.so") }.unwrap_err();
-    assert_eq!(
-        e,
-        HostError::AbiMismatch {
-            origin: "libold.so".into(),
-            found: 99,
-            expected: COEVO_ABI_VERSION
-        }
-    );
+    assert_eq!(e, HostError::AbiMismatch { origin: "libold.so".into(), found: 99, expected: COEVO_ABI_VERSION });
     assert!(e.to_string().contains("libold.so"));
 
-    let small: &'static CoevoPluginTable = Box::leak(Box::new(CoevoPluginTable {
-        struct_size: 16,
-        ..*base
-    }));
+    let small: &'static CoevoPluginTable = Box::leak(Box::new(CoevoPluginTable { struct_size: 16, ..*base }));
     // SAFETY: as above.
     let e = unsafe { LoadedTable::from_raw(small, "x") }.unwrap_err();
     assert!(e.to_string().contains("struct_size is 16"), "{e}");
 
-    let no_fit: &'static CoevoPluginTable =
-        Box::leak(Box::new(CoevoPluginTable { fit: None, ..*base }));
+    let no_fit: &'static CoevoPluginTable = Box::leak(Box::new(CoevoPluginTable { fit: None, ..*base }));
     // SAFETY: as above.
     let e = unsafe { LoadedTable::from_raw(no_fit, "x") }.unwrap_err();
     assert!(e.to_string().contains("function `fit` is null"), "{e}");
@@ -703,10 +507,7 @@ fn host_detects_overrun_and_bad_tables() {
 static LOG_LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 fn record_log(plugin: &str, level: LogLevel, msg: &str) {
-    LOG_LINES
-        .lock()
-        .unwrap()
-        .push(format!("{plugin} {level:?} {msg}"));
+    LOG_LINES.lock().unwrap().push(format!("{plugin} {level:?} {msg}"));
 }
 
 #[test]
@@ -716,12 +517,7 @@ fn plugin_logs_reach_the_host_sink() {
     let mut m = lt.create(0, "", 1, DataPolicy::Replace).unwrap();
     m.fit(&[2], &[1.0, 2.0], &mut rng(0)).unwrap();
     let lines = LOG_LINES.lock().unwrap();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l == "test-plugin Info toy fitted 1 texts"),
-        "{lines:?}"
-    );
+    assert!(lines.iter().any(|l| l == "test-plugin Info toy fitted 1 texts"), "{lines:?}");
 }
 
 #[test]
@@ -741,28 +537,17 @@ fn host_rng_draws_whole_u64s() {
     let w2 = b.next_u64().to_le_bytes();
     assert_eq!(&bytes[..8], &w1);
     assert_eq!(&bytes[8..], &w2[..4]);
-    let mut null = CoevoRng {
-        ctx: core::ptr::null_mut(),
-        next_u64: None,
-    };
+    let mut null = CoevoRng { ctx: core::ptr::null_mut(), next_u64: None };
     // SAFETY: a null callback is rejected, never called.
     assert!(unsafe { HostRng::from_raw(&mut null) }.is_none());
 }
 
 #[test]
 fn data_policy_codec_and_fresh_split() {
-    for p in [
-        DataPolicy::Replace,
-        DataPolicy::Accumulate { initial: 100 },
-        DataPolicy::Fresh { lambda: 0.25 },
-    ] {
+    for p in [DataPolicy::Replace, DataPolicy::Accumulate { initial: 100 }, DataPolicy::Fresh { lambda: 0.25 }] {
         assert_eq!(DataPolicy::from_raw(p.to_raw()).unwrap(), p);
     }
-    let bad = CoevoDataPolicy {
-        kind: 9,
-        initial: 0,
-        lambda: 0.0,
-    };
+    let bad = CoevoDataPolicy { kind: 9, initial: 0, lambda: 0.0 };
     assert!(DataPolicy::from_raw(bad).is_err());
     assert_eq!(crate::fresh_real_count(10, 0.25), 3);
     assert_eq!(crate::fresh_real_count(10, 0.0), 0);

@@ -30,7 +30,7 @@ pub mod vonmises;
 
 use coevo_plugin_api::serde_json::{self, Value};
 use coevo_plugin_api::{
-    ConditionalModelPlugin, DataPolicy, HostRng, ModelDescription, PluginResult, caption_groups, fresh_real_count, plugin_bail,
+    ConditionalModelPlugin, DataPolicy, HostRng, ModelDescription, PluginResult, caption_groups, fresh_real_count, plugin_bail, plugin_log,
 };
 use core::f64::consts::TAU;
 use serde::Deserialize;
@@ -186,6 +186,7 @@ impl ConditionalModelPlugin for VonMisesPitch {
             plugin_bail!("prior.mean must be finite");
         }
         check_kappa("prior.kappa", prior_kappa)?;
+        plugin_log!(Debug, "von_mises_pitch: {num_texts} texts, kappa0 {}, policy {policy:?}", p.kappa0);
         Ok(VonMisesPitch {
             texts: means.into_iter().map(|m| Text::new(vonmises::wrap(m), p.kappa0)).collect(),
             policy,
