@@ -30,6 +30,7 @@ pub fn scaled_scenario(k: u64, d: u64, n: u64, seed: u64) -> Scenario {
         estimator: Default::default(),
         frozen: false,
         data: Default::default(),
+        new_text: None,
     };
     Scenario {
         name: format!("bench-K{k}-d{d}-N{n}"),
@@ -40,6 +41,7 @@ pub fn scaled_scenario(k: u64, d: u64, n: u64, seed: u64) -> Scenario {
         entities: vec![EntitySpec::TextModel(text), EntitySpec::ImageModel(image)],
         collapse: Default::default(),
         output: Default::default(),
+        stability: None,
     }
 }
 

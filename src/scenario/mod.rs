@@ -42,6 +42,10 @@ pub struct Scenario {
     /// Where results go.
     #[serde(default)]
     pub output: OutputSpec,
+    /// Recursive stability (SPEC section 8): the perturbation `coevo stability` applies to a
+    /// twin world. Ignored by `coevo run`.
+    #[serde(default)]
+    pub stability: Option<StabilitySpec>,
 }
 
 fn one() -> u64 {
@@ -57,6 +61,10 @@ pub enum EntitySpec {
     ImageModel(ImageModelSpec),
     /// A temperature sampler attached to a text or image model.
     Temperature(TemperatureSpec),
+    /// Mixes external text into a text model (Algorithm 2).
+    CorpusInjector(CorpusInjectorSpec),
+    /// Pools external images into an image model's refit (Algorithm 3).
+    UserContentInjector(UserContentInjectorSpec),
 }
 
 impl EntitySpec {
@@ -66,6 +74,8 @@ impl EntitySpec {
             EntitySpec::TextModel(s) => &s.name,
             EntitySpec::ImageModel(s) => &s.name,
             EntitySpec::Temperature(s) => &s.name,
+            EntitySpec::CorpusInjector(s) => &s.name,
+            EntitySpec::UserContentInjector(s) => &s.name,
         }
     }
 
@@ -75,6 +85,8 @@ impl EntitySpec {
             EntitySpec::TextModel(_) => "TextModel",
             EntitySpec::ImageModel(_) => "ImageModel",
             EntitySpec::Temperature(_) => "Temperature",
+            EntitySpec::CorpusInjector(_) => "CorpusInjector",
+            EntitySpec::UserContentInjector(_) => "UserContentInjector",
         }
     }
 }
@@ -166,6 +178,10 @@ pub struct ImageModelSpec {
     /// Data policy (default `Replace`).
     #[serde(default)]
     pub data: DataPolicy,
+    /// The conditional a text appended by a `NewText` corpus injection starts from (default:
+    /// mean at the origin, the covariance of text 0).
+    #[serde(default)]
+    pub new_text: Option<GaussianSpec>,
 }
 
 fn default_dim() -> u64 {
@@ -211,6 +227,133 @@ pub struct TemperatureSpec {
     pub target: String,
     /// Temperature `T > 0`.
     pub t: f64,
+}
+
+/// One Gaussian `N(mean, covariance)` (the prior of a new text).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GaussianSpec {
+    /// Mean, `dim` coordinates.
+    pub mean: Vec<f64>,
+    /// Covariance (`Isotropic`, `Diagonal` or `Full`; default `Isotropic(0.1)`).
+    #[serde(default)]
+    pub covariance: Covariance,
+}
+
+/// A corpus injector (SPEC section 5, Algorithm 2): after the text phase, with probability
+/// `alpha`, `p <- (1 - eps) p + eps r`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorpusInjectorSpec {
+    /// Unique entity name (it also names the injector's random stream).
+    pub name: String,
+    /// The text model it injects into.
+    pub target: String,
+    /// Probability of an injection in a round, in `[0, 1]`.
+    pub alpha: f64,
+    /// Mixing weight of an injection, in `[0, 1]`.
+    pub eps: f64,
+    /// The injection distribution `r` (default `Uniform`).
+    #[serde(default)]
+    pub distribution: Injection,
+}
+
+/// The distribution `r` a corpus injector mixes in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub enum Injection {
+    /// Uniform over the current texts.
+    #[default]
+    Uniform,
+    /// The empirical distribution of this many uniform draws over the current texts.
+    RandomTokens(u64),
+    /// A fixed distribution over the target's texts (texts appended later get none of it).
+    Fixed(Vec<f64>),
+    /// A new text `K + 1` with mass `eps`; every image model of the target gets a conditional
+    /// for it from its `new_text` prior.
+    NewText,
+}
+
+/// A user-content injector (SPEC section 5, Algorithm 3): `n0` external images per text are
+/// pooled with the generated ones before every image refit of the target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserContentInjectorSpec {
+    /// Unique entity name (it also names the injector's random stream).
+    pub name: String,
+    /// The image model whose refits get the external images.
+    pub target: String,
+    /// External images per text per image phase, `>= 0` (signed only so that a negative value
+    /// is reported by name instead of as a parse error).
+    pub n0: i64,
+    /// Where the images come from (default `Initial`).
+    #[serde(default)]
+    pub source: UserSource,
+}
+
+/// The source of user content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub enum UserSource {
+    /// The target's initial conditionals `N(mu_i^0, Sigma_i^0)` (real images).
+    #[default]
+    Initial,
+    /// Configured Gaussians, one per text of the target, given like an image model's
+    /// `means` and `covariance`. Texts appended later use the target's `new_text` prior.
+    Gaussian(GaussianSource),
+}
+
+/// Per-text Gaussians of a [`UserSource::Gaussian`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GaussianSource {
+    /// Means (default: on the unit circle).
+    #[serde(default)]
+    pub means: Means,
+    /// Covariances (default `Isotropic(0.1)`).
+    #[serde(default)]
+    pub covariance: Covariance,
+}
+
+/// The `stability` section: how the twin world of `coevo stability` differs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StabilitySpec {
+    /// The one perturbation of the initial data or parameters (`None`: identical twins, whose
+    /// divergence must stay exactly zero).
+    #[serde(default)]
+    pub perturb: Option<Perturbation>,
+}
+
+/// One perturbation of a scenario's initial data or parameters (SPEC section 8). It changes
+/// the model's starting point and its real-data source together, as perturbing the initial
+/// real dataset does in Fu et al.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Perturbation {
+    /// A text model starts from other initial probabilities (same number of texts).
+    TextInitial {
+        /// The text model.
+        model: String,
+        /// Its perturbed initial distribution.
+        initial: TextInit,
+    },
+    /// The initial mean of one text of an image model is shifted.
+    MeanShift {
+        /// The image model.
+        model: String,
+        /// Text index (0-based).
+        text: u64,
+        /// Added to the mean, `dim` coordinates.
+        shift: Vec<f64>,
+    },
+    /// Initial covariances of an image model are multiplied by `factor`.
+    CovarianceScale {
+        /// The image model.
+        model: String,
+        /// Only this text (0-based); every text when absent.
+        #[serde(default)]
+        text: Option<u64>,
+        /// Scale factor, `> 0`.
+        factor: f64,
+    },
 }
 
 /// Thresholds at which the summary calls a model collapsed.

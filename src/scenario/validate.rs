@@ -5,7 +5,10 @@ use std::collections::{HashMap, HashSet};
 
 use nalgebra::{DMatrix, SymmetricEigen};
 
-use super::{Covariance, EntitySpec, ImageModelSpec, Means, Scenario, TextInit};
+use super::{
+    CorpusInjectorSpec, Covariance, EntitySpec, GaussianSpec, ImageModelSpec, Injection, Means, Perturbation, Scenario, TextInit,
+    UserContentInjectorSpec, UserSource,
+};
 use crate::models::{Allocation, DataPolicy};
 
 /// Tolerance on `sum p = 1`: loose enough for hand-written decimals like `0.1` (ten of which
@@ -123,44 +126,183 @@ impl Checker<'_> {
         if d == 0 {
             return;
         }
-        match &s.means {
+        self.gaussians(&s.means, &s.covariance, d, texts, &s.conditioned_on);
+        if let Some(prior) = &s.new_text {
+            self.gaussian("new_text", prior, d);
+        }
+    }
+
+    /// Per-text means and covariances (of an image model or a Gaussian user-content source)
+    /// for `texts` texts of `text_model` in dimension `d`.
+    fn gaussians(&mut self, means: &Means, covariance: &Covariance, d: usize, texts: Option<usize>, text_model: &str) {
+        match means {
             Means::UnitCircle if d < 2 => {
                 self.fail("means", format!("UnitCircle needs dim >= 2, got dim = {d}; give Explicit means instead"))
             }
-            Means::Explicit(means) => {
+            Means::Explicit(list) => {
                 if let Some(k) = texts
-                    && means.len() != k
+                    && list.len() != k
                 {
-                    self.fail("means", format!("{} means given but text model `{}` has K = {k} texts", means.len(), s.conditioned_on));
+                    self.fail("means", format!("{} means given but text model `{text_model}` has K = {k} texts", list.len()));
                 }
-                if let Some((i, m)) = means.iter().enumerate().find(|(_, m)| m.len() != d) {
+                if let Some((i, m)) = list.iter().enumerate().find(|(_, m)| m.len() != d) {
                     self.fail("means", format!("mean [{i}] has {} coordinates, expected dim = {d}", m.len()));
-                } else if means.iter().flatten().any(|x| !x.is_finite()) {
+                } else if list.iter().flatten().any(|x| !x.is_finite()) {
                     self.fail("means", "means must be finite numbers");
                 }
             }
             _ => {}
         }
-        match &s.covariance {
-            Covariance::Isotropic(s2) if !s2.is_finite() || *s2 < 0.0 => {
-                self.fail("covariance", format!("Isotropic({s2}): the variance s^2 must be finite and >= 0"))
+        if let Covariance::PerText(all) = covariance {
+            if let Some(k) = texts
+                && all.len() != k
+            {
+                self.fail("covariance", format!("PerText gives {} covariances but text model `{text_model}` has K = {k} texts", all.len()));
             }
-            Covariance::Diagonal(v) => self.variances("covariance", v, d),
-            Covariance::Full(rows) => self.matrix("covariance", "Full covariance", rows, d),
-            Covariance::PerText(all) => {
+            for (i, rows) in all.iter().enumerate() {
+                self.matrix("covariance", &format!("covariance [{i}]"), rows, d);
+            }
+        } else {
+            self.shared_covariance("covariance", covariance, d);
+        }
+    }
+
+    /// A covariance shared by every text (`Isotropic`, `Diagonal` or `Full`).
+    fn shared_covariance(&mut self, key: &str, covariance: &Covariance, d: usize) {
+        match covariance {
+            Covariance::Isotropic(s2) if !s2.is_finite() || *s2 < 0.0 => {
+                self.fail(key, format!("Isotropic({s2}): the variance s^2 must be finite and >= 0"))
+            }
+            Covariance::Diagonal(v) => self.variances(key, v, d),
+            Covariance::Full(rows) => self.matrix(key, "Full covariance", rows, d),
+            Covariance::PerText(_) => self.fail(key, "a single Gaussian takes Isotropic, Diagonal or Full, not PerText"),
+            Covariance::Isotropic(_) => {}
+        }
+    }
+
+    /// One Gaussian (a `new_text` prior) in dimension `d`.
+    fn gaussian(&mut self, key: &str, g: &GaussianSpec, d: usize) {
+        if g.mean.len() != d {
+            self.fail(key, format!("mean has {} coordinates, expected dim = {d}", g.mean.len()));
+        } else if g.mean.iter().any(|x| !x.is_finite()) {
+            self.fail(key, "mean must be finite numbers");
+        }
+        self.shared_covariance(key, &g.covariance, d);
+    }
+
+    /// A fraction that must lie in `[0, 1]` (a probability, a mixing weight).
+    fn unit_interval(&mut self, key: &str, value: f64, what: &str) {
+        if !(0.0..=1.0).contains(&value) {
+            self.fail(key, format!("{key} = {value}: {what} must lie in [0, 1]"));
+        }
+    }
+}
+
+impl Checker<'_> {
+    /// The entity `target` names, if it is of kind `want` (`TextModel` or `ImageModel`);
+    /// otherwise reports under `key` what would be valid.
+    fn target<'s>(
+        &mut self,
+        key: &str,
+        target: &str,
+        want: &str,
+        who: &str,
+        kinds: &HashMap<&str, &'s EntitySpec>,
+    ) -> Option<&'s EntitySpec> {
+        match kinds.get(target) {
+            Some(e) if e.kind() == want => Some(*e),
+            Some(e) => {
+                self.fail(key, format!("`{target}` is a {}, but {who} targets a {want} ({})", e.kind(), names_of(self._scenario, want)));
+                None
+            }
+            None => {
+                self.fail(key, format!("no entity is called `{target}`; {who} targets a {want} ({})", names_of(self._scenario, want)));
+                None
+            }
+        }
+    }
+
+    fn corpus_injector(&mut self, s: &CorpusInjectorSpec, kinds: &HashMap<&str, &EntitySpec>) {
+        self.unit_interval("alpha", s.alpha, "the injection probability alpha");
+        self.unit_interval("eps", s.eps, "the mixing weight eps");
+        let texts = match self.target("target", &s.target, "TextModel", "a CorpusInjector", kinds) {
+            Some(EntitySpec::TextModel(t)) => Some(text_count(&t.initial)),
+            _ => None,
+        };
+        match &s.distribution {
+            Injection::RandomTokens(m) => self.at_least("distribution", *m, 1, "RandomTokens(m): the number of tokens m"),
+            Injection::Fixed(r) => {
+                self.probabilities("distribution", r);
                 if let Some(k) = texts
-                    && all.len() != k
+                    && r.len() != k
                 {
+                    self.fail("distribution", format!("Fixed gives {} probabilities but `{}` has K = {k} texts", r.len(), s.target));
+                }
+            }
+            Injection::Uniform | Injection::NewText => {}
+        }
+    }
+
+    fn user_content_injector(&mut self, s: &UserContentInjectorSpec, kinds: &HashMap<&str, &EntitySpec>) {
+        if s.n0 < 0 {
+            self.fail("n0", format!("n0 = {}: the number of external images per text must be >= 0", s.n0));
+        }
+        let Some(EntitySpec::ImageModel(image)) = self.target("target", &s.target, "ImageModel", "a UserContentInjector", kinds) else {
+            return;
+        };
+        if let UserSource::Gaussian(g) = &s.source {
+            let texts = match kinds.get(image.conditioned_on.as_str()) {
+                Some(EntitySpec::TextModel(t)) => Some(text_count(&t.initial)),
+                _ => None,
+            };
+            if image.dim >= 1 {
+                self.gaussians(&g.means, &g.covariance, image.dim as usize, texts, &image.conditioned_on);
+            }
+        }
+    }
+
+    fn perturbation(&mut self, p: &Perturbation, kinds: &HashMap<&str, &EntitySpec>) {
+        const KEY: &str = "perturb";
+        match p {
+            Perturbation::TextInitial { model, initial } => {
+                let Some(EntitySpec::TextModel(t)) = self.target(KEY, model, "TextModel", "TextInitial", kinds) else { return };
+                let (k, perturbed) = (text_count(&t.initial), initial.probabilities());
+                match initial {
+                    TextInit::Probabilities(q) => self.probabilities(KEY, q),
+                    TextInit::Uniform(_) => {}
+                }
+                if perturbed.len() != k {
                     self.fail(
-                        "covariance",
-                        format!("PerText gives {} covariances but text model `{}` has K = {k} texts", all.len(), s.conditioned_on),
+                        KEY,
+                        format!("TextInitial gives {} texts but `{model}` has K = {k}; a perturbation keeps K", perturbed.len()),
                     );
                 }
-                for (i, rows) in all.iter().enumerate() {
-                    self.matrix("covariance", &format!("covariance [{i}]"), rows, d);
+            }
+            Perturbation::MeanShift { model, text, shift } => {
+                let Some(EntitySpec::ImageModel(s)) = self.target(KEY, model, "ImageModel", "MeanShift", kinds) else { return };
+                self.text_index(*text, s, kinds);
+                if shift.len() as u64 != s.dim || shift.iter().any(|x| !x.is_finite()) {
+                    self.fail(KEY, format!("MeanShift needs {} finite coordinates (dim of `{model}`), got {shift:?}", s.dim));
                 }
             }
-            _ => {}
+            Perturbation::CovarianceScale { model, text, factor } => {
+                let Some(EntitySpec::ImageModel(s)) = self.target(KEY, model, "ImageModel", "CovarianceScale", kinds) else { return };
+                if let Some(i) = text {
+                    self.text_index(*i, s, kinds);
+                }
+                if !(factor.is_finite() && *factor > 0.0) {
+                    self.fail(KEY, format!("CovarianceScale factor = {factor}: the factor must be a finite number > 0"));
+                }
+            }
+        }
+    }
+
+    fn text_index(&mut self, text: u64, image: &ImageModelSpec, kinds: &HashMap<&str, &EntitySpec>) {
+        if let Some(EntitySpec::TextModel(t)) = kinds.get(image.conditioned_on.as_str()) {
+            let k = text_count(&t.initial);
+            if text as usize >= k {
+                self.fail("perturb", format!("text = {text}: `{}` has K = {k} texts; valid indices are 0 to K - 1", image.conditioned_on));
+            }
         }
     }
 }
@@ -291,8 +433,15 @@ pub fn validate(scenario: &Scenario) -> Result<(), Vec<Problem>> {
                     }
                 }
             }
+            EntitySpec::CorpusInjector(s) => c.corpus_injector(s, &kinds),
+            EntitySpec::UserContentInjector(s) => c.user_content_injector(s, &kinds),
             EntitySpec::ImageModel(_) => {}
         }
+    }
+    if let Some(perturbation) = scenario.stability.as_ref().and_then(|s| s.perturb.as_ref()) {
+        c.current = None;
+        c.kind = "";
+        c.perturbation(perturbation, &kinds);
     }
     if c.problems.is_empty() { Ok(()) } else { Err(c.problems) }
 }
