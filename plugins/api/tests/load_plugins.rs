@@ -217,3 +217,55 @@ fn lying_outputs_are_detected() {
     let e = mk("none").sample(&[1, 1], 1.0, &mut rng(0)).unwrap_err();
     assert!(matches!(e, HostError::Usage { .. }) && e.to_string().contains("2 counts for 3 texts"), "{e}");
 }
+
+/// A plugin written in C against `include/coevo_plugin.h` alone loads and works: the documented
+/// ABI is enough without the Rust SDK (and the header's layout asserts match the Rust types).
+#[test]
+fn c_plugin_follows_the_documented_abi() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("libcoevo_c_plugin{}", std::env::consts::DLL_SUFFIX));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
+    let status = std::process::Command::new(&cc)
+        .args(["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-I"])
+        .arg(dir.join("include"))
+        .arg(dir.join("tests/c_plugin/plugin.c"))
+        .arg("-o")
+        .arg(&out)
+        .arg("-lm")
+        .status();
+    let status = match status {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("skipping the C plugin test: no C compiler `{cc}`");
+            return;
+        }
+        Err(e) => panic!("cannot run {cc}: {e}"),
+    };
+    assert!(status.success(), "compiling the C plugin failed");
+    // SAFETY: the library was just built from this crate's test source.
+    let t = unsafe { load_library(&out) }.unwrap();
+    assert_eq!((t.name(), t.version()), ("c-plugin", "1.0.0"));
+    assert_eq!(t.models()[0].fixed_dim, Some(1));
+    t.set_log_sink(sink);
+    let mut m = t.create_by_name("c_gauss", "", 3, DataPolicy::Replace).unwrap();
+    assert!(LOG.lock().unwrap().iter().any(|l| l == "[c-plugin] Info: c_gauss created"));
+    assert_eq!(m.metric_names(), ["diversity", "fidelity"]);
+    let counts = [2000u64, 2000, 2000];
+    let y = m.sample(&counts, 4.0, &mut rng(1)).unwrap();
+    assert_eq!(y, m.sample(&counts, 4.0, &mut rng(1)).unwrap());
+    m.fit(&counts, &y, &mut rng(2)).unwrap();
+    let met = m.metrics().unwrap();
+    for i in 0..3 {
+        assert!((met[2 * i] - 4.0).abs() < 0.4, "variance scaled by the temperature: {met:?}");
+        assert!(met[2 * i + 1] < 0.15, "{met:?}");
+    }
+    assert_eq!(m.log_likelihood(&y[..5]).unwrap().len(), 15);
+    m.add_text().unwrap();
+    let ck = m.get_params().unwrap();
+    assert_eq!(ck.len(), 1 + 3 * 4);
+    let mut m2 = t.create_by_name("c_gauss", "{}", 1, DataPolicy::Replace).unwrap();
+    m2.set_params(&ck).unwrap();
+    assert_eq!(m2.num_texts(), 4);
+    let e = t.create_by_name("c_gauss", "", 3, DataPolicy::Fresh { lambda: 0.5 }).unwrap_err();
+    assert!(e.to_string().contains("c-plugin") && e.to_string().contains("only the replace policy"), "{e}");
+}
