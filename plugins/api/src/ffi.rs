@@ -257,7 +257,9 @@ unsafe fn with_handle(
     // SAFETY: a non-null handle was produced by `create` and not yet destroyed (caller contract),
     // and calls on one handle are never concurrent, so this is the only reference.
     let h = unsafe { &mut *(handle as *mut Handle) };
-    let name = h.name.to_string_lossy().into_owned();
+    // Copied out (a `&'static CStr`), converted only when an error message needs it.
+    let name: &'static CStr = h.name;
+    let name = name.to_string_lossy();
     if h.poisoned {
         // SAFETY: as above.
         unsafe { write_err(err, &format!("{name}.{op}: model is poisoned by an earlier panic; only destroy is allowed")) };
