@@ -42,6 +42,8 @@ pub fn scaled_scenario(k: u64, d: u64, n: u64, seed: u64) -> Scenario {
         collapse: Default::default(),
         output: Default::default(),
         stability: None,
+        diagnostics: Default::default(),
+        sweep: None,
     }
 }
 
@@ -78,4 +80,72 @@ pub fn time_rounds(k: u64, d: u64, n: u64, rounds: u64, seed: u64, measured: boo
     }
     let seconds = start.elapsed().as_secs_f64();
     Ok(RoundTiming { k, d, n, rounds, measured, seconds, rounds_per_second: rounds as f64 / seconds })
+}
+
+/// The arithmetic a round at scale `(K, d, N)` cannot avoid, in a tight loop: drawing the
+/// `2 N d` standard normal variates of its two batches, and the `N K` Gaussian log-densities
+/// of the text phase as dense matrix products (`(K d x d)` whitening matrices times `d x B`
+/// blocks of samples, then squared norms). No posterior, no refit, no bookkeeping: the ratio
+/// of a round's time to this floor is the overhead of everything else.
+pub struct ArithmeticFloor {
+    k: usize,
+    d: usize,
+    n: usize,
+    rng: crate::rng::Stream,
+    normals: Vec<f64>,
+    whiten: nalgebra::DMatrix<f64>,
+    block: nalgebra::DMatrix<f64>,
+    log_density: Vec<f64>,
+}
+
+const FLOOR_BLOCK: usize = 256;
+
+impl ArithmeticFloor {
+    /// Buffers for scale `(K, d, N)`.
+    pub fn new(k: usize, d: usize, n: usize, seed: u64) -> Self {
+        ArithmeticFloor {
+            k,
+            d,
+            n,
+            rng: crate::rng::entity_stream(seed, 0, "floor"),
+            normals: vec![0.0; 2 * n * d],
+            whiten: nalgebra::DMatrix::from_fn(k * d, d, |r, c| if r % d == c { 1.0 } else { 0.01 }),
+            block: nalgebra::DMatrix::zeros(k * d, FLOOR_BLOCK),
+            log_density: vec![0.0; n * k],
+        }
+    }
+
+    /// One round's unavoidable arithmetic. Returns a checksum so the work cannot be optimised away.
+    pub fn run_once(&mut self) -> f64 {
+        use rand_distr::{Distribution, StandardNormal};
+        for x in self.normals.iter_mut() {
+            *x = StandardNormal.sample(&mut self.rng);
+        }
+        let (k, d) = (self.k, self.d);
+        for start in (0..self.n).step_by(FLOOR_BLOCK) {
+            let b = FLOOR_BLOCK.min(self.n - start);
+            let y = nalgebra::DMatrixView::from_slice(&self.normals[start * d..(start + b) * d], d, b);
+            let mut block = self.block.columns_mut(0, b);
+            block.gemm(1.0, &self.whiten, &y, 0.0);
+            for j in 0..b {
+                let col = block.column(j);
+                for i in 0..k {
+                    self.log_density[(start + j) * k + i] = -0.5 * col.rows(i * d, d).norm_squared();
+                }
+            }
+        }
+        self.log_density[0] + self.log_density[self.n * k - 1]
+    }
+}
+
+/// Times `rounds` iterations of the [`ArithmeticFloor`] at scale `(K, d, N)`.
+pub fn time_floor(k: u64, d: u64, n: u64, rounds: u64, seed: u64) -> RoundTiming {
+    let mut floor = ArithmeticFloor::new(k as usize, d as usize, n as usize, seed);
+    std::hint::black_box(floor.run_once());
+    let start = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(floor.run_once());
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    RoundTiming { k, d, n, rounds, measured: false, seconds, rounds_per_second: rounds as f64 / seconds }
 }

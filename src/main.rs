@@ -74,6 +74,10 @@ enum Command {
         /// Also run the Measure phase (all metrics) every round.
         #[arg(long)]
         measure: bool,
+        /// Time the arithmetic floor instead of the round: the same number of normal
+        /// variates and the N*K Gaussian log-densities as dense matrix products.
+        #[arg(long, conflicts_with = "measure")]
+        floor: bool,
     },
     /// Check scenario files without running them (exit code 2 if any is invalid).
     Validate {
@@ -105,16 +109,22 @@ fn main() -> ExitCode {
             }
             if bad { ExitCode::from(2) } else { ExitCode::SUCCESS }
         }
-        Command::BenchRound { k, d, n, rounds, seed, measure } => match coevo::bench::time_rounds(k, d, n, rounds, seed, measure) {
-            Ok(t) => {
-                println!("{}", serde_json::to_string(&t).expect("timing serialises"));
-                ExitCode::SUCCESS
+        Command::BenchRound { k, d, n, rounds, seed, floor: true, .. } => {
+            println!("{}", serde_json::to_string(&coevo::bench::time_floor(k, d, n, rounds, seed)).expect("timing serialises"));
+            ExitCode::SUCCESS
+        }
+        Command::BenchRound { k, d, n, rounds, seed, measure, floor: false } => {
+            match coevo::bench::time_rounds(k, d, n, rounds, seed, measure) {
+                Ok(t) => {
+                    println!("{}", serde_json::to_string(&t).expect("timing serialises"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(1)
-            }
-        },
+        }
         Command::Run { scenario: path, out, force, seed, rounds, replicates, threads, quiet } => {
             let (mut scenario, source) = match Scenario::load(&path) {
                 Ok(s) => s,

@@ -1,10 +1,11 @@
 //! The conditional Gaussian image model `q(y|i) = N(mu_i, Sigma_i)` (SPEC sections 1-3).
 
-use nalgebra::{DMatrix, DMatrixView, DVector, SymmetricEigen};
+use nalgebra::{DMatrix, DMatrixView, DVector};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use super::conditional::{ConditionalModel, ModelError, PerTextMetrics};
+use super::linalg::symmetric_eigen;
 use super::policy::DataPolicy;
 use crate::metrics::gaussian as gm;
 use crate::rng::Stream;
@@ -60,37 +61,63 @@ pub struct Factor {
     pub regularized: bool,
 }
 
+/// Caller-owned buffers of one eigendecomposition (see [`super::linalg::symmetric_eigen`]).
+#[derive(Debug, Clone)]
+pub struct EigenWorkspace {
+    a: Vec<f64>,
+    values: Vec<f64>,
+    vectors: Vec<f64>,
+}
+
+impl EigenWorkspace {
+    /// Buffers for `d x d` matrices.
+    pub fn new(d: usize) -> Self {
+        EigenWorkspace { a: vec![0.0; d * d], values: vec![0.0; d], vectors: vec![0.0; d * d] }
+    }
+}
+
 impl Factor {
     /// Factorises `sigma` (assumed symmetric).
     pub fn new(sigma: &DMatrix<f64>) -> Factor {
         let d = sigma.nrows();
-        let eig = SymmetricEigen::new(sigma.clone());
-        let max = eig.eigenvalues.max();
+        let mut f = Factor {
+            sqrt: DMatrix::zeros(d, d),
+            whiten: DMatrix::zeros(d, d),
+            log_norm: 0.0,
+            eigenvalues: DVector::zeros(d),
+            regularized: false,
+        };
+        f.update(sigma, &mut EigenWorkspace::new(d));
+        f
+    }
+
+    /// Refactorises `sigma` in place, reusing this factor's storage and `ws` (no allocation).
+    pub fn update(&mut self, sigma: &DMatrix<f64>, ws: &mut EigenWorkspace) {
+        let d = sigma.nrows();
+        ws.a.copy_from_slice(sigma.as_slice());
+        symmetric_eigen(&mut ws.a, d, &mut ws.values, &mut ws.vectors);
+        let max = ws.values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let floor = (RELATIVE_FLOOR * max).max(ABSOLUTE_FLOOR);
-        let mut regularized = false;
-        let clamped = eig.eigenvalues.map(|l| {
-            if l < floor {
-                regularized = true;
+        self.regularized = false;
+        let mut log_det = 0.0;
+        for c in 0..d {
+            let raw = ws.values[c];
+            self.eigenvalues[c] = raw;
+            let l = if raw < floor {
+                self.regularized = true;
                 floor
             } else {
-                l
+                raw
+            };
+            log_det += l.ln();
+            let root = l.sqrt();
+            for k in 0..d {
+                let v = ws.vectors[c * d + k];
+                self.sqrt[(k, c)] = v * root;
+                self.whiten[(c, k)] = v / root;
             }
-        });
-        let mut sqrt = eig.eigenvectors.clone();
-        let mut whiten = eig.eigenvectors.transpose();
-        for c in 0..d {
-            let s = clamped[c].sqrt();
-            sqrt.column_mut(c).scale_mut(s);
-            whiten.row_mut(c).scale_mut(1.0 / s);
         }
-        let log_det: f64 = clamped.iter().map(|l| l.ln()).sum();
-        Factor {
-            sqrt,
-            whiten,
-            log_norm: -0.5 * (d as f64 * (2.0 * std::f64::consts::PI).ln() + log_det),
-            eigenvalues: eig.eigenvalues,
-            regularized,
-        }
+        self.log_norm = -0.5 * (d as f64 * (2.0 * std::f64::consts::PI).ln() + log_det);
     }
 }
 
@@ -112,47 +139,62 @@ impl SufficientStats {
         SufficientStats { count: 0.0, mean: DVector::zeros(d), scatter: DMatrix::zeros(d, d) }
     }
 
-    /// Merges another set of statistics (Chan et al.'s parallel update).
-    fn merge(&mut self, other: &SufficientStats) {
-        if other.count == 0.0 {
+    /// Computes the statistics of a row-major `n x d` block of samples into `self`
+    /// (two-pass: the exact mean first, then the scatter about it). No allocation.
+    fn set_from(&mut self, samples: &[f64], d: usize) {
+        let n = samples.len() / d;
+        self.count = n as f64;
+        let mean = self.mean.as_mut_slice();
+        mean.fill(0.0);
+        let scatter = self.scatter.as_mut_slice();
+        scatter.fill(0.0);
+        if n == 0 {
             return;
         }
-        let n = self.count + other.count;
-        let delta = &other.mean - &self.mean;
-        let w = self.count * other.count / n;
-        self.scatter += &other.scatter + (&delta * delta.transpose()) * w;
-        self.mean += delta * (other.count / n);
-        self.count = n;
-    }
-
-    /// Statistics of a row-major `n x d` block of samples (two-pass: exact mean first).
-    fn of(samples: &[f64], d: usize) -> Self {
-        let n = samples.len() / d;
-        let mut s = SufficientStats::empty(d);
-        if n == 0 {
-            return s;
-        }
         for y in samples.chunks_exact(d) {
-            for (m, v) in s.mean.iter_mut().zip(y) {
+            for (m, v) in mean.iter_mut().zip(y) {
                 *m += v;
             }
         }
-        s.mean /= n as f64;
+        for m in mean.iter_mut() {
+            *m /= n as f64;
+        }
+        // Lower triangle of sum (y - mean)(y - mean)^T, column-major, then mirrored.
         for y in samples.chunks_exact(d) {
             for c in 0..d {
-                let dc = y[c] - s.mean[c];
-                for (r, (yr, mr)) in y.iter().zip(s.mean.iter()).enumerate().skip(c) {
-                    s.scatter[(r, c)] += (yr - mr) * dc;
+                let dc = y[c] - mean[c];
+                let column = &mut scatter[c * d..(c + 1) * d];
+                for r in c..d {
+                    column[r] += (y[r] - mean[r]) * dc;
                 }
             }
         }
         for c in 0..d {
             for r in c + 1..d {
-                s.scatter[(c, r)] = s.scatter[(r, c)];
+                scatter[r * d + c] = scatter[c * d + r];
             }
         }
-        s.count = n as f64;
-        s
+    }
+
+    /// Merges another set of statistics in place (Chan et al.'s parallel update).
+    fn merge(&mut self, other: &SufficientStats) {
+        if other.count == 0.0 {
+            return;
+        }
+        let n = self.count + other.count;
+        let w = self.count * other.count / n;
+        let d = self.mean.len();
+        for c in 0..d {
+            let dc = other.mean[c] - self.mean[c];
+            for r in 0..d {
+                let dr = other.mean[r] - self.mean[r];
+                self.scatter[(r, c)] += other.scatter[(r, c)] + w * dr * dc;
+            }
+        }
+        for r in 0..d {
+            self.mean[r] += (other.mean[r] - self.mean[r]) * (other.count / n);
+        }
+        self.count = n;
     }
 }
 
@@ -188,6 +230,9 @@ pub struct GaussianImageModel {
     whiten_all: DMatrix<f64>,
     shift_all: Vec<f64>,
     block: DMatrix<f64>,
+    // Reused buffers of the refit and factorisation: a steady-state round allocates nothing.
+    batch_stats: SufficientStats,
+    eigen: EigenWorkspace,
 }
 
 /// Samples scored per matrix product in [`GaussianImageModel::add_log_likelihood`]: large
@@ -226,6 +271,8 @@ impl GaussianImageModel {
             whiten_all: DMatrix::zeros(0, 0),
             shift_all: Vec::new(),
             block: DMatrix::zeros(0, 0),
+            batch_stats: SufficientStats::empty(d),
+            eigen: EigenWorkspace::new(d),
         };
         if let DataPolicy::Accumulate { .. } = policy {
             model.accumulated = vec![SufficientStats::empty(d); model.mu.len()];
@@ -240,41 +287,56 @@ impl GaussianImageModel {
         sample_into(&self.mu0, &self.factors0, counts, 1.0, rng, &mut buf);
         let mut offset = 0;
         for (i, &n) in counts.iter().enumerate() {
-            let block = &buf[offset * self.d..(offset + n) * self.d];
-            self.accumulated[i].merge(&SufficientStats::of(block, self.d));
+            self.batch_stats.set_from(&buf[offset * self.d..(offset + n) * self.d], self.d);
+            self.accumulated[i].merge(&self.batch_stats);
             offset += n;
         }
     }
 
+    /// Brings the factorisations, stacked whitening matrices and shifts up to date with
+    /// `sigma` and `mu`, in place.
     fn refresh_factors(&mut self) {
         if self.factors_current {
             return;
         }
         let (k, d) = (self.mu.len(), self.d);
-        self.factors.clear();
-        for s in &self.sigma {
-            let f = Factor::new(s);
-            self.regularized += f.regularized as u64;
-            self.factors.push(f);
+        while self.factors.len() < k {
+            self.factors.push(Factor::new(&self.sigma[self.factors.len()]));
         }
-        self.whiten_all = DMatrix::zeros(k * d, d);
-        self.shift_all.clear();
-        for (i, f) in self.factors.iter().enumerate() {
-            self.whiten_all.view_mut((i * d, 0), (d, d)).copy_from(&f.whiten);
-            self.shift_all.extend((&f.whiten * &self.mu[i]).iter());
+        if self.whiten_all.nrows() != k * d {
+            self.whiten_all = DMatrix::zeros(k * d, d);
+            self.shift_all.resize(k * d, 0.0);
+        }
+        for i in 0..k {
+            let f = &mut self.factors[i];
+            f.update(&self.sigma[i], &mut self.eigen);
+            self.regularized += f.regularized as u64;
+            for c in 0..d {
+                for r in 0..d {
+                    self.whiten_all[(i * d + r, c)] = f.whiten[(r, c)];
+                }
+            }
+            for r in 0..d {
+                self.shift_all[i * d + r] = (0..d).map(|c| f.whiten[(r, c)] * self.mu[i][c]).sum();
+            }
         }
         self.factors_current = true;
     }
 
-    fn estimate(&self, stats: &SufficientStats) -> Option<(DVector<f64>, DMatrix<f64>)> {
+    /// Replaces text `i`'s parameters by the estimate from `stats`, if it holds at least two
+    /// samples (fewer carry no evidence about a covariance: SPEC section 3).
+    fn set_estimate(mu: &mut DVector<f64>, sigma: &mut DMatrix<f64>, stats: &SufficientStats, estimator: Estimator) {
         if stats.count < 2.0 {
-            return None;
+            return;
         }
-        let divisor = match self.estimator {
+        let divisor = match estimator {
             Estimator::Mle => stats.count,
             Estimator::Unbiased => stats.count - 1.0,
         };
-        Some((stats.mean.clone(), &stats.scatter / divisor))
+        mu.copy_from(&stats.mean);
+        for (s, x) in sigma.iter_mut().zip(stats.scatter.iter()) {
+            *s = x / divisor;
+        }
     }
 }
 
@@ -282,7 +344,41 @@ impl GaussianImageModel {
 /// factors' square roots.
 fn sample_into(mu: &[DVector<f64>], factors: &[Factor], counts: &[usize], c: f64, rng: &mut Stream, out: &mut Vec<f64>) {
     let d = mu.first().map_or(0, |m| m.len());
+    let total: usize = counts.iter().sum();
     out.clear();
+    out.resize(total * d, 0.0);
+    // The paper's d = 2 (and other tiny d) get a kernel with the dimension known at compile
+    // time, fully unrolled; the arithmetic and the order of random draws are the same.
+    match d {
+        1 => sample_kernel::<1>(mu, factors, counts, c, rng, out),
+        2 => sample_kernel::<2>(mu, factors, counts, c, rng, out),
+        3 => sample_kernel::<3>(mu, factors, counts, c, rng, out),
+        4 => sample_kernel::<4>(mu, factors, counts, c, rng, out),
+        _ => sample_kernel_dyn(d, mu, factors, counts, c, rng, out),
+    }
+}
+
+fn sample_kernel<const D: usize>(mu: &[DVector<f64>], factors: &[Factor], counts: &[usize], c: f64, rng: &mut Stream, out: &mut [f64]) {
+    let scale = c.sqrt();
+    let mut samples = out.chunks_exact_mut(D);
+    for (i, &n) in counts.iter().enumerate() {
+        let a: [[f64; D]; D] = std::array::from_fn(|col| std::array::from_fn(|r| factors[i].sqrt[(r, col)]));
+        let m: [f64; D] = std::array::from_fn(|x| mu[i][x]);
+        for y in samples.by_ref().take(n) {
+            let z: [f64; D] = std::array::from_fn(|_| StandardNormal.sample(rng));
+            // Same operation order as the general kernel: y = mu, then += column * (z * scale).
+            for r in 0..D {
+                let mut v = m[r];
+                for col in 0..D {
+                    v += a[col][r] * (z[col] * scale);
+                }
+                y[r] = v;
+            }
+        }
+    }
+}
+
+fn sample_kernel_dyn(d: usize, mu: &[DVector<f64>], factors: &[Factor], counts: &[usize], c: f64, rng: &mut Stream, out: &mut [f64]) {
     let scale = c.sqrt();
     let mut z = [0.0f64; 64];
     let mut z_heap = Vec::new();
@@ -292,16 +388,15 @@ fn sample_into(mu: &[DVector<f64>], factors: &[Factor], counts: &[usize], c: f64
         z_heap.resize(d, 0.0);
         &mut z_heap
     };
+    let mut samples = out.chunks_exact_mut(d.max(1));
     for (i, &n) in counts.iter().enumerate() {
         let a = factors[i].sqrt.as_slice();
         let m = mu[i].as_slice();
-        for _ in 0..n {
+        for y in samples.by_ref().take(n) {
             for zr in z.iter_mut() {
                 *zr = StandardNormal.sample(rng);
             }
-            let start = out.len();
-            out.extend_from_slice(m);
-            let y = &mut out[start..];
+            y.copy_from_slice(m);
             for (col, &zc) in z.iter().enumerate() {
                 let zc = zc * scale;
                 for (yr, ar) in y.iter_mut().zip(&a[col * d..(col + 1) * d]) {
@@ -310,6 +405,27 @@ fn sample_into(mu: &[DVector<f64>], factors: &[Factor], counts: &[usize], c: f64
             }
         }
     }
+}
+
+/// `|a - b|^2` with four independent partial sums, so the compiler can vectorise the loop
+/// (one running sum would chain every addition). The grouping is fixed, so results are
+/// reproducible.
+#[inline]
+fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (a4.remainder(), b4.remainder());
+    for (x, y) in a4.zip(b4) {
+        for l in 0..4 {
+            let v = x[l] - y[l];
+            acc[l] += v * v;
+        }
+    }
+    let mut tail = 0.0;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += (x - y) * (x - y);
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 impl ConditionalModel for GaussianImageModel {
@@ -356,11 +472,7 @@ impl ConditionalModel for GaussianImageModel {
                 let col = col.as_slice();
                 let row = &mut out[(start + j) * k..(start + j + 1) * k];
                 for i in 0..k {
-                    let mut quad = 0.0;
-                    for r in 0..d {
-                        let v = col[i * d + r] - self.shift_all[i * d + r];
-                        quad += v * v;
-                    }
+                    let quad = squared_distance(&col[i * d..(i + 1) * d], &self.shift_all[i * d..(i + 1) * d]);
                     row[i] += self.factors[i].log_norm - 0.5 * quad;
                 }
             }
@@ -374,29 +486,35 @@ impl ConditionalModel for GaussianImageModel {
 
     fn fit(&mut self, counts: &[usize], samples: &[f64]) -> Result<(), ModelError> {
         let d = self.d;
+        if counts.len() != self.mu.len() || counts.iter().sum::<usize>() * d != samples.len() {
+            return Err(ModelError::new(
+                "fit",
+                format!("{} texts and {} values do not match K = {} and d = {d}", counts.len(), samples.len(), self.mu.len()),
+            ));
+        }
         let mut offset = 0;
         for (i, &n) in counts.iter().enumerate() {
-            let block = &samples[offset * d..(offset + n) * d];
+            self.batch_stats.set_from(&samples[offset * d..(offset + n) * d], d);
             offset += n;
-            let stats = SufficientStats::of(block, d);
-            let estimate = if let DataPolicy::Accumulate { .. } = self.policy {
-                self.accumulated[i].merge(&stats);
-                self.estimate(&self.accumulated[i])
+            let stats = if let DataPolicy::Accumulate { .. } = self.policy {
+                self.accumulated[i].merge(&self.batch_stats);
+                &self.accumulated[i]
             } else {
-                self.estimate(&stats)
+                &self.batch_stats
             };
-            if let Some((mu, sigma)) = estimate {
-                self.mu[i] = mu;
-                self.sigma[i] = sigma;
-            }
+            Self::set_estimate(&mut self.mu[i], &mut self.sigma[i], stats, self.estimator);
         }
         self.factors_current = false;
         Ok(())
     }
 
     fn begin_round(&mut self) {
-        self.prev_mu.clone_from(&self.mu);
-        self.prev_sigma.clone_from(&self.sigma);
+        for (prev, now) in self.prev_mu.iter_mut().zip(&self.mu) {
+            prev.copy_from(now);
+        }
+        for (prev, now) in self.prev_sigma.iter_mut().zip(&self.sigma) {
+            prev.copy_from(now);
+        }
     }
 
     fn metrics(&mut self, sink: &mut PerTextMetrics<'_>) -> Result<(), ModelError> {
@@ -441,6 +559,10 @@ impl ConditionalModel for GaussianImageModel {
         }
         self.factors_current = false;
         Ok(())
+    }
+
+    fn moments(&self, text: usize) -> Option<(DVector<f64>, DMatrix<f64>)> {
+        Some((self.mu.get(text)?.clone(), self.sigma[text].clone()))
     }
 }
 

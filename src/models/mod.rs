@@ -9,6 +9,7 @@
 
 pub mod conditional;
 pub mod gaussian;
+pub mod linalg;
 pub mod policy;
 pub mod text;
 

@@ -174,7 +174,10 @@ pub fn accumulate_caption_posterior(p: &[f64], log_likelihood: &[f64], soft_coun
         }
         let mut total = 0.0;
         for w in weights.iter_mut() {
-            *w = (*w - max).exp();
+            // exp underflows to exactly 0 below -745.2: skipping the call there is exact, and
+            // once conditionals separate most texts land there.
+            let x = *w - max;
+            *w = if x < -745.2 { 0.0 } else { x.exp() };
             total += *w;
         }
         for (s, w) in soft_counts.iter_mut().zip(weights.iter()) {
