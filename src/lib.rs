@@ -26,6 +26,8 @@
 #![allow(clippy::type_complexity, clippy::too_many_arguments)]
 
 pub mod bench;
+pub mod diagnostics;
+pub mod experiment;
 pub mod metrics;
 pub mod models;
 pub mod output;

@@ -46,6 +46,12 @@ pub struct Scenario {
     /// twin world. Ignored by `coevo run`.
     #[serde(default)]
     pub stability: Option<StabilitySpec>,
+    /// How the drift phases of the generational Markov chain are labelled (`phases.csv`).
+    #[serde(default)]
+    pub diagnostics: crate::diagnostics::DiagnosticsSpec,
+    /// Parameter grids that `coevo sweep` runs. Ignored by `coevo run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<crate::experiment::Sweep>,
 }
 
 fn one() -> u64 {
@@ -419,4 +425,4 @@ impl Scenario {
     }
 }
 
-pub use validate::Problem;
+pub use validate::{Problem, validate};

@@ -1,0 +1,257 @@
+//! Diagnostics of the generational Markov chain (SPEC section 7, after Vats et al.): a phase
+//! label per round and conditional model, from its local and cumulative drift curves.
+//!
+//! For a conditional model in one replicate, the **local drift** at round `t` is
+//! `L_t = sum_i F(q_t(.|i), q_{t-1}(.|i))` and the **cumulative drift** is
+//! `C_t = sum_i F(q_t(.|i), q_0(.|i))`, with `F` the squared Frechet distance of the metrics
+//! `frechet_local` and `frechet_to_initial` (summed over texts, as SPEC section 8 sums them).
+//!
+//! **Flat.** A curve `c_1, c_2, ...` is smoothed by its trailing window mean
+//! `m_t = mean(c_s : max(1, t-w+1) <= s <= t)` (`w` = `window`), with `m_t = 0` for `t <= 0`:
+//! the chain starts at its initial state, where both drifts are zero. Its relative change over
+//! one window is `delta_t = |m_t - m_{t-w}| / P_t`, where `P_t = max_{s <= t} |m_s|` is the
+//! largest level the curve has reached so far. The curve is **flat** at `t` when
+//! `delta_t < threshold` (or when it has never left zero). Dividing by the peak rather than by
+//! the current level makes a curve that has decayed to a negligible fraction of its peak flat
+//! (an exponentially contracting covariance stops counting as movement once its steps are
+//! small next to the early ones), and comparing window means rather than single rounds keeps
+//! the round-to-round sampling noise of the refits from reading as movement.
+//!
+//! **Phase.** `active` when both curves move, `slow` when exactly one is flat, `stationary`
+//! when both are flat. The first `w` rounds compare against the zero drift of round 0 and are
+//! therefore active unless the curve is already negligible. Round 0 (the initial state) has no
+//! label.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::scenario::Problem;
+
+/// The `diagnostics` section of a scenario: how phases are labelled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnosticsSpec {
+    /// A drift curve is flat when its window mean changed by less than this fraction of its
+    /// peak over the last window (default 0.05).
+    #[serde(default = "default_threshold")]
+    pub flat_threshold: f64,
+    /// Window `w` in rounds (default 10).
+    #[serde(default = "default_window")]
+    pub window: u64,
+}
+
+fn default_threshold() -> f64 {
+    0.05
+}
+fn default_window() -> u64 {
+    10
+}
+
+impl Default for DiagnosticsSpec {
+    fn default() -> Self {
+        DiagnosticsSpec { flat_threshold: default_threshold(), window: default_window() }
+    }
+}
+
+/// Problems of a scenario's diagnostics section, for [`crate::scenario::validate`].
+pub fn check(spec: &DiagnosticsSpec) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut fail = |message: String| problems.push(Problem { entity: None, kind: "", key: "diagnostics".into(), message });
+    if !(spec.flat_threshold > 0.0 && spec.flat_threshold < 1.0) {
+        fail(format!("flat_threshold must lie strictly between 0 and 1 (a fraction of the drift's peak), got {}", spec.flat_threshold));
+    }
+    if spec.window < 1 {
+        fail(format!("window must be at least 1 round, got {}", spec.window));
+    }
+    problems
+}
+
+/// The phase of the generational Markov chain at one round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChainPhase {
+    /// Both drift curves move.
+    Active,
+    /// One curve is flat, the other still moves.
+    Slow,
+    /// Both curves are flat.
+    Stationary,
+}
+
+impl ChainPhase {
+    /// The label written in `phases.csv`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ChainPhase::Active => "active",
+            ChainPhase::Slow => "slow",
+            ChainPhase::Stationary => "stationary",
+        }
+    }
+
+    /// Parses a label of `phases.csv`.
+    pub fn from_label(s: &str) -> Option<Self> {
+        [ChainPhase::Active, ChainPhase::Slow, ChainPhase::Stationary].into_iter().find(|p| p.label() == s)
+    }
+}
+
+impl fmt::Display for ChainPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// `delta_t` of every round of a curve (`curve[0]` is round 1), as defined in the module docs.
+pub fn relative_changes(curve: &[f64], window: usize) -> Vec<f64> {
+    let w = window.max(1);
+    // Direct window sums (O(T w), w is small): no running sum whose roundoff could build up.
+    let means: Vec<f64> = (0..curve.len())
+        .map(|t| {
+            let window = &curve[(t + 1).saturating_sub(w)..=t];
+            window.iter().sum::<f64>() / window.len() as f64
+        })
+        .collect();
+    let mut peak: f64 = 0.0;
+    means
+        .iter()
+        .enumerate()
+        .map(|(t, &m)| {
+            peak = peak.max(m.abs());
+            let previous = if t >= w { means[t - w] } else { 0.0 };
+            if peak == 0.0 { 0.0 } else { (m - previous).abs() / peak }
+        })
+        .collect()
+}
+
+/// Phase of every round from the local and cumulative drift curves (`[0]` is round 1).
+pub fn phases(local: &[f64], cumulative: &[f64], spec: &DiagnosticsSpec) -> Vec<ChainPhase> {
+    let w = spec.window as usize;
+    let (dl, dc) = (relative_changes(local, w), relative_changes(cumulative, w));
+    dl.iter()
+        .zip(&dc)
+        .map(|(&l, &c)| match (l < spec.flat_threshold, c < spec.flat_threshold) {
+            (true, true) => ChainPhase::Stationary,
+            (false, false) => ChainPhase::Active,
+            _ => ChainPhase::Slow,
+        })
+        .collect()
+}
+
+/// Metric names the drift curves are built from.
+pub const LOCAL_DRIFT: &str = "frechet_local";
+/// See [`LOCAL_DRIFT`].
+pub const CUMULATIVE_DRIFT: &str = "frechet_to_initial";
+
+/// Drift curves of one model in one replicate: `(local, cumulative)` per round from 1.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DriftCurves {
+    /// `L_t`, `t = 1..`.
+    pub local: Vec<f64>,
+    /// `C_t`, `t = 1..`.
+    pub cumulative: Vec<f64>,
+}
+
+/// Sums per-text drift rows into curves per (replicate, model), models in first-seen order.
+/// Rows must come in round order within each replicate (as `metrics.csv` holds them).
+#[derive(Debug, Default)]
+pub struct DriftCollector {
+    curves: BTreeMap<u64, Vec<(String, DriftCurves)>>,
+}
+
+impl DriftCollector {
+    /// Takes in one metric row.
+    pub fn observe(&mut self, replicate: u64, round: u64, model: &str, metric: &str, value: f64) {
+        let local = match metric {
+            LOCAL_DRIFT => true,
+            CUMULATIVE_DRIFT => false,
+            _ => return,
+        };
+        if round == 0 {
+            return;
+        }
+        let models = self.curves.entry(replicate).or_default();
+        let i = match models.iter().position(|(m, _)| m == model) {
+            Some(i) => i,
+            None => {
+                models.push((model.to_string(), DriftCurves::default()));
+                models.len() - 1
+            }
+        };
+        let c = &mut models[i].1;
+        let curve = if local { &mut c.local } else { &mut c.cumulative };
+        let t = round as usize;
+        if curve.len() < t {
+            curve.resize(t, 0.0);
+        }
+        curve[t - 1] += value;
+    }
+
+    /// The curves: per replicate (ascending), per model (first-seen order).
+    pub fn into_curves(self) -> BTreeMap<u64, Vec<(String, DriftCurves)>> {
+        self.curves
+    }
+}
+
+/// Header of `phases.csv`.
+pub const PHASES_HEADER: &str = "replicate,round,model,local_drift,cumulative_drift,local_change,cumulative_change,phase\n";
+
+/// Formats `phases.csv` from the drift curves.
+pub fn phases_csv(curves: &BTreeMap<u64, Vec<(String, DriftCurves)>>, spec: &DiagnosticsSpec) -> String {
+    use crate::output::format_value as f;
+    use std::fmt::Write as _;
+    let mut out = String::from(PHASES_HEADER);
+    for (replicate, models) in curves {
+        for (model, c) in models {
+            let n = c.local.len().min(c.cumulative.len());
+            let (local, cumulative) = (&c.local[..n], &c.cumulative[..n]);
+            let w = spec.window as usize;
+            let (dl, dc) = (relative_changes(local, w), relative_changes(cumulative, w));
+            for (t, phase) in phases(local, cumulative, spec).into_iter().enumerate() {
+                let _ =
+                    writeln!(out, "{replicate},{},{model},{},{},{},{},{phase}", t + 1, f(local[t]), f(cumulative[t]), f(dl[t]), f(dc[t]));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_constant_curve_is_flat_after_one_window_and_a_ramp_never_is() {
+        let spec = DiagnosticsSpec { flat_threshold: 0.05, window: 4 };
+        let constant = vec![2.0; 20];
+        let d = relative_changes(&constant, 4);
+        // Rounds 1..4 compare against the zero drift of round 0: a full change.
+        assert!(d[..4].iter().all(|&x| x == 1.0), "{d:?}");
+        assert!(d[4..].iter().all(|&x| x == 0.0), "{d:?}");
+        let ramp: Vec<f64> = (1..=40).map(f64::from).collect();
+        // Window means of a ramp grow by w per window: delta_t = w / m_t >= 4 / 38.5 > 0.05.
+        assert!(relative_changes(&ramp, 4).iter().all(|&x| x > 0.1));
+        let ph = phases(&constant, &ramp, &spec);
+        assert_eq!(ph[2], ChainPhase::Active);
+        assert_eq!(ph[10], ChainPhase::Slow);
+        assert_eq!(phases(&constant, &constant, &spec)[10], ChainPhase::Stationary);
+    }
+
+    #[test]
+    fn exponential_decay_becomes_flat_once_small_next_to_its_peak() {
+        // c_t = r^t, w = 5. The peak is m_1 = r (the one-round window). For t >= 2w both windows
+        // are full: m_t = r^(t-w+1) (1 - r^w) / (w (1 - r)), so
+        // delta_t = (m_{t-w} - m_t) / r = r^(t-2w) (1 - r^w)^2 / (w (1 - r)).
+        let (r, w) = (0.9f64, 5usize);
+        let curve: Vec<f64> = (1..=200).map(|t| r.powi(t)).collect();
+        let d = relative_changes(&curve, w);
+        for t in 2 * w..200 {
+            let closed = r.powi(t as i32 - 2 * w as i32) * (1.0 - r.powi(w as i32)).powi(2) / (w as f64 * (1.0 - r));
+            assert!((d[t - 1] - closed).abs() < 1e-12, "round {t}: {} vs {closed}", d[t - 1]);
+        }
+        let first_flat = d.iter().position(|&x| x < 0.05).unwrap() + 1;
+        // Solve the closed form for delta_t < 0.05: t > 2w + ln(0.05 w (1 - r) / (1 - r^w)^2) / ln r.
+        let bound = 2.0 * w as f64 + (0.05 * w as f64 * (1.0 - r) / (1.0 - r.powi(w as i32)).powi(2)).ln() / r.ln();
+        assert_eq!(first_flat, bound.floor() as usize + 1);
+    }
+}

@@ -1,0 +1,9 @@
+//! Experiments at scale: replicate aggregation, parameter sweeps, shards and their merge.
+//!
+//! - [`aggregate`]: `aggregate.csv`, per round, model, text and metric: mean, standard error
+//!   and 5/50/95% quantiles over replicates, computed round by round as the replicates advance.
+//! - [`sweep`]: the `sweep` section of a scenario and how a grid point becomes a scenario.
+
+pub mod sweep;
+
+pub use sweep::{Sweep, SweepParameter, SweepValue};

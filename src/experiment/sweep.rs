@@ -1,0 +1,393 @@
+//! Parameter sweeps: the `sweep` section of a scenario, and how a grid point becomes a
+//! scenario.
+//!
+//! A sweep lists parameters, each addressed by a path (`"painter.covariance"`,
+//! `"captioner.data.lambda"`, `"seed"`) or by entity and field, with a grid of values. Every
+//! combination of values is one **point**; points are numbered in row-major order (the first
+//! parameter varies slowest, the last fastest).
+//!
+//! A value is applied generically, without knowing the entity kinds: the scenario is
+//! serialised to a `serde_json::Value`, the field is set, and the value is deserialised back
+//! into a [`Scenario`] and validated again. A new entity kind is therefore sweepable as soon
+//! as it is in the schema. Two conveniences keep grids short:
+//! - inside an enum field, a path segment may name a field of the variant's payload
+//!   (`captioner.data.lambda` reaches `Fresh(lambda: ..)`);
+//! - a number swept onto an enum variant with one numeric payload replaces the payload
+//!   (`painter.covariance: 0.05` turns `Isotropic(0.1)` into `Isotropic(0.05)`,
+//!   `painter.allocation: 50` turns `Fixed(100)` into `Fixed(50)`).
+//!
+//! A string value replaces the field whole (a unit variant such as `"Unbiased"`).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::scenario::{Problem, Scenario};
+
+/// The `sweep` section of a scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    /// The swept parameters; the grid is their Cartesian product.
+    pub parameters: Vec<SweepParameter>,
+}
+
+/// One swept parameter: where it is and which values it takes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepParameter {
+    /// Dotted path: an entity name then fields (`"painter.covariance"`), or a top-level field
+    /// (`"seed"`, `"rounds"`, `"collapse.text_gini"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Entity name (instead of `path`, with `field`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
+    /// Field inside the entity (may itself be dotted), or a top-level field without `entity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The grid of values.
+    pub values: Vec<SweepValue>,
+}
+
+/// One value of a grid: a number, a boolean or a string.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SweepValue {
+    /// `true` / `false`.
+    Bool(bool),
+    /// A non-negative integer.
+    Unsigned(u64),
+    /// A negative integer.
+    Signed(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// A string (a unit enum variant such as `"Unbiased"`, or a name).
+    Text(String),
+}
+
+impl SweepValue {
+    fn to_json(&self) -> Value {
+        match self {
+            SweepValue::Bool(b) => Value::Bool(*b),
+            SweepValue::Unsigned(u) => Value::from(*u),
+            SweepValue::Signed(i) => Value::from(*i),
+            // Validation rejects non-finite values before they get here.
+            SweepValue::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            SweepValue::Text(s) => Value::String(s.clone()),
+        }
+    }
+}
+
+impl fmt::Display for SweepValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SweepValue::Bool(b) => write!(f, "{b}"),
+            SweepValue::Unsigned(u) => write!(f, "{u}"),
+            SweepValue::Signed(i) => write!(f, "{i}"),
+            SweepValue::Float(x) => write!(f, "{}", crate::output::format_value(*x)),
+            SweepValue::Text(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+impl SweepParameter {
+    /// The parameter's dotted path (also its column name in `sweep.csv`).
+    pub fn path(&self) -> String {
+        match (&self.path, &self.entity, &self.field) {
+            (Some(p), _, _) => p.clone(),
+            (None, Some(e), Some(f)) => format!("{e}.{f}"),
+            (None, Some(e), None) => e.clone(),
+            (None, None, Some(f)) => f.clone(),
+            (None, None, None) => String::new(),
+        }
+    }
+}
+
+impl Sweep {
+    /// Number of grid points (the product of the grid sizes).
+    pub fn len(&self) -> usize {
+        self.parameters.iter().map(|p| p.values.len()).product()
+    }
+
+    /// Whether the grid has no point.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value index of every parameter at point `index` (row-major: last parameter fastest).
+    pub fn coordinates(&self, mut index: usize) -> Vec<usize> {
+        let mut coords = vec![0; self.parameters.len()];
+        for (c, p) in coords.iter_mut().zip(&self.parameters).rev() {
+            *c = index % p.values.len();
+            index /= p.values.len();
+        }
+        coords
+    }
+
+    /// The `(path, value)` assignments of point `index`.
+    pub fn assignments(&self, index: usize) -> Vec<(String, SweepValue)> {
+        self.coordinates(index).iter().zip(&self.parameters).map(|(&c, p)| (p.path(), p.values[c].clone())).collect()
+    }
+
+    /// The scenario of point `index`: the base with the point's values applied, no sweep
+    /// section, validated.
+    pub fn point(&self, base: &Scenario, index: usize) -> Result<Scenario, String> {
+        apply(base, &self.assignments(index))
+    }
+}
+
+/// Applies `(path, value)` assignments to `base` and validates the result. The returned
+/// scenario has no sweep section. Errors name the path and say what would be valid.
+pub fn apply(base: &Scenario, assignments: &[(String, SweepValue)]) -> Result<Scenario, String> {
+    let mut stripped = base.clone();
+    stripped.sweep = None;
+    let mut root = serde_json::to_value(&stripped).expect("a scenario serialises to JSON");
+    for (path, value) in assignments {
+        set(&mut root, path, value)?;
+    }
+    let describe =
+        |assignments: &[(String, SweepValue)]| assignments.iter().map(|(p, v)| format!("{p} = {v}")).collect::<Vec<_>>().join(", ");
+    let point: Scenario =
+        serde_json::from_value(root).map_err(|e| format!("{}: the value does not fit the field: {e}", describe(assignments)))?;
+    crate::scenario::validate(&point).map_err(|problems| {
+        let list: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.path(), p.message)).collect();
+        format!("{} makes the scenario invalid: {}", describe(assignments), list.join("; "))
+    })?;
+    Ok(point)
+}
+
+/// Top-level fields a sweep may not set: they are structure, not parameters.
+const STRUCTURAL: [&str; 4] = ["entities", "sweep", "output", "name"];
+
+/// Sets the field at `path` of a serialised scenario to `value`.
+fn set(root: &mut Value, path: &str, value: &SweepValue) -> Result<(), String> {
+    let segments: Vec<&str> = path.split('.').collect();
+    if segments.iter().any(|s| s.trim().is_empty()) {
+        return Err(format!("parameter path {path:?} is malformed: write `entity.field` or a top-level field such as `seed`"));
+    }
+    let entity_names: Vec<String> = root["entities"]
+        .as_array()
+        .map(|a| {
+            a.iter().filter_map(|e| variant_payload(e).and_then(|p| p.get("name")).and_then(Value::as_str)).map(String::from).collect()
+        })
+        .unwrap_or_default();
+    let top_fields: Vec<String> =
+        root.as_object().map(|o| o.keys().filter(|k| !STRUCTURAL.contains(&k.as_str())).cloned().collect()).unwrap_or_default();
+    let (mut current, rest, mut context) = if let Some(i) = entity_names.iter().position(|n| n == segments[0]) {
+        if segments.len() == 1 {
+            return Err(format!(
+                "parameter path `{path}` names the entity `{}` but no field of it; write `{}.FIELD`",
+                segments[0], segments[0]
+            ));
+        }
+        let entity = root["entities"].get_mut(i).and_then(variant_payload_mut).expect("listed above");
+        (entity, &segments[1..], format!("entity `{}`", segments[0]))
+    } else if top_fields.iter().any(|f| f == segments[0]) {
+        (root, &segments[..], "the scenario".to_string())
+    } else {
+        return Err(format!(
+            "unknown parameter path `{path}`: `{}` is neither an entity ({}) nor a sweepable top-level field ({})",
+            segments[0],
+            quoted(&entity_names),
+            quoted(&top_fields)
+        ));
+    };
+    for seg in rest {
+        if !has_field(current, seg) {
+            return Err(format!(
+                "unknown parameter path `{path}`: {context} has no field `{seg}`; its fields: {}",
+                quoted(&fields_of(current))
+            ));
+        }
+        current = descend(current, seg).expect("checked above");
+        context = format!("field `{seg}`");
+    }
+    let new = value.to_json();
+    match current {
+        // An enum variant with one scalar payload (`Isotropic(0.1)`, `Fixed(100)`): a number
+        // replaces the payload.
+        Value::Object(o) if o.len() == 1 && new.is_number() => {
+            let payload = o.values_mut().next().expect("one entry");
+            if payload.is_number() {
+                *payload = new;
+            } else {
+                let variant = o.keys().next().expect("one entry").clone();
+                return Err(format!(
+                    "parameter `{path}` is `{variant}(..)`, which has no single numeric value to replace; sweep one of its fields instead ({})",
+                    quoted(&fields_of(o.values().next().expect("one entry")))
+                ));
+            }
+        }
+        Value::Object(_) | Value::Array(_) if !matches!(new, Value::String(_)) => {
+            return Err(format!("parameter `{path}` is a compound value; sweep one of its numeric fields, or a variant name as a string"));
+        }
+        slot => *slot = new,
+    }
+    Ok(())
+}
+
+/// Whether `v` has field `seg`, directly or in its enum variant's payload.
+fn has_field(v: &Value, seg: &str) -> bool {
+    let has = |v: &Value| v.as_object().is_some_and(|o| o.contains_key(seg));
+    has(v) || variant_payload(v).is_some_and(has)
+}
+
+/// Descends into field `seg` of `v`, looking through an enum variant wrapper if needed.
+fn descend<'a>(v: &'a mut Value, seg: &str) -> Option<&'a mut Value> {
+    if v.as_object().is_some_and(|o| o.contains_key(seg)) {
+        return v.get_mut(seg);
+    }
+    variant_payload_mut(v).and_then(|p| p.get_mut(seg))
+}
+
+/// The payload of an externally tagged enum variant `{"Variant": payload}`.
+fn variant_payload(v: &Value) -> Option<&Value> {
+    v.as_object().filter(|o| o.len() == 1).and_then(|o| o.values().next())
+}
+
+fn variant_payload_mut(v: &mut Value) -> Option<&mut Value> {
+    v.as_object_mut().filter(|o| o.len() == 1).and_then(|o| o.values_mut().next())
+}
+
+/// The field names reachable from `v` (its own, or its variant payload's).
+fn fields_of(v: &Value) -> Vec<String> {
+    match v.as_object() {
+        Some(o) if o.len() == 1 && o.values().next().is_some_and(Value::is_object) => fields_of(o.values().next().expect("one entry")),
+        Some(o) => o.keys().cloned().collect(),
+        None => Vec::new(),
+    }
+}
+
+fn quoted(names: &[String]) -> String {
+    if names.is_empty() { "none".to_string() } else { names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ") }
+}
+
+/// Problems of a scenario's sweep section (an empty grid, an unknown path, a value that makes
+/// the scenario invalid), for [`crate::scenario::validate`].
+pub fn check(scenario: &Scenario) -> Vec<Problem> {
+    let Some(sweep) = &scenario.sweep else { return Vec::new() };
+    let mut problems = Vec::new();
+    let mut fail = |message: String| problems.push(Problem { entity: None, kind: "", key: "sweep".into(), message });
+    if sweep.parameters.is_empty() {
+        fail("the sweep lists no parameter: give at least one, e.g. (path: \"captioner.batch\", values: [100, 1000])".into());
+    }
+    let mut seen = Vec::new();
+    for (i, p) in sweep.parameters.iter().enumerate() {
+        let label = format!("sweep parameter [{i}]");
+        if p.path.is_some() && (p.entity.is_some() || p.field.is_some()) {
+            fail(format!("{label}: give either `path` or `entity`/`field`, not both"));
+            continue;
+        }
+        if p.path.is_none() && p.field.is_none() {
+            fail(format!("{label}: no `path` (e.g. \"painter.batch\") or `field` given"));
+            continue;
+        }
+        let path = p.path();
+        if p.values.is_empty() {
+            fail(format!("{label} `{path}` has an empty grid: list at least one value"));
+            continue;
+        }
+        if seen.contains(&path) {
+            fail(format!("{label}: `{path}` is swept twice; list all its values in one parameter"));
+            continue;
+        }
+        seen.push(path.clone());
+        for v in &p.values {
+            if let SweepValue::Float(x) = v
+                && !x.is_finite()
+            {
+                fail(format!("{label} `{path}`: value {x} is not a finite number"));
+                continue;
+            }
+            if let Err(e) = apply(scenario, &[(path.clone(), v.clone())]) {
+                // One message per parameter is enough when the path itself is wrong.
+                let wrong_path = e.starts_with("unknown parameter path") || e.contains("malformed");
+                fail(e);
+                if wrong_path {
+                    break;
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{Covariance, EntitySpec};
+    use std::path::Path;
+
+    const BASE: &str = r#"Scenario(name: "s", rounds: 3, entities: [
+        TextModel(name: "captioner", data: Fresh(lambda: 0.1)),
+        ImageModel(name: "painter", conditioned_on: "captioner", allocation: Fixed(100)),
+        Temperature(name: "heat", target: "captioner", t: 1.0),
+    ])"#;
+
+    fn base() -> Scenario {
+        Scenario::parse(BASE, Path::new("base.ron")).unwrap()
+    }
+
+    fn one(path: &str, v: SweepValue) -> Result<Scenario, String> {
+        apply(&base(), &[(path.to_string(), v)])
+    }
+
+    #[test]
+    fn sets_numeric_fields_of_every_kind_and_the_top_level() {
+        let s = one("painter.covariance", SweepValue::Float(0.05)).unwrap();
+        let EntitySpec::ImageModel(img) = &s.entities[1] else { panic!() };
+        assert_eq!(img.covariance, Covariance::Isotropic(0.05));
+        let s = one("painter.allocation", SweepValue::Unsigned(7)).unwrap();
+        let EntitySpec::ImageModel(img) = &s.entities[1] else { panic!() };
+        assert_eq!(img.allocation, crate::models::Allocation::Fixed(7));
+        let s = one("captioner.data.lambda", SweepValue::Float(0.5)).unwrap();
+        let EntitySpec::TextModel(t) = &s.entities[0] else { panic!() };
+        assert_eq!(t.data, crate::models::DataPolicy::Fresh { lambda: 0.5 });
+        let s = one("heat.t", SweepValue::Unsigned(2)).unwrap();
+        let EntitySpec::Temperature(t) = &s.entities[2] else { panic!() };
+        assert_eq!(t.t, 2.0);
+        let s = one("painter.estimator", SweepValue::Text("Unbiased".into())).unwrap();
+        let EntitySpec::ImageModel(img) = &s.entities[1] else { panic!() };
+        assert_eq!(img.estimator, crate::models::Estimator::Unbiased);
+        assert_eq!(one("seed", SweepValue::Unsigned(9)).unwrap().seed, 9);
+        assert_eq!(one("collapse.text_gini", SweepValue::Float(0.2)).unwrap().collapse.text_gini, 0.2);
+    }
+
+    #[test]
+    fn bad_paths_and_values_say_what_is_valid() {
+        let e = one("painter.batchh", SweepValue::Unsigned(1)).unwrap_err();
+        assert!(e.contains("no field `batchh`") && e.contains("`batch`"), "{e}");
+        let e = one("ghost.batch", SweepValue::Unsigned(1)).unwrap_err();
+        assert!(e.contains("`captioner`") && e.contains("`seed`"), "{e}");
+        let e = one("captioner.batch", SweepValue::Unsigned(0)).unwrap_err();
+        assert!(e.contains("batch size N must be at least 1"), "{e}");
+        let e = one("captioner.batch", SweepValue::Float(0.5)).unwrap_err();
+        assert!(e.contains("does not fit"), "{e}");
+    }
+
+    #[test]
+    fn points_are_row_major() {
+        let sweep = Sweep {
+            parameters: vec![
+                SweepParameter {
+                    path: Some("a".into()),
+                    entity: None,
+                    field: None,
+                    values: vec![SweepValue::Unsigned(1), SweepValue::Unsigned(2)],
+                },
+                SweepParameter {
+                    path: None,
+                    entity: Some("b".into()),
+                    field: Some("c".into()),
+                    values: vec![SweepValue::Unsigned(1), SweepValue::Unsigned(2), SweepValue::Unsigned(3)],
+                },
+            ],
+        };
+        assert_eq!(sweep.len(), 6);
+        assert_eq!(sweep.coordinates(0), vec![0, 0]);
+        assert_eq!(sweep.coordinates(4), vec![1, 1]);
+        assert_eq!(sweep.assignments(5)[1], ("b.c".to_string(), SweepValue::Unsigned(3)));
+    }
+}
