@@ -44,8 +44,6 @@ pub fn scaled_scenario(k: u64, d: u64, n: u64, seed: u64) -> Scenario {
         stability: None,
         diagnostics: Default::default(),
         sweep: None,
-        diagnostics: Default::default(),
-        sweep: None,
     }
 }
 
