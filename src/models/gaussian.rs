@@ -233,6 +233,7 @@ pub struct GaussianImageModel {
     // Reused buffers of the refit and factorisation: a steady-state round allocates nothing.
     batch_stats: SufficientStats,
     eigen: EigenWorkspace,
+    normals: Vec<f64>,
 }
 
 /// Samples scored per matrix product in [`GaussianImageModel::add_log_likelihood`]: large
@@ -273,6 +274,7 @@ impl GaussianImageModel {
             block: DMatrix::zeros(0, 0),
             batch_stats: SufficientStats::empty(d),
             eigen: EigenWorkspace::new(d),
+            normals: Vec::new(),
         };
         if let DataPolicy::Accumulate { .. } = policy {
             model.accumulated = vec![SufficientStats::empty(d); model.mu.len()];
@@ -284,7 +286,7 @@ impl GaussianImageModel {
     /// text `i` from the initial conditionals (the `Accumulate { initial }` policy).
     pub fn seed_accumulated(&mut self, counts: &[usize], rng: &mut Stream) {
         let mut buf = Vec::new();
-        sample_into(&self.mu0, &self.factors0, counts, 1.0, rng, &mut buf);
+        sample_into(&self.mu0, &self.factors0, counts, 1.0, rng, &mut buf, &mut self.normals);
         let mut offset = 0;
         for (i, &n) in counts.iter().enumerate() {
             self.batch_stats.set_from(&buf[offset * self.d..(offset + n) * self.d], self.d);
@@ -342,7 +344,7 @@ impl GaussianImageModel {
 
 /// Draws `counts[i]` samples of `N(mu[i], c * Sigma_i)` for every text into `out`, using the
 /// factors' square roots.
-fn sample_into(mu: &[DVector<f64>], factors: &[Factor], counts: &[usize], c: f64, rng: &mut Stream, out: &mut Vec<f64>) {
+fn sample_into(mu: &[DVector<f64>], factors: &[Factor], counts: &[usize], c: f64, rng: &mut Stream, out: &mut Vec<f64>, z: &mut Vec<f64>) {
     let d = mu.first().map_or(0, |m| m.len());
     let total: usize = counts.iter().sum();
     out.clear();
@@ -354,7 +356,7 @@ fn sample_into(mu: &[DVector<f64>], factors: &[Factor], counts: &[usize], c: f64
         2 => sample_kernel::<2>(mu, factors, counts, c, rng, out),
         3 => sample_kernel::<3>(mu, factors, counts, c, rng, out),
         4 => sample_kernel::<4>(mu, factors, counts, c, rng, out),
-        _ => sample_kernel_dyn(d, mu, factors, counts, c, rng, out),
+        _ => sample_kernel_dyn(d, mu, factors, counts, c, rng, out, z),
     }
 }
 
@@ -378,16 +380,18 @@ fn sample_kernel<const D: usize>(mu: &[DVector<f64>], factors: &[Factor], counts
     }
 }
 
-fn sample_kernel_dyn(d: usize, mu: &[DVector<f64>], factors: &[Factor], counts: &[usize], c: f64, rng: &mut Stream, out: &mut [f64]) {
+fn sample_kernel_dyn(
+    d: usize,
+    mu: &[DVector<f64>],
+    factors: &[Factor],
+    counts: &[usize],
+    c: f64,
+    rng: &mut Stream,
+    out: &mut [f64],
+    z: &mut Vec<f64>,
+) {
     let scale = c.sqrt();
-    let mut z = [0.0f64; 64];
-    let mut z_heap = Vec::new();
-    let z: &mut [f64] = if d <= 64 {
-        &mut z[..d]
-    } else {
-        z_heap.resize(d, 0.0);
-        &mut z_heap
-    };
+    z.resize(d, 0.0);
     let mut samples = out.chunks_exact_mut(d.max(1));
     for (i, &n) in counts.iter().enumerate() {
         let a = factors[i].sqrt.as_slice();
@@ -443,12 +447,12 @@ impl ConditionalModel for GaussianImageModel {
 
     fn sample(&mut self, counts: &[usize], temperature: f64, rng: &mut Stream, out: &mut Vec<f64>) -> Result<(), ModelError> {
         self.refresh_factors();
-        sample_into(&self.mu, &self.factors, counts, temperature, rng, out);
+        sample_into(&self.mu, &self.factors, counts, temperature, rng, out, &mut self.normals);
         Ok(())
     }
 
     fn sample_initial(&mut self, counts: &[usize], rng: &mut Stream, out: &mut Vec<f64>) -> Result<(), ModelError> {
-        sample_into(&self.mu0, &self.factors0, counts, 1.0, rng, out);
+        sample_into(&self.mu0, &self.factors0, counts, 1.0, rng, out, &mut self.normals);
         Ok(())
     }
 
@@ -564,7 +568,92 @@ impl ConditionalModel for GaussianImageModel {
     fn moments(&self, text: usize) -> Option<(DVector<f64>, DMatrix<f64>)> {
         Some((self.mu.get(text)?.clone(), self.sigma[text].clone()))
     }
+
+    /// Layout: `[STATE_VERSION, K, d, regularized, factors_current, accumulating]`, then per
+    /// text `mu, Sigma, mu0, Sigma0, prev_mu, prev_Sigma` (matrices column-major), then, when
+    /// accumulating, per text `count, mean, scatter`. Everything else (square roots and
+    /// factors of `Sigma0`, the current factors) is a deterministic function of these.
+    fn save_state(&self) -> Result<Vec<f64>, ModelError> {
+        let (k, d) = (self.mu.len(), self.d);
+        let accumulating = !self.accumulated.is_empty();
+        let mut out =
+            vec![STATE_VERSION, k as f64, d as f64, self.regularized as f64, self.factors_current as u8 as f64, accumulating as u8 as f64];
+        for i in 0..k {
+            for v in [&self.mu[i], &self.mu0[i], &self.prev_mu[i]].into_iter().zip([&self.sigma[i], &self.sigma0[i], &self.prev_sigma[i]]) {
+                out.extend_from_slice(v.0.as_slice());
+                out.extend_from_slice(v.1.as_slice());
+            }
+        }
+        for a in &self.accumulated {
+            out.push(a.count);
+            out.extend_from_slice(a.mean.as_slice());
+            out.extend_from_slice(a.scatter.as_slice());
+        }
+        Ok(out)
+    }
+
+    fn load_state(&mut self, state: &[f64]) -> Result<(), ModelError> {
+        let bad = |m: String| Err(ModelError::new("load_state", m));
+        if state.len() < 6 || state[0] != STATE_VERSION {
+            return bad(format!("not a Gaussian image model state of version {STATE_VERSION}"));
+        }
+        let (k, d, accumulating) = (state[1] as usize, state[2] as usize, state[5] != 0.0);
+        if d != self.d {
+            return bad(format!("state has image dimension {d}, the model has {}", self.d));
+        }
+        if accumulating != matches!(self.policy, DataPolicy::Accumulate { .. }) {
+            return bad("the state's data policy differs from the model's".into());
+        }
+        let per_text = 3 * (d + d * d) + if accumulating { 1 + d + d * d } else { 0 };
+        if state.len() != 6 + k * per_text {
+            return bad(format!("state has {} values, expected {} for K = {k}, d = {d}", state.len(), 6 + k * per_text));
+        }
+        let mut it = state[6..].iter().copied();
+        let mut vector = |n: usize| DVector::from_iterator(n, it.by_ref().take(n));
+        let mut parts: Vec<(DVector<f64>, DMatrix<f64>)> = Vec::with_capacity(3 * k);
+        for _ in 0..3 * k {
+            let mu = vector(d);
+            let sigma = DMatrix::from_column_slice(d, d, vector(d * d).as_slice());
+            parts.push((mu, sigma));
+        }
+        let mut accumulated = Vec::new();
+        if accumulating {
+            for _ in 0..k {
+                let count = vector(1)[0];
+                let mean = vector(d);
+                let scatter = DMatrix::from_column_slice(d, d, vector(d * d).as_slice());
+                accumulated.push(SufficientStats { count, mean, scatter });
+            }
+        }
+        let mut parts = parts.into_iter();
+        let (mut mu, mut sigma, mut mu0, mut sigma0, mut prev_mu, mut prev_sigma) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for _ in 0..k {
+            for (m, s) in [(&mut mu, &mut sigma), (&mut mu0, &mut sigma0), (&mut prev_mu, &mut prev_sigma)] {
+                let (a, b) = parts.next().expect("3 K parts");
+                m.push(a);
+                s.push(b);
+            }
+        }
+        // The initial conditionals' root and factor, exactly as `new` and `add_text` make them.
+        self.sigma0_sqrt = sigma0.iter().map(gm::sqrtm_psd).collect();
+        self.factors0 = sigma0.iter().map(Factor::new).collect();
+        (self.mu, self.sigma, self.mu0, self.sigma0, self.prev_mu, self.prev_sigma) = (mu, sigma, mu0, sigma0, prev_mu, prev_sigma);
+        self.accumulated = accumulated;
+        self.factors.clear();
+        self.factors_current = false;
+        if state[4] != 0.0 {
+            // The factors were current when saved (they are after every Measure phase): an
+            // uninterrupted run reuses them without counting them again, so refresh them now
+            // and keep the saved count.
+            self.refresh_factors();
+        }
+        self.regularized = state[3] as u64;
+        Ok(())
+    }
 }
+
+/// Version tag of [`GaussianImageModel`]'s checkpoint state.
+const STATE_VERSION: f64 = 1.0;
 
 #[cfg(test)]
 mod tests {
