@@ -6,6 +6,8 @@
 //! Batches are flat and grouped by caption: `counts[i]` samples of text `i`, in text order,
 //! each sample `dim()` consecutive `f64`s (row-major `n x dim`).
 
+use nalgebra::{DMatrix, DVector};
+
 use super::policy::DataPolicy;
 use crate::rng::Stream;
 
@@ -61,4 +63,25 @@ pub trait ConditionalModel: Send + Sync {
     fn take_regularized(&mut self) -> u64;
     /// Adds a conditional for a new text `K + 1` (corpus injection of a new text).
     fn add_text(&mut self) -> Result<(), ModelError>;
+    /// The model's whole mutable state as numbers, for checkpoints: current and initial
+    /// parameters, data-policy statistics, counters. Restoring it with
+    /// [`load_state`](Self::load_state) into a model built from the same scenario must make
+    /// every later call give exactly the results the saved model would have given (plugin
+    /// models map this to their get/set params). The default refuses: no checkpoints.
+    fn save_state(&self) -> Result<Vec<f64>, ModelError> {
+        Err(ModelError::new("save_state", format!("this {} model does not support checkpoints", self.modality())))
+    }
+    /// Restores a state written by [`save_state`](Self::save_state).
+    fn load_state(&mut self, state: &[f64]) -> Result<(), ModelError> {
+        let _ = state;
+        Err(ModelError::new("load_state", format!("this {} model does not support checkpoints", self.modality())))
+    }
+    /// Mean and covariance of text `text`'s conditional, when the model can give them: the
+    /// Frechet distance between two models (recursive stability, SPEC section 8) is computed
+    /// from these moments, exactly for Gaussians and as FID's Gaussian approximation otherwise.
+    /// `None` (the default) when the model does not expose them.
+    fn moments(&self, text: usize) -> Option<(DVector<f64>, DMatrix<f64>)> {
+        let _ = text;
+        None
+    }
 }
