@@ -26,6 +26,7 @@
 #![allow(clippy::type_complexity, clippy::too_many_arguments)]
 
 pub mod bench;
+pub mod checkpoint;
 pub mod diagnostics;
 pub mod experiment;
 pub mod metrics;

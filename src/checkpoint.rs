@@ -1,0 +1,249 @@
+//! Checkpoints: the whole state of a run's worlds at a round boundary, so that `coevo resume`
+//! continues exactly where the run stopped.
+//!
+//! `checkpoint.json` (written atomically every `--checkpoint-every K` rounds) holds:
+//! - the scenario: its source text, file name and SHA-256 (as in `manifest.json`), and the
+//!   effective seed, rounds and replicates (command-line overrides included);
+//! - the round reached and the byte lengths of `metrics.csv` and `aggregate.csv` at that
+//!   round: a resumed run truncates both there (dropping rows of rounds after the checkpoint
+//!   that a killed run had written) and appends;
+//! - per world, the round counter and per entity (by name) its ChaCha8 stream position
+//!   (seed, stream, word position), its text model (`p`, `p0`, accumulated counts) and its
+//!   conditional model's [`save_state`](crate::models::ConditionalModel::save_state).
+//!
+//! The summary tracker is not stored twice: it is a pure function of the metric rows, so a
+//! resumed run rebuilds it by replaying `metrics.csv` up to the checkpoint. Numbers are stored
+//! as the hexadecimal bits of each `f64` (16 digits per value): exact, NaN-safe, and
+//! independent of any decimal parser.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rng::Stream;
+use crate::world::{ConditionalAgent, EntityName, RandomStream, RoundCounter, ScenarioOrder, Simulation, TextAgent};
+
+/// Format tag of `checkpoint.json`.
+pub const FORMAT: &str = "coevo-checkpoint-v1";
+
+/// File name of the checkpoint inside an output folder.
+pub const FILE: &str = "checkpoint.json";
+
+/// A whole run at a round boundary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// [`FORMAT`].
+    pub format: String,
+    /// The scenario file as given.
+    pub scenario_file: String,
+    /// SHA-256 of the scenario source (the manifest's `scenario_sha256`).
+    pub scenario_sha256: String,
+    /// The scenario source (RON), so that resuming needs no other file.
+    pub scenario_source: String,
+    /// Effective seed (after command-line overrides).
+    pub seed: u64,
+    /// Effective number of rounds.
+    pub rounds: u64,
+    /// Effective number of replicates.
+    pub replicates: u64,
+    /// Rounds completed.
+    pub round: u64,
+    /// Length of `metrics.csv` in bytes after `round`.
+    pub metrics_bytes: u64,
+    /// Length of `aggregate.csv` in bytes after `round`.
+    pub aggregate_bytes: u64,
+    /// One state per replicate, in replicate order.
+    pub worlds: Vec<WorldState>,
+}
+
+/// The state of one world.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorldState {
+    /// Rounds completed.
+    pub round: u64,
+    /// Stateful entities in scenario order.
+    pub entities: Vec<EntityState>,
+}
+
+/// The state of one entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityState {
+    /// Entity name.
+    pub name: String,
+    /// Its random stream, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamState>,
+    /// Its text model, if it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextState>,
+    /// Its conditional model's state (hex `f64` bits), if it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditional: Option<String>,
+}
+
+/// Position of a ChaCha8 stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamState {
+    /// The 32-byte seed, hex.
+    pub seed: String,
+    /// Stream number.
+    pub stream: u64,
+    /// Position in 32-bit words (a `u128`, in decimal).
+    pub word_pos: String,
+}
+
+/// A text model's mutable state (hex `f64` bits).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextState {
+    /// Current probabilities.
+    pub p: String,
+    /// Initial probabilities (grow with injected new texts).
+    pub p0: String,
+    /// Accumulated soft counts (empty unless `Accumulate`).
+    pub accumulated: String,
+}
+
+/// Encodes `f64`s as the hexadecimal of their bits, 16 digits each.
+pub fn encode_f64s(values: &[f64]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(16 * values.len());
+    for v in values {
+        let _ = write!(s, "{:016x}", v.to_bits());
+    }
+    s
+}
+
+/// Decodes [`encode_f64s`].
+pub fn decode_f64s(s: &str) -> Result<Vec<f64>, String> {
+    if !s.len().is_multiple_of(16) || !s.is_ascii() {
+        return Err(format!("a number list must be 16 hex digits per value, got {} characters", s.len()));
+    }
+    (0..s.len() / 16)
+        .map(|i| u64::from_str_radix(&s[16 * i..16 * i + 16], 16).map(f64::from_bits).map_err(|e| format!("value {i}: {e}")))
+        .collect()
+}
+
+fn stream_state(s: &Stream) -> StreamState {
+    let seed: String = s.get_seed().iter().map(|b| format!("{b:02x}")).collect();
+    StreamState { seed, stream: s.get_stream(), word_pos: s.get_word_pos().to_string() }
+}
+
+fn restore_stream(state: &StreamState) -> Result<Stream, String> {
+    use rand::SeedableRng;
+    if state.seed.len() != 64 || !state.seed.is_ascii() {
+        return Err("a stream seed must be 64 hex digits".into());
+    }
+    let mut seed = [0u8; 32];
+    for (i, b) in seed.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&state.seed[2 * i..2 * i + 2], 16).map_err(|e| format!("stream seed: {e}"))?;
+    }
+    let pos: u128 = state.word_pos.parse().map_err(|e| format!("stream word_pos `{}`: {e}", state.word_pos))?;
+    let mut s = Stream::from_seed(seed);
+    s.set_stream(state.stream);
+    s.set_word_pos(pos);
+    Ok(s)
+}
+
+/// Captures the state of one world.
+pub fn capture(sim: &mut Simulation) -> Result<WorldState, String> {
+    let round = sim.round();
+    let world = sim.world_mut();
+    let mut query = world.query::<(&ScenarioOrder, &EntityName, Option<&RandomStream>, Option<&TextAgent>, Option<&ConditionalAgent>)>();
+    let mut entities: Vec<(ScenarioOrder, EntityState)> = Vec::new();
+    for (order, name, stream, text, conditional) in query.iter(world) {
+        let conditional = match conditional {
+            Some(c) => Some(encode_f64s(&c.model.save_state().map_err(|e| format!("model `{}`: {e}", name.0))?)),
+            None => None,
+        };
+        let text = text.map(|t| TextState {
+            p: encode_f64s(&t.model.p),
+            p0: encode_f64s(&t.model.p0),
+            accumulated: encode_f64s(&t.model.accumulated),
+        });
+        let stream = stream.map(|s| stream_state(&s.0));
+        if stream.is_some() || text.is_some() || conditional.is_some() {
+            entities.push((*order, EntityState { name: name.0.to_string(), stream, text, conditional }));
+        }
+    }
+    entities.sort_by_key(|(o, _)| *o);
+    Ok(WorldState { round, entities: entities.into_iter().map(|(_, e)| e).collect() })
+}
+
+/// Restores a world built from the same scenario to `state`.
+pub fn restore(sim: &mut Simulation, state: &WorldState) -> Result<(), String> {
+    let world = sim.world_mut();
+    let mut query = world.query::<(&EntityName, Option<&mut RandomStream>, Option<&mut TextAgent>, Option<&mut ConditionalAgent>)>();
+    let mut restored = 0;
+    for (name, stream, text, conditional) in query.iter_mut(world) {
+        let Some(saved) = state.entities.iter().find(|e| *e.name == *name.0) else {
+            if stream.is_some() || text.is_some() || conditional.is_some() {
+                return Err(format!("the checkpoint has no state for entity `{}`", name.0));
+            }
+            continue;
+        };
+        restored += 1;
+        let what = |part: &str| format!("entity `{}`: the checkpoint's {part} does not match the scenario", name.0);
+        match (stream, &saved.stream) {
+            (Some(mut s), Some(st)) => s.0 = restore_stream(st).map_err(|e| format!("entity `{}`: {e}", name.0))?,
+            (None, None) => {}
+            _ => return Err(what("random stream")),
+        }
+        match (text, &saved.text) {
+            (Some(mut t), Some(ts)) => {
+                let decode = |s: &str| decode_f64s(s).map_err(|e| format!("entity `{}`: {e}", name.0));
+                t.model.p = decode(&ts.p)?;
+                t.model.p0 = decode(&ts.p0)?;
+                t.model.accumulated = decode(&ts.accumulated)?;
+            }
+            (None, None) => {}
+            _ => return Err(what("text model")),
+        }
+        match (conditional, &saved.conditional) {
+            (Some(mut c), Some(cs)) => {
+                let values = decode_f64s(cs).map_err(|e| format!("entity `{}`: {e}", name.0))?;
+                c.model.load_state(&values).map_err(|e| format!("entity `{}`: {e}", name.0))?;
+            }
+            (None, None) => {}
+            _ => return Err(what("conditional model")),
+        }
+    }
+    if restored != state.entities.len() {
+        let names: Vec<&str> = state.entities.iter().map(|e| e.name.as_str()).collect();
+        return Err(format!("the checkpoint holds entities the scenario does not ({})", names.join(", ")));
+    }
+    world.resource_mut::<RoundCounter>().0 = state.round;
+    Ok(())
+}
+
+impl Checkpoint {
+    /// Writes `dir/checkpoint.json` atomically.
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        crate::output::write_atomic(&dir.join(FILE), &serde_json::to_vec(self).expect("a checkpoint serialises"))
+    }
+
+    /// Reads `path`, checking its format tag.
+    pub fn read(path: &Path) -> Result<Checkpoint, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let c: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a coevo checkpoint: {e}", path.display()))?;
+        if c.format != FORMAT {
+            return Err(format!("{}: checkpoint format `{}`, this coevo reads `{FORMAT}`", path.display(), c.format));
+        }
+        if c.worlds.len() as u64 != c.replicates {
+            return Err(format!("{}: {} world states for {} replicates", path.display(), c.worlds.len(), c.replicates));
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f64_lists_round_trip_bit_for_bit() {
+        let v = [0.1, -0.0, f64::NAN, f64::INFINITY, f64::MIN_POSITIVE / 3.0, 1e300];
+        let back = decode_f64s(&encode_f64s(&v)).unwrap();
+        assert!(v.iter().zip(&back).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(decode_f64s("abc").is_err());
+    }
+}
