@@ -4,47 +4,25 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::scenario::{Covariance, EntitySpec, ImageModelSpec, Means, Scenario, TextInit, TextModelSpec};
+use crate::scenario::Scenario;
 use crate::world::{RunError, Simulation};
 
 /// The paper's co-evolution scenario at an arbitrary scale: `K` texts uniform, `d`-dimensional
 /// images with unit-circle means and `0.1 I` covariances, `N` pairs per batch.
 pub fn scaled_scenario(k: u64, d: u64, n: u64, seed: u64) -> Scenario {
-    let text = TextModelSpec {
-        name: "captioner".into(),
-        initial: TextInit::Uniform(k),
-        batch: n,
-        steps: 1,
-        frozen: false,
-        data: Default::default(),
-    };
-    let image = ImageModelSpec {
-        name: "painter".into(),
-        conditioned_on: "captioner".into(),
-        dim: d,
-        means: Means::UnitCircle,
-        covariance: Covariance::Isotropic(0.1),
-        batch: n,
-        steps: 1,
-        allocation: Default::default(),
-        estimator: Default::default(),
-        frozen: false,
-        data: Default::default(),
-        new_text: None,
-    };
-    Scenario {
-        name: format!("bench-K{k}-d{d}-N{n}"),
-        description: String::new(),
-        seed,
-        rounds: 1,
-        replicates: 1,
-        entities: vec![EntitySpec::TextModel(text), EntitySpec::ImageModel(image)],
-        collapse: Default::default(),
-        output: Default::default(),
-        stability: None,
-        diagnostics: Default::default(),
-        sweep: None,
-    }
+    // Written as a scenario file would be, so that every default the schema gains applies here too.
+    let source = format!(
+        r#"Scenario(
+            name: "bench-K{k}-d{d}-N{n}",
+            seed: {seed},
+            rounds: 1,
+            entities: [
+                TextModel(name: "captioner", initial: Uniform({k}), batch: {n}),
+                ImageModel(name: "painter", conditioned_on: "captioner", dim: {d}, covariance: Isotropic(0.1), batch: {n}),
+            ],
+        )"#
+    );
+    Scenario::parse(&source, std::path::Path::new("<bench>")).expect("the synthetic scenario is valid")
 }
 
 /// Timing of a run of training rounds, in the JSON shape `benches/compare.sh` reads.
@@ -148,4 +126,42 @@ pub fn time_floor(k: u64, d: u64, n: u64, rounds: u64, seed: u64) -> RoundTiming
     }
     let seconds = start.elapsed().as_secs_f64();
     RoundTiming { k, d, n, rounds, measured: false, seconds, rounds_per_second: rounds as f64 / seconds }
+}
+
+/// Throughput of many independent worlds run in parallel (the replicate workload).
+#[derive(Debug, Clone, Serialize)]
+pub struct WorldsTiming {
+    /// Worlds run.
+    pub worlds: u64,
+    /// Worker threads.
+    pub threads: u64,
+    /// Rounds per world.
+    pub rounds: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// `worlds * rounds / seconds`.
+    pub world_rounds_per_second: f64,
+}
+
+/// Times `worlds` independent paper-style worlds at scale `(K, d, N)` advancing `rounds`
+/// rounds each on a pool of `threads` workers (each world on its single-threaded schedule).
+pub fn time_worlds(k: u64, d: u64, n: u64, rounds: u64, seed: u64, worlds: u64, threads: u64) -> Result<WorldsTiming, RunError> {
+    use rayon::prelude::*;
+    let scenario = scaled_scenario(k, d, n, seed);
+    let mut sims: Vec<Simulation> = (0..worlds).map(|r| Simulation::new(&scenario, r).expect("the synthetic scenario is valid")).collect();
+    for s in &mut sims {
+        s.set_measuring(false);
+    }
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads as usize).build().expect("thread pool");
+    let start = Instant::now();
+    pool.install(|| {
+        sims.par_iter_mut().try_for_each(|s| {
+            for _ in 0..rounds {
+                s.step()?;
+            }
+            Ok::<(), RunError>(())
+        })
+    })?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(WorldsTiming { worlds, threads, rounds, seconds, world_rounds_per_second: (worlds * rounds) as f64 / seconds })
 }
