@@ -95,6 +95,8 @@ for s in "${scale_list[@]}"; do
     np_rps="$(json_field rounds_per_second <<<"$rec")"
     rs_rps="n/a"
     ratio="n/a"
+    fl_rps="n/a"
+    floor_ratio="n/a"
     if [[ $RUST_OK == 1 ]]; then
         # Size the Rust run to ~TARGET_SECONDS from a short pilot (it may be much faster than numpy).
         pilot_rounds=$(( R_[$s] / 10 > 0 ? R_[$s] / 10 : 1 ))
@@ -107,8 +109,13 @@ for s in "${scale_list[@]}"; do
         echo "{\"side\":\"coevo\",\"scale\":\"$s\",\"record\":$(tail -n1 <<<"$rrec")}" >>"$OUT/compare.jsonl"
         rs_rps="$(json_field rounds_per_second <<<"$rrec")"
         ratio="$("$PY" -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}x")' "$rs_rps" "$np_rps")"
+        # The arithmetic floor at the same scale, same number of rounds: round time / floor time.
+        frec="$(rust_cmd "${args[@]}" --rounds "$rounds" --floor)"
+        echo "{\"side\":\"floor\",\"scale\":\"$s\",\"record\":$(tail -n1 <<<"$frec")}" >>"$OUT/compare.jsonl"
+        fl_rps="$(json_field rounds_per_second <<<"$frec")"
+        floor_ratio="$("$PY" -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}")' "$fl_rps" "$rs_rps")"
     fi
-    ROWS+=("$s|${K_[$s]}|${D_[$s]}|${N_[$s]}|$np_rps|$rs_rps|$ratio")
+    ROWS+=("$s|${K_[$s]}|${D_[$s]}|${N_[$s]}|$np_rps|$rs_rps|$ratio|$fl_rps|$floor_ratio")
 done
 
 # ---- table -------------------------------------------------------------------------------------
@@ -122,12 +129,28 @@ def fmt(v):
     except ValueError:
         return v
     return f"{x:.4g}" if x < 100 else f"{x:.0f}"
-hdr = ["scale", "K", "d", "N", "numpy rounds/s", "coevo rounds/s", "ratio"]
+hdr = ["scale", "K", "d", "N", "numpy rounds/s", "coevo rounds/s", "coevo/numpy", "floor rounds/s", "round/floor time"]
 rows = [r.split("|") for r in sys.argv[1:]]
-rows = [r[:4] + [fmt(r[4]), fmt(r[5]), r[6]] for r in rows]
+rows = [r[:4] + [fmt(r[4]), fmt(r[5]), r[6], fmt(r[7]), r[8]] for r in rows]
 w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(hdr)]
 line = lambda cells: "  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(cells))
 print(line(hdr)); print(line(["-" * x for x in w]))
 for r in rows: print(line(r))
 EOF
-if [[ $RUST_OK == 0 ]]; then echo "rust side not available yet ($RUST_WHY)"; fi
+if [[ $RUST_OK == 0 ]]; then echo "rust side not available yet ($RUST_WHY)"; exit 0; fi
+
+# ---- replicate throughput: 64 paper-scale worlds on 1 thread and on every core -----------------
+CORES="$(nproc 2>/dev/null || echo 1)"
+WROUNDS=$([[ $QUICK == 1 ]] && echo 20 || echo 300)
+w1="$(cargo run --release --quiet --bin coevo -- bench-round --worlds 64 --threads 1 --rounds "$WROUNDS" --seed "$SEED")"
+wp="$(cargo run --release --quiet --bin coevo -- bench-round --worlds 64 --threads "$CORES" --rounds "$WROUNDS" --seed "$SEED")"
+echo "{\"side\":\"worlds\",\"threads\":1,\"record\":$w1}" >>"$OUT/compare.jsonl"
+echo "{\"side\":\"worlds\",\"threads\":$CORES,\"record\":$wp}" >>"$OUT/compare.jsonl"
+"$PY" - "$w1" "$wp" "$CORES" <<'EOF'
+import json, sys
+one, par, p = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+s1, sp = one["world_rounds_per_second"], par["world_rounds_per_second"]
+print(f"\nreplicates: 64 worlds x {one['rounds']} rounds at paper scale: "
+      f"1 thread {s1:.0f} world-rounds/s, {p} threads {sp:.0f} world-rounds/s, "
+      f"speed-up {sp / s1:.2f}x, parallel efficiency {sp / s1 / p:.0%}")
+EOF

@@ -44,6 +44,16 @@ pub struct RoundTiming {
     pub seconds: f64,
     /// `rounds / seconds`.
     pub rounds_per_second: f64,
+    /// Peak resident memory of the process so far, in KiB (Linux `VmHWM`; absent elsewhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_kib: Option<u64>,
+}
+
+/// Peak resident set size of this process in KiB, from `/proc/self/status` (Linux only).
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Times `rounds` training rounds after one warm-up round, on the calling thread.
@@ -57,7 +67,7 @@ pub fn time_rounds(k: u64, d: u64, n: u64, rounds: u64, seed: u64, measured: boo
         sim.step()?;
     }
     let seconds = start.elapsed().as_secs_f64();
-    Ok(RoundTiming { k, d, n, rounds, measured, seconds, rounds_per_second: rounds as f64 / seconds })
+    Ok(RoundTiming { k, d, n, rounds, measured, seconds, rounds_per_second: rounds as f64 / seconds, peak_rss_kib: peak_rss_kib() })
 }
 
 /// The arithmetic a round at scale `(K, d, N)` cannot avoid, in a tight loop: drawing the
@@ -125,7 +135,7 @@ pub fn time_floor(k: u64, d: u64, n: u64, rounds: u64, seed: u64) -> RoundTiming
         std::hint::black_box(floor.run_once());
     }
     let seconds = start.elapsed().as_secs_f64();
-    RoundTiming { k, d, n, rounds, measured: false, seconds, rounds_per_second: rounds as f64 / seconds }
+    RoundTiming { k, d, n, rounds, measured: false, seconds, rounds_per_second: rounds as f64 / seconds, peak_rss_kib: peak_rss_kib() }
 }
 
 /// Throughput of many independent worlds run in parallel (the replicate workload).
