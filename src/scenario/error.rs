@@ -43,24 +43,91 @@ pub enum ScenarioError {
 }
 
 impl ScenarioError {
+    /// A parse error without the source text at hand: located, but the field is not named.
     pub(crate) fn syntax(file: &Path, e: &ron::error::SpannedError) -> ScenarioError {
+        ScenarioError::syntax_in(file, "", e)
+    }
+
+    /// A parse error of `source`: located, and for a value of the wrong kind the hint names
+    /// the field it was written for (the parser itself only says what it expected).
+    pub(crate) fn syntax_in(file: &Path, source: &str, e: &ron::error::SpannedError) -> ScenarioError {
         use ron::Error as E;
+        let (line, col) = (e.span.start.line, e.span.start.col);
+        // Only value errors sit after a `field:`; for an unknown or missing field the nearest
+        // key before the error is some other field, so naming it would mislead.
+        let value_error = matches!(
+            e.code,
+            E::IntegerOutOfBounds
+                | E::InvalidIntegerDigit { .. }
+                | E::ExpectedInteger
+                | E::ExpectedFloat
+                | E::ExpectedString
+                | E::ExpectedBoolean
+                | E::ExpectedArray
+                | E::ExpectedOption
+                | E::ExpectedUnit
+                | E::InvalidValueForType { .. }
+        );
+        let field = if value_error { field_before(source, line, col) } else { None };
+        let for_field = field.map_or_else(String::new, |f| format!("`{f}` "));
         let hint = match &e.code {
-            E::IntegerOutOfBounds => {
-                Some("expected a non-negative integer: counts, sizes, rounds and seeds cannot be negative".to_string())
-            }
+            E::IntegerOutOfBounds | E::InvalidIntegerDigit { .. } => Some(format!(
+                "{for_field}expects a non-negative whole number: counts, sizes, rounds and seeds cannot be negative or fractional"
+            )),
             E::ExpectedDifferentStructName { .. } => Some("a scenario file holds one `Scenario( ... )` value".to_string()),
-            E::ExpectedFloat | E::ExpectedInteger => Some("write numbers as RON literals, e.g. `0.1`, `1000`".to_string()),
+            E::ExpectedInteger => Some(format!("{for_field}expects a whole number written as a RON literal, e.g. `1000`")),
+            E::ExpectedFloat => Some(format!("{for_field}expects a number written as a RON literal, e.g. `0.1`")),
+            E::ExpectedString => Some(format!("{for_field}expects a quoted string, e.g. `\"captioner\"`")),
+            E::ExpectedBoolean => Some(format!("{for_field}expects `true` or `false`")),
+            E::ExpectedArray => Some(format!("{for_field}expects a list in square brackets, e.g. `[0.5, 0.5]`")),
+            E::ExpectedUnit | E::ExpectedOption | E::InvalidValueForType { .. } if !for_field.is_empty() => {
+                Some(format!("check the value written for {for_field}against the scenario format in the README"))
+            }
+            E::ExpectedComma | E::ExpectedStructLikeEnd | E::ExpectedArrayEnd | E::ExpectedMapEnd | E::Eof => Some(
+                "a bracket or comma is missing at or before this point: entries are separated by `,` and every `(` and `[` \
+                 needs its closing `)` or `]`"
+                    .to_string(),
+            ),
+            E::TrailingCharacters => Some("the file must hold exactly one `Scenario( ... )` value; remove what follows it".to_string()),
             _ => None,
         };
-        ScenarioError::Syntax {
-            file: file.to_path_buf(),
-            line: e.span.start.line,
-            col: e.span.start.col,
-            message: e.code.to_string(),
-            hint,
-        }
+        ScenarioError::Syntax { file: file.to_path_buf(), line, col, message: e.code.to_string(), hint }
     }
+}
+
+/// The field whose value starts at or contains 1-based `line:col` of `source`: the last
+/// `identifier:` before that point, outside string literals and comments. A best effort for
+/// messages only.
+fn field_before(source: &str, line: usize, col: usize) -> Option<String> {
+    let line_start: usize = source.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    let offset = source[line_start..].char_indices().nth(col.saturating_sub(1)).map_or(source.len(), |(i, _)| line_start + i);
+    let before = source.get(..offset)?;
+    // Blank out strings and line comments so that a `:` inside them is not taken for a key.
+    let mut cleaned = String::with_capacity(before.len());
+    let (mut in_string, mut in_comment, mut escaped) = (false, false, false);
+    let mut chars = before.chars().peekable();
+    while let Some(c) = chars.next() {
+        let keep = if in_comment {
+            in_comment = c != '\n';
+            c == '\n'
+        } else if in_string {
+            in_string = escaped || c != '"';
+            escaped = !escaped && c == '\\';
+            false
+        } else if c == '"' {
+            in_string = true;
+            false
+        } else if c == '/' && chars.peek() == Some(&'/') {
+            in_comment = true;
+            false
+        } else {
+            true
+        };
+        cleaned.push(if keep { c } else { ' ' });
+    }
+    let colon = cleaned.rfind(':')?;
+    let key: String = cleaned[..colon].trim_end().chars().rev().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+    (!key.is_empty()).then(|| key.chars().rev().collect())
 }
 
 impl fmt::Display for ScenarioError {
@@ -168,5 +235,14 @@ mod tests {
         assert_eq!(locate(src, Some("b"), "batch"), Some((6, 7)));
         assert_eq!(locate(src, Some("a"), "batch"), Some((3, 26)));
         assert_eq!(locate(src, None, "entities"), Some((2, 3)));
+    }
+
+    #[test]
+    fn names_the_field_a_bad_value_was_written_for() {
+        let src = "Scenario(\n  name: \"a: b\", // seed: 1\n  rounds: -3,\n)";
+        assert_eq!(field_before(src, 3, 11).as_deref(), Some("rounds"));
+        // Inside the string and after the comment: the colon in `"a: b"` is not a key.
+        assert_eq!(field_before(src, 2, 12).as_deref(), Some("name"));
+        assert_eq!(field_before(src, 1, 1), None);
     }
 }

@@ -407,7 +407,8 @@ pub fn ron_options() -> ron::Options {
 impl Scenario {
     /// Parses and validates a scenario from `source`, naming `file` in errors.
     pub fn parse(source: &str, file: &Path) -> Result<Scenario, ScenarioErrors> {
-        let scenario: Scenario = ron_options().from_str(source).map_err(|e| ScenarioErrors::from(ScenarioError::syntax(file, &e)))?;
+        let scenario: Scenario =
+            ron_options().from_str(source).map_err(|e| ScenarioErrors::from(ScenarioError::syntax_in(file, source, &e)))?;
         validate::validate(&scenario).map_err(|problems| ScenarioErrors::invalid(file, source, problems))?;
         Ok(scenario)
     }

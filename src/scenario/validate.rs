@@ -75,7 +75,12 @@ impl Checker<'_> {
         }
         let sum: f64 = p.iter().sum();
         if (sum - 1.0).abs() > SIMPLEX_TOLERANCE {
-            self.fail(key, format!("probabilities sum to {sum}, not 1 (within {SIMPLEX_TOLERANCE}); rescale them, or use Uniform(K)"));
+            self.fail(
+                key,
+                format!(
+                    "probabilities sum to {sum}, not 1 (within {SIMPLEX_TOLERANCE:e}); rescale them so they sum to 1, or use Uniform(K)"
+                ),
+            );
         }
     }
 
