@@ -17,6 +17,10 @@ use coevo::run::{RunOptions, run};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// A folder of plugin libraries, searched (in the order given) before COEVO_PLUGIN_PATH
+    /// and the executable's folder when a scenario names a plugin library by name. Repeatable.
+    #[arg(long = "plugin-dir", value_name = "DIR", global = true)]
+    plugin_dirs: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -85,6 +89,19 @@ enum Command {
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
     },
+    /// Plugin libraries (conditional models of other modalities, loaded at run time).
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// Show the plugins found: name, version, ABI version, and each model's modality.
+    List {
+        /// The folder to look in [default: the plugin search path: --plugin-dir folders,
+        /// COEVO_PLUGIN_PATH, the executable's folder].
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -95,7 +112,21 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    coevo::plugin::set_plugin_dirs(cli.plugin_dirs.clone());
     match cli.command {
+        Command::Plugins(PluginsCommand::List { dir }) => {
+            let dirs = dir.map_or_else(|| coevo::plugin::search_path().into_iter().filter(|d| d.is_dir()).collect(), |d| vec![d]);
+            match coevo::plugin::list_report(&dirs) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Validate { scenarios } => {
             let mut bad = false;
             for path in scenarios {

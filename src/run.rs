@@ -113,7 +113,10 @@ fn resolve(scenario: &Scenario) -> Vec<ResolvedModel> {
                     .collect();
                 out.push(ResolvedModel { name: s.name.clone(), p0: None, means: Some(means), covariances: Some(covariances) });
             }
-            EntitySpec::Temperature(_) | EntitySpec::CorpusInjector(_) | EntitySpec::UserContentInjector(_) => {}
+            EntitySpec::Temperature(_)
+            | EntitySpec::CorpusInjector(_)
+            | EntitySpec::UserContentInjector(_)
+            | EntitySpec::PluginModel(_) => {}
         }
     }
     out

@@ -7,6 +7,7 @@
 //! annotated examples.
 
 mod error;
+mod plugin;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use error::{ScenarioError, ScenarioErrors};
+pub use plugin::{Feed, PluginModelSpec};
 
 use crate::models::{Allocation, DataPolicy, Estimator};
 
@@ -71,6 +73,8 @@ pub enum EntitySpec {
     CorpusInjector(CorpusInjectorSpec),
     /// Pools external images into an image model's refit (Algorithm 3).
     UserContentInjector(UserContentInjectorSpec),
+    /// A conditional model of any modality from a plugin library (SPEC section 9).
+    PluginModel(PluginModelSpec),
 }
 
 impl EntitySpec {
@@ -82,6 +86,7 @@ impl EntitySpec {
             EntitySpec::Temperature(s) => &s.name,
             EntitySpec::CorpusInjector(s) => &s.name,
             EntitySpec::UserContentInjector(s) => &s.name,
+            EntitySpec::PluginModel(s) => &s.name,
         }
     }
 
@@ -93,6 +98,25 @@ impl EntitySpec {
             EntitySpec::Temperature(_) => "Temperature",
             EntitySpec::CorpusInjector(_) => "CorpusInjector",
             EntitySpec::UserContentInjector(_) => "UserContentInjector",
+            EntitySpec::PluginModel(_) => "PluginModel",
+        }
+    }
+
+    /// The text model a conditional model (image or plugin model) is conditioned on.
+    pub fn conditioned_on(&self) -> Option<&str> {
+        match self {
+            EntitySpec::ImageModel(s) => Some(&s.conditioned_on),
+            EntitySpec::PluginModel(s) => Some(&s.conditioned_on),
+            _ => None,
+        }
+    }
+
+    /// The feed of a conditional model (empty: its own text model alone).
+    pub fn feed(&self) -> &[(String, f64)] {
+        match self {
+            EntitySpec::ImageModel(s) => &s.feed,
+            EntitySpec::PluginModel(s) => &s.feed,
+            _ => &[],
         }
     }
 }
@@ -188,6 +212,10 @@ pub struct ImageModelSpec {
     /// mean at the origin, the covariance of text 0).
     #[serde(default)]
     pub new_text: Option<GaussianSpec>,
+    /// The text models whose captions the model trains on, with weights (see [`Feed`]);
+    /// default: the text model it is conditioned on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feed: Feed,
 }
 
 fn default_dim() -> u64 {
@@ -413,11 +441,14 @@ impl Scenario {
         Ok(scenario)
     }
 
-    /// Reads, parses and validates a scenario file.
+    /// Reads, parses and validates a scenario file, then loads the plugin libraries it names
+    /// and checks its plugin models against them (see [`crate::plugin::check_scenario`]).
     pub fn load(file: &Path) -> Result<(Scenario, String), ScenarioErrors> {
         let source = std::fs::read_to_string(file)
             .map_err(|e| ScenarioErrors::from(ScenarioError::Io { file: file.to_path_buf(), message: e.to_string() }))?;
-        Ok((Scenario::parse(&source, file)?, source))
+        let mut scenario = Scenario::parse(&source, file)?;
+        crate::plugin::check_scenario(&mut scenario, file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
+        Ok((scenario, source))
     }
 
     /// The entity spec called `name`.

@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 use nalgebra::{DMatrix, SymmetricEigen};
 
 use super::{
-    CorpusInjectorSpec, Covariance, EntitySpec, GaussianSpec, ImageModelSpec, Injection, Means, Perturbation, Scenario, TextInit,
-    UserContentInjectorSpec, UserSource,
+    CorpusInjectorSpec, Covariance, EntitySpec, GaussianSpec, ImageModelSpec, Injection, Means, Perturbation, PluginModelSpec, Scenario,
+    TextInit, UserContentInjectorSpec, UserSource,
 };
 use crate::models::{Allocation, DataPolicy};
 
@@ -134,6 +134,72 @@ impl Checker<'_> {
         self.gaussians(&s.means, &s.covariance, d, texts, &s.conditioned_on);
         if let Some(prior) = &s.new_text {
             self.gaussian("new_text", prior, d);
+        }
+    }
+
+    /// The fields of a plugin model that need no library to check (the library, model and
+    /// params are checked when the scenario is loaded: `crate::plugin::check_scenario`).
+    fn plugin_model(&mut self, s: &PluginModelSpec) {
+        if s.library.trim().is_empty() {
+            self.fail("library", "give the plugin library: a name found in the plugin directories (e.g. \"audio\") or a path");
+        }
+        if s.model.trim().is_empty() {
+            self.fail("model", "give the model's name inside the library (`coevo plugins list` shows them)");
+        }
+        self.at_least("batch", s.batch, 1, "the batch size N");
+        self.at_least("steps", s.steps, 1, "refits per round");
+        if let Allocation::Fixed(n) = s.allocation {
+            self.at_least("allocation", n as u64, 1, "Fixed(n) samples per text");
+        }
+        self.policy(&s.data);
+    }
+
+    /// A conditional model's `feed` (SPEC section 9): distinct text models with the same texts
+    /// as `conditioned_on`, positive finite weights, and no `NewText` injection that would
+    /// give one of them a text the others lack.
+    fn feed(&mut self, feed: &[(String, f64)], conditioned_on: &str, texts: Option<usize>, kinds: &HashMap<&str, &EntitySpec>) {
+        let mut seen = HashSet::new();
+        for (name, weight) in feed {
+            if !seen.insert(name.as_str()) {
+                self.fail("feed", format!("`{name}` appears twice in the feed; list each text model once with its total weight"));
+            }
+            if !(weight.is_finite() && *weight > 0.0) {
+                self.fail(
+                    "feed",
+                    format!(
+                        "weight {weight} of `{name}` is invalid: feed weights must be finite and > 0 (they are normalised to sum to 1)"
+                    ),
+                );
+            }
+            let Some(EntitySpec::TextModel(t)) = self.target("feed", name, "TextModel", "a feed", kinds) else { continue };
+            let k = text_count(&t.initial);
+            if let Some(own) = texts
+                && k != own
+            {
+                self.fail(
+                    "feed",
+                    format!(
+                        "`{name}` has K = {k} texts but `{conditioned_on}` has K = {own}; the text models of a feed must share their texts"
+                    ),
+                );
+            }
+        }
+        // A feed mixes per-text distributions, so its text models must keep the same texts.
+        let in_feed = |name: &str| name == conditioned_on || feed.iter().any(|(n, _)| n == name);
+        if feed.iter().any(|(n, _)| n != conditioned_on) {
+            let scenario = self._scenario;
+            for e in &scenario.entities {
+                if let EntitySpec::CorpusInjector(inj) = e
+                    && matches!(inj.distribution, Injection::NewText)
+                    && in_feed(&inj.target)
+                {
+                    let message = format!(
+                        "`{}` gets NewText corpus injections (from `{}`), which would give it a text the rest of the feed lacks; drop the feed or the injection",
+                        inj.target, inj.name
+                    );
+                    self.fail("feed", message);
+                }
+            }
         }
     }
 
@@ -362,23 +428,24 @@ pub fn validate(scenario: &Scenario) -> Result<(), Vec<Problem>> {
     for (i, e) in scenario.entities.iter().enumerate() {
         c.current = Some((i, e.name().to_string()));
         c.kind = e.kind();
-        if let EntitySpec::ImageModel(s) = e {
-            if s.conditioned_on == s.name {
+        if let Some(conditioned_on) = e.conditioned_on() {
+            let name = e.name();
+            if conditioned_on == name {
                 c.fail(
                     "conditioned_on",
-                    format!("`{}` is conditioned on itself; an image model must be conditioned on a TextModel", s.name),
+                    format!("`{name}` is conditioned on itself; a conditional model must be conditioned on a TextModel"),
                 );
                 continue;
             }
-            if let Some(cycle) = conditioning_cycle(scenario, &s.name) {
+            if let Some(cycle) = conditioning_cycle(scenario, name) {
                 c.fail("conditioned_on", format!("conditioning cycle {}: conditioning must end at a TextModel", cycle.join(" -> ")));
                 continue;
             }
-            let texts = match kinds.get(s.conditioned_on.as_str()) {
+            let texts = match kinds.get(conditioned_on) {
                 None => {
                     c.fail(
                         "conditioned_on",
-                        format!("no entity is called `{}`; valid text models: {}", s.conditioned_on, names_of(scenario, "TextModel")),
+                        format!("no entity is called `{conditioned_on}`; valid text models: {}", names_of(scenario, "TextModel")),
                     );
                     None
                 }
@@ -387,8 +454,7 @@ pub fn validate(scenario: &Scenario) -> Result<(), Vec<Problem>> {
                     c.fail(
                         "conditioned_on",
                         format!(
-                            "`{}` is a {}, but an image model must be conditioned on a TextModel ({})",
-                            s.conditioned_on,
+                            "`{conditioned_on}` is a {}, but a conditional model must be conditioned on a TextModel ({})",
                             other.kind(),
                             names_of(scenario, "TextModel")
                         ),
@@ -396,7 +462,12 @@ pub fn validate(scenario: &Scenario) -> Result<(), Vec<Problem>> {
                     None
                 }
             };
-            c.image_model(s, texts);
+            match e {
+                EntitySpec::ImageModel(s) => c.image_model(s, texts),
+                EntitySpec::PluginModel(s) => c.plugin_model(s),
+                _ => {}
+            }
+            c.feed(e.feed(), conditioned_on, texts, &kinds);
         }
     }
 
@@ -422,10 +493,11 @@ pub fn validate(scenario: &Scenario) -> Result<(), Vec<Problem>> {
                     );
                 }
                 match kinds.get(s.target.as_str()) {
-                    None => {
-                        c.fail("target", format!("no entity is called `{}`; a Temperature targets a TextModel or ImageModel", s.target))
-                    }
-                    Some(EntitySpec::TextModel(_) | EntitySpec::ImageModel(_)) => {
+                    None => c.fail(
+                        "target",
+                        format!("no entity is called `{}`; a Temperature targets a TextModel, ImageModel or PluginModel", s.target),
+                    ),
+                    Some(EntitySpec::TextModel(_) | EntitySpec::ImageModel(_) | EntitySpec::PluginModel(_)) => {
                         if let Some(other) = tempered.insert(&s.target, &s.name) {
                             c.fail(
                                 "target",
@@ -433,14 +505,15 @@ pub fn validate(scenario: &Scenario) -> Result<(), Vec<Problem>> {
                             );
                         }
                     }
-                    Some(other) => {
-                        c.fail("target", format!("`{}` is a {}; a Temperature targets a TextModel or ImageModel", s.target, other.kind()))
-                    }
+                    Some(other) => c.fail(
+                        "target",
+                        format!("`{}` is a {}; a Temperature targets a TextModel, ImageModel or PluginModel", s.target, other.kind()),
+                    ),
                 }
             }
             EntitySpec::CorpusInjector(s) => c.corpus_injector(s, &kinds),
             EntitySpec::UserContentInjector(s) => c.user_content_injector(s, &kinds),
-            EntitySpec::ImageModel(_) => {}
+            EntitySpec::ImageModel(_) | EntitySpec::PluginModel(_) => {}
         }
     }
     if let Some(perturbation) = scenario.stability.as_ref().and_then(|s| s.perturb.as_ref()) {
@@ -463,10 +536,7 @@ fn conditioning_cycle(scenario: &Scenario, start: &str) -> Option<Vec<String>> {
     let mut path = vec![start.to_string()];
     let mut current = start;
     loop {
-        let next = match scenario.entity(current) {
-            Some(EntitySpec::ImageModel(s)) => s.conditioned_on.as_str(),
-            _ => return None,
-        };
+        let next = scenario.entity(current).and_then(EntitySpec::conditioned_on)?;
         if let Some(pos) = path.iter().position(|n| n == next) {
             let mut cycle = path[pos..].to_vec();
             cycle.push(next.to_string());

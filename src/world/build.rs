@@ -88,24 +88,44 @@ pub fn build_world(scenario: &Scenario, replicate: u64) -> Result<World, BuildEr
             .copied()
             .ok_or_else(|| BuildError { entity: entity.to_string(), message: format!("no model called `{target}`") })
     };
+    // Conditional models: the built-in Gaussian image model and plugin models alike.
     for (order, spec) in scenario.entities.iter().enumerate() {
-        let EntitySpec::ImageModel(s) = spec else { continue };
-        let text = lookup(&by_name, &s.name, &s.conditioned_on)?;
-        let mut stream = entity_stream(scenario.seed, replicate, &s.name);
-        let model = gaussian_model(s, &texts[s.conditioned_on.as_str()], &mut stream);
-        let agent = ConditionalAgent { model: Box::new(model), batch: s.batch, steps: s.steps, allocation: s.allocation };
+        let Some(conditioned_on) = spec.conditioned_on() else { continue };
+        let name = spec.name();
+        let text = lookup(&by_name, name, conditioned_on)?;
+        let mut stream = entity_stream(scenario.seed, replicate, name);
+        let p0 = &texts[conditioned_on];
+        let (agent, frozen) = match spec {
+            EntitySpec::ImageModel(s) => {
+                let model = gaussian_model(s, p0, &mut stream);
+                (ConditionalAgent { model: Box::new(model), batch: s.batch, steps: s.steps, allocation: s.allocation }, s.frozen)
+            }
+            EntitySpec::PluginModel(s) => {
+                let model = crate::plugin::build_conditional(s, p0, &mut stream)
+                    .map_err(|message| BuildError { entity: name.to_string(), message })?;
+                (ConditionalAgent { model: Box::new(model), batch: s.batch, steps: s.steps, allocation: s.allocation }, s.frozen)
+            }
+            _ => unreachable!("only conditional models have `conditioned_on`"),
+        };
+        let mut feed = Vec::with_capacity(spec.feed().len());
+        for (source, weight) in spec.feed() {
+            feed.push((lookup(&by_name, name, source)?, *weight));
+        }
         let mut e = world.spawn((
-            EntityName(Arc::from(s.name.as_str())),
+            EntityName(Arc::from(name)),
             ScenarioOrder(order),
             RandomStream(stream),
             agent,
             ConditionedOn(text),
             SamplingTemperature(1.0),
         ));
-        if s.frozen {
+        if frozen {
             e.insert(Frozen);
         }
-        by_name.insert(&s.name, e.id());
+        if !feed.is_empty() {
+            e.insert(Feed::new(feed));
+        }
+        by_name.insert(name, e.id());
     }
     for (order, spec) in scenario.entities.iter().enumerate() {
         let EntitySpec::Temperature(s) = spec else { continue };

@@ -50,6 +50,23 @@ pub struct ConditionalAgent {
 #[derive(Component, Debug, Clone, Copy)]
 pub struct ConditionedOn(pub Entity);
 
+/// The text models whose captions a conditional model's image phase draws from, with weights
+/// summing to 1 (SPEC section 9: several text models' batches pooled into one feed). Absent:
+/// the text model it is conditioned on, alone.
+#[derive(Component, Debug, Clone)]
+pub struct Feed(pub Vec<(Entity, f64)>);
+
+impl Feed {
+    /// A feed with the given (positive) weights, normalised to sum to 1.
+    pub fn new(mut sources: Vec<(Entity, f64)>) -> Self {
+        let total: f64 = sources.iter().map(|(_, w)| w).sum();
+        for (_, w) in &mut sources {
+            *w /= total;
+        }
+        Feed(sources)
+    }
+}
+
 /// A frozen model skips its own refit but still generates.
 #[derive(Component, Debug, Clone, Copy)]
 pub struct Frozen;

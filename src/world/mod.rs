@@ -14,7 +14,7 @@ use bevy_ecs::schedule::{LogLevel, ScheduleBuildSettings, SingleThreadedExecutor
 
 pub use build::{BuildError, build_world, initial_covariances, unit_circle_means};
 pub use components::*;
-pub use systems::MetricRow;
+pub use systems::{MetricRow, pool_by_text};
 
 use crate::models::ModelError;
 use crate::scenario::Scenario;

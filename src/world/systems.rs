@@ -46,6 +46,8 @@ pub fn begin_round(mut conditionals: Query<&mut ConditionalAgent>) {
 #[derive(Default)]
 pub struct PhaseBuffers {
     sampling_p: Vec<f64>,
+    /// Caption distribution of the real samples of the fresh-data policy.
+    real_p: Vec<f64>,
     counts: Vec<usize>,
     real_counts: Vec<usize>,
     samples: Vec<f64>,
@@ -137,6 +139,7 @@ pub fn image_phase(
     texts: Query<(&TextAgent, &SamplingTemperature)>,
     mut conditionals: ConditionalQuery<Without<Frozen>>,
     orders: Query<(&ScenarioOrder, Entity), (With<ConditionalAgent>, Without<Frozen>)>,
+    feeds: Query<&Feed>,
     round: Res<RoundCounter>,
     mut failure: ResMut<Failure>,
     mut buf: Local<PhaseBuffers>,
@@ -157,9 +160,15 @@ pub fn image_phase(
             match c.allocation {
                 Allocation::Binomial => {
                     let real = policy.real_count(c.batch as usize);
-                    tempered(&text.model.p, text_temperature.0, &mut buf.sampling_p);
+                    match feeds.get(ce) {
+                        Ok(feed) => feed_mixture(feed, &texts, &mut buf.sampling_p, &mut buf.real_p, &mut buf.scratch),
+                        Err(_) => {
+                            tempered(&text.model.p, text_temperature.0, &mut buf.sampling_p);
+                            buf.real_p.clone_from(&text.model.p0);
+                        }
+                    }
                     multinomial_counts(c.batch - real as u64, &buf.sampling_p, &mut stream.0, &mut buf.counts);
-                    multinomial_counts(real as u64, &text.model.p0, &mut stream.0, &mut buf.real_counts);
+                    multinomial_counts(real as u64, &buf.real_p, &mut stream.0, &mut buf.real_counts);
                 }
                 Allocation::Fixed(n) => {
                     let real = policy.real_count(n);
@@ -199,6 +208,32 @@ fn image_refit(
     check_len("sample_initial", buf.real_samples.len(), real_total * d)?;
     pool_by_text(&[(&buf.counts, &buf.samples), (&buf.real_counts, &buf.real_samples)], d, &mut buf.pooled_counts, &mut buf.pooled);
     c.model.fit(&buf.pooled_counts, &buf.pooled)
+}
+
+/// The caption distributions of a fed model's image phase (SPEC section 9): the mixture
+/// `sum_t w_t tau_T(p_t)` of its feed's text models into `sampling`, and `sum_t w_t p0_t`, the
+/// distribution of real captions, into `real`. Validation guarantees the text models share K.
+fn feed_mixture(
+    feed: &Feed,
+    texts: &Query<(&TextAgent, &SamplingTemperature)>,
+    sampling: &mut Vec<f64>,
+    real: &mut Vec<f64>,
+    scratch: &mut Vec<f64>,
+) {
+    sampling.clear();
+    real.clear();
+    for &(source, w) in &feed.0 {
+        let Ok((text, temperature)) = texts.get(source) else { continue };
+        tempered(&text.model.p, temperature.0, scratch);
+        sampling.resize(scratch.len(), 0.0);
+        real.resize(scratch.len(), 0.0);
+        for (s, t) in sampling.iter_mut().zip(scratch.iter()) {
+            *s += w * t;
+        }
+        for (r, p0) in real.iter_mut().zip(&text.model.p0) {
+            *r += w * p0;
+        }
+    }
 }
 
 /// Pools several caption-grouped batches into one, still grouped by caption: for each text,

@@ -1,0 +1,151 @@
+//! Dynamic plugins, host side: finding and loading plugin libraries, checking a scenario's
+//! plugin models against them, and running each plugin model as a [`ConditionalModel`].
+//!
+//! The boundary itself (a versioned C ABI, the SDK plugin authors use, and the safe host-side
+//! wrappers that detect misbehaving plugins) is the `coevo-plugin-api` crate in `plugins/api`.
+//! This module adds what is specific to coevo:
+//!
+//! - [`library`]: the plugin search path, resolution of a scenario's `library` string, a
+//!   process-wide cache of loaded libraries (loaded once, never unloaded), log forwarding to
+//!   `tracing`, and discovery for `coevo plugins list`;
+//! - [`adapter`]: [`PluginConditional`], a plugin model seen through the same trait as the
+//!   built-in Gaussian image model, so the world's systems have no plugin special case;
+//! - [`check_scenario`] and [`build_conditional`]: loading-time validation (exit code 2) and
+//!   construction of a world's plugin models.
+//!
+//! [`ConditionalModel`]: crate::models::ConditionalModel
+
+pub mod adapter;
+pub mod library;
+
+use std::path::Path;
+
+use rand::SeedableRng;
+
+pub use adapter::{DIVERSITY_METRIC, PluginConditional};
+pub use library::{Discovered, NotFound, PLUGIN_PATH_VAR, discover, resolve_library, search_path, set_plugin_dirs};
+
+use crate::models::DataPolicy;
+use crate::models::text::multinomial_counts;
+use crate::rng::Stream;
+use crate::scenario::{EntitySpec, PluginModelSpec, Problem, Scenario};
+
+/// Loads every library a scenario's plugin models name and checks each model against it: the
+/// library is found, loads, speaks this ABI version and carries the model; the model accepts
+/// its parameters for the text model's `K` and the data policy; it reports a `diversity`
+/// metric. Records the resolved library file in each spec. Relative library paths are taken
+/// from the folder of `file`, the scenario file.
+///
+/// Every problem names the entity, the field to fix, the plugin and the reason (the loader's
+/// or the plugin's own message).
+pub fn check_scenario(scenario: &mut Scenario, file: &Path) -> Result<(), Vec<Problem>> {
+    let base = file.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
+    let texts: Vec<(String, usize)> = scenario
+        .entities
+        .iter()
+        .filter_map(|e| match e {
+            EntitySpec::TextModel(t) => Some((t.name.clone(), t.initial.probabilities().len())),
+            _ => None,
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for (i, entity) in scenario.entities.iter_mut().enumerate() {
+        let EntitySpec::PluginModel(spec) = entity else { continue };
+        let problem = |key: &str, message: String| Problem {
+            entity: Some((i, spec.name.clone())),
+            kind: "PluginModel",
+            key: key.to_owned(),
+            message,
+        };
+        let path = match library::resolve_library(&spec.library, base) {
+            Ok(p) => p,
+            Err(not_found) => {
+                problems.push(problem("library", not_found.to_string()));
+                continue;
+            }
+        };
+        let table = match library::load(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(problem("library", e.to_string()));
+                continue;
+            }
+        };
+        if let Err(e) = table.model_index(&spec.model) {
+            problems.push(problem("model", e.to_string()));
+            continue;
+        }
+        let Some(&(_, k)) = texts.iter().find(|(name, _)| *name == spec.conditioned_on) else {
+            // Static validation already reported the wiring.
+            continue;
+        };
+        let params = serde_json::to_string(&spec.params).expect("a JSON value serialises");
+        match PluginConditional::new(&table, &spec.model, &params, k, spec.data, Stream::from_seed([0; 32])) {
+            Ok(model) if !model.metric_names().iter().any(|m| m == DIVERSITY_METRIC) => problems.push(problem(
+                "model",
+                format!(
+                    "plugin `{}` model `{}` reports no `{DIVERSITY_METRIC}` metric (it reports {:?}); coevo's coupling metrics need one",
+                    table.name(),
+                    spec.model,
+                    model.metric_names()
+                ),
+            )),
+            Ok(_) => spec.resolved = Some(path),
+            Err(e) => problems.push(problem("params", e.to_string())),
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems) }
+}
+
+/// Builds the plugin model a spec describes for a text model with initial distribution `p0`,
+/// drawing from the entity's stream exactly as the built-in image model does: first the seed
+/// of the stream the plugin's `fit` uses, then, under `Accumulate { initial }`, the initial
+/// real dataset (`initial` captions from `p0`, samples from the initial conditionals).
+///
+/// Uses the library recorded by [`check_scenario`], else resolves `library` from the current
+/// directory and the plugin search path.
+pub fn build_conditional(spec: &PluginModelSpec, p0: &[f64], stream: &mut Stream) -> Result<PluginConditional, String> {
+    let table = match &spec.resolved {
+        Some(path) => library::load(path).map_err(|e| e.to_string())?,
+        None => library::open(&spec.library, None)?,
+    };
+    let fit_stream = Stream::from_rng(stream);
+    let params = serde_json::to_string(&spec.params).expect("a JSON value serialises");
+    let mut model = PluginConditional::new(&table, &spec.model, &params, p0.len(), spec.data, fit_stream).map_err(|e| e.to_string())?;
+    if let DataPolicy::Accumulate { initial } = spec.data {
+        let mut counts = Vec::new();
+        multinomial_counts(initial, p0, stream, &mut counts);
+        model.seed_accumulated(&counts, stream).map_err(|e| e.to_string())?;
+    }
+    Ok(model)
+}
+
+/// The report of `coevo plugins list`: every plugin library in `dirs` (default: the plugin
+/// search path) with its name, version, ABI version and models (name, modality, dimension
+/// rule, description), then the libraries that are not usable plugins and why.
+///
+/// Loading a library runs its initialisers: list only folders of coevo plugins.
+pub fn list_report(dirs: &[std::path::PathBuf]) -> Result<String, String> {
+    use std::fmt::Write as _;
+    let found = discover(dirs)?;
+    let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    let mut out = String::new();
+    let (good, bad): (Vec<_>, Vec<_>) = found.iter().partition(|d| d.table.is_ok());
+    let _ = writeln!(out, "{} plugin librar{} in {}", good.len(), if good.len() == 1 { "y" } else { "ies" }, searched.join(", "));
+    for d in &good {
+        let Ok(table) = &d.table else { continue };
+        let _ = writeln!(out, "\n{} {} (ABI {})  {}", table.name(), table.version(), coevo_plugin_api::COEVO_ABI_VERSION, d.path.display());
+        for m in table.models() {
+            let _ = writeln!(out, "  {:<20} modality {:<8} dim {:<24} {}", m.name, m.modality, m.dim_rule, m.description);
+        }
+    }
+    if !bad.is_empty() {
+        let _ = writeln!(out, "\nnot usable as plugins:");
+        for d in &bad {
+            if let Err(e) = &d.table {
+                let _ = writeln!(out, "  {e}");
+            }
+        }
+    }
+    Ok(out)
+}
