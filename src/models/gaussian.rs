@@ -39,14 +39,23 @@ pub const RELATIVE_FLOOR: f64 = 1e-12;
 /// Absolute eigenvalue floor: `sqrt(f64::MIN_POSITIVE)` (about 1.5e-154), so that a squared
 /// Mahalanobis distance `|y - mu|^2 / lambda` stays finite for any `|y - mu| < 1e77`.
 pub const ABSOLUTE_FLOOR: f64 = 1.4916681462400413e-154;
+/// Resolution floor, in units of the mean's f64 resolution: eigenvalues below
+/// `(RESOLUTION_FACTOR * eps * max|mu_k|)^2` are clamped. A sample (and the mean itself) is
+/// only known to about `eps |mu|`; a conditional narrower than that cannot be represented, and
+/// scoring its own samples against it would put them thousands of standard deviations away
+/// (a degenerate refit on identical samples yields exactly such a covariance from the rounding
+/// of the sample mean). At 16 resolutions per standard deviation the rounding of `y - mu`
+/// moves a squared Mahalanobis distance by at most about `d / 256`.
+pub const RESOLUTION_FACTOR: f64 = 16.0;
 
 /// The one place where a covariance is factorised for sampling and log-densities.
 ///
 /// `Sigma = V diag(lambda) V^T` by symmetric eigendecomposition; eigenvalues below
-/// `max(RELATIVE_FLOOR * lambda_max, ABSOLUTE_FLOOR)` are clamped to that floor (an
-/// exactly singular or negative-roundoff covariance, as the refit of a text with `n_i <= d`
-/// samples produces). Each factorisation that clamps is counted in the `regularized` metric.
-/// The stored `Sigma` itself is never changed.
+/// `max(RELATIVE_FLOOR * lambda_max, (RESOLUTION_FACTOR * eps * max|mu_k|)^2, ABSOLUTE_FLOOR)`
+/// are clamped to that floor (an exactly singular or negative-roundoff covariance, as the
+/// refit of a text with `n_i <= d` samples produces). Every use of a clamped factor (one text
+/// in one sampling or log-likelihood call) is counted in the `regularized` metric. The stored
+/// `Sigma` itself is never changed.
 #[derive(Debug, Clone)]
 pub struct Factor {
     /// `V diag(sqrt(lambda'))`: `y = mu + A z` with `z ~ N(0, I)` samples `N(mu, Sigma')`.
@@ -77,8 +86,8 @@ impl EigenWorkspace {
 }
 
 impl Factor {
-    /// Factorises `sigma` (assumed symmetric).
-    pub fn new(sigma: &DMatrix<f64>) -> Factor {
+    /// Factorises the covariance `sigma` (assumed symmetric) of a conditional with mean `mu`.
+    pub fn new(sigma: &DMatrix<f64>, mu: &DVector<f64>) -> Factor {
         let d = sigma.nrows();
         let mut f = Factor {
             sqrt: DMatrix::zeros(d, d),
@@ -87,17 +96,18 @@ impl Factor {
             eigenvalues: DVector::zeros(d),
             regularized: false,
         };
-        f.update(sigma, &mut EigenWorkspace::new(d));
+        f.update(sigma, mu, &mut EigenWorkspace::new(d));
         f
     }
 
-    /// Refactorises `sigma` in place, reusing this factor's storage and `ws` (no allocation).
-    pub fn update(&mut self, sigma: &DMatrix<f64>, ws: &mut EigenWorkspace) {
+    /// Refactorises `sigma` (mean `mu`) in place, reusing this factor's storage and `ws` (no allocation).
+    pub fn update(&mut self, sigma: &DMatrix<f64>, mu: &DVector<f64>, ws: &mut EigenWorkspace) {
         let d = sigma.nrows();
         ws.a.copy_from_slice(sigma.as_slice());
         symmetric_eigen(&mut ws.a, d, &mut ws.values, &mut ws.vectors);
         let max = ws.values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let floor = (RELATIVE_FLOOR * max).max(ABSOLUTE_FLOOR);
+        let resolution = RESOLUTION_FACTOR * f64::EPSILON * mu.amax();
+        let floor = (RELATIVE_FLOOR * max).max(resolution * resolution).max(ABSOLUTE_FLOOR);
         self.regularized = false;
         let mut log_det = 0.0;
         for c in 0..d {
@@ -259,7 +269,7 @@ impl GaussianImageModel {
             prev_mu: mu0.clone(),
             prev_sigma: sigma0.clone(),
             sigma0_sqrt: sigma0.iter().map(gm::sqrtm_psd).collect(),
-            factors0: sigma0.iter().map(Factor::new).collect(),
+            factors0: sigma0.iter().zip(&mu0).map(|(s, m)| Factor::new(s, m)).collect(),
             factors: Vec::new(),
             factors_current: false,
             mu0,
@@ -303,7 +313,7 @@ impl GaussianImageModel {
         }
         let (k, d) = (self.mu.len(), self.d);
         while self.factors.len() < k {
-            self.factors.push(Factor::new(&self.sigma[self.factors.len()]));
+            self.factors.push(Factor::new(&self.sigma[self.factors.len()], &self.mu[self.factors.len()]));
         }
         if self.whiten_all.nrows() != k * d {
             self.whiten_all = DMatrix::zeros(k * d, d);
@@ -311,8 +321,7 @@ impl GaussianImageModel {
         }
         for i in 0..k {
             let f = &mut self.factors[i];
-            f.update(&self.sigma[i], &mut self.eigen);
-            self.regularized += f.regularized as u64;
+            f.update(&self.sigma[i], &self.mu[i], &mut self.eigen);
             for c in 0..d {
                 for r in 0..d {
                     self.whiten_all[(i * d + r, c)] = f.whiten[(r, c)];
@@ -411,6 +420,12 @@ fn sample_kernel_dyn(
     }
 }
 
+/// Uses of clamped factors in one call: texts with a regularised factor that the call draws
+/// from (`counts[i] > 0`) or, for a log-likelihood (`counts = None`), scores against.
+fn clamped_uses(factors: &[Factor], counts: Option<&[usize]>) -> u64 {
+    factors.iter().enumerate().filter(|(i, f)| f.regularized && counts.is_none_or(|c| c.get(*i).is_some_and(|&n| n > 0))).count() as u64
+}
+
 /// `|a - b|^2` with four independent partial sums, so the compiler can vectorise the loop
 /// (one running sum would chain every addition). The grouping is fixed, so results are
 /// reproducible.
@@ -447,17 +462,20 @@ impl ConditionalModel for GaussianImageModel {
 
     fn sample(&mut self, counts: &[usize], temperature: f64, rng: &mut Stream, out: &mut Vec<f64>) -> Result<(), ModelError> {
         self.refresh_factors();
+        self.regularized += clamped_uses(&self.factors, Some(counts));
         sample_into(&self.mu, &self.factors, counts, temperature, rng, out, &mut self.normals);
         Ok(())
     }
 
     fn sample_initial(&mut self, counts: &[usize], rng: &mut Stream, out: &mut Vec<f64>) -> Result<(), ModelError> {
+        self.regularized += clamped_uses(&self.factors0, Some(counts));
         sample_into(&self.mu0, &self.factors0, counts, 1.0, rng, out, &mut self.normals);
         Ok(())
     }
 
     fn add_log_likelihood(&mut self, samples: &[f64], out: &mut [f64]) -> Result<(), ModelError> {
         self.refresh_factors();
+        self.regularized += clamped_uses(&self.factors, None);
         let (k, d) = (self.mu.len(), self.d);
         let n = samples.len() / d;
         if out.len() != n * k {
@@ -551,7 +569,7 @@ impl ConditionalModel for GaussianImageModel {
     fn add_text(&mut self) -> Result<(), ModelError> {
         let (mu, sigma) = self.new_text_prior.clone();
         self.sigma0_sqrt.push(gm::sqrtm_psd(&sigma));
-        self.factors0.push(Factor::new(&sigma));
+        self.factors0.push(Factor::new(&sigma, &mu));
         for v in [&mut self.mu, &mut self.mu0, &mut self.prev_mu] {
             v.push(mu.clone());
         }
@@ -636,7 +654,7 @@ impl ConditionalModel for GaussianImageModel {
         }
         // The initial conditionals' root and factor, exactly as `new` and `add_text` make them.
         self.sigma0_sqrt = sigma0.iter().map(gm::sqrtm_psd).collect();
-        self.factors0 = sigma0.iter().map(Factor::new).collect();
+        self.factors0 = sigma0.iter().zip(&self.mu0).map(|(s, m)| Factor::new(s, m)).collect();
         (self.mu, self.sigma, self.mu0, self.sigma0, self.prev_mu, self.prev_sigma) = (mu, sigma, mu0, sigma0, prev_mu, prev_sigma);
         self.accumulated = accumulated;
         self.factors.clear();
@@ -662,7 +680,7 @@ mod tests {
     #[test]
     fn factor_reconstructs_a_positive_definite_covariance() {
         let s = DMatrix::from_row_slice(2, 2, &[2.0, 0.5, 0.5, 1.0]);
-        let f = Factor::new(&s);
+        let f = Factor::new(&s, &DVector::zeros(2));
         assert!(!f.regularized);
         assert!((&f.sqrt * f.sqrt.transpose() - &s).norm() < 1e-12);
         let whitened = &f.whiten * &s * f.whiten.transpose();
@@ -673,10 +691,10 @@ mod tests {
     #[test]
     fn singular_covariance_is_clamped_and_counted() {
         let s = DMatrix::from_row_slice(2, 2, &[1.0, 1.0, 1.0, 1.0]);
-        let f = Factor::new(&s);
+        let f = Factor::new(&s, &DVector::zeros(2));
         assert!(f.regularized);
         assert!(f.log_norm.is_finite());
-        let zero = Factor::new(&DMatrix::zeros(2, 2));
+        let zero = Factor::new(&DMatrix::zeros(2, 2), &DVector::zeros(2));
         assert!(zero.regularized && zero.log_norm.is_finite());
     }
 
