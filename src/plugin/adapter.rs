@@ -263,13 +263,26 @@ impl ConditionalModel for PluginConditional {
     }
 }
 
-/// A decoded [`PluginConditional::save_state`].
-#[derive(Debug)]
-struct DecodedState {
-    fit_stream: Stream,
-    pending: Option<(Vec<usize>, Vec<f64>)>,
-    trained: Vec<f64>,
-    initial: Vec<f64>,
+/// A plugin model's checkpoint ([`ConditionalModel::save_state`] of a [`PluginConditional`]),
+/// decoded: for tools and tests that look inside one.
+#[derive(Debug, Clone)]
+pub struct PluginState {
+    /// The stream the plugin's `fit` draws from.
+    pub fit_stream: Stream,
+    /// `Accumulate`'s initial real dataset not yet pooled into a refit: counts per text and
+    /// the caption-grouped samples.
+    pub pending: Option<(Vec<usize>, Vec<f64>)>,
+    /// The trained model's `get_params` (layout defined by the plugin).
+    pub trained: Vec<f64>,
+    /// The pristine twin's `get_params`.
+    pub initial: Vec<f64>,
+}
+
+impl PluginState {
+    /// Reads a state written by [`PluginConditional`]'s `save_state`.
+    pub fn decode(state: &[f64]) -> Result<PluginState, String> {
+        decode_state(state)
+    }
 }
 
 /// Appends `v` as two `f64`s holding its low and high 32 bits (exact, always finite).
@@ -306,7 +319,7 @@ fn encode_state(fit_stream: &Stream, pending: Option<&(Vec<usize>, Vec<f64>)>, t
 }
 
 /// Reads what [`encode_state`] wrote, refusing anything else with a message.
-fn decode_state(state: &[f64]) -> Result<DecodedState, String> {
+fn decode_state(state: &[f64]) -> Result<PluginState, String> {
     let mut at = 0usize;
     let mut take = |n: usize| -> Result<&[f64], String> {
         let part = state.get(at..at + n).ok_or_else(|| format!("the state ends after {} values", state.len()))?;
@@ -352,7 +365,7 @@ fn decode_state(state: &[f64]) -> Result<DecodedState, String> {
     if at != state.len() {
         return Err(format!("{} values left over after the plugin state", state.len() - at));
     }
-    Ok(DecodedState { fit_stream, pending, trained, initial })
+    Ok(PluginState { fit_stream, pending, trained, initial })
 }
 
 #[cfg(test)]

@@ -45,10 +45,13 @@ pub fn search_path() -> Vec<PathBuf> {
     if let Some(exe_dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
         dirs.push(exe_dir);
     }
+    // The same folder twice (e.g. `target/debug` given and also the executable's) is searched
+    // and listed once.
     let mut seen = Vec::new();
     dirs.retain(|d| {
-        let fresh = !seen.contains(d);
-        seen.push(d.clone());
+        let key = d.canonicalize().unwrap_or_else(|_| d.clone());
+        let fresh = !seen.contains(&key);
+        seen.push(key);
         fresh
     });
     dirs

@@ -22,7 +22,7 @@ use std::path::Path;
 
 use rand::SeedableRng;
 
-pub use adapter::{DIVERSITY_METRIC, PluginConditional};
+pub use adapter::{DIVERSITY_METRIC, PluginConditional, PluginState};
 pub use library::{Discovered, NotFound, PLUGIN_PATH_VAR, discover, resolve_library, search_path, set_plugin_dirs};
 
 use crate::models::DataPolicy;

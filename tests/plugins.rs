@@ -1,0 +1,566 @@
+//! Dynamic plugins from the host's side (issue 4): plugin models co-evolve with the built-in
+//! ones through the same systems, runs with plugins are reproducible, the caption posterior
+//! multiplies every conditional's likelihood (SPEC 9), a feed pools several text models'
+//! captions with weights (SPEC 9), and every plugin fault is a clear error, never a crash.
+//!
+//! The plugin crates are built by the tests themselves (`cargo build` through the `CARGO`
+//! variable, into the workspace's target folder), so `cargo test` passes on a clean clone.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use bevy_ecs::prelude::*;
+use coevo::models::text::multinomial_counts;
+use coevo::plugin::PluginState;
+use coevo::rng::Stream;
+use coevo::world::{ConditionalAgent, RandomStream, ScenarioOrder, TextAgent};
+use coevo::{Scenario, Simulation};
+
+/// Every plugin package the tests load.
+const PLUGINS: [&str; 6] = [
+    "coevo-plugin-audio",
+    "coevo-plugin-multi",
+    "coevo-plugin-faulty-panic",
+    "coevo-plugin-faulty-nan",
+    "coevo-plugin-faulty-abi",
+    "coevo-plugin-faulty-no-entry",
+];
+
+/// Builds every plugin once per test binary (one cargo invocation) and returns the folder
+/// holding the libraries.
+fn plugin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let mut args = Vec::new();
+        for p in &PLUGINS[1..] {
+            args.extend(["-p", p]);
+        }
+        let lib = coevo_plugin_api::host::cargo_build_plugin(Path::new(env!("CARGO_MANIFEST_DIR")), PLUGINS[0], &args)
+            .unwrap_or_else(|e| panic!("building the plugins failed: {e}"));
+        lib.parent().expect("a library lives in a folder").to_path_buf()
+    })
+}
+
+/// The audio plugin's library file.
+fn audio_library() -> String {
+    let (p, s) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    plugin_dir().join(format!("{p}coevo_plugin_audio{s}")).display().to_string()
+}
+
+/// Runs `coevo` from the crate root with a clean environment for logs and plugin paths.
+fn coevo(args: &[&str]) -> Output {
+    coevo_with(args, &[])
+}
+
+fn coevo_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coevo"));
+    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR")).env_remove("RUST_LOG").env_remove(coevo::plugin::PLUGIN_PATH_VAR);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the coevo binary runs")
+}
+
+fn scratch(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugins").join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn parse(source: &str) -> Scenario {
+    let file = Path::new("inline.ron");
+    let mut scenario = Scenario::parse(source, file).unwrap_or_else(|e| panic!("{e}"));
+    coevo::plugin::check_scenario(&mut scenario, file).unwrap_or_else(|p| panic!("{p:?}"));
+    scenario
+}
+
+// ---------------------------------------------------------------- discovery and loading
+
+#[test]
+fn plugins_list_shows_every_plugin_with_version_abi_and_modalities() {
+    let dir = plugin_dir().display().to_string();
+    let out = coevo(&["plugins", "list", &dir]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for expected in [
+        "coevo-audio 0.1.0 (ABI 1)",
+        "von_mises_pitch",
+        "modality audio",
+        "coevo-multi 0.1.0 (ABI 1)",
+        "laplace_motion",
+        "modality video",
+        "tag_spectrum",
+        "modality tags",
+        "faulty-panic",
+    ] {
+        assert!(text.contains(expected), "`plugins list` must show {expected:?}:\n{text}");
+    }
+    // Libraries that are not usable plugins are listed with the reason, not loaded as plugins.
+    assert!(text.contains("not usable as plugins") && text.contains("ABI version 999") && text.contains("coevo_plugin_entry"), "{text}");
+
+    let missing = coevo(&["plugins", "list", "no/such/folder"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("no/such/folder"), "{}", stderr(&missing));
+}
+
+#[test]
+fn libraries_are_found_by_path_plugin_dir_and_environment() {
+    let dir = scratch("search");
+    let libs = dir.join("libs");
+    std::fs::create_dir_all(&libs).unwrap();
+    // A copy under a name only these folders hold, so the executable's folder cannot answer.
+    let (p, s) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    std::fs::copy(audio_library(), libs.join(format!("{p}myaudio{s}"))).unwrap();
+    let write = |name: &str, library: &str| {
+        let file = dir.join(name);
+        std::fs::write(
+            &file,
+            format!(
+                r#"Scenario(name: "search", rounds: 1, entities: [
+    TextModel(name: "captioner", initial: Uniform(3)),
+    PluginModel(name: "singer", library: "{library}", model: "von_mises_pitch", conditioned_on: "captioner"),
+])"#
+            ),
+        )
+        .unwrap();
+        file.display().to_string()
+    };
+    let by_name = write("by_name.ron", "myaudio");
+    let libs_dir = libs.display().to_string();
+
+    let not_found = coevo(&["validate", &by_name]);
+    let err = stderr(&not_found);
+    assert_eq!(not_found.status.code(), Some(2), "{err}");
+    for expected in ["PluginModel \"singer\"", "library", "`myaudio` not found", "libmyaudio", "--plugin-dir", "COEVO_PLUGIN_PATH"] {
+        assert!(err.contains(expected), "must say {expected:?}:\n{err}");
+    }
+    let via_flag = coevo(&["validate", &by_name, "--plugin-dir", "no/such/dir", "--plugin-dir", &libs_dir]);
+    assert_eq!(via_flag.status.code(), Some(0), "{}", stderr(&via_flag));
+    let via_env = coevo_with(&["validate", &by_name], &[("COEVO_PLUGIN_PATH", &format!("/no/such/dir:{libs_dir}"))]);
+    assert_eq!(via_env.status.code(), Some(0), "{}", stderr(&via_env));
+
+    // A relative path is taken from the scenario file's folder, whatever the current directory.
+    let relative = write("relative.ron", &format!("libs/{p}myaudio{s}"));
+    let out = coevo(&["validate", &relative]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn plugin_log_messages_reach_tracing_with_the_plugin_name() {
+    let dir = plugin_dir().display().to_string();
+    let out = coevo_with(&["validate", "scenarios/plugin_audio.ron", "--plugin-dir", &dir], &[("RUST_LOG", "coevo::plugin=debug")]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    // The audio plugin logs its configuration at debug level when a model is created.
+    let line = err.lines().find(|l| l.contains("von_mises_pitch: 5 texts")).unwrap_or_else(|| panic!("no plugin log line:\n{err}"));
+    assert!(line.contains("DEBUG") && line.contains("coevo-audio"), "the event must carry its level and the plugin name: {line}");
+}
+
+// ---------------------------------------------------------------- reproducibility
+
+/// `coevo run` of `scenario` with `threads` worker threads; returns metrics.csv.
+fn run_metrics(dir: &Path, tag: &str, scenario: &str, threads: &str) -> Vec<u8> {
+    let out_dir = dir.join(tag);
+    let plugins = plugin_dir().display().to_string();
+    let args =
+        ["run", scenario, "--out", out_dir.to_str().unwrap(), "--rounds", "12", "--replicates", "3", "--threads", threads, "--quiet"];
+    let out = coevo(&[&args[..], &["--plugin-dir", plugins.as_str()]].concat());
+    assert_eq!(out.status.code(), Some(0), "{scenario}: {}", stderr(&out));
+    std::fs::read(out_dir.join("metrics.csv")).unwrap()
+}
+
+#[test]
+fn runs_with_plugins_and_feeds_are_byte_identical_across_runs_and_thread_counts() {
+    let dir = scratch("reproducible");
+    for scenario in ["scenarios/plugin_audio.ron", "scenarios/platform_two_by_two.ron"] {
+        let name = Path::new(scenario).file_stem().unwrap().to_str().unwrap();
+        let first = run_metrics(&dir, &format!("{name}_1"), scenario, "1");
+        let again = run_metrics(&dir, &format!("{name}_1b"), scenario, "1");
+        let parallel = run_metrics(&dir, &format!("{name}_2"), scenario, "2");
+        assert!(first == again, "{scenario}: two runs differ");
+        assert!(first == parallel, "{scenario}: --threads 1 and --threads 2 differ");
+        let text = String::from_utf8(first).unwrap();
+        // 3 replicates x 13 rounds (0..=12) of each model's rows are all there.
+        let last = text.lines().last().unwrap();
+        assert!(last.starts_with("2,12,"), "{scenario}: last row {last}");
+        if name == "plugin_audio" {
+            for row in ["0,12,singer,0,diversity,", "0,12,singer,,weighted_diversity,", "0,12,singer,4,kappa,", "0,12,painter,2,trace,"] {
+                assert!(text.contains(row), "{scenario}: no row {row}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- SPEC 9: the caption posterior
+
+/// Sorted conditional-model entities of a world.
+fn conditionals(world: &mut World) -> Vec<Entity> {
+    let mut q = world.query_filtered::<(Entity, &ScenarioOrder), With<ConditionalAgent>>();
+    let mut v: Vec<(ScenarioOrder, Entity)> = q.iter(world).map(|(e, o)| (*o, e)).collect();
+    v.sort();
+    v.into_iter().map(|(_, e)| e).collect()
+}
+
+fn text_p(world: &mut World) -> Vec<f64> {
+    let mut q = world.query::<&TextAgent>();
+    q.single(world).expect("one text model").model.p.clone()
+}
+
+#[test]
+fn caption_posterior_multiplies_the_likelihoods_of_image_and_audio_models() {
+    let scenario = parse(&format!(
+        r#"Scenario(name: "posterior", seed: 11, rounds: 1, entities: [
+    TextModel(name: "captioner", initial: Probabilities([0.5, 0.3, 0.2]), batch: 12),
+    ImageModel(name: "painter", conditioned_on: "captioner", covariance: Isotropic(0.5), frozen: true),
+    PluginModel(name: "singer", library: "{}", model: "von_mises_pitch", conditioned_on: "captioner",
+                params: (kappa0: 1.5), frozen: true),
+])"#,
+        audio_library()
+    ));
+    let mut sim = Simulation::new(&scenario, 0).unwrap();
+    let world = sim.world_mut();
+    let p = text_p(world);
+    let k = p.len();
+    // Replay the text phase by hand on copies of the streams: captions from p (T = 1), then
+    // each conditional model, in scenario order, samples its modality for every caption.
+    let mut text_stream = world.query::<(&TextAgent, &RandomStream)>().single(world).unwrap().1.0.clone();
+    let mut counts = Vec::new();
+    multinomial_counts(12, &p, &mut text_stream, &mut counts);
+    let n: usize = counts.iter().sum();
+    let mut log_likelihoods = Vec::new();
+    for e in conditionals(world) {
+        let mut stream: Stream = world.get::<RandomStream>(e).unwrap().0.clone();
+        let mut agent = world.get_mut::<ConditionalAgent>(e).unwrap();
+        let mut samples = Vec::new();
+        agent.model.sample(&counts, 1.0, &mut stream, &mut samples).unwrap();
+        let mut ll = vec![0.0; n * k];
+        agent.model.add_log_likelihood(&samples, &mut ll).unwrap();
+        log_likelihoods.push(ll);
+    }
+    assert_eq!(log_likelihoods.len(), 2, "an image and an audio model");
+    // p'_i = (1/N) sum_j Z_i(y_j, a_j) with Z_i ~ p_i q_image(y|i) q_audio(a|i), in linear space.
+    let posterior_mean = |models: &[&Vec<f64>]| -> Vec<f64> {
+        let mut out = vec![0.0; k];
+        for j in 0..n {
+            let w: Vec<f64> = (0..k).map(|i| p[i] * models.iter().map(|ll| ll[j * k + i].exp()).product::<f64>()).collect();
+            let z: f64 = w.iter().sum();
+            for i in 0..k {
+                out[i] += w[i] / z / n as f64;
+            }
+        }
+        out
+    };
+    let both = posterior_mean(&[&log_likelihoods[0], &log_likelihoods[1]]);
+    let image_only = posterior_mean(&[&log_likelihoods[0]]);
+
+    sim.step().unwrap();
+    let refit = text_p(sim.world_mut());
+    for i in 0..k {
+        // The engine works in log space with log-sum-exp; both are exact to rounding.
+        assert!((refit[i] - both[i]).abs() < 1e-12, "text {i}: engine {} vs product posterior {}", refit[i], both[i]);
+    }
+    // The audio likelihood matters: leaving it out gives another refit.
+    let gap = (0..k).map(|i| (image_only[i] - both[i]).abs()).fold(0.0, f64::max);
+    assert!(gap > 1e-3, "image-only and joint posteriors nearly agree ({gap}); the test would not see a missing factor");
+}
+
+#[test]
+fn text_model_is_a_martingale_with_image_and_plugin_conditionals() {
+    // SPEC 3 with several conditionals (SPEC 9): at T = 1, E[p' | p] = p, however many
+    // modalities the posterior multiplies. Each trial restarts the text model from p0 (the
+    // conditionals are frozen), so the trials are independent draws of p' given p0.
+    let scenario = parse(&format!(
+        r#"Scenario(name: "martingale", seed: 5, rounds: 1, entities: [
+    TextModel(name: "captioner", initial: Probabilities([0.5, 0.3, 0.2]), batch: 40),
+    ImageModel(name: "painter", conditioned_on: "captioner", covariance: Isotropic(0.4), frozen: true),
+    PluginModel(name: "singer", library: "{}", model: "von_mises_pitch", conditioned_on: "captioner",
+                params: (kappa0: 1.0), frozen: true),
+])"#,
+        audio_library()
+    ));
+    let p0 = [0.5, 0.3, 0.2];
+    let mut sim = Simulation::new(&scenario, 0).unwrap();
+    sim.set_measuring(false);
+    const TRIALS: usize = 3000;
+    let (mut sum, mut sum_sq) = ([0.0; 3], [0.0; 3]);
+    for _ in 0..TRIALS {
+        sim.step().unwrap();
+        let world = sim.world_mut();
+        let mut q = world.query::<&mut TextAgent>();
+        let mut agent = q.single_mut(world).unwrap();
+        for i in 0..3 {
+            sum[i] += agent.model.p[i];
+            sum_sq[i] += agent.model.p[i] * agent.model.p[i];
+        }
+        agent.model.p = p0.to_vec();
+    }
+    for i in 0..3 {
+        let mean = sum[i] / TRIALS as f64;
+        let var = (sum_sq[i] / TRIALS as f64 - mean * mean) * TRIALS as f64 / (TRIALS - 1) as f64;
+        // The mean of TRIALS iid draws of p'_i has standard error sd / sqrt(TRIALS) (sd from
+        // the sample, about sqrt(p(1-p)/N) / 2 here: about 0.0008). 4.5 standard errors,
+        // two-sided, for 3 texts: a false alarm probability below 3 * 7e-6.
+        let se = (var / TRIALS as f64).sqrt();
+        assert!((mean - p0[i]).abs() < 4.5 * se, "text {i}: mean p' = {mean}, p = {}, se = {se}", p0[i]);
+    }
+}
+
+// ---------------------------------------------------------------- SPEC 9: a shared feed
+
+#[test]
+fn feed_draws_image_phase_captions_from_the_weighted_mixture_of_text_models() {
+    // captioner_a only ever says text 0, captioner_b only text 1. The painter is conditioned
+    // on captioner_a but fed 1 : 3 by both (weights normalised to 0.25, 0.75). With a batch of
+    // N = 2 captions, text i is refitted iff both captions are i (fewer than 2 samples leave a
+    // text unchanged, SPEC 3): probability w_i^2, i.e. 1/16 for text 0 and 9/16 for text 1.
+    let scenario = parse(
+        r#"Scenario(name: "feed", seed: 9, rounds: 1, entities: [
+    TextModel(name: "captioner_a", initial: Probabilities([1.0, 0.0]), frozen: true),
+    TextModel(name: "captioner_b", initial: Probabilities([0.0, 1.0]), frozen: true),
+    ImageModel(name: "painter", conditioned_on: "captioner_a", batch: 2, feed: [("captioner_a", 1.0), ("captioner_b", 3.0)]),
+])"#,
+    );
+    const TRIALS: u64 = 4000;
+    let mut refits = [0u64; 2];
+    for replicate in 0..TRIALS {
+        // Every replicate has its own streams: independent trials from the initial state.
+        let mut sim = Simulation::new(&scenario, replicate).unwrap();
+        let rows = sim.step().unwrap();
+        for row in rows.iter().filter(|r| &*r.model == "painter" && &*r.metric == "fidelity") {
+            // fidelity = ||mu - mu0|| is exactly 0 until a refit moves the mean.
+            if row.value > 0.0 {
+                refits[row.text.unwrap() as usize] += 1;
+            }
+        }
+    }
+    for (i, expected) in [1.0 / 16.0, 9.0 / 16.0].into_iter().enumerate() {
+        let observed = refits[i] as f64 / TRIALS as f64;
+        // Binomial proportion: standard error sqrt(q (1 - q) / TRIALS) (0.0038 and 0.0078);
+        // 4.5 of them, two-sided, for 2 texts: false alarm probability below 2 * 7e-6. Equal
+        // weights would give 1/4 for both texts, the conditioned-on text alone 1 and 0.
+        let se = (expected * (1.0 - expected) / TRIALS as f64).sqrt();
+        assert!((observed - expected).abs() < 4.5 * se, "text {i}: refitted in {observed} of trials, expected {expected} (se {se})");
+    }
+}
+
+#[test]
+fn feeds_are_validated() {
+    let base = |feed: &str, injector: &str| {
+        format!(
+            r#"Scenario(name: "feed", rounds: 1, entities: [
+    TextModel(name: "a", initial: Uniform(3)),
+    TextModel(name: "b", initial: Uniform(3)),
+    TextModel(name: "c", initial: Uniform(4)),
+    ImageModel(name: "painter", conditioned_on: "a", feed: {feed}),
+    {injector}
+])"#
+        )
+    };
+    let cases = [
+        (base(r#"[("a", 0.5), ("nobody", 0.5)]"#, ""), "no entity is called `nobody`"),
+        (base(r#"[("a", 0.5), ("c", 0.5)]"#, ""), "`c` has K = 4 texts but `a` has K = 3"),
+        (base(r#"[("a", 0.5), ("b", 0.0)]"#, ""), "feed weights must be finite and > 0"),
+        (base(r#"[("a", 0.5), ("a", 0.5)]"#, ""), "appears twice"),
+        (base(r#"[("a", 0.5), ("painter", 0.5)]"#, ""), "`painter` is an ImageModel, but a feed targets a TextModel"),
+        (
+            base(
+                r#"[("a", 0.5), ("b", 0.5)]"#,
+                r#"CorpusInjector(name: "new", target: "b", alpha: 0.1, eps: 0.1, distribution: NewText),"#,
+            ),
+            "NewText",
+        ),
+    ];
+    for (source, expected) in cases {
+        let err = Scenario::parse(&source, Path::new("feed.ron")).expect_err(expected).to_string();
+        assert!(err.contains(expected) && err.contains("feed"), "expected {expected:?}:\n{err}");
+    }
+    let ok = base(r#"[("a", 0.5), ("b", 0.5)]"#, "");
+    Scenario::parse(&ok, Path::new("feed.ron")).unwrap();
+}
+
+// ---------------------------------------------------------------- data policies, checkpoints
+
+#[test]
+fn accumulate_pools_the_initial_real_dataset_into_the_first_refit() {
+    // As for the built-in image model, Accumulate(initial: L) starts from L pairs of the initial
+    // model (captions from p0) and then accumulates every batch: the audio plugin's sufficient
+    // statistics must count L + N samples after one refit of N.
+    let scenario = parse(&format!(
+        r#"Scenario(name: "accumulate", seed: 2, rounds: 1, entities: [
+    TextModel(name: "captioner", initial: Uniform(3), frozen: true),
+    PluginModel(name: "singer", library: "{}", model: "von_mises_pitch", conditioned_on: "captioner",
+                batch: 30, data: Accumulate(initial: 500)),
+])"#,
+        audio_library()
+    ));
+    let mut sim = Simulation::new(&scenario, 0).unwrap();
+    let singer = conditionals(sim.world_mut())[0];
+    let state = |sim: &Simulation| {
+        let agent = sim.world().get::<ConditionalAgent>(singer).unwrap();
+        PluginState::decode(&agent.model.save_state().unwrap()).unwrap()
+    };
+    let (counts, samples) = state(&sim).pending.expect("the initial dataset waits for the first refit");
+    assert_eq!(counts.iter().sum::<usize>(), 500);
+    assert_eq!(samples.len(), 500, "dim 1");
+    sim.step().unwrap();
+    let after = state(&sim);
+    assert!(after.pending.is_none());
+    // Audio checkpoint layout: [format, K, per text: mu, kappa, mu0, kappa0, n, C, S, initial_drawn, regularized].
+    let k = after.trained[1] as usize;
+    let n: f64 = (0..k).map(|i| after.trained[2 + 9 * i + 4]).sum();
+    assert_eq!(n, 530.0, "accumulated sample count = initial 500 + batch 30");
+}
+
+#[test]
+fn checkpoint_restores_a_plugin_world_exactly() {
+    let scenario = parse(&format!(
+        r#"Scenario(name: "resume", seed: 4, rounds: 1, entities: [
+    TextModel(name: "captioner", initial: Uniform(4), batch: 200),
+    ImageModel(name: "painter", conditioned_on: "captioner", batch: 200),
+    PluginModel(name: "singer", library: "{}", model: "von_mises_pitch", conditioned_on: "captioner",
+                batch: 200, data: Accumulate(initial: 100)),
+])"#,
+        audio_library()
+    ));
+    let mut original = Simulation::new(&scenario, 0).unwrap();
+    for _ in 0..3 {
+        original.step().unwrap();
+    }
+    let saved = coevo::checkpoint::capture(&mut original).unwrap();
+    let mut resumed = Simulation::new(&scenario, 0).unwrap();
+    coevo::checkpoint::restore(&mut resumed, &saved).unwrap();
+    for _ in 0..3 {
+        let a = original.step().unwrap().to_vec();
+        let b = resumed.step().unwrap().to_vec();
+        assert_eq!(a, b, "a restored world continues exactly as the original");
+    }
+}
+
+// ---------------------------------------------------------------- faults
+
+/// A fault case: test name, library, model, params, then the field the error names (load
+/// faults) or the healthy twin's params (runtime faults), and what the message must say.
+type FaultCase<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a [&'a str]);
+
+/// A scenario with a healthy text and image model and one plugin model, in its own folder.
+fn fault_scenario(dir: &Path, library: &str, model: &str, params: &str) -> String {
+    let file = dir.join("scenario.ron");
+    std::fs::write(
+        &file,
+        format!(
+            r#"Scenario(name: "fault", seed: 3, rounds: 3, entities: [
+    TextModel(name: "captioner", initial: Uniform(3), batch: 50),
+    ImageModel(name: "painter", conditioned_on: "captioner", batch: 50),
+    PluginModel(
+        name: "faulty",
+        library: "{library}",
+        model: "{model}",
+        conditioned_on: "captioner",
+        params: {params},
+        batch: 50,
+    ),
+])"#
+        ),
+    )
+    .unwrap();
+    file.display().to_string()
+}
+
+fn run_fault(test: &str, library: &str, model: &str, params: &str) -> (Output, PathBuf) {
+    let dir = scratch(test);
+    let file = fault_scenario(&dir, library, model, params);
+    let out_dir = dir.join("out");
+    let plugins = plugin_dir().display().to_string();
+    let out = coevo(&["run", &file, "--out", out_dir.to_str().unwrap(), "--plugin-dir", &plugins, "--quiet"]);
+    (out, out_dir)
+}
+
+#[test]
+fn load_faults_are_bad_input_naming_the_plugin_and_the_reason() {
+    let cases: [FaultCase; 6] = [
+        ("missing_file", "missing/libnothing.so", "any", "{}", "library", &["`missing/libnothing.so` not found", "missing/libnothing.so"]),
+        ("unknown_name", "nothing-here", "any", "{}", "library", &["`nothing-here` not found", "plugin directories"]),
+        ("no_entry", "faulty-no-entry", "any", "{}", "library", &["libcoevo_plugin_faulty_no_entry", "has no `coevo_plugin_entry` symbol"]),
+        ("wrong_abi", "faulty-abi", "any", "{}", "library", &["libcoevo_plugin_faulty_abi", "ABI version 999", "supports version 1"]),
+        ("unknown_model", "audio", "trumpet", "{}", "model", &["plugin `coevo-audio` has no model `trumpet`", "von_mises_pitch"]),
+        ("bad_params", "audio", "von_mises_pitch", "(kappa0: -1.0)", "params", &["plugin `coevo-audio`", "create", "kappa0"]),
+    ];
+    for (test, library, model, params, field, expected) in cases {
+        let (out, out_dir) = run_fault(test, library, model, params);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{test}: a load fault is bad input (exit 2):\n{err}");
+        let location = format!("{}:", out_dir.parent().unwrap().join("scenario.ron").display());
+        assert!(err.contains(&location), "{test}: the message must locate the file:\n{err}");
+        assert!(err.contains(&format!("(PluginModel \"faulty\").{field}:")), "{test}: the message must name the field `{field}`:\n{err}");
+        for e in expected {
+            assert!(err.contains(e), "{test}: the message must say {e:?}:\n{err}");
+        }
+        assert!(!out_dir.join("manifest.json").exists(), "{test}: nothing runs after a load fault");
+        assert!(!err.contains("panicked"), "{test}: {err}");
+    }
+}
+
+/// Rows of metrics.csv (after the header) of round `round`.
+fn rows_of_round(csv: &str, round: u64) -> Vec<&str> {
+    let prefix = format!("0,{round},");
+    csv.lines().skip(1).filter(|l| l.starts_with(&prefix)).collect()
+}
+
+#[test]
+fn runtime_faults_fail_the_run_cleanly_and_keep_completed_rounds() {
+    // (test, library, model, faulty params, healthy params, what the message must say)
+    let cases: [FaultCase; 6] = [
+        ("panic_sample", "faulty-panic", "panicky", r#"{"panic_in": "sample"}"#, r#"{"panic_in": "none"}"#, &["sample", "panic"]),
+        ("panic_fit", "faulty-panic", "panicky", r#"{"panic_in": "fit"}"#, r#"{"panic_in": "none"}"#, &["fit", "panic"]),
+        ("nan_loglik", "faulty-nan", "liar", r#"{"mode": "nan_loglik"}"#, r#"{"mode": "none"}"#, &["log_likelihood", "NaN"]),
+        ("short_loglik", "faulty-nan", "liar", r#"{"mode": "short_loglik"}"#, r#"{"mode": "none"}"#, &["log_likelihood", "unwritten"]),
+        (
+            "overrun_loglik",
+            "faulty-nan",
+            "liar",
+            r#"{"mode": "overrun_loglik"}"#,
+            r#"{"mode": "none"}"#,
+            &["log_likelihood", "past the end"],
+        ),
+        ("nan_metrics", "faulty-nan", "liar", r#"{"mode": "nan_metrics"}"#, r#"{"mode": "none"}"#, &["metrics", "NaN"]),
+    ];
+    for (test, library, model, params, healthy, expected) in cases {
+        let (out, out_dir) = run_fault(test, library, model, params);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{test}: a fault while running exits 1:\n{err}");
+        let plugin = if library == "faulty-panic" { "faulty-panic" } else { "faulty-nan" };
+        for e in [plugin, model, "`faulty`"].iter().chain(expected) {
+            assert!(err.contains(e), "{test}: the error must say {e:?}:\n{err}");
+        }
+        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();
+        let status = manifest["status"].as_str().unwrap();
+        assert!(status.starts_with("failed") && status.contains(plugin), "{test}: manifest status {status:?}");
+        assert_eq!(manifest["rounds_completed"], 0, "{test}");
+
+        // What was written before the fault is intact: round 0 is exactly the healthy twin's,
+        // and nothing of the failed round was written. (A NaN metric fails round 0 itself.)
+        let csv = std::fs::read_to_string(out_dir.join("metrics.csv")).unwrap();
+        assert!(csv.starts_with("replicate,round,model,text,metric,value\n"), "{test}: header");
+        assert!(rows_of_round(&csv, 1).is_empty(), "{test}: rows of the failed round were written");
+        let (twin, twin_dir) = run_fault(&format!("{test}_healthy"), library, model, healthy);
+        assert_eq!(twin.status.code(), Some(0), "{test}: healthy twin: {}", stderr(&twin));
+        let twin_csv = std::fs::read_to_string(twin_dir.join("metrics.csv")).unwrap();
+        if test == "nan_metrics" {
+            assert!(rows_of_round(&csv, 0).is_empty(), "{test}: round 0 failed, so none of it is written");
+        } else {
+            let round0 = rows_of_round(&csv, 0);
+            assert!(round0.len() > 20, "{test}: round 0 has {} rows", round0.len());
+            assert_eq!(round0, rows_of_round(&twin_csv, 0), "{test}: round 0 differs from the healthy twin's");
+        }
+    }
+}
