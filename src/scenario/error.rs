@@ -43,11 +43,6 @@ pub enum ScenarioError {
 }
 
 impl ScenarioError {
-    /// A parse error without the source text at hand: located, but the field is not named.
-    pub(crate) fn syntax(file: &Path, e: &ron::error::SpannedError) -> ScenarioError {
-        ScenarioError::syntax_in(file, "", e)
-    }
-
     /// A parse error of `source`: located, and for a value of the wrong kind the hint names
     /// the field it was written for (the parser itself only says what it expected).
     pub(crate) fn syntax_in(file: &Path, source: &str, e: &ron::error::SpannedError) -> ScenarioError {

@@ -1,0 +1,374 @@
+//! The command line as a user meets it: bad input is answered (exit code 2, a message that
+//! names the file and line:col or the field and says what would be valid), help is complete,
+//! runs are reproducible whatever the thread count, and a killed run leaves a readable table.
+//!
+//! Every test drives the real binary. Bad scenarios live in `tests/fixtures/`, one per kind of
+//! mistake; ready scenarios are the files in `scenarios/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Runs `coevo` with `args` from the crate root, so scenario paths are the ones a user types.
+fn coevo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coevo"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the coevo binary runs")
+}
+
+/// A fresh, empty scratch folder for one test (under cargo's per-target temp dir).
+fn scratch(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli").join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `coevo run` on `tests/fixtures/<fixture>.ron` must exit with code 2, write nothing, and
+/// say each of `expected` on stderr (the location and what would be valid). Returns stderr.
+fn rejects(fixture: &str, expected: &[&str]) -> String {
+    let dir = scratch(fixture);
+    let out_dir = dir.join("out");
+    let file = format!("tests/fixtures/{fixture}.ron");
+    let out = coevo(&["run", &file, "--out", out_dir.to_str().unwrap(), "--quiet"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{file}: expected exit code 2 (bad input); stderr:\n{err}");
+    assert!(err.contains(&file), "{file}: the message must name the file; stderr:\n{err}");
+    for e in expected {
+        assert!(err.contains(e), "{file}: the message must say {e:?}; stderr:\n{err}");
+    }
+    assert!(!out_dir.exists(), "{file}: a rejected scenario must not create its output folder");
+    assert!(!err.contains("panicked"), "{file}: bad input must be answered, not crash:\n{err}");
+    // `validate` gives the same answer without running.
+    let v = coevo(&["validate", &file]);
+    assert_eq!(v.status.code(), Some(2), "{file}: validate must also exit 2");
+    assert_eq!(stderr(&v), err, "{file}: validate and run must report the same problems");
+    err
+}
+
+// ---------------------------------------------------------------- syntax: file:line:col
+
+#[test]
+fn malformed_ron_is_located() {
+    // The `TextModel(` opened on line 5 is never closed: the parser stops at the `]`.
+    rejects("malformed", &["tests/fixtures/malformed.ron:6:5:", "Expected comma", "needs its closing `)`"]);
+}
+
+#[test]
+fn unknown_field_lists_the_valid_ones() {
+    rejects(
+        "unknown_field",
+        &["tests/fixtures/unknown_field.ron:5:38:", "`batchsize`", "expected one of `name`, `initial`, `batch`, `steps`"],
+    );
+}
+
+#[test]
+fn unknown_entity_kind_lists_the_valid_ones() {
+    rejects("unknown_entity", &["tests/fixtures/unknown_entity.ron:6:9:", "`VideoModel`", "`TextModel`, `ImageModel`, `Temperature`"]);
+}
+
+#[test]
+fn wrong_type_names_the_field_and_the_expected_type() {
+    rejects("wrong_type", &["tests/fixtures/wrong_type.ron:3:12:", "Expected integer", "`rounds` expects a whole number"]);
+}
+
+#[test]
+fn negative_count_names_the_field() {
+    rejects("batch_negative", &["tests/fixtures/batch_negative.ron:6:", "`batch` expects a non-negative whole number"]);
+}
+
+#[test]
+fn missing_temperature_target_is_named() {
+    rejects("temperature_no_target", &["tests/fixtures/temperature_no_target.ron:6:", "missing field named `target`"]);
+}
+
+// ---------------------------------------------------------------- semantics: field paths
+
+#[test]
+fn probabilities_not_summing_to_one() {
+    rejects("p_sum", &["p_sum.ron:5:38:", "entities[0] (TextModel \"captioner\").initial", "sum to 1.1", "rescale them so they sum to 1"]);
+}
+
+#[test]
+fn negative_probability() {
+    rejects("p_negative", &["entities[0] (TextModel \"captioner\").initial", "probability [1] = -0.1", "every entry must be >= 0"]);
+}
+
+#[test]
+fn asymmetric_covariance() {
+    rejects(
+        "cov_asymmetric",
+        &["cov_asymmetric.ron:9:13:", "entities[1] (ImageModel \"painter\").covariance", "not symmetric", "[r][c] equal to [c][r]"],
+    );
+}
+
+#[test]
+fn covariance_not_positive_semidefinite() {
+    rejects(
+        "cov_not_psd",
+        &["entities[1] (ImageModel \"painter\").covariance", "not positive semi-definite", "-1.000000e-1", "every eigenvalue >= 0"],
+    );
+}
+
+#[test]
+fn means_of_the_wrong_length() {
+    rejects("means_dim", &["entities[1] (ImageModel \"painter\").means", "mean [1] has 3 coordinates, expected dim = 2"]);
+}
+
+#[test]
+fn covariance_of_the_wrong_size() {
+    rejects("cov_size", &["entities[1] (ImageModel \"painter\").covariance", "must be 2 x 2 (dim = 2)", "[3, 3, 3]"]);
+}
+
+#[test]
+fn per_text_covariances_must_match_the_text_count() {
+    rejects("pertext_count", &["entities[1] (ImageModel \"painter\").covariance", "PerText gives 2 covariances", "K = 3 texts"]);
+}
+
+#[test]
+fn batch_of_zero() {
+    rejects("batch_zero", &["batch_zero.ron:5:38:", "entities[0] (TextModel \"captioner\").batch", "must be at least 1, got 0"]);
+}
+
+#[test]
+fn wiring_to_a_missing_name() {
+    rejects(
+        "wiring_missing",
+        &["entities[1] (ImageModel \"painter\").conditioned_on", "no entity is called `captionr`", "valid text models: `captioner`"],
+    );
+}
+
+#[test]
+fn conditioning_cycle() {
+    let err =
+        rejects("cycle", &["entities[1] (ImageModel \"A\").conditioned_on", "conditioning cycle A -> B -> A", "must end at a TextModel"]);
+    assert!(err.contains("cycle B -> A -> B"), "both members of the cycle are reported:\n{err}");
+}
+
+#[test]
+fn self_conditioning() {
+    rejects("self_conditioned", &["entities[1] (ImageModel \"painter\").conditioned_on", "conditioned on itself", "TextModel"]);
+}
+
+#[test]
+fn non_positive_temperature() {
+    rejects("temperature_nonpositive", &["entities[1] (Temperature \"heat\").t", "T = 0 is invalid", "finite number > 0"]);
+}
+
+#[test]
+fn temperature_target_that_does_not_exist() {
+    rejects("temperature_unknown_target", &["entities[1] (Temperature \"heat\").target", "no entity is called `nobody`"]);
+}
+
+#[test]
+fn duplicate_names() {
+    rejects("duplicate_names", &["entities[1] (ImageModel \"captioner\").name", "two entities are called `captioner`", "must be unique"]);
+}
+
+// ---------------------------------------------------------------- files and folders
+
+#[test]
+fn missing_scenario_file_names_the_path() {
+    for args in [&["run", "scenarios/no_such_scenario.ron"][..], &["validate", "scenarios/no_such_scenario.ron"]] {
+        let out = coevo(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("scenarios/no_such_scenario.ron") && err.contains("cannot read scenario"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn existing_run_is_not_overwritten_without_force() {
+    let dir = scratch("existing_run").join("out");
+    let out_dir = dir.to_str().unwrap();
+    let first = coevo(&["run", "scenarios/coevolve.ron", "--out", out_dir, "--rounds", "2", "--quiet"]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let before = std::fs::read(dir.join("metrics.csv")).unwrap();
+
+    let again = coevo(&["run", "scenarios/coevolve.ron", "--out", out_dir, "--rounds", "3", "--quiet"]);
+    let err = stderr(&again);
+    assert_eq!(again.status.code(), Some(2), "{err}");
+    assert!(err.contains(out_dir) && err.contains("already holds a run") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(dir.join("metrics.csv")).unwrap(), before, "a refused run must leave the old one untouched");
+
+    let forced = coevo(&["run", "scenarios/coevolve.ron", "--out", out_dir, "--rounds", "3", "--quiet", "--force"]);
+    assert_eq!(forced.status.code(), Some(0), "{}", stderr(&forced));
+    assert_ne!(std::fs::read(dir.join("metrics.csv")).unwrap(), before, "--force overwrites");
+}
+
+#[test]
+fn bad_command_line_values_exit_2() {
+    for args in [
+        &["run", "scenarios/coevolve.ron", "--rounds", "0"][..],
+        &["run", "scenarios/coevolve.ron", "--threads", "-1"],
+        &["run", "scenarios/coevolve.ron", "--no-such-flag"],
+        &["run"],
+        &["validate"],
+    ] {
+        let out = coevo(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("error:"), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn every_ready_scenario_validates() {
+    let mut files: Vec<String> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ron"))
+        // Scenarios with plugin models need their plugin library built first (`cargo test`
+        // does not build cdylib members); the plugin tests build and validate those.
+        .filter(|p| !std::fs::read_to_string(p).unwrap().contains("PluginModel("))
+        .map(|p| format!("scenarios/{}", p.file_name().unwrap().to_str().unwrap()))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "the ready scenarios are missing: {files:?}");
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let out = coevo(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for f in &files {
+        assert!(stdout(&out).contains(&format!("{f}: ok")), "{f} not reported ok:\n{}", stdout(&out));
+    }
+}
+
+// ---------------------------------------------------------------- help
+
+#[test]
+fn help_is_complete() {
+    let top = coevo(&["--help"]);
+    assert_eq!(top.status.code(), Some(0));
+    let top = stdout(&top);
+    for word in ["run", "validate", "RUST_LOG", "--help", "--version"] {
+        assert!(top.contains(word), "coevo --help must mention {word}:\n{top}");
+    }
+    let run = coevo(&["run", "--help"]);
+    assert_eq!(run.status.code(), Some(0));
+    let run = stdout(&run);
+    for word in
+        ["<SCENARIO>", "--out", "--force", "--seed", "--rounds", "--replicates", "--threads", "--quiet", "metrics.csv", "manifest.json"]
+    {
+        assert!(run.contains(word), "coevo run --help must mention {word}:\n{run}");
+    }
+    let validate = coevo(&["validate", "--help"]);
+    assert_eq!(validate.status.code(), Some(0));
+    let validate = stdout(&validate);
+    for word in ["<SCENARIOS>...", "exit code 2"] {
+        assert!(validate.contains(word), "coevo validate --help must mention {word}:\n{validate}");
+    }
+}
+
+// ---------------------------------------------------------------- determinism
+
+/// Runs `coevolve.ron` for 60 rounds and 3 replicates with `extra` arguments; returns
+/// metrics.csv. 60 rounds are enough for every stream to have been drawn from many times.
+fn coevolve_metrics(test: &str, extra: &[&str]) -> Vec<u8> {
+    let dir = scratch(test).join("out");
+    let mut args = vec!["run", "scenarios/coevolve.ron", "--out", dir.to_str().unwrap(), "--rounds", "60", "--replicates", "3", "--quiet"];
+    args.extend_from_slice(extra);
+    let out = coevo(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    std::fs::read(dir.join("metrics.csv")).unwrap()
+}
+
+#[test]
+fn same_seed_same_bytes_whatever_the_thread_count() {
+    let one = coevolve_metrics("det_threads1", &["--threads", "1"]);
+    let four = coevolve_metrics("det_threads4", &["--threads", "4"]);
+    let again = coevolve_metrics("det_again", &["--threads", "1"]);
+    // Header + 61 rounds (0..=60) x 3 replicates of rows.
+    assert!(one.len() > 10_000, "metrics.csv suspiciously short: {} bytes", one.len());
+    assert!(one == four, "metrics.csv differs between --threads 1 and --threads 4");
+    assert!(one == again, "metrics.csv differs between two identical runs");
+    let replicates: std::collections::BTreeSet<&str> =
+        std::str::from_utf8(&one).unwrap().lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(replicates.into_iter().collect::<Vec<_>>(), ["0", "1", "2"]);
+
+    let other = coevolve_metrics("det_other_seed", &["--threads", "1", "--seed", "2026"]);
+    assert!(one != other, "a different seed must give different numbers");
+    // Round 0 is the initial state, identical whatever the seed; the seeds differ after it.
+    let round0 = |csv: &[u8]| -> Vec<String> {
+        std::str::from_utf8(csv).unwrap().lines().filter(|l| l.split(',').nth(1) == Some("0")).map(str::to_string).collect()
+    };
+    assert_eq!(round0(&one), round0(&other));
+}
+
+// ---------------------------------------------------------------- interrupted run
+
+/// Parses metrics.csv strictly: the header, then rows of exactly six fields (replicate and
+/// round integers, a model name, an empty or integer text, a metric name, a float). Returns
+/// the rows as (replicate, round, model, text, metric).
+fn parse_metrics(csv: &str) -> Vec<(u64, u64, String, String, String)> {
+    assert!(csv.ends_with('\n'), "metrics.csv must end with a complete line; last bytes: {:?}", &csv[csv.len().saturating_sub(80)..]);
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("replicate,round,model,text,metric,value"));
+    lines
+        .enumerate()
+        .map(|(i, line)| {
+            let f: Vec<&str> = line.split(',').collect();
+            assert_eq!(f.len(), 6, "line {}: {line:?} does not have 6 fields", i + 2);
+            let replicate = f[0].parse().unwrap_or_else(|e| panic!("line {}: replicate {:?}: {e}", i + 2, f[0]));
+            let round = f[1].parse().unwrap_or_else(|e| panic!("line {}: round {:?}: {e}", i + 2, f[1]));
+            assert!(f[3].is_empty() || f[3].parse::<u32>().is_ok(), "line {}: text {:?}", i + 2, f[3]);
+            let _: f64 = f[5].parse().unwrap_or_else(|e| panic!("line {}: value {:?}: {e}", i + 2, f[5]));
+            (replicate, round, f[2].to_string(), f[3].to_string(), f[4].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn killed_run_leaves_complete_rounds() {
+    let dir = scratch("killed").join("out");
+    let metrics = dir.join("metrics.csv");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coevo"))
+        .args(["run", "scenarios/coevolve.ron", "--out", dir.to_str().unwrap(), "--rounds", "1000000", "--replicates", "2", "--quiet"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn coevo");
+    // Wait until some rounds are on disk (each round of 2 replicates is ~100 rows, ~4 kB).
+    let start = Instant::now();
+    while std::fs::metadata(&metrics).map_or(0, |m| m.len()) < 200_000 {
+        assert!(start.elapsed() < Duration::from_secs(60), "the run wrote too little within a minute");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it was killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+
+    let csv = std::fs::read_to_string(&metrics).unwrap();
+    let rows = parse_metrics(&csv);
+    // Rows come round by round, replicate by replicate; every round but possibly the last
+    // holds the same rows as round 0.
+    let key = |r: &(u64, u64, String, String, String)| (r.0, r.2.clone(), r.3.clone(), r.4.clone());
+    let round0: Vec<_> = rows.iter().filter(|r| r.1 == 0).map(key).collect();
+    assert!(round0.len() >= 2 * 12, "round 0 has only {} rows", round0.len());
+    let last = rows.last().unwrap().1;
+    assert!(last >= 10, "only {last} rounds were written before the kill");
+    for (round, chunk) in rows.chunks(round0.len()).enumerate() {
+        let got: Vec<_> = chunk.iter().map(key).collect();
+        assert!(chunk.iter().all(|r| r.1 == round as u64), "rows of round {round} are out of order");
+        if round as u64 != last {
+            assert_eq!(got, round0, "round {round} is incomplete");
+        } else {
+            assert_eq!(got[..], round0[..got.len()], "the last round's rows are not a prefix of a round");
+        }
+    }
+    // The manifest is rewritten atomically: it parses, and says the run did not complete.
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["status"], "running");
+    assert_eq!(manifest["seed"], 2025);
+}

@@ -1,0 +1,192 @@
+//! Every ready scenario in `scenarios/` runs and shows the result its header promises,
+//! asserted from its metrics against SPEC theory with tolerances derived from the standard
+//! error over replicates (and texts, where texts are independent).
+//!
+//! The real files are loaded; only `rounds` and `replicates` are overridden where a shorter
+//! run shows the same thing, to keep each test to a few seconds. Replicates run in parallel
+//! through the library's `Simulation`, each stopping early once the result is in.
+
+use std::path::Path;
+
+use coevo::Scenario;
+use coevo::world::MetricRow;
+use rayon::prelude::*;
+
+fn load(name: &str) -> Scenario {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(format!("{name}.ron"));
+    Scenario::load(&path).unwrap_or_else(|e| panic!("{name}: {e}")).0
+}
+
+/// Runs replicate `replicate` of `scenario` round by round, up to `scenario.rounds` or until
+/// `done(rows)` holds; returns the rows of round 0, of every round listed in `keep`, and of
+/// the last round run (deduplicated, in round order).
+fn run_replicate(scenario: &Scenario, replicate: u64, keep: &[u64], done: impl Fn(&[MetricRow]) -> bool) -> Vec<Vec<MetricRow>> {
+    let mut sim = coevo::Simulation::new(scenario, replicate).expect("world builds");
+    let mut out = vec![sim.measure().expect("round 0").to_vec()];
+    for round in 1..=scenario.rounds {
+        let rows = sim.step().unwrap_or_else(|e| panic!("replicate {replicate}: {e}"));
+        let last = round == scenario.rounds || done(rows);
+        if last || keep.contains(&round) {
+            out.push(rows.to_vec());
+        }
+        if last {
+            break;
+        }
+    }
+    out
+}
+
+/// [`run_replicate`] for replicates `0..scenario.replicates`, in parallel.
+fn run_all(scenario: &Scenario, keep: &[u64], done: impl Fn(&[MetricRow]) -> bool + Sync) -> Vec<Vec<Vec<MetricRow>>> {
+    (0..scenario.replicates).into_par_iter().map(|r| run_replicate(scenario, r, keep, &done)).collect()
+}
+
+/// The value of a model-level (`text == None`) or per-text metric in one round's rows.
+fn value(rows: &[MetricRow], model: &str, text: Option<u32>, metric: &str) -> f64 {
+    rows.iter()
+        .find(|r| &*r.model == model && r.text == text && &*r.metric == metric)
+        .unwrap_or_else(|| panic!("no {metric} of {model} text {text:?} in round {}", rows[0].round))
+        .value
+}
+
+/// Every per-text value of `metric` of `model` in one round.
+fn per_text(rows: &[MetricRow], model: &str, metric: &str) -> Vec<f64> {
+    rows.iter().filter(|r| &*r.model == model && r.text.is_some() && &*r.metric == metric).map(|r| r.value).collect()
+}
+
+/// Sample mean and its standard error `sd / sqrt(n)`.
+fn mean_se(x: &[f64]) -> (f64, f64) {
+    let n = x.len() as f64;
+    assert!(n >= 2.0, "need two values for a standard error");
+    let mean = x.iter().sum::<f64>() / n;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, (var / n).sqrt())
+}
+
+#[test]
+fn frozen_image_text_model_collapses_to_one_text() {
+    let mut s = load("frozen_image");
+    // Four replicates of the full 8000 rounds, each stopping once one text is left. Fixation
+    // of a Wright-Fisher-like drift with N = 1000 has an exponential tail with time scale
+    // about N rounds: P(not fixed by 8000) is of order 4 exp(-7), about 0.4% per replicate.
+    s.replicates = 4;
+    let runs = run_all(&s, &[], |rows| value(rows, "captioner", None, "support") == 1.0);
+    for (r, run) in runs.iter().enumerate() {
+        let (first, last) = (&run[0], run.last().unwrap());
+        assert_eq!(value(first, "captioner", None, "support"), 5.0);
+        assert_eq!(value(last, "captioner", None, "support"), 1.0, "replicate {r}: support after {} rounds", last[0].round);
+        assert!(value(last, "captioner", None, "gini_simpson") < s.collapse.text_gini, "replicate {r}: diversity left");
+        assert!(value(last, "captioner", None, "max_p") > 1.0 - 1e-9, "replicate {r}: one text holds all the mass");
+        // The frozen model never refits: its conditionals are exactly the initial ones.
+        assert_eq!(per_text(last, "painter", "trace"), per_text(first, "painter", "trace"), "replicate {r}");
+        assert!(per_text(last, "painter", "fidelity").iter().all(|&f| f == 0.0), "replicate {r}");
+    }
+}
+
+#[test]
+fn frozen_text_image_trace_contracts_exponentially_with_bounded_fidelity() {
+    let mut s = load("frozen_text");
+    // Fixed(n) allocation with MLE and a frozen text model: for every text independently,
+    // E tr Sigma_t = r^t tr Sigma_0 with r = (n - 1) / n, and E ||mu_t - mu_0||^2 =
+    // sum_{s<t} E tr Sigma_s / n = tr Sigma_0 (1 - r^t) (SPEC 3). 16 replicates x 5 texts = 80
+    // independent conditionals; 120 rounds keep the spread of the multiplicative trace moderate
+    // (log-variance about t / (n - 1) = 0.6, so the sample mean's SE is about 10%).
+    s.replicates = 16;
+    s.rounds = 120;
+    let checkpoints = [30, 60, 120];
+    let runs = run_all(&s, &checkpoints, |_| false);
+    let n = 200.0_f64;
+    let r = (n - 1.0) / n;
+    let trace0 = 0.2;
+    for (i, &t) in checkpoints.iter().enumerate() {
+        let traces: Vec<f64> = runs.iter().flat_map(|run| per_text(&run[i + 1], "painter", "trace")).collect();
+        let fidelity_sq: Vec<f64> = runs.iter().flat_map(|run| per_text(&run[i + 1], "painter", "fidelity")).map(|f| f * f).collect();
+        assert_eq!(traces.len(), 80);
+        assert!(runs.iter().all(|run| run[i + 1][0].round == t));
+        // Tolerance 4 SE: each of these six comparisons of an 80-sample mean with its exact
+        // expectation fails by chance with probability about 6e-5 (normal approximation).
+        let (mean, se) = mean_se(&traces);
+        let expected = r.powi(t as i32) * trace0;
+        assert!((mean - expected).abs() < 4.0 * se, "round {t}: mean trace {mean:.5} +- {se:.5}, theory {expected:.5}");
+        let (mean, se) = mean_se(&fidelity_sq);
+        let expected = trace0 * (1.0 - r.powi(t as i32));
+        assert!((mean - expected).abs() < 4.0 * se, "round {t}: mean |mu - mu0|^2 {mean:.5} +- {se:.5}, theory {expected:.5}");
+    }
+    // The text model is frozen: p is exactly p0 in every replicate.
+    for run in &runs {
+        assert_eq!(value(run.last().unwrap(), "captioner", None, "tv_to_initial"), 0.0);
+    }
+}
+
+#[test]
+fn coevolve_both_models_lose_diversity() {
+    let mut s = load("coevolve");
+    // 8 replicates of 1000 rounds (the file's 4000 rounds show the full collapse). SPEC 3:
+    // (1 - 1/N)^t H_0 <= E[H_t] <= H_0 whatever the conditionals, so the mean over replicates
+    // must lie above the Wright-Fisher curve and, the images separating the conditionals,
+    // clearly below H_0. Tolerances: 3 standard errors of the mean over replicates
+    // (one-sided chance failure about 0.1% each).
+    s.replicates = 8;
+    s.rounds = 1000;
+    let runs = run_all(&s, &[], |_| false);
+    let n = 1000.0_f64;
+    let h0 = value(&runs[0][0], "captioner", None, "gini_simpson");
+    assert!((h0 - 0.8).abs() < 1e-12);
+    let h: Vec<f64> = runs.iter().map(|run| value(run.last().unwrap(), "captioner", None, "gini_simpson")).collect();
+    let (mean, se) = mean_se(&h);
+    let wright_fisher = (1.0 - 1.0 / n).powi(1000) * h0;
+    assert!(mean < h0 - 3.0 * se, "text diversity did not fall: {mean:.3} +- {se:.3} from {h0}");
+    assert!(mean > wright_fisher - 3.0 * se, "text diversity {mean:.3} +- {se:.3} fell faster than Wright-Fisher {wright_fisher:.3}");
+    // Image diversity: every refit contracts a covariance in expectation (E[(n_i - 1)/n_i] < 1).
+    let w0 = value(&runs[0][0], "painter", None, "weighted_trace");
+    let w: Vec<f64> = runs.iter().map(|run| value(run.last().unwrap(), "painter", None, "weighted_trace")).collect();
+    let (mean, se) = mean_se(&w);
+    assert!(mean < w0 - 3.0 * se, "image diversity did not fall: {mean:.4} +- {se:.4} from {w0}");
+}
+
+/// Collapse round of the text model in each replicate of `coevolve_nt<nt>.ron`, as in the
+/// summary (first round with gini_simpson below the scenario's threshold); a replicate that
+/// does not collapse within the scenario's rounds counts as `rounds + 1`.
+fn collapse_rounds(nt: u64) -> Vec<f64> {
+    let s = load(&format!("coevolve_nt{nt}"));
+    let threshold = s.collapse.text_gini;
+    let collapsed = |rows: &[MetricRow]| value(rows, "captioner", None, "gini_simpson") < threshold;
+    run_all(&s, &[], collapsed)
+        .iter()
+        .map(|run| {
+            let last = run.last().unwrap();
+            if collapsed(last) { last[0].round as f64 } else { (s.rounds + 1) as f64 }
+        })
+        .collect()
+}
+
+#[test]
+fn more_image_steps_faster_text_collapse() {
+    // The three files as they are (40 replicates each). Each consecutive pair must differ by
+    // more than 2 standard errors of the difference of means, sqrt(se_a^2 + se_b^2): a
+    // one-sided test at the 2.3% level that the collapse round decreases with N_t.
+    // Counting a non-collapsed replicate as rounds + 1 only lowers the mean of the slower
+    // variant, so it can only make the test harder to pass.
+    let [t1, t2, t5] = [1, 2, 5].map(collapse_rounds);
+    let [(m1, s1), (m2, s2), (m5, s5)] = [&t1, &t2, &t5].map(|t| mean_se(t));
+    let report = format!("mean collapse round: N_t=1 {m1:.1} +- {s1:.1}, N_t=2 {m2:.1} +- {s2:.1}, N_t=5 {m5:.1} +- {s5:.1}");
+    assert!(m1 - m2 > 2.0 * (s1 * s1 + s2 * s2).sqrt(), "N_t = 2 does not collapse faster than N_t = 1: {report}");
+    assert!(m2 - m5 > 2.0 * (s2 * s2 + s5 * s5).sqrt(), "N_t = 5 does not collapse faster than N_t = 2: {report}");
+}
+
+#[test]
+fn matthew_rare_texts_lose_image_diversity_first() {
+    let s = load("matthew");
+    // The file as it is: 4 replicates, 200 rounds. Over replicates the final Matthew index
+    // (Spearman correlation between p_i and trace_i) must exceed 0 by 3 standard errors
+    // (one-sided chance failure about 0.1% under a normal approximation). Single replicates
+    // are not compared text by text: the rarest text's log-trace has a standard deviation of
+    // about sqrt(t / n_i) = 2, too wide for a per-replicate ordering to be certain.
+    let runs = run_all(&s, &[], |_| false);
+    assert_eq!(runs.len(), 4);
+    let first = &runs[0][0];
+    assert!(value(first, "painter", None, "matthew_index").is_nan(), "equal traces at round 0: no ranking, so NaN");
+    let m: Vec<f64> = runs.iter().map(|run| value(run.last().unwrap(), "painter", None, "matthew_index")).collect();
+    let (mean, se) = mean_se(&m);
+    assert!(mean > 0.0 && mean > 3.0 * se, "Matthew index {mean:.3} +- {se:.3} is not positive; per replicate {m:?}");
+}
