@@ -3,7 +3,8 @@
 //! - `metrics.csv`: tidy long table `replicate,round,model,text,metric,value`, one row per
 //!   replicate, round, model, text (empty for model-level metrics) and metric. Each round is
 //!   appended with a single write and flushed, so a killed run leaves every completed round
-//!   readable and at most the round in flight missing.
+//!   readable and at most the round in flight missing (or, if the kill lands inside that one
+//!   write, cut short: see [`MetricsWriter::write_round`]).
 //! - `manifest.json`: coevo version, scenario file and hash, seed, resolved parameters, RNG
 //!   algorithm, and how many rounds completed; rewritten atomically (write then rename).
 //! - `summary.json`: final diversity and round of collapse per model, written at the end.
@@ -49,6 +50,15 @@ impl MetricsWriter {
                 let _ = writeln!(self.line, ",{},{}", row.metric, format_value(row.value));
             }
         }
+        // What a kill can leave: the round is formatted in memory first, so nothing of it
+        // reaches the file before all of it is ready, and it goes out in one write(2) of the
+        // whole buffer (`File` is unbuffered; `write_all` loops only if the kernel takes part of
+        // it). A SIGKILL while the round is computed or formatted therefore leaves whole rounds
+        // only. The one remaining window is the write itself: Linux checks for a fatal signal
+        // between page-cache pages, so a kill landing inside that system call (microseconds
+        // per round) can end the file in a round cut at a page boundary, mid-line. No
+        // append-only file rules that out (only rewriting the whole table and renaming it, at
+        // quadratic cost); a reader that drops a last line without its newline is always safe.
         self.file.write_all(self.line.as_bytes())?;
         self.file.flush()
     }
