@@ -216,6 +216,15 @@ pub fn phases_csv(curves: &BTreeMap<u64, Vec<(String, DriftCurves)>>, spec: &Dia
     out
 }
 
+/// Writes `phases.csv` of the run in `out_dir` from its `metrics.csv`.
+pub fn write_phases(out_dir: &std::path::Path, spec: &DiagnosticsSpec) -> std::io::Result<()> {
+    let mut collector = DriftCollector::default();
+    crate::experiment::tidy::read_metrics(&out_dir.join("metrics.csv"), |row| {
+        collector.observe(row.replicate, row.round, &row.model, &row.metric, row.value)
+    })?;
+    crate::output::write_atomic(&out_dir.join("phases.csv"), phases_csv(&collector.into_curves(), spec).as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,7 @@ pub mod experiment;
 pub mod metrics;
 pub mod models;
 pub mod output;
+pub mod plot;
 pub mod plugin;
 pub mod rng;
 pub mod run;

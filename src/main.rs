@@ -1,6 +1,6 @@
 //! The `coevo` command line: parse arguments, call the library, print.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +23,48 @@ struct Cli {
     plugin_dirs: Vec<PathBuf>,
 }
 
+/// Options shared by the commands that run a scenario.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Overwrite an output folder that already holds a run.
+    #[arg(long)]
+    force: bool,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override the scenario's number of rounds.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: Option<u64>,
+    /// Override the scenario's number of replicates.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    replicates: Option<u64>,
+    /// Worker threads for replicates [default: all cores]. Results do not depend on it.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    threads: Option<u64>,
+    /// Print nothing but errors (no progress bar, no summary).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl RunArgs {
+    /// Loads the scenario with the overrides applied (printing errors: exit code 2 on `Err`),
+    /// sizes the thread pool, and returns the run options.
+    fn load(&self, path: &Path, out: Option<PathBuf>) -> Result<(Scenario, String, RunOptions), ExitCode> {
+        let (mut scenario, source) = Scenario::load(path).map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        })?;
+        scenario.seed = self.seed.unwrap_or(scenario.seed);
+        scenario.rounds = self.rounds.unwrap_or(scenario.rounds);
+        scenario.replicates = self.replicates.unwrap_or(scenario.replicates);
+        if let Some(n) = self.threads {
+            // Only fails if a global pool already exists, which cannot happen here.
+            let _ = rayon::ThreadPoolBuilder::new().num_threads(n as usize).build_global();
+        }
+        Ok((scenario, source, RunOptions { out_dir: out, force: self.force, progress: !self.quiet, ..Default::default() }))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a scenario and write its output folder.
@@ -35,24 +77,71 @@ enum Command {
         /// Output folder [default: the scenario's output.dir, else out/<scenario name>].
         #[arg(long, short)]
         out: Option<PathBuf>,
-        /// Overwrite an output folder that already holds a run.
-        #[arg(long)]
-        force: bool,
-        /// Override the scenario's seed.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Override the scenario's number of rounds.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        rounds: Option<u64>,
-        /// Override the scenario's number of replicates.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        replicates: Option<u64>,
+        /// Write the whole state to checkpoint.json every K rounds, so that `coevo resume`
+        /// can continue an interrupted run exactly.
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+        checkpoint_every: Option<u64>,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Continue an interrupted run from its checkpoint.json.
+    ///
+    /// The metrics it writes are byte for byte those of an uninterrupted run; rows a killed
+    /// run wrote after its last checkpoint are replaced.
+    Resume {
+        /// The run's output folder.
+        dir: PathBuf,
+        /// Keep writing checkpoints every K rounds.
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+        checkpoint_every: Option<u64>,
         /// Worker threads for replicates [default: all cores]. Results do not depend on it.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         threads: Option<u64>,
-        /// Print nothing but errors (no progress bar, no summary).
+        /// Print nothing but errors.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Run every point of a scenario's sweep section (times its replicates).
+    ///
+    /// Each point is a full run in OUT/points/NNNN/; sweep.csv has one row per point and
+    /// model, a column per swept parameter, then final diversity, collapse and steady-state
+    /// level. Rerunning skips the points already done, so an interrupted sweep resumes.
+    Sweep {
+        /// The scenario file (RON) with a `sweep: (parameters: [...])` section.
+        scenario: PathBuf,
+        /// Output folder [default: out/<scenario name>-sweep].
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Run only shard i of n (points with index % n == i), e.g. for a Slurm job array:
+        /// --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT. Join the shards with `coevo merge`.
+        #[arg(long, value_name = "i/n")]
+        shard: Option<String>,
+        /// Checkpoint every point every K rounds (a killed sweep resumes inside its points).
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+        checkpoint_every: Option<u64>,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Join the folders of a sharded sweep into one sweep.csv (as a single run writes it).
+    Merge {
+        /// The shards' sweep folders.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Folder to write sweep.csv and sweep.json to.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Draw the figures of a run or sweep folder (SVG and PNG, into OUTDIR/figures).
+    ///
+    /// A run: diversity against round (with 5-95% bands over replicates), image trace per
+    /// text on a log axis with the theoretical rate ((n-1)/n)^t, drift curves with the phases
+    /// shaded. A sweep with two parameters: a heat map of the collapsed fraction.
+    Plot {
+        /// A run's or a sweep's output folder.
+        dir: PathBuf,
+        /// Where to write the figures [default: DIR/figures].
+        #[arg(long, short)]
+        out: Option<PathBuf>,
     },
     /// Time training rounds of the paper's scenario at a given scale (for benchmarks).
     ///
@@ -82,6 +171,12 @@ enum Command {
         /// variates and the N*K Gaussian log-densities as dense matrix products.
         #[arg(long, conflicts_with = "measure")]
         floor: bool,
+        /// Time this many independent worlds in parallel instead of one (replicate throughput).
+        #[arg(long, conflicts_with_all = ["measure", "floor"], value_parser = clap::value_parser!(u64).range(1..))]
+        worlds: Option<u64>,
+        /// Worker threads for --worlds [default: all cores].
+        #[arg(long, requires = "worlds", value_parser = clap::value_parser!(u64).range(1..))]
+        threads: Option<u64>,
     },
     /// Check scenario files without running them (exit code 2 if any is invalid).
     Validate {
@@ -140,11 +235,24 @@ fn main() -> ExitCode {
             }
             if bad { ExitCode::from(2) } else { ExitCode::SUCCESS }
         }
+        Command::BenchRound { k, d, n, rounds, seed, worlds: Some(worlds), threads, .. } => {
+            let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |p| p.get() as u64));
+            match coevo::bench::time_worlds(k, d, n, rounds, seed, worlds, threads) {
+                Ok(t) => {
+                    println!("{}", serde_json::to_string(&t).expect("timing serialises"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::BenchRound { k, d, n, rounds, seed, floor: true, .. } => {
             println!("{}", serde_json::to_string(&coevo::bench::time_floor(k, d, n, rounds, seed)).expect("timing serialises"));
             ExitCode::SUCCESS
         }
-        Command::BenchRound { k, d, n, rounds, seed, measure, floor: false } => {
+        Command::BenchRound { k, d, n, rounds, seed, measure, floor: false, worlds: None, .. } => {
             match coevo::bench::time_rounds(k, d, n, rounds, seed, measure) {
                 Ok(t) => {
                     println!("{}", serde_json::to_string(&t).expect("timing serialises"));
@@ -156,25 +264,18 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { scenario: path, out, force, seed, rounds, replicates, threads, quiet } => {
-            let (mut scenario, source) = match Scenario::load(&path) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(2);
-                }
+        Command::Run { scenario: path, out, checkpoint_every, args } => {
+            let (scenario, source, mut options) = match args.load(&path, out) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
             };
-            scenario.seed = seed.unwrap_or(scenario.seed);
-            scenario.rounds = rounds.unwrap_or(scenario.rounds);
-            scenario.replicates = replicates.unwrap_or(scenario.replicates);
-            if let Some(n) = threads {
-                // Only fails if a global pool already exists, which cannot happen here.
-                let _ = rayon::ThreadPoolBuilder::new().num_threads(n as usize).build_global();
+            if scenario.sweep.is_some() && !args.quiet {
+                eprintln!("note: {} has a sweep section; `coevo run` runs the base scenario only (use `coevo sweep`)", path.display());
             }
-            let options = RunOptions { out_dir: out, force, progress: !quiet };
+            options.checkpoint_every = checkpoint_every;
             match run(&scenario, &source, &path, &options) {
                 Ok(outcome) => {
-                    if !quiet {
+                    if !args.quiet {
                         print!("{}", outcome.summary.report());
                         println!("results in {}", outcome.out_dir.display());
                     }
@@ -186,5 +287,82 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Resume { dir, checkpoint_every, threads, quiet } => {
+            if let Some(n) = threads {
+                // Only fails if a global pool already exists, which cannot happen here.
+                let _ = rayon::ThreadPoolBuilder::new().num_threads(n as usize).build_global();
+            }
+            let options = RunOptions { progress: !quiet, checkpoint_every, ..Default::default() };
+            match coevo::run::resume(&dir, &options) {
+                Ok(outcome) => {
+                    if !quiet {
+                        print!("{}", outcome.summary.report());
+                        println!("results in {}", outcome.out_dir.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => failure(&e),
+            }
+        }
+        Command::Sweep { scenario: path, out, shard, checkpoint_every, args } => {
+            let (scenario, source, options) = match args.load(&path, None) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            let shard = match shard.map(|s| s.parse::<coevo::experiment::grid::Shard>()).transpose() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: --shard: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let sweep_options = coevo::experiment::grid::SweepOptions {
+                out_dir: out,
+                shard,
+                force: options.force,
+                progress: options.progress,
+                checkpoint_every,
+            };
+            match coevo::experiment::grid::run_sweep(&scenario, &source, &path, &sweep_options) {
+                Ok(o) => {
+                    if !args.quiet {
+                        println!(
+                            "{} of {} points done ({} computed now); table in {}",
+                            o.done,
+                            o.points,
+                            o.computed,
+                            o.out_dir.join("sweep.csv").display()
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => failure(&e),
+            }
+        }
+        Command::Merge { dirs, out } => match coevo::experiment::grid::merge(&dirs, &out) {
+            Ok(points) => {
+                println!("{points} points merged into {}", out.join("sweep.csv").display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => failure(&e),
+        },
+        Command::Plot { dir, out } => {
+            let out = out.unwrap_or_else(|| dir.join("figures"));
+            match coevo::plot::plot_dir(&dir, &out) {
+                Ok(files) => {
+                    for f in files {
+                        println!("{}", f.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => failure(&e),
+            }
+        }
     }
+}
+
+/// Prints a failure and maps it to its exit code (2 bad input, 1 runtime).
+fn failure(e: &coevo::run::RunFailure) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(e.exit_code() as u8)
 }

@@ -8,10 +8,12 @@ use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::checkpoint::Checkpoint;
+use crate::experiment::aggregate::AggregateWriter;
 use crate::output::{MetricsWriter, Summary, SummaryTracker, write_atomic};
 use crate::rng::RNG_ALGORITHM;
 use crate::scenario::{EntitySpec, Means, Scenario};
-use crate::world::{BuildError, RunError, Simulation};
+use crate::world::{BuildError, MetricRow, RunError, Simulation};
 
 /// How to run a scenario.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +24,10 @@ pub struct RunOptions {
     pub force: bool,
     /// Show a progress bar (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// Advance this bar (shared by the points of a sweep) instead of drawing one per run.
+    pub progress_bar: Option<indicatif::ProgressBar>,
+    /// Write `checkpoint.json` every this many rounds (see [`crate::checkpoint`]).
+    pub checkpoint_every: Option<u64>,
 }
 
 /// Why a run did not complete.
@@ -134,94 +140,379 @@ pub fn output_dir(scenario: &Scenario, options: &RunOptions) -> PathBuf {
 /// whatever the number of threads.
 pub fn run(scenario: &Scenario, source: &str, file: &Path, options: &RunOptions) -> Result<RunOutcome, RunFailure> {
     let out_dir = output_dir(scenario, options);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| RunFailure::Io { path, source }
+    prepare_output(&out_dir, options.force)?;
+    remove_if_present(&out_dir.join(crate::checkpoint::FILE))?;
+    let sims: Vec<Simulation> = (0..scenario.replicates).map(|r| Simulation::new(scenario, r)).collect::<Result<_, _>>()?;
+    let manifest = ManifestWriter::new(&out_dir, scenario, source, file);
+    manifest.write("running", 0)?;
+    let tracker = SummaryTracker::new(scenario.collapse.clone(), sims.len());
+    let tables = Tables::create(&out_dir)?;
+    let source = RunSource { text: source, file };
+    continue_run(sims, scenario, &source, options, &out_dir, &manifest, tracker, tables, 0)
+}
+
+/// Continues the run whose checkpoint is in `out_dir` (`coevo resume`): the metrics it
+/// writes are byte for byte those of an uninterrupted run.
+pub fn resume(out_dir: &Path, options: &RunOptions) -> Result<RunOutcome, RunFailure> {
+    let bad = RunFailure::BadInput;
+    let path = out_dir.join(crate::checkpoint::FILE);
+    if !path.exists() {
+        return Err(bad(format!(
+            "{} has no {}: only a run started with --checkpoint-every K that has not completed can be resumed",
+            out_dir.display(),
+            crate::checkpoint::FILE
+        )));
+    }
+    let checkpoint = Checkpoint::read(&path).map_err(bad)?;
+    let manifest_path = out_dir.join("manifest.json");
+    let manifest: serde_json::Value = std::fs::read(&manifest_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| bad(format!("{}: missing or unreadable; the folder is not a coevo run", manifest_path.display())))?;
+    let field = |k: &str| manifest.get(k).cloned().unwrap_or(serde_json::Value::Null);
+    let same = field("scenario_sha256") == serde_json::json!(checkpoint.scenario_sha256)
+        && field("seed") == serde_json::json!(checkpoint.seed)
+        && field("rounds") == serde_json::json!(checkpoint.rounds)
+        && field("replicates") == serde_json::json!(checkpoint.replicates)
+        && format!("{:x}", Sha256::digest(checkpoint.scenario_source.as_bytes())) == checkpoint.scenario_sha256;
+    if !same {
+        return Err(bad(format!(
+            "{} is from another scenario: it holds scenario sha256 {} (seed {}, {} rounds, {} replicates) but {} records {} (seed {}, {} rounds, {} replicates)",
+            path.display(),
+            checkpoint.scenario_sha256,
+            checkpoint.seed,
+            checkpoint.rounds,
+            checkpoint.replicates,
+            manifest_path.display(),
+            field("scenario_sha256"),
+            field("seed"),
+            field("rounds"),
+            field("replicates"),
+        )));
+    }
+    let file = PathBuf::from(&checkpoint.scenario_file);
+    let mut scenario = Scenario::parse(&checkpoint.scenario_source, &file).map_err(|e| bad(e.to_string()))?;
+    scenario.seed = checkpoint.seed;
+    scenario.rounds = checkpoint.rounds;
+    scenario.replicates = checkpoint.replicates;
+    let mut sims: Vec<Simulation> = (0..scenario.replicates).map(|r| Simulation::new(&scenario, r)).collect::<Result<_, _>>()?;
+    for (sim, state) in sims.iter_mut().zip(&checkpoint.worlds) {
+        crate::checkpoint::restore(sim, state).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    }
+    let tables = Tables::truncate(out_dir, checkpoint.metrics_bytes, checkpoint.aggregate_bytes)?;
+    // The summary tracker is a function of the metric rows: replay them.
+    let mut tracker = SummaryTracker::new(scenario.collapse.clone(), sims.len());
+    let metrics_path = out_dir.join("metrics.csv");
+    crate::experiment::tidy::read_metrics(&metrics_path, |row| {
+        let row_ = MetricRow { round: row.round, model: row.model.into(), text: row.text, metric: row.metric.into(), value: row.value };
+        tracker.observe(row.replicate as usize, std::slice::from_ref(&row_));
+    })
+    .map_err(io_error(&metrics_path))?;
+    let manifest = ManifestWriter::new(out_dir, &scenario, &checkpoint.scenario_source, &file);
+    manifest.write("running", checkpoint.round)?;
+    let source = RunSource { text: &checkpoint.scenario_source, file: &file };
+    continue_run(sims, &scenario, &source, options, out_dir, &manifest, tracker, tables, checkpoint.round + 1)
+}
+
+/// The scenario source a run was started from (what checkpoints embed).
+struct RunSource<'a> {
+    text: &'a str,
+    file: &'a Path,
+}
+
+fn remove_if_present(path: &Path) -> Result<(), RunFailure> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Runs rounds `start..=rounds`, checkpointing if asked, then writes the summary, the phase
+/// labels and the final manifest.
+fn continue_run(
+    mut sims: Vec<Simulation>,
+    scenario: &Scenario,
+    source: &RunSource<'_>,
+    options: &RunOptions,
+    out_dir: &Path,
+    manifest: &ManifestWriter<'_>,
+    mut tracker: SummaryTracker,
+    tables: Tables,
+    start: u64,
+) -> Result<RunOutcome, RunFailure> {
+    let checkpoint_path = out_dir.join(crate::checkpoint::FILE);
+    let checkpoint = |round: u64, sims: &mut [Simulation], tables: &TablePaths| -> Result<(), RunFailure> {
+        let Some(k) = options.checkpoint_every else { return Ok(()) };
+        if round == 0 || !round.is_multiple_of(k) || round >= scenario.rounds {
+            return Ok(());
+        }
+        let worlds = sims.iter_mut().map(crate::checkpoint::capture).collect::<Result<Vec<_>, _>>().map_err(RunFailure::BadInput)?;
+        let (metrics_bytes, aggregate_bytes) = tables.lengths()?;
+        let c = Checkpoint {
+            format: crate::checkpoint::FORMAT.to_string(),
+            scenario_file: source.file.display().to_string(),
+            scenario_sha256: format!("{:x}", Sha256::digest(source.text.as_bytes())),
+            scenario_source: source.text.to_string(),
+            seed: scenario.seed,
+            rounds: scenario.rounds,
+            replicates: scenario.replicates,
+            round,
+            metrics_bytes,
+            aggregate_bytes,
+            worlds,
+        };
+        c.write(out_dir).map_err(io_error(&checkpoint_path))?;
+        manifest.write("running", round)
     };
-    if out_dir.join("manifest.json").exists() && !options.force {
+    let (completed, result) = drive_from(&mut sims, scenario, options, tables, start, |r, rows| tracker.observe(r, rows), checkpoint);
+    let summary = tracker.summary();
+    let summary_path = out_dir.join("summary.json");
+    write_atomic(&summary_path, &serde_json::to_vec_pretty(&summary).expect("summary serialises")).map_err(io_error(&summary_path))?;
+    let phases_path = out_dir.join("phases.csv");
+    crate::diagnostics::write_phases(out_dir, &scenario.diagnostics).map_err(io_error(&phases_path))?;
+    if result.is_ok() {
+        remove_if_present(&checkpoint_path)?;
+    }
+    manifest.finish(completed, result)?;
+    tracing::info!(rounds = completed, dir = %out_dir.display(), "run complete");
+    Ok(RunOutcome { out_dir: out_dir.to_path_buf(), summary })
+}
+
+/// The tables a run appends to round by round: `metrics.csv` and `aggregate.csv`.
+pub(crate) struct Tables {
+    metrics: MetricsWriter,
+    aggregate: AggregateWriter,
+    paths: TablePaths,
+}
+
+/// Where a run's tables are.
+pub(crate) struct TablePaths {
+    metrics: PathBuf,
+    aggregate: PathBuf,
+}
+
+impl TablePaths {
+    fn of(out_dir: &Path) -> Self {
+        TablePaths { metrics: out_dir.join("metrics.csv"), aggregate: out_dir.join("aggregate.csv") }
+    }
+
+    /// Current byte lengths of `metrics.csv` and `aggregate.csv`.
+    fn lengths(&self) -> Result<(u64, u64), RunFailure> {
+        let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).map_err(io_error(p));
+        Ok((len(&self.metrics)?, len(&self.aggregate)?))
+    }
+}
+
+impl Tables {
+    /// Creates both tables (with their headers) in `out_dir`.
+    fn create(out_dir: &Path) -> Result<Self, RunFailure> {
+        let paths = TablePaths::of(out_dir);
+        Ok(Tables {
+            metrics: MetricsWriter::create(&paths.metrics).map_err(io_error(&paths.metrics))?,
+            aggregate: AggregateWriter::create(&paths.aggregate).map_err(io_error(&paths.aggregate))?,
+            paths,
+        })
+    }
+
+    /// Cuts both tables back to the given lengths (a checkpoint's) and opens them to append.
+    fn truncate(out_dir: &Path, metrics_bytes: u64, aggregate_bytes: u64) -> Result<Self, RunFailure> {
+        let paths = TablePaths::of(out_dir);
+        for (path, len) in [(&paths.metrics, metrics_bytes), (&paths.aggregate, aggregate_bytes)] {
+            let file = std::fs::OpenOptions::new().write(true).open(path).map_err(io_error(path))?;
+            let have = file.metadata().map_err(io_error(path))?.len();
+            if have < len {
+                return Err(RunFailure::BadInput(format!(
+                    "{} has {have} bytes but the checkpoint was taken after {len}: the table was truncated or replaced",
+                    path.display()
+                )));
+            }
+            file.set_len(len).map_err(io_error(path))?;
+        }
+        Ok(Tables {
+            metrics: MetricsWriter::append(&paths.metrics).map_err(io_error(&paths.metrics))?,
+            aggregate: AggregateWriter::append(&paths.aggregate).map_err(io_error(&paths.aggregate))?,
+            paths,
+        })
+    }
+}
+
+/// Something that advances round by round and reports tidy metric rows: one world, or the
+/// twin worlds of a recursive-stability run.
+pub trait Rounds: Send {
+    /// Measures the initial state (round 0) into [`rows`](Self::rows).
+    fn measure(&mut self) -> Result<(), RunError>;
+    /// Runs one round and measures it into [`rows`](Self::rows).
+    fn step(&mut self) -> Result<(), RunError>;
+    /// The rows of the last measured round.
+    fn rows(&self) -> &[MetricRow];
+}
+
+impl Rounds for Simulation {
+    fn measure(&mut self) -> Result<(), RunError> {
+        Simulation::measure(self).map(|_| ())
+    }
+    fn step(&mut self) -> Result<(), RunError> {
+        Simulation::step(self).map(|_| ())
+    }
+    fn rows(&self) -> &[MetricRow] {
+        &self.world().resource::<crate::world::Measurements>().0
+    }
+}
+
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunFailure + use<> {
+    let path = path.to_path_buf();
+    move |source| RunFailure::Io { path, source }
+}
+
+/// Creates the output folder, refusing one that already holds a run unless `force`.
+pub(crate) fn prepare_output(out_dir: &Path, force: bool) -> Result<(), RunFailure> {
+    if out_dir.join("manifest.json").exists() && !force {
         return Err(RunFailure::BadInput(format!(
             "{} already holds a run; pass --force to overwrite it, or --out DIR to write elsewhere",
             out_dir.display()
         )));
     }
-    std::fs::create_dir_all(&out_dir).map_err(io(&out_dir))?;
+    std::fs::create_dir_all(out_dir).map_err(io_error(out_dir))
+}
 
-    let replicates = scenario.replicates;
-    let mut sims: Vec<Simulation> = (0..replicates).map(|r| Simulation::new(scenario, r)).collect::<Result<_, _>>()?;
+/// Writes `manifest.json` as a run progresses.
+pub(crate) struct ManifestWriter<'a> {
+    path: PathBuf,
+    scenario: &'a Scenario,
+    file: &'a Path,
+    hash: String,
+}
 
-    let resolved = resolve(scenario);
-    let hash = format!("{:x}", Sha256::digest(source.as_bytes()));
-    let manifest_path = out_dir.join("manifest.json");
-    let write_manifest = |status: &str, completed: u64| -> Result<(), RunFailure> {
+impl<'a> ManifestWriter<'a> {
+    pub(crate) fn new(out_dir: &Path, scenario: &'a Scenario, source: &str, file: &'a Path) -> Self {
+        ManifestWriter { path: out_dir.join("manifest.json"), scenario, file, hash: format!("{:x}", Sha256::digest(source.as_bytes())) }
+    }
+
+    /// Writes the manifest with `status` after `completed` rounds.
+    pub(crate) fn write(&self, status: &str, completed: u64) -> Result<(), RunFailure> {
         let manifest = Manifest {
             coevo_version: env!("CARGO_PKG_VERSION"),
-            scenario_file: file.display().to_string(),
-            scenario_sha256: hash.clone(),
-            seed: scenario.seed,
-            rounds: scenario.rounds,
-            replicates,
+            scenario_file: self.file.display().to_string(),
+            scenario_sha256: self.hash.clone(),
+            seed: self.scenario.seed,
+            rounds: self.scenario.rounds,
+            replicates: self.scenario.replicates,
             rng: RNG_ALGORITHM,
             status,
             rounds_completed: completed,
-            scenario,
-            resolved: resolve(scenario),
+            scenario: self.scenario,
+            resolved: resolve(self.scenario),
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-        write_atomic(&manifest_path, &json).map_err(io(&manifest_path))
+        write_atomic(&self.path, &json).map_err(io_error(&self.path))
+    }
+
+    /// Writes the final status (`complete` or `failed: ...`) and passes the result on.
+    pub(crate) fn finish(&self, completed: u64, result: Result<(), RunFailure>) -> Result<(), RunFailure> {
+        match result {
+            Ok(()) => self.write("complete", completed),
+            Err(e) => {
+                self.write(&format!("failed: {e}"), completed)?;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Advances `worlds` (one per replicate) round-synchronously, in parallel, from round 0 to
+/// `scenario.rounds`, appending every round's rows in replicate order to the tidy table at
+/// `table` and showing them to `observe`. Returns the last completed round and how it ended;
+/// rounds completed before a failure are on disk.
+pub fn drive<W: Rounds>(
+    worlds: &mut [W],
+    scenario: &Scenario,
+    options: &RunOptions,
+    table: &Path,
+    observe: impl FnMut(usize, &[MetricRow]),
+) -> (u64, Result<(), RunFailure>) {
+    let writer = match MetricsWriter::create(table) {
+        Ok(w) => w,
+        Err(e) => return (0, Err(io_error(table)(e))),
     };
-    drop(resolved);
-    write_manifest("running", 0)?;
+    drive_rounds(worlds, scenario, options, table, writer, None, 0, observe, |_, _| Ok(()))
+}
 
-    let metrics_path = out_dir.join("metrics.csv");
-    let mut writer = MetricsWriter::create(&metrics_path).map_err(io(&metrics_path))?;
-    let mut tracker = SummaryTracker::new(scenario.collapse.clone(), replicates as usize);
-    let progress = progress_bar(scenario, options);
+/// [`drive`] for a run's worlds from round `start`, also writing `aggregate.csv` and calling
+/// `after_round` (checkpoints) once a round's rows are on disk.
+fn drive_from(
+    worlds: &mut [Simulation],
+    scenario: &Scenario,
+    options: &RunOptions,
+    tables: Tables,
+    start: u64,
+    observe: impl FnMut(usize, &[MetricRow]),
+    mut after_round: impl FnMut(u64, &mut [Simulation], &TablePaths) -> Result<(), RunFailure>,
+) -> (u64, Result<(), RunFailure>) {
+    let Tables { metrics, aggregate, paths } = tables;
+    let aggregate = Some((aggregate, paths.aggregate.clone()));
+    drive_rounds(worlds, scenario, options, &paths.metrics, metrics, aggregate, start, observe, |round, worlds| {
+        after_round(round, worlds, &paths)
+    })
+}
 
-    let mut completed = 0;
-    let mut result: Result<(), RunFailure> = Ok(());
-    for round in 0..=scenario.rounds {
-        let outcomes: Vec<Result<(), RunError>> =
-            sims.par_iter_mut().map(|s| if round == 0 { s.measure().map(|_| ()) } else { s.step().map(|_| ()) }).collect();
+/// The round loop shared by [`drive`] and [`drive_from`].
+fn drive_rounds<W: Rounds>(
+    worlds: &mut [W],
+    scenario: &Scenario,
+    options: &RunOptions,
+    table: &Path,
+    mut writer: MetricsWriter,
+    mut aggregate: Option<(AggregateWriter, PathBuf)>,
+    start: u64,
+    mut observe: impl FnMut(usize, &[MetricRow]),
+    mut after_round: impl FnMut(u64, &mut [W]) -> Result<(), RunFailure>,
+) -> (u64, Result<(), RunFailure>) {
+    let (progress, owned) = progress_bar(scenario, options);
+    if owned {
+        progress.set_position(start);
+    }
+    let mut completed = start.saturating_sub(1);
+    let mut result = Ok(());
+    for round in start..=scenario.rounds {
+        let outcomes: Vec<Result<(), RunError>> = worlds.par_iter_mut().map(|w| if round == 0 { w.measure() } else { w.step() }).collect();
         if let Some(e) = outcomes.into_iter().find_map(Result::err) {
             result = Err(e.into());
             break;
         }
-        let rows = sims.iter().enumerate().map(|(r, s)| (r as u64, measurements(s)));
-        if let Err(e) = writer.write_round(rows) {
-            result = Err(io(&metrics_path)(e));
+        if let Err(e) = writer.write_round(worlds.iter().enumerate().map(|(r, w)| (r as u64, w.rows()))) {
+            result = Err(io_error(table)(e));
             break;
         }
-        for (r, s) in sims.iter().enumerate() {
-            tracker.observe(r, measurements(s));
+        if let Some((agg, path)) = &mut aggregate
+            && let Err(e) = agg.write_round(worlds.iter().map(|w| w.rows()))
+        {
+            result = Err(io_error(path)(e));
+            break;
+        }
+        for (r, w) in worlds.iter().enumerate() {
+            observe(r, w.rows());
         }
         completed = round;
         tracing::debug!(round, "round complete");
         progress.inc(1);
-    }
-    progress.finish_and_clear();
-    let summary = tracker.summary();
-    let summary_path = out_dir.join("summary.json");
-    write_atomic(&summary_path, &serde_json::to_vec_pretty(&summary).expect("summary serialises")).map_err(io(&summary_path))?;
-    match result {
-        Ok(()) => {
-            write_manifest("complete", completed)?;
-            tracing::info!(rounds = completed, dir = %out_dir.display(), "run complete");
-            Ok(RunOutcome { out_dir, summary })
-        }
-        Err(e) => {
-            write_manifest(&format!("failed: {e}"), completed)?;
-            Err(e)
+        if let Err(e) = after_round(round, worlds) {
+            result = Err(e);
+            break;
         }
     }
+    if owned {
+        progress.finish_and_clear();
+    }
+    (completed, result)
 }
 
-fn measurements(sim: &Simulation) -> &[crate::world::MetricRow] {
-    &sim.world().resource::<crate::world::Measurements>().0
-}
-
-fn progress_bar(scenario: &Scenario, options: &RunOptions) -> indicatif::ProgressBar {
+/// The bar a run advances, and whether the run owns it (else a sweep's shared bar).
+fn progress_bar(scenario: &Scenario, options: &RunOptions) -> (indicatif::ProgressBar, bool) {
+    if let Some(bar) = &options.progress_bar {
+        return (bar.clone(), false);
+    }
     if !options.progress || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
+        return (indicatif::ProgressBar::hidden(), true);
     }
     let bar = indicatif::ProgressBar::new(scenario.rounds + 1);
     bar.set_style(
@@ -230,5 +521,5 @@ fn progress_bar(scenario: &Scenario, options: &RunOptions) -> indicatif::Progres
             .progress_chars("=> "),
     );
     bar.set_message(scenario.name.clone());
-    bar
+    (bar, true)
 }

@@ -37,6 +37,11 @@ impl MetricsWriter {
         Ok(MetricsWriter { file, line: String::new() })
     }
 
+    /// Opens an existing table to append to (resuming a run from a checkpoint).
+    pub fn append(path: &Path) -> io::Result<Self> {
+        Ok(MetricsWriter { file: fs::OpenOptions::new().append(true).open(path)?, line: String::new() })
+    }
+
     /// Formats one round's rows of every replicate and appends them with a single write.
     pub fn write_round<'a>(&mut self, replicates: impl IntoIterator<Item = (u64, &'a [MetricRow])>) -> io::Result<()> {
         use std::fmt::Write as _;

@@ -1,0 +1,526 @@
+//! Figures of a run or sweep folder (`coevo plot`), as SVG and PNG.
+//!
+//! - `diversity`: Gini-Simpson diversity of every text model against round; with several
+//!   replicates, the mean and a 5-95% band (from `aggregate.csv`).
+//! - `trace_<model>`: trace of every text's image covariance on a log axis (mean over
+//!   replicates), with the theoretical contraction `((n-1)/n)^(t N_t) tr Sigma_0` dashed in the
+//!   same colour (SPEC section 3: exact for `Fixed(n)` allocation and a frozen text model; for
+//!   binomial allocation `n = N p0_i`, the expected count, as a reference).
+//! - `drift_<model>`: local and cumulative drift (replicate 0, log axis) with the phases of
+//!   `phases.csv` shaded behind them.
+//! - `heatmap_<model>` (a sweep over two parameters): fraction of replicates that collapsed
+//!   at each grid point, with the value written in each cell.
+//!
+//! Text in PNGs is drawn with the DejaVu Sans font embedded by the `dejavu` crate (plotters'
+//! `ab_glyph` backend), so rendering needs no system font.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::diagnostics::{ChainPhase, PHASES_HEADER};
+use crate::experiment::aggregate::AGGREGATE_HEADER;
+use crate::experiment::grid::SweepManifest;
+use crate::experiment::tidy::{parse, read_csv};
+use crate::models::Allocation;
+use crate::run::RunFailure;
+use crate::scenario::{EntitySpec, Scenario};
+
+/// Pixel size of the PNGs (SVGs use the same user units).
+const SIZE: (u32, u32) = (960, 600);
+
+/// A figure that can draw itself on any plotters backend.
+trait Figure {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> String {
+    format!("{e:?}")
+}
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The embedded font is a valid TrueType file: registration cannot fail.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+    });
+}
+
+/// Renders `figure` to `dir/stem.svg` and `dir/stem.png`.
+fn save(figure: &impl Figure, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, RunFailure> {
+    register_font();
+    let (svg, png) = (dir.join(format!("{stem}.svg")), dir.join(format!("{stem}.png")));
+    let fail = |path: &Path, e: String| RunFailure::Io { path: path.to_path_buf(), source: std::io::Error::other(e) };
+    {
+        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+        figure.draw(&root).and_then(|()| root.present().map_err(err)).map_err(|e| fail(&svg, e))?;
+    }
+    {
+        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        figure.draw(&root).and_then(|()| root.present().map_err(err)).map_err(|e| fail(&png, e))?;
+    }
+    Ok(vec![svg, png])
+}
+
+/// Draws every figure the folder's files allow into `out`; returns the files written.
+pub fn plot_dir(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
+    let is_run = dir.join("aggregate.csv").exists();
+    let is_sweep = dir.join("sweep.csv").exists() && dir.join("sweep.json").exists();
+    if !is_run && !is_sweep {
+        return Err(RunFailure::BadInput(format!(
+            "{} is neither a run folder (aggregate.csv, from `coevo run`) nor a sweep folder (sweep.csv and sweep.json, from `coevo sweep` or `coevo merge`)",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|source| RunFailure::Io { path: out.to_path_buf(), source })?;
+    let mut files = Vec::new();
+    if is_run {
+        files.extend(plot_run(dir, out)?);
+    }
+    if is_sweep {
+        files.extend(plot_sweep(dir, out)?);
+    }
+    Ok(files)
+}
+
+/// One series of `aggregate.csv`: per round, mean, q05, q95 and the replicate count.
+#[derive(Debug, Default, Clone)]
+struct Series {
+    rounds: Vec<f64>,
+    mean: Vec<f64>,
+    q05: Vec<f64>,
+    q95: Vec<f64>,
+    n: usize,
+}
+
+type Key = (String, Option<u32>, String);
+
+fn bad_file(path: &Path, e: impl std::fmt::Display) -> RunFailure {
+    RunFailure::BadInput(format!("{}: {e}", path.display()))
+}
+
+fn read_aggregate(dir: &Path) -> Result<BTreeMap<Key, Series>, RunFailure> {
+    let path = dir.join("aggregate.csv");
+    let mut out: BTreeMap<Key, Series> = BTreeMap::new();
+    read_csv(&path, AGGREGATE_HEADER, |n, f| {
+        let text = if f[2].is_empty() { None } else { Some(parse(&path, n, "text", f[2])?) };
+        let s = out.entry((f[1].to_string(), text, f[3].to_string())).or_default();
+        s.rounds.push(parse::<u64>(&path, n, "round", f[0])? as f64);
+        s.n = s.n.max(parse(&path, n, "n", f[4])?);
+        s.mean.push(parse(&path, n, "mean", f[5])?);
+        s.q05.push(parse(&path, n, "q05", f[7])?);
+        s.q95.push(parse(&path, n, "q95", f[9])?);
+        Ok(())
+    })
+    .map_err(|e| bad_file(&path, e))?;
+    Ok(out)
+}
+
+fn read_scenario(dir: &Path) -> Result<Scenario, RunFailure> {
+    let path = dir.join("manifest.json");
+    let bytes = std::fs::read(&path).map_err(|e| bad_file(&path, e))?;
+    let manifest: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad_file(&path, e))?;
+    serde_json::from_value(manifest["scenario"].clone()).map_err(|e| bad_file(&path, format!("no readable scenario: {e}")))
+}
+
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+fn plot_run(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
+    let agg = read_aggregate(dir)?;
+    let scenario = read_scenario(dir)?;
+    let mut files = Vec::new();
+    let texts: Vec<(String, Series)> = scenario
+        .entities
+        .iter()
+        .filter_map(|e| match e {
+            EntitySpec::TextModel(t) => agg.get(&(t.name.clone(), None, "gini_simpson".into())).map(|s| (t.name.clone(), s.clone())),
+            _ => None,
+        })
+        .collect();
+    if !texts.is_empty() {
+        files.extend(save(&Diversity { title: scenario.name.clone(), models: texts }, out, "diversity")?);
+    }
+    for e in &scenario.entities {
+        let EntitySpec::ImageModel(img) = e else { continue };
+        let Some(EntitySpec::TextModel(text)) = scenario.entity(&img.conditioned_on) else { continue };
+        let p0 = text.initial.probabilities();
+        let mut lines = Vec::new();
+        for (i, p) in p0.iter().enumerate() {
+            let Some(s) = agg.get(&(img.name.clone(), Some(i as u32), "trace".into())) else { continue };
+            let n = match img.allocation {
+                Allocation::Fixed(n) => n as f64,
+                Allocation::Binomial => img.batch as f64 * p,
+            };
+            lines.push(TraceLine { text: i, series: s.clone(), n, steps: img.steps as f64 });
+        }
+        if !lines.is_empty() {
+            let fixed = matches!(img.allocation, Allocation::Fixed(_));
+            files.extend(save(
+                &Trace { title: format!("{}: {}", scenario.name, img.name), lines, fixed },
+                out,
+                &format!("trace_{}", img.name),
+            )?);
+        }
+        if let Some(drift) = read_drift(dir, &img.name)? {
+            files.extend(save(&drift, out, &format!("drift_{}", img.name))?);
+        }
+    }
+    Ok(files)
+}
+
+struct Diversity {
+    title: String,
+    models: Vec<(String, Series)>,
+}
+
+/// Rounds from 0 to the last round in `series`, as an axis range.
+fn round_range<'a>(series: impl Iterator<Item = &'a Series>) -> std::ops::Range<f64> {
+    let last = series.flat_map(|s| s.rounds.last().copied()).fold(1.0, f64::max);
+    0.0..last
+}
+
+impl Figure for Diversity {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let replicates = self.models.iter().map(|(_, s)| s.n).max().unwrap_or(1);
+        let caption = if replicates > 1 {
+            format!("{}: text diversity (mean, 5-95% band over {replicates} replicates)", self.title)
+        } else {
+            format!("{}: text diversity", self.title)
+        };
+        let mut chart = ChartBuilder::on(root)
+            .caption(caption, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(round_range(self.models.iter().map(|(_, s)| s)), 0.0..1.0)
+            .map_err(err)?;
+        chart.configure_mesh().x_desc("round").y_desc("Gini-Simpson 1 - sum p^2").label_style(("sans-serif", 15)).draw().map_err(err)?;
+        for (i, (name, s)) in self.models.iter().enumerate() {
+            let c = color(i);
+            if s.n > 1 {
+                let band: Vec<(f64, f64)> = s
+                    .rounds
+                    .iter()
+                    .zip(&s.q95)
+                    .map(|(&r, &q)| (r, q))
+                    .chain(s.rounds.iter().zip(&s.q05).rev().map(|(&r, &q)| (r, q)))
+                    .collect();
+                chart.draw_series(std::iter::once(Polygon::new(band, c.mix(0.2).filled()))).map_err(err)?;
+            }
+            chart
+                .draw_series(LineSeries::new(s.rounds.iter().copied().zip(s.mean.iter().copied()), c.stroke_width(2)))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 15))
+            .draw()
+            .map_err(err)
+    }
+}
+
+struct TraceLine {
+    text: usize,
+    series: Series,
+    n: f64,
+    steps: f64,
+}
+
+struct Trace {
+    title: String,
+    lines: Vec<TraceLine>,
+    fixed: bool,
+}
+
+/// Positive values only (a log axis cannot show zero): `(round, value)` pairs.
+fn positive(rounds: &[f64], values: &[f64]) -> Vec<(f64, f64)> {
+    rounds.iter().zip(values).filter(|(_, v)| **v > 0.0 && v.is_finite()).map(|(&r, &v)| (r, v)).collect()
+}
+
+/// A log-axis range covering `values` (positive ones), padded a little.
+fn log_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+    let (lo, hi) = values.filter(|v| *v > 0.0 && v.is_finite()).fold((f64::INFINITY, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if hi <= 0.0 { 1e-3..1.0 } else { lo / 2.0..hi * 2.0 }
+}
+
+impl Trace {
+    fn theory(&self, line: &TraceLine) -> Vec<(f64, f64)> {
+        let t0 = line.series.mean.first().copied().unwrap_or(0.0);
+        let rate = if line.n > 1.0 { (line.n - 1.0) / line.n } else { 0.0 };
+        line.series.rounds.iter().map(|&t| (t, t0 * rate.powf(t * line.steps))).filter(|(_, v)| *v > 0.0).collect()
+    }
+}
+
+impl Figure for Trace {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let theory: Vec<Vec<(f64, f64)>> = self.lines.iter().map(|l| self.theory(l)).collect();
+        let y = log_range(self.lines.iter().flat_map(|l| l.series.mean.iter().copied()));
+        let n_label = if self.fixed { "n".to_string() } else { "n = N p0_i".to_string() };
+        let mut chart = ChartBuilder::on(root)
+            .caption(format!("{}: image trace per text (solid) vs ((n-1)/n)^t, {n_label} (dashed)", self.title), ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(round_range(self.lines.iter().map(|l| &l.series)), y.log_scale())
+            .map_err(err)?;
+        chart.configure_mesh().x_desc("round").y_desc("trace Sigma_i (log)").label_style(("sans-serif", 15)).draw().map_err(err)?;
+        for (line, th) in self.lines.iter().zip(&theory) {
+            let c = color(line.text);
+            chart
+                .draw_series(LineSeries::new(positive(&line.series.rounds, &line.series.mean), c.stroke_width(2)))
+                .map_err(err)?
+                .label(format!("text {} (n = {:.0})", line.text, line.n))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            chart.draw_series(DashedLineSeries::new(th.iter().copied(), 6, 4, c.stroke_width(1))).map_err(err)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(err)
+    }
+}
+
+struct Drift {
+    model: String,
+    rounds: Vec<f64>,
+    local: Vec<f64>,
+    cumulative: Vec<f64>,
+    phases: Vec<ChainPhase>,
+}
+
+fn read_drift(dir: &Path, model: &str) -> Result<Option<Drift>, RunFailure> {
+    let path = dir.join("phases.csv");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut d = Drift { model: model.to_string(), rounds: vec![], local: vec![], cumulative: vec![], phases: vec![] };
+    read_csv(&path, PHASES_HEADER, |n, f| {
+        if f[0] == "0" && f[2] == model {
+            d.rounds.push(parse::<u64>(&path, n, "round", f[1])? as f64);
+            d.local.push(parse(&path, n, "local_drift", f[3])?);
+            d.cumulative.push(parse(&path, n, "cumulative_drift", f[4])?);
+            d.phases
+                .push(ChainPhase::from_label(f[7]).ok_or_else(|| std::io::Error::other(format!("line {n}: unknown phase `{}`", f[7])))?);
+        }
+        Ok(())
+    })
+    .map_err(|e| bad_file(&path, e))?;
+    Ok(if d.rounds.is_empty() { None } else { Some(d) })
+}
+
+fn phase_color(p: ChainPhase) -> RGBColor {
+    match p {
+        ChainPhase::Active => RGBColor(250, 200, 200),
+        ChainPhase::Slow => RGBColor(250, 235, 180),
+        ChainPhase::Stationary => RGBColor(200, 235, 200),
+    }
+}
+
+impl Figure for Drift {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let y = log_range(self.local.iter().chain(&self.cumulative).copied());
+        let x = 0.0..self.rounds.last().copied().unwrap_or(1.0) + 0.5;
+        let mut chart = ChartBuilder::on(root)
+            .caption(format!("{}: drift of the generational chain (replicate 0), phases shaded", self.model), ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(x, y.clone().log_scale())
+            .map_err(err)?;
+        // Phase bands first, merged over runs of equal phase, so the curves draw on top.
+        let mut start = 0;
+        while start < self.phases.len() {
+            let mut end = start;
+            while end + 1 < self.phases.len() && self.phases[end + 1] == self.phases[start] {
+                end += 1;
+            }
+            let (x0, x1) = (self.rounds[start] - 0.5, self.rounds[end] + 0.5);
+            chart
+                .draw_series(std::iter::once(Rectangle::new([(x0, y.start), (x1, y.end)], phase_color(self.phases[start]).filled())))
+                .map_err(err)?;
+            start = end + 1;
+        }
+        chart
+            .configure_mesh()
+            .x_desc("round")
+            .y_desc("squared Frechet distance, summed over texts (log)")
+            .label_style(("sans-serif", 15))
+            .draw()
+            .map_err(err)?;
+        for (i, (name, values)) in
+            [("local drift (to last round)", &self.local), ("cumulative drift (to round 0)", &self.cumulative)].into_iter().enumerate()
+        {
+            let c = if i == 0 { RGBColor(31, 119, 180) } else { BLACK };
+            chart
+                .draw_series(LineSeries::new(positive(&self.rounds, values), c.stroke_width(2)))
+                .map_err(err)?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        }
+        for p in [ChainPhase::Active, ChainPhase::Slow, ChainPhase::Stationary] {
+            // Legend entries for the shading (an empty series with a label).
+            chart
+                .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
+                .map_err(err)?
+                .label(format!("phase: {p}"))
+                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 20, y + 6)], phase_color(p).filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(err)
+    }
+}
+
+struct Heatmap {
+    title: String,
+    x_name: String,
+    y_name: String,
+    x_values: Vec<String>,
+    y_values: Vec<String>,
+    /// `cells[(xi, yi)]` = collapsed fraction.
+    cells: BTreeMap<(usize, usize), f64>,
+}
+
+fn plot_sweep(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
+    let path = dir.join("sweep.json");
+    let bytes = std::fs::read(&path).map_err(|e| bad_file(&path, e))?;
+    let manifest: SweepManifest = serde_json::from_slice(&bytes).map_err(|e| bad_file(&path, e))?;
+    if manifest.parameters.len() != 2 {
+        tracing::info!("the heat map needs a sweep over exactly two parameters; this one has {}", manifest.parameters.len());
+        return Ok(Vec::new());
+    }
+    let csv = dir.join("sweep.csv");
+    let header = crate::experiment::grid::sweep_header(&manifest.parameters);
+    let columns: Vec<String> = header.trim_end().split(',').map(String::from).collect();
+    let col = |name: &str| columns.iter().position(|c| c == name).expect("a column of the header");
+    let (model_col, collapsed_col) = (col("model"), col("collapsed_fraction"));
+    let mut maps: Vec<(String, Vec<(String, String, f64)>)> = Vec::new();
+    read_csv(&csv, &header, |n, f| {
+        let value: f64 = parse(&csv, n, "collapsed_fraction", f[collapsed_col])?;
+        let model = f[model_col].to_string();
+        let entry = match maps.iter().position(|(m, _)| *m == model) {
+            Some(i) => &mut maps[i].1,
+            None => {
+                maps.push((model, Vec::new()));
+                &mut maps.last_mut().expect("just pushed").1
+            }
+        };
+        entry.push((f[1].to_string(), f[2].to_string(), value));
+        Ok(())
+    })
+    .map_err(|e| bad_file(&csv, e))?;
+    let mut files = Vec::new();
+    for (model, points) in maps {
+        let mut x_values: Vec<String> = Vec::new();
+        let mut y_values: Vec<String> = Vec::new();
+        for (x, y, _) in &points {
+            if !x_values.contains(x) {
+                x_values.push(x.clone());
+            }
+            if !y_values.contains(y) {
+                y_values.push(y.clone());
+            }
+        }
+        let cells = points
+            .iter()
+            .map(|(x, y, v)| {
+                let xi = x_values.iter().position(|c| c == x).expect("listed");
+                let yi = y_values.iter().position(|c| c == y).expect("listed");
+                ((xi, yi), *v)
+            })
+            .collect();
+        let fig = Heatmap {
+            title: format!("{model}: fraction of replicates collapsed"),
+            x_name: manifest.parameters[0].clone(),
+            y_name: manifest.parameters[1].clone(),
+            x_values,
+            y_values,
+            cells,
+        };
+        files.extend(save(&fig, out, &format!("heatmap_{model}"))?);
+    }
+    Ok(files)
+}
+
+/// White (0: no replicate collapsed) to red (1: all collapsed).
+fn collapse_color(v: f64) -> RGBColor {
+    let v = if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 };
+    let fade = |full: f64| (255.0 - v * (255.0 - full)).round() as u8;
+    RGBColor(fade(200.0), fade(30.0), fade(30.0))
+}
+
+impl Figure for Heatmap {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let (nx, ny) = (self.x_values.len(), self.y_values.len());
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(50)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0.0..nx as f64, 0.0..ny as f64)
+            .map_err(err)?;
+        let (xs, ys) = (self.x_values.clone(), self.y_values.clone());
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(nx * 2 + 1)
+            .y_labels(ny * 2 + 1)
+            .x_label_formatter(&move |v| label_at(&xs, *v))
+            .y_label_formatter(&move |v| label_at(&ys, *v))
+            .x_desc(&self.x_name)
+            .y_desc(&self.y_name)
+            .label_style(("sans-serif", 15))
+            .draw()
+            .map_err(err)?;
+        for (&(xi, yi), &v) in &self.cells {
+            let (x, y) = (xi as f64, yi as f64);
+            chart.draw_series(std::iter::once(Rectangle::new([(x, y), (x + 1.0, y + 1.0)], collapse_color(v).filled()))).map_err(err)?;
+            chart.draw_series(std::iter::once(Rectangle::new([(x, y), (x + 1.0, y + 1.0)], BLACK.stroke_width(1)))).map_err(err)?;
+            let style = ("sans-serif", 20).into_font().color(&BLACK).pos(plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Center,
+                plotters::style::text_anchor::VPos::Center,
+            ));
+            chart.draw_series(std::iter::once(Text::new(format!("{v:.2}"), (x + 0.5, y + 0.5), style))).map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+/// The category label at cell centres (`k + 0.5`), nothing elsewhere.
+fn label_at(values: &[String], v: f64) -> String {
+    let k = (v - 0.5).round();
+    if (v - 0.5 - k).abs() < 1e-6 && k >= 0.0 && (k as usize) < values.len() { values[k as usize].clone() } else { String::new() }
+}
