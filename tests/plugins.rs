@@ -224,6 +224,7 @@ fn caption_posterior_multiplies_the_likelihoods_of_image_and_audio_models() {
     ImageModel(name: "painter", conditioned_on: "captioner", covariance: Isotropic(0.5), frozen: true),
     PluginModel(name: "singer", library: "{}", model: "von_mises_pitch", conditioned_on: "captioner",
                 params: (kappa0: 1.5), frozen: true),
+    Temperature(name: "warm", target: "singer", t: 2.0),
 ])"#,
         audio_library()
     ));
@@ -232,22 +233,32 @@ fn caption_posterior_multiplies_the_likelihoods_of_image_and_audio_models() {
     let p = text_p(world);
     let k = p.len();
     // Replay the text phase by hand on copies of the streams: captions from p (T = 1), then
-    // each conditional model, in scenario order, samples its modality for every caption.
+    // each conditional model, in scenario order, samples its modality for every caption (the
+    // singer at its sampler's temperature 2).
     let mut text_stream = world.query::<(&TextAgent, &RandomStream)>().single(world).unwrap().1.0.clone();
     let mut counts = Vec::new();
     multinomial_counts(12, &p, &mut text_stream, &mut counts);
     let n: usize = counts.iter().sum();
     let mut log_likelihoods = Vec::new();
-    for e in conditionals(world) {
+    for (e, temperature) in conditionals(world).into_iter().zip([1.0, 2.0]) {
         let mut stream: Stream = world.get::<RandomStream>(e).unwrap().0.clone();
         let mut agent = world.get_mut::<ConditionalAgent>(e).unwrap();
         let mut samples = Vec::new();
-        agent.model.sample(&counts, 1.0, &mut stream, &mut samples).unwrap();
+        agent.model.sample(&counts, temperature, &mut stream, &mut samples).unwrap();
         let mut ll = vec![0.0; n * k];
         agent.model.add_log_likelihood(&samples, &mut ll).unwrap();
         log_likelihoods.push(ll);
+        if temperature != 1.0 {
+            // The same draws untempered, to show the sampler's temperature reaches the plugin.
+            let mut stream: Stream = world.get::<RandomStream>(e).unwrap().0.clone();
+            let mut agent = world.get_mut::<ConditionalAgent>(e).unwrap();
+            agent.model.sample(&counts, 1.0, &mut stream, &mut samples).unwrap();
+            let mut ll = vec![0.0; n * k];
+            agent.model.add_log_likelihood(&samples, &mut ll).unwrap();
+            log_likelihoods.push(ll);
+        }
     }
-    assert_eq!(log_likelihoods.len(), 2, "an image and an audio model");
+    assert_eq!(log_likelihoods.len(), 3, "an image model, and an audio model at T = 2 and at T = 1");
     // p'_i = (1/N) sum_j Z_i(y_j, a_j) with Z_i ~ p_i q_image(y|i) q_audio(a|i), in linear space.
     let posterior_mean = |models: &[&Vec<f64>]| -> Vec<f64> {
         let mut out = vec![0.0; k];
@@ -262,6 +273,7 @@ fn caption_posterior_multiplies_the_likelihoods_of_image_and_audio_models() {
     };
     let both = posterior_mean(&[&log_likelihoods[0], &log_likelihoods[1]]);
     let image_only = posterior_mean(&[&log_likelihoods[0]]);
+    let untempered = posterior_mean(&[&log_likelihoods[0], &log_likelihoods[2]]);
 
     sim.step().unwrap();
     let refit = text_p(sim.world_mut());
@@ -270,8 +282,9 @@ fn caption_posterior_multiplies_the_likelihoods_of_image_and_audio_models() {
         assert!((refit[i] - both[i]).abs() < 1e-12, "text {i}: engine {} vs product posterior {}", refit[i], both[i]);
     }
     // The audio likelihood matters: leaving it out gives another refit.
-    let gap = (0..k).map(|i| (image_only[i] - both[i]).abs()).fold(0.0, f64::max);
-    assert!(gap > 1e-3, "image-only and joint posteriors nearly agree ({gap}); the test would not see a missing factor");
+    let gap = |other: &[f64]| (0..k).map(|i| (other[i] - both[i]).abs()).fold(0.0, f64::max);
+    assert!(gap(&image_only) > 1e-3, "image-only and joint posteriors nearly agree; the test would not see a missing factor");
+    assert!(gap(&untempered) > 1e-3, "T = 1 and T = 2 posteriors nearly agree; the test would not see a lost temperature");
 }
 
 #[test]
