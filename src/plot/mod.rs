@@ -211,7 +211,14 @@ impl Figure for Diversity {
             .y_label_area_size(60)
             .build_cartesian_2d(round_range(self.models.iter().map(|(_, s)| s)), 0.0..1.0)
             .map_err(err)?;
-        chart.configure_mesh().x_desc("round").y_desc("Gini-Simpson 1 - sum p^2").label_style(("sans-serif", 15)).draw().map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("round")
+            .y_desc("Gini-Simpson 1 - sum p^2")
+            .x_label_formatter(&round_label)
+            .label_style(("sans-serif", 15))
+            .draw()
+            .map_err(err)?;
         for (i, (name, s)) in self.models.iter().enumerate() {
             let c = color(i);
             if s.n > 1 {
@@ -283,9 +290,20 @@ impl Figure for Trace {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(70)
-            .build_cartesian_2d(round_range(self.lines.iter().map(|l| &l.series)), y.log_scale())
+            .build_cartesian_2d(round_range(self.lines.iter().map(|l| &l.series)), y.clone().log_scale())
             .map_err(err)?;
-        chart.configure_mesh().x_desc("round").y_desc("trace Sigma_i (log)").label_style(("sans-serif", 15)).draw().map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("round")
+            .y_desc("trace Sigma_i (log)")
+            .x_label_formatter(&round_label)
+            .y_label_formatter(&log_label)
+            .label_style(("sans-serif", 15))
+            .draw()
+            .map_err(err)?;
+        // Texts with the same n and initial trace share one theory curve: draw each distinct
+        // curve once, in the text's colour when it is the only one, else in black.
+        let mut drawn: Vec<(u64, u64)> = Vec::new();
         for (line, th) in self.lines.iter().zip(&theory) {
             let c = color(line.text);
             chart
@@ -293,7 +311,21 @@ impl Figure for Trace {
                 .map_err(err)?
                 .label(format!("text {} (n = {:.0})", line.text, line.n))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-            chart.draw_series(DashedLineSeries::new(th.iter().copied(), 6, 4, c.stroke_width(1))).map_err(err)?;
+            let key = (line.n.to_bits(), line.series.mean.first().copied().unwrap_or(0.0).to_bits());
+            if drawn.contains(&key) {
+                continue;
+            }
+            drawn.push(key);
+            let shared =
+                self.lines.iter().filter(|l| (l.n.to_bits(), l.series.mean.first().copied().unwrap_or(0.0).to_bits()) == key).count() > 1;
+            let tc = if shared { BLACK } else { c };
+            let visible: Vec<(f64, f64)> = th.iter().copied().filter(|(_, v)| *v >= y.start).collect();
+            let series = chart.draw_series(DashedLineSeries::new(visible, 6, 4, tc.stroke_width(2))).map_err(err)?;
+            if drawn.len() == 1 {
+                series
+                    .label("theory ((n-1)/n)^(t N_t) tr Sigma_0")
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 8, y), (x + 12, y), (x + 20, y)], BLACK.stroke_width(1)));
+            }
         }
         chart
             .configure_series_labels()
@@ -371,6 +403,8 @@ impl Figure for Drift {
             .configure_mesh()
             .x_desc("round")
             .y_desc("squared Frechet distance, summed over texts (log)")
+            .x_label_formatter(&round_label)
+            .y_label_formatter(&log_label)
             .label_style(("sans-serif", 15))
             .draw()
             .map_err(err)?;
@@ -509,7 +543,8 @@ impl Figure for Heatmap {
             let (x, y) = (xi as f64, yi as f64);
             chart.draw_series(std::iter::once(Rectangle::new([(x, y), (x + 1.0, y + 1.0)], collapse_color(v).filled()))).map_err(err)?;
             chart.draw_series(std::iter::once(Rectangle::new([(x, y), (x + 1.0, y + 1.0)], BLACK.stroke_width(1)))).map_err(err)?;
-            let style = ("sans-serif", 20).into_font().color(&BLACK).pos(plotters::style::text_anchor::Pos::new(
+            let ink = if v > 0.6 { WHITE } else { BLACK };
+            let style = ("sans-serif", 20).into_font().color(&ink).pos(plotters::style::text_anchor::Pos::new(
                 plotters::style::text_anchor::HPos::Center,
                 plotters::style::text_anchor::VPos::Center,
             ));
@@ -517,6 +552,16 @@ impl Figure for Heatmap {
         }
         Ok(())
     }
+}
+
+/// Rounds as integers.
+fn round_label(x: &f64) -> String {
+    format!("{x:.0}")
+}
+
+/// Log-axis values in short exponent notation (`1e-5`), free of the roundoff of `10^k`.
+fn log_label(y: &f64) -> String {
+    format!("{y:.0e}")
 }
 
 /// The category label at cell centres (`k + 0.5`), nothing elsewhere.
