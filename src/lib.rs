@@ -37,6 +37,7 @@ pub mod plugin;
 pub mod rng;
 pub mod run;
 pub mod scenario;
+pub mod stability;
 pub mod world;
 
 pub use scenario::Scenario;

@@ -143,6 +143,28 @@ enum Command {
         #[arg(long, short)]
         out: Option<PathBuf>,
     },
+    /// Run a scenario's twin worlds and write their divergence (recursive stability).
+    ///
+    /// Two worlds with common random numbers (same seed, same streams) differ in one
+    /// perturbation of the initial data or parameters: the scenario's `stability: (perturb:
+    /// ...)` section, or --perturb. Writes divergence.csv (tidy: replicate,round,model,text,
+    /// metric,value; `tv` per text model, `frechet_sum` per image model), manifest.json and
+    /// summary.json, and prints each divergence at round 0, at the end and its maximum.
+    Stability {
+        /// The scenario file (RON).
+        scenario: PathBuf,
+        /// The perturbation, as in a scenario's stability section; overrides the scenario's.
+        /// E.g. 'TextInitial(model: "captioner", initial: Probabilities([0.3, 0.2, 0.2, 0.2, 0.1]))',
+        /// 'MeanShift(model: "painter", text: 0, shift: [0.1, 0.0])',
+        /// 'CovarianceScale(model: "painter", factor: 1.5)'.
+        #[arg(long)]
+        perturb: Option<String>,
+        /// Output folder [default: out/<scenario name>-stability].
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        args: RunArgs,
+    },
     /// Time training rounds of the paper's scenario at a given scale (for benchmarks).
     ///
     /// Prints one JSON line: K, d, N, rounds, measured, seconds, rounds_per_second. Runs on
@@ -356,6 +378,31 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => failure(&e),
+            }
+        }
+        Command::Stability { scenario: path, perturb, out, args } => {
+            let (mut scenario, source, options) = match args.load(&path, out) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            if let Some(text) = perturb
+                && let Err(e) = scenario.set_perturbation(&text, Path::new("--perturb"))
+            {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+            match coevo::stability::run_stability(&scenario, &source, &path, &options) {
+                Ok(outcome) => {
+                    if !args.quiet {
+                        print!("{}", outcome.summary.report());
+                        println!("results in {}", outcome.out_dir.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(e.exit_code() as u8)
+                }
             }
         }
     }

@@ -316,9 +316,8 @@ pub struct UserContentInjectorSpec {
     pub name: String,
     /// The image model whose refits get the external images.
     pub target: String,
-    /// External images per text per image phase, `>= 0` (signed only so that a negative value
-    /// is reported by name instead of as a parse error).
-    pub n0: i64,
+    /// External images per text per image phase.
+    pub n0: u64,
     /// Where the images come from (default `Initial`).
     #[serde(default)]
     pub source: UserSource,
@@ -449,6 +448,15 @@ impl Scenario {
         let mut scenario = Scenario::parse(&source, file)?;
         crate::plugin::check_scenario(&mut scenario, file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
         Ok((scenario, source))
+    }
+
+    /// Sets the perturbation of the `stability` section from `text` (RON, written as in a
+    /// scenario file: the CLI's `--perturb`) and validates it, naming `label` in errors.
+    pub fn set_perturbation(&mut self, text: &str, label: &Path) -> Result<(), ScenarioErrors> {
+        let perturbation: Perturbation =
+            ron_options().from_str(text).map_err(|e| ScenarioErrors::from(ScenarioError::syntax_in(label, text, &e)))?;
+        self.stability = Some(StabilitySpec { perturb: Some(perturbation) });
+        validate::validate(self).map_err(|problems| ScenarioErrors::invalid(label, text, problems))
     }
 
     /// The entity spec called `name`.

@@ -171,7 +171,7 @@ impl Checker<'_> {
                     ),
                 );
             }
-            let Some(EntitySpec::TextModel(t)) = self.target("feed", name, "TextModel", "a feed", kinds) else { continue };
+            let Some(EntitySpec::TextModel(t)) = self.target("feed", name, &["TextModel"], "a feed", kinds) else { continue };
             let k = text_count(&t.initial);
             if let Some(own) = texts
                 && k != own
@@ -270,24 +270,27 @@ impl Checker<'_> {
 }
 
 impl Checker<'_> {
-    /// The entity `target` names, if it is of kind `want` (`TextModel` or `ImageModel`);
-    /// otherwise reports under `key` what would be valid.
+    /// The entity `target` names, if it is of one of the kinds `want`; otherwise reports under
+    /// `key` what would be valid.
     fn target<'s>(
         &mut self,
         key: &str,
         target: &str,
-        want: &str,
+        want: &[&str],
         who: &str,
         kinds: &HashMap<&str, &'s EntitySpec>,
     ) -> Option<&'s EntitySpec> {
+        let wanted = format!("{}{}", with_article(want[0]), want[1..].iter().map(|k| format!(" or {k}")).collect::<String>());
+        let valid: Vec<String> = want.iter().map(|k| names_of(self._scenario, k)).collect();
+        let valid = valid.join("; ");
         match kinds.get(target) {
-            Some(e) if e.kind() == want => Some(*e),
+            Some(e) if want.contains(&e.kind()) => Some(*e),
             Some(e) => {
-                self.fail(key, format!("`{target}` is a {}, but {who} targets a {want} ({})", e.kind(), names_of(self._scenario, want)));
+                self.fail(key, format!("`{target}` is {}, but {who} targets {wanted} ({valid})", with_article(e.kind())));
                 None
             }
             None => {
-                self.fail(key, format!("no entity is called `{target}`; {who} targets a {want} ({})", names_of(self._scenario, want)));
+                self.fail(key, format!("no entity is called `{target}`; {who} targets {wanted} ({valid})"));
                 None
             }
         }
@@ -296,7 +299,7 @@ impl Checker<'_> {
     fn corpus_injector(&mut self, s: &CorpusInjectorSpec, kinds: &HashMap<&str, &EntitySpec>) {
         self.unit_interval("alpha", s.alpha, "the injection probability alpha");
         self.unit_interval("eps", s.eps, "the mixing weight eps");
-        let texts = match self.target("target", &s.target, "TextModel", "a CorpusInjector", kinds) {
+        let texts = match self.target("target", &s.target, &["TextModel"], "a CorpusInjector", kinds) {
             Some(EntitySpec::TextModel(t)) => Some(text_count(&t.initial)),
             _ => None,
         };
@@ -315,19 +318,27 @@ impl Checker<'_> {
     }
 
     fn user_content_injector(&mut self, s: &UserContentInjectorSpec, kinds: &HashMap<&str, &EntitySpec>) {
-        if s.n0 < 0 {
-            self.fail("n0", format!("n0 = {}: the number of external images per text must be >= 0", s.n0));
-        }
-        let Some(EntitySpec::ImageModel(image)) = self.target("target", &s.target, "ImageModel", "a UserContentInjector", kinds) else {
-            return;
-        };
+        let target = self.target("target", &s.target, &["ImageModel", "PluginModel"], "a UserContentInjector", kinds);
         if let UserSource::Gaussian(g) = &s.source {
-            let texts = match kinds.get(image.conditioned_on.as_str()) {
-                Some(EntitySpec::TextModel(t)) => Some(text_count(&t.initial)),
-                _ => None,
-            };
-            if image.dim >= 1 {
-                self.gaussians(&g.means, &g.covariance, image.dim as usize, texts, &image.conditioned_on);
+            match target {
+                Some(EntitySpec::ImageModel(image)) => {
+                    let texts = match kinds.get(image.conditioned_on.as_str()) {
+                        Some(EntitySpec::TextModel(t)) => Some(text_count(&t.initial)),
+                        _ => None,
+                    };
+                    if image.dim >= 1 {
+                        self.gaussians(&g.means, &g.covariance, image.dim as usize, texts, &image.conditioned_on);
+                    }
+                }
+                Some(other) => self.fail(
+                    "source",
+                    format!(
+                        "a Gaussian source needs an ImageModel target, and `{}` is {}; use `source: Initial`",
+                        s.target,
+                        with_article(other.kind())
+                    ),
+                ),
+                None => {}
             }
         }
     }
@@ -336,7 +347,7 @@ impl Checker<'_> {
         const KEY: &str = "perturb";
         match p {
             Perturbation::TextInitial { model, initial } => {
-                let Some(EntitySpec::TextModel(t)) = self.target(KEY, model, "TextModel", "TextInitial", kinds) else { return };
+                let Some(EntitySpec::TextModel(t)) = self.target(KEY, model, &["TextModel"], "TextInitial", kinds) else { return };
                 let (k, perturbed) = (text_count(&t.initial), initial.probabilities());
                 match initial {
                     TextInit::Probabilities(q) => self.probabilities(KEY, q),
@@ -350,14 +361,14 @@ impl Checker<'_> {
                 }
             }
             Perturbation::MeanShift { model, text, shift } => {
-                let Some(EntitySpec::ImageModel(s)) = self.target(KEY, model, "ImageModel", "MeanShift", kinds) else { return };
+                let Some(EntitySpec::ImageModel(s)) = self.target(KEY, model, &["ImageModel"], "MeanShift", kinds) else { return };
                 self.text_index(*text, s, kinds);
                 if shift.len() as u64 != s.dim || shift.iter().any(|x| !x.is_finite()) {
                     self.fail(KEY, format!("MeanShift needs {} finite coordinates (dim of `{model}`), got {shift:?}", s.dim));
                 }
             }
             Perturbation::CovarianceScale { model, text, factor } => {
-                let Some(EntitySpec::ImageModel(s)) = self.target(KEY, model, "ImageModel", "CovarianceScale", kinds) else { return };
+                let Some(EntitySpec::ImageModel(s)) = self.target(KEY, model, &["ImageModel"], "CovarianceScale", kinds) else { return };
                 if let Some(i) = text {
                     self.text_index(*i, s, kinds);
                 }
@@ -376,6 +387,12 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// `a TextModel`, `an ImageModel`.
+fn with_article(kind: &str) -> String {
+    let article = if kind.starts_with(['A', 'E', 'I', 'O', 'U']) { "an" } else { "a" };
+    format!("{article} {kind}")
 }
 
 /// Number of texts `K` of a text model spec.

@@ -8,9 +8,9 @@ use nalgebra::{DMatrix, DVector};
 
 use super::components::*;
 use crate::models::text::multinomial_counts;
-use crate::models::{DataPolicy, GaussianImageModel, TextModel};
+use crate::models::{DataPolicy, Estimator, GaussianImageModel, TextModel};
 use crate::rng::entity_stream;
-use crate::scenario::{Covariance, EntitySpec, ImageModelSpec, Means, Scenario};
+use crate::scenario::{Covariance, EntitySpec, ImageModelSpec, Means, Scenario, UserSource};
 
 /// A scenario that passed validation but still cannot be built (an internal inconsistency,
 /// or a plugin that refuses its parameters).
@@ -128,21 +128,65 @@ pub fn build_world(scenario: &Scenario, replicate: u64) -> Result<World, BuildEr
         by_name.insert(name, e.id());
     }
     for (order, spec) in scenario.entities.iter().enumerate() {
-        let EntitySpec::Temperature(s) = spec else { continue };
-        let target = lookup(&by_name, &s.name, &s.target)?;
-        world.spawn((EntityName(Arc::from(s.name.as_str())), ScenarioOrder(order), Temperature { t: s.t }, Targets(target)));
+        let base = (EntityName(Arc::from(spec.name())), ScenarioOrder(order));
+        match spec {
+            EntitySpec::Temperature(s) => {
+                let target = lookup(&by_name, &s.name, &s.target)?;
+                world.spawn((base, Temperature { t: s.t }, Targets(target)));
+            }
+            EntitySpec::CorpusInjector(s) => {
+                let target = lookup(&by_name, &s.name, &s.target)?;
+                let stream = RandomStream(entity_stream(scenario.seed, replicate, &s.name));
+                let injector = CorpusInjector { alpha: s.alpha, eps: s.eps, distribution: s.distribution.clone(), fired: false };
+                world.spawn((base, injector, Targets(target), stream));
+            }
+            EntitySpec::UserContentInjector(s) => {
+                let target = lookup(&by_name, &s.name, &s.target)?;
+                let source = match (&s.source, scenario.entity(&s.target)) {
+                    (UserSource::Initial, _) => None,
+                    (UserSource::Gaussian(g), Some(EntitySpec::ImageModel(image))) => {
+                        let (k, d) = (texts[image.conditioned_on.as_str()].len(), image.dim as usize);
+                        let sigma0 = initial_covariances(&g.covariance, k, d);
+                        let prior = new_text_prior(image, &initial_covariances(&image.covariance, k, d));
+                        let mu0 = initial_means(&g.means, k, d);
+                        Some(GaussianImageModel::new(mu0, sigma0, Estimator::Mle, DataPolicy::Replace, prior))
+                    }
+                    (UserSource::Gaussian(_), _) => {
+                        return Err(BuildError { entity: s.name.clone(), message: format!("`{}` is not an image model", s.target) });
+                    }
+                };
+                let stream = RandomStream(entity_stream(scenario.seed, replicate, &s.name));
+                world.spawn((base, UserContentInjector { n0: s.n0 as usize, source }, Targets(target), stream));
+            }
+            EntitySpec::TextModel(_) | EntitySpec::ImageModel(_) | EntitySpec::PluginModel(_) => {}
+        }
     }
     Ok(world)
 }
 
-fn gaussian_model(s: &ImageModelSpec, p0: &[f64], stream: &mut crate::rng::Stream) -> GaussianImageModel {
-    let (k, d) = (p0.len(), s.dim as usize);
-    let mu0 = match &s.means {
+/// The initial means an image model (or a Gaussian user-content source) spec describes.
+pub fn initial_means(spec: &Means, k: usize, d: usize) -> Vec<DVector<f64>> {
+    match spec {
         Means::UnitCircle => unit_circle_means(k, d),
         Means::Explicit(m) => m.iter().map(|v| DVector::from_column_slice(v)).collect(),
-    };
+    }
+}
+
+/// The conditional a text appended by a `NewText` injection starts from: the spec's `new_text`
+/// prior, else mean at the origin with the covariance of text 0.
+fn new_text_prior(s: &ImageModelSpec, sigma0: &[DMatrix<f64>]) -> (DVector<f64>, DMatrix<f64>) {
+    let d = s.dim as usize;
+    match &s.new_text {
+        Some(prior) => (DVector::from_column_slice(&prior.mean), initial_covariances(&prior.covariance, 1, d).remove(0)),
+        None => (DVector::zeros(d), sigma0.first().cloned().unwrap_or_else(|| DMatrix::identity(d, d) * 0.1)),
+    }
+}
+
+fn gaussian_model(s: &ImageModelSpec, p0: &[f64], stream: &mut crate::rng::Stream) -> GaussianImageModel {
+    let (k, d) = (p0.len(), s.dim as usize);
+    let mu0 = initial_means(&s.means, k, d);
     let sigma0 = initial_covariances(&s.covariance, k, d);
-    let prior = (DVector::zeros(d), sigma0[0].clone());
+    let prior = new_text_prior(s, &sigma0);
     let mut model = GaussianImageModel::new(mu0, sigma0, s.estimator, s.data, prior);
     if let DataPolicy::Accumulate { initial } = s.data {
         // The initial real dataset: `initial` pairs of the initial joint model, captions from

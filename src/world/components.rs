@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bevy_ecs::prelude::*;
 
-use crate::models::{Allocation, ConditionalModel, TextModel};
+use crate::models::{Allocation, ConditionalModel, GaussianImageModel, TextModel};
 use crate::rng::Stream;
 
 use super::{MetricRow, RunError};
@@ -76,6 +76,31 @@ pub struct Frozen;
 pub struct Temperature {
     /// `T > 0`.
     pub t: f64,
+}
+
+/// A corpus injector (SPEC section 5, Algorithm 2): after the text phase, with probability
+/// `alpha`, its target's `p <- (1 - eps) p + eps r`.
+#[derive(Component, Debug, Clone)]
+pub struct CorpusInjector {
+    /// Probability of an injection per round.
+    pub alpha: f64,
+    /// Mixing weight.
+    pub eps: f64,
+    /// The injection distribution `r`.
+    pub distribution: crate::scenario::Injection,
+    /// Whether it injected in the current round (reported as the `injected` metric).
+    pub fired: bool,
+}
+
+/// A user-content injector (SPEC section 5, Algorithm 3): `n0` external samples per text are
+/// pooled with the generated ones before every refit of its target.
+#[derive(Component, Debug)]
+pub struct UserContentInjector {
+    /// External samples per text per image phase.
+    pub n0: usize,
+    /// Where they come from: `None` for the target's initial conditionals, else this model
+    /// (its current parameters, which never train).
+    pub source: Option<GaussianImageModel>,
 }
 
 /// The entity an injector or sampler acts on.

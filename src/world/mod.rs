@@ -7,12 +7,13 @@
 
 mod build;
 pub mod components;
+mod inject;
 mod systems;
 
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::{LogLevel, ScheduleBuildSettings, SingleThreadedExecutor};
 
-pub use build::{BuildError, build_world, initial_covariances, unit_circle_means};
+pub use build::{BuildError, build_world, initial_covariances, initial_means, unit_circle_means};
 pub use components::*;
 pub use systems::{MetricRow, pool_by_text};
 
@@ -56,8 +57,9 @@ fn round_schedule() -> Schedule {
     schedule.configure_sets((Phase::Prepare, Phase::Text, Phase::Inject, Phase::Image, Phase::Measure).chain());
     schedule.add_systems((systems::sync_temperatures, systems::begin_round).chain().in_set(Phase::Prepare));
     schedule.add_systems(systems::text_phase.in_set(Phase::Text));
+    schedule.add_systems(inject::corpus_injection.in_set(Phase::Inject));
     schedule.add_systems(systems::image_phase.in_set(Phase::Image));
-    schedule.add_systems(systems::measure.run_if(|m: Res<Measuring>| m.0).in_set(Phase::Measure));
+    schedule.add_systems((systems::measure, inject::measure_injectors).chain().run_if(|m: Res<Measuring>| m.0).in_set(Phase::Measure));
     schedule
 }
 
@@ -65,7 +67,7 @@ fn measure_schedule() -> Schedule {
     let mut schedule = Schedule::default();
     schedule.set_executor(SingleThreadedExecutor::new());
     schedule.set_build_settings(ScheduleBuildSettings { ambiguity_detection: LogLevel::Error, ..Default::default() });
-    schedule.add_systems((systems::sync_temperatures, systems::measure).chain());
+    schedule.add_systems((systems::sync_temperatures, systems::measure, inject::measure_injectors).chain());
     schedule
 }
 

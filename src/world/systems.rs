@@ -7,6 +7,7 @@ use bevy_ecs::prelude::*;
 
 use super::RunError;
 use super::components::*;
+use super::inject::draw_user_content;
 use crate::metrics::{coupling, text as tm};
 use crate::models::text::{accumulate_caption_posterior, multinomial_counts, tempered};
 use crate::models::{Allocation, ModelError};
@@ -59,6 +60,10 @@ pub struct PhaseBuffers {
     scratch: Vec<f64>,
     order: Vec<(ScenarioOrder, Entity)>,
     conditionals: Vec<(ScenarioOrder, Entity)>,
+    /// User-content injectors in scenario order, with their targets.
+    users: Vec<(ScenarioOrder, Entity, Entity)>,
+    /// One `(counts, samples)` batch per user-content injector of the model being refitted.
+    user_batches: Vec<(Vec<usize>, Vec<f64>)>,
 }
 
 type ConditionalQuery<'w, 's, F> = Query<
@@ -134,12 +139,18 @@ pub fn text_phase(
 }
 
 /// Image phase (SPEC section 3): each unfrozen conditional model, `N_t` times, draws a fresh
-/// batch (captions by its allocation, samples from itself) and refits per text.
+/// batch (captions by its allocation, samples from itself), pools it with the real samples of
+/// its data policy and the user content of the injectors targeting it (SPEC section 5), and
+/// refits per text.
 pub fn image_phase(
     texts: Query<(&TextAgent, &SamplingTemperature)>,
     mut conditionals: ConditionalQuery<Without<Frozen>>,
     orders: Query<(&ScenarioOrder, Entity), (With<ConditionalAgent>, Without<Frozen>)>,
     feeds: Query<&Feed>,
+    mut users: Query<
+        (Entity, &ScenarioOrder, &mut UserContentInjector, &Targets, &mut RandomStream, &EntityName),
+        Without<ConditionalAgent>,
+    >,
     round: Res<RoundCounter>,
     mut failure: ResMut<Failure>,
     mut buf: Local<PhaseBuffers>,
@@ -149,6 +160,9 @@ pub fn image_phase(
     }
     let buf = &mut *buf;
     sorted(&mut buf.conditionals, orders.iter());
+    buf.users.clear();
+    buf.users.extend(users.iter().map(|(e, o, _, target, ..)| (*o, e, target.0)));
+    buf.users.sort_unstable();
     let order = std::mem::take(&mut buf.conditionals);
     for &(_, ce) in &order {
         let (mut c, on, mut stream, temperature, name) = conditionals.get_mut(ce).expect("listed above");
@@ -178,7 +192,27 @@ pub fn image_phase(
                     buf.real_counts.resize(text.model.num_texts(), real);
                 }
             }
-            let result = image_refit(c, &mut stream.0, temperature.0, buf);
+            // User content (Algorithm 3), from each injector's own stream, in scenario order.
+            let mut drawn = 0;
+            for &(_, ue, target) in &buf.users {
+                if target != ce {
+                    continue;
+                }
+                let (_, _, mut injector, _, mut user_stream, user_name) = users.get_mut(ue).expect("listed above");
+                if buf.user_batches.len() == drawn {
+                    buf.user_batches.push(Default::default());
+                }
+                let (counts, samples) = &mut buf.user_batches[drawn];
+                if let Err(source) = draw_user_content(&mut injector, &mut *c.model, &mut user_stream.0, counts, samples) {
+                    failure.0 = Some(RunError::Model { round: round.0, model: user_name.0.to_string(), source });
+                    break;
+                }
+                drawn += 1;
+            }
+            if failure.0.is_some() {
+                break;
+            }
+            let result = image_refit(c, &mut stream.0, temperature.0, drawn, buf);
             if let Err(source) = result {
                 failure.0 = Some(RunError::Model { round: round.0, model: name.0.to_string(), source });
                 break;
@@ -189,25 +223,6 @@ pub fn image_phase(
         }
     }
     buf.conditionals = order;
-}
-
-fn image_refit(
-    c: &mut ConditionalAgent,
-    stream: &mut crate::rng::Stream,
-    temperature: f64,
-    buf: &mut PhaseBuffers,
-) -> Result<(), ModelError> {
-    let d = c.model.dim();
-    c.model.sample(&buf.counts, temperature, stream, &mut buf.samples)?;
-    check_len("sample", buf.samples.len(), buf.counts.iter().sum::<usize>() * d)?;
-    let real_total: usize = buf.real_counts.iter().sum();
-    if real_total == 0 {
-        return c.model.fit(&buf.counts, &buf.samples);
-    }
-    c.model.sample_initial(&buf.real_counts, stream, &mut buf.real_samples)?;
-    check_len("sample_initial", buf.real_samples.len(), real_total * d)?;
-    pool_by_text(&[(&buf.counts, &buf.samples), (&buf.real_counts, &buf.real_samples)], d, &mut buf.pooled_counts, &mut buf.pooled);
-    c.model.fit(&buf.pooled_counts, &buf.pooled)
 }
 
 /// The caption distributions of a fed model's image phase (SPEC section 9): the mixture
@@ -236,6 +251,39 @@ fn feed_mixture(
     }
 }
 
+/// Samples the synthetic batch and the real samples of the data policy, pools them with the
+/// first `users` batches of user content, and refits.
+fn image_refit(
+    c: &mut ConditionalAgent,
+    stream: &mut crate::rng::Stream,
+    temperature: f64,
+    users: usize,
+    buf: &mut PhaseBuffers,
+) -> Result<(), ModelError> {
+    let d = c.model.dim();
+    c.model.sample(&buf.counts, temperature, stream, &mut buf.samples)?;
+    check_len("sample", buf.samples.len(), buf.counts.iter().sum::<usize>() * d)?;
+    let real_total: usize = buf.real_counts.iter().sum();
+    if real_total == 0 && users == 0 {
+        return c.model.fit(&buf.counts, &buf.samples);
+    }
+    if real_total > 0 {
+        c.model.sample_initial(&buf.real_counts, stream, &mut buf.real_samples)?;
+        check_len("sample_initial", buf.real_samples.len(), real_total * d)?;
+    } else {
+        buf.real_samples.clear();
+    }
+    let own: [(&[usize], &[f64]); 2] = [(&buf.counts, &buf.samples), (&buf.real_counts, &buf.real_samples)];
+    if users == 0 {
+        pool_by_text(&own, d, &mut buf.pooled_counts, &mut buf.pooled);
+    } else {
+        let mut batches = own.to_vec();
+        batches.extend(buf.user_batches[..users].iter().map(|(c, s)| (c.as_slice(), s.as_slice())));
+        pool_by_text(&batches, d, &mut buf.pooled_counts, &mut buf.pooled);
+    }
+    c.model.fit(&buf.pooled_counts, &buf.pooled)
+}
+
 /// Pools several caption-grouped batches into one, still grouped by caption: for each text,
 /// the samples of every batch in turn.
 pub fn pool_by_text(batches: &[(&[usize], &[f64])], d: usize, counts: &mut Vec<usize>, out: &mut Vec<f64>) {
@@ -254,7 +302,7 @@ pub fn pool_by_text(batches: &[(&[usize], &[f64])], d: usize, counts: &mut Vec<u
     }
 }
 
-fn check_len(call: &'static str, got: usize, expected: usize) -> Result<(), ModelError> {
+pub(super) fn check_len(call: &'static str, got: usize, expected: usize) -> Result<(), ModelError> {
     if got == expected { Ok(()) } else { Err(ModelError::new(call, format!("returned {got} values, expected {expected}"))) }
 }
 
