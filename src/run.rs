@@ -164,6 +164,10 @@ pub fn resume(out_dir: &Path, options: &RunOptions) -> Result<RunOutcome, RunFai
         )));
     }
     let checkpoint = Checkpoint::read(&path).map_err(bad)?;
+    // Temporary files of atomic writes that a kill interrupted.
+    for name in ["manifest.json.tmp", "summary.json.tmp", "checkpoint.json.tmp", "phases.csv.tmp"] {
+        remove_if_present(&out_dir.join(name))?;
+    }
     let manifest_path = out_dir.join("manifest.json");
     let manifest: serde_json::Value = std::fs::read(&manifest_path)
         .ok()
@@ -468,8 +472,11 @@ fn drive_rounds<W: Rounds>(
     mut after_round: impl FnMut(u64, &mut [W]) -> Result<(), RunFailure>,
 ) -> (u64, Result<(), RunFailure>) {
     let (progress, owned) = progress_bar(scenario, options);
+    // Rounds done before a resume count as done (a sweep's bar counts every point's rounds).
     if owned {
         progress.set_position(start);
+    } else {
+        progress.inc(start);
     }
     let mut completed = start.saturating_sub(1);
     let mut result = Ok(());
