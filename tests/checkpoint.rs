@@ -29,7 +29,8 @@ fn bytes(path: &Path) -> Vec<u8> {
 
 /// Every kind of state a checkpoint must carry: accumulated text counts, accumulated image
 /// statistics, a fresh-data policy with the unbiased estimator, a temperature, two image
-/// models multiplying their likelihoods in the caption posterior, two replicates.
+/// models multiplying their likelihoods in the caption posterior, corpus injectors (their own
+/// streams; new texts grow K in both models), user content, two replicates.
 const STATEFUL: &str = r#"Scenario(
     name: "stateful",
     seed: 77,
@@ -40,6 +41,9 @@ const STATEFUL: &str = r#"Scenario(
         ImageModel(name: "painter", conditioned_on: "captioner", batch: 120, data: Accumulate(initial: 100)),
         ImageModel(name: "sketcher", conditioned_on: "captioner", dim: 3, batch: 120, estimator: Unbiased, data: Fresh(lambda: 0.25)),
         Temperature(name: "heat", target: "captioner", t: 1.3),
+        CorpusInjector(name: "newcomers", target: "captioner", alpha: 0.01, eps: 0.05, distribution: NewText),
+        CorpusInjector(name: "tokens", target: "captioner", alpha: 0.1, eps: 0.05, distribution: RandomTokens(20)),
+        UserContentInjector(name: "users", target: "sketcher", n0: 3),
     ],
 )"#;
 

@@ -654,7 +654,7 @@ impl ConditionalModel for GaussianImageModel {
         }
         // The initial conditionals' root and factor, exactly as `new` and `add_text` make them.
         self.sigma0_sqrt = sigma0.iter().map(gm::sqrtm_psd).collect();
-        self.factors0 = sigma0.iter().zip(&self.mu0).map(|(s, m)| Factor::new(s, m)).collect();
+        self.factors0 = sigma0.iter().zip(&mu0).map(|(s, m)| Factor::new(s, m)).collect();
         (self.mu, self.sigma, self.mu0, self.sigma0, self.prev_mu, self.prev_sigma) = (mu, sigma, mu0, sigma0, prev_mu, prev_sigma);
         self.accumulated = accumulated;
         self.factors.clear();
