@@ -102,7 +102,7 @@ fn corpus_injection_holds_gini_simpson_at_the_derived_floor() {
     let floor = alpha * c * (1.0 - 1.0 / k) / (1.0 - rho);
     let h0 = 1.0 - 1.0 / k;
     let injector = format!(r#"CorpusInjector(name: "corpus", target: "captioner", alpha: {alpha}, eps: {eps}, distribution: Uniform)"#);
-    let (replicates, rounds) = (40u64, 2000u64);
+    let (replicates, rounds) = (30u64, 1500u64);
     // The expected time average of E H_t over rounds 1..=rounds, from the closed form.
     let expected_mean = floor + (h0 - floor) * (1..=rounds).map(|t| rho.powi(t as i32)).sum::<f64>() / rounds as f64;
 
@@ -155,9 +155,6 @@ fn injection_distributions_mix_exactly() {
             CorpusInjector(name: "if", target: "f", alpha: 1.0, eps: 0.2, distribution: Fixed([0.0, 0.25, 0.75])),
             TextModel(name: "r", initial: Uniform(4), frozen: true),
             CorpusInjector(name: "ir", target: "r", alpha: 1.0, eps: 1.0, distribution: RandomTokens(7)),
-            TextModel(name: "n", initial: Probabilities([0.5, 0.5]), frozen: true),
-            ImageModel(name: "np", conditioned_on: "n", frozen: true, new_text: (mean: [3.0, -1.0], covariance: Isotropic(0.5))),
-            CorpusInjector(name: "in", target: "n", alpha: 1.0, eps: 0.1, distribution: NewText),
         ])"#,
     );
     let mut sim = Simulation::new(&s, 0).unwrap();
@@ -181,26 +178,37 @@ fn injection_distributions_mix_exactly() {
             assert!((x * m - (x * m).round()).abs() < 1e-9, "round {t}: {tokens:?} is not a count over {m} tokens");
             token_mass[i] += x;
         }
-        if t <= 3 {
-            // NewText: K grows by one per injection, p <- ((1 - eps) p, eps).
-            let p = text_p(&mut sim, "n");
-            assert_eq!(p.len(), 2 + t as usize);
-            assert!((p[p.len() - 1] - 0.1).abs() < 1e-15 && (p.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{p:?}");
-            assert!((p[0] - 0.5 * 0.9f64.powi(t)).abs() < 1e-15, "{p:?}");
-        }
     }
     // Each token share has mean 1/4 and variance (1/4)(3/4)/m per round, independent across rounds.
     let se = (0.25 * 0.75 / m / rounds as f64).sqrt();
     for x in token_mass {
         assert!((x / rounds as f64 - 0.25).abs() <= Z * se, "random tokens: mean share {} vs 1/4", x / rounds as f64);
     }
-    // Every image model of the target got a conditional per new text, from its new_text prior
-    // (the painter is frozen, so the conditionals are still the prior).
+
+    // NewText: K grows by one per injection, p <- ((1 - eps) p, eps), and every image model of
+    // the target gets a conditional for the new text from its new_text prior (the painter is
+    // frozen, so its conditionals are still the prior).
+    let s = scenario(
+        r#"Scenario(name: "t", seed: 3, rounds: 1, entities: [
+            TextModel(name: "n", initial: Probabilities([0.5, 0.5]), frozen: true),
+            ImageModel(name: "np", conditioned_on: "n", frozen: true, new_text: (mean: [3.0, -1.0], covariance: Isotropic(0.5))),
+            CorpusInjector(name: "in", target: "n", alpha: 1.0, eps: 0.1, distribution: NewText),
+        ])"#,
+    );
+    let mut sim = Simulation::new(&s, 0).unwrap();
+    for t in 1..=3 {
+        let rows = sim.step().unwrap();
+        assert_eq!(metric(rows, "np", "trace", Some(1 + t)), 1.0, "round {t}: the new text's conditional is the prior");
+        let p = text_p(&mut sim, "n");
+        assert_eq!(p.len(), 2 + t as usize);
+        assert!((p[p.len() - 1] - 0.1).abs() < 1e-15 && (p.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{p:?}");
+        assert!((p[0] - 0.5 * 0.9f64.powi(t as i32)).abs() < 1e-15, "{p:?}");
+    }
     let world = sim.world_mut();
     let mut q = world.query::<&ConditionalAgent>();
     let painter = q.single(world).unwrap();
-    assert_eq!(painter.model.num_texts(), 2 + rounds as usize);
-    let (mu, sigma) = painter.model.moments(2).unwrap();
+    assert_eq!(painter.model.num_texts(), 5);
+    let (mu, sigma) = painter.model.moments(4).unwrap();
     assert_eq!(mu.as_slice(), &[3.0, -1.0]);
     assert_eq!(sigma.as_slice(), &[0.5, 0.0, 0.0, 0.5]);
 }
