@@ -8,14 +8,20 @@
 //!
 //! **Flat.** A curve `c_1, c_2, ...` is smoothed by its trailing window mean
 //! `m_t = mean(c_s : max(1, t-w+1) <= s <= t)` (`w` = `window`), with `m_t = 0` for `t <= 0`:
-//! the chain starts at its initial state, where both drifts are zero. Its relative change over
-//! one window is `delta_t = |m_t - m_{t-w}| / P_t`, where `P_t = max_{s <= t} |m_s|` is the
-//! largest level the curve has reached so far. The curve is **flat** at `t` when
-//! `delta_t < threshold` (or when it has never left zero). Dividing by the peak rather than by
-//! the current level makes a curve that has decayed to a negligible fraction of its peak flat
-//! (an exponentially contracting covariance stops counting as movement once its steps are
-//! small next to the early ones), and comparing window means rather than single rounds keeps
-//! the round-to-round sampling noise of the refits from reading as movement.
+//! the chain starts at its initial state, where both drifts are zero. The change over one
+//! window beyond sampling noise, relative to the curve's peak, is
+//! `delta_t = (|m_t - m_{t-w}| - z SE_t) / P_t`, where `P_t = max_{s <= t} |m_s|` is the
+//! largest level the curve has reached so far, `SE_t = sqrt(v_t / n_t + v_{t-w} / n_{t-w})` is
+//! the standard error of the difference of the two window means (`v` the sample variance of
+//! the `n` values in a window; taken as 0 before round `2w`, while a window is not full) and
+//! `z` = `noise_z`. The curve is
+//! **flat** at `t` when `delta_t < threshold` (or when it has never left zero).
+//! Dividing by the peak rather than by the current level makes a curve that has decayed to a
+//! negligible fraction of its peak flat (an exponentially contracting covariance stops
+//! counting as movement once its steps are small next to the early ones); comparing window
+//! means and allowing `z` standard errors keeps the round-to-round sampling noise of the
+//! refits (a fresh-data loop at its fixed point keeps moving by a random amount every round)
+//! from reading as movement. `noise_z: 0` gives the plain relative change.
 //!
 //! **Phase.** `active` when both curves move, `slow` when exactly one is flat, `stationary`
 //! when both are flat. The first `w` rounds compare against the zero drift of round 0 and are
@@ -40,6 +46,10 @@ pub struct DiagnosticsSpec {
     /// Window `w` in rounds (default 10).
     #[serde(default = "default_window")]
     pub window: u64,
+    /// Standard errors of sampling noise a change of window means may have and still count
+    /// as flat (default 2; 0 compares the plain relative change with the threshold).
+    #[serde(default = "default_noise_z")]
+    pub noise_z: f64,
 }
 
 fn default_threshold() -> f64 {
@@ -48,10 +58,13 @@ fn default_threshold() -> f64 {
 fn default_window() -> u64 {
     10
 }
+fn default_noise_z() -> f64 {
+    2.0
+}
 
 impl Default for DiagnosticsSpec {
     fn default() -> Self {
-        DiagnosticsSpec { flat_threshold: default_threshold(), window: default_window() }
+        DiagnosticsSpec { flat_threshold: default_threshold(), window: default_window(), noise_z: default_noise_z() }
     }
 }
 
@@ -61,6 +74,9 @@ pub fn check(spec: &DiagnosticsSpec) -> Vec<Problem> {
     let mut fail = |message: String| problems.push(Problem { entity: None, kind: "", key: "diagnostics".into(), message });
     if !(spec.flat_threshold > 0.0 && spec.flat_threshold < 1.0) {
         fail(format!("flat_threshold must lie strictly between 0 and 1 (a fraction of the drift's peak), got {}", spec.flat_threshold));
+    }
+    if !(spec.noise_z.is_finite() && spec.noise_z >= 0.0) {
+        fail(format!("noise_z must be a finite number >= 0 (standard errors of noise allowed), got {}", spec.noise_z));
     }
     if spec.window < 1 {
         fail(format!("window must be at least 1 round, got {}", spec.window));
@@ -102,24 +118,32 @@ impl fmt::Display for ChainPhase {
     }
 }
 
-/// `delta_t` of every round of a curve (`curve[0]` is round 1), as defined in the module docs.
-pub fn relative_changes(curve: &[f64], window: usize) -> Vec<f64> {
+/// `delta_t` of every round of a curve (`curve[0]` is round 1), as defined in the module docs,
+/// allowing `noise_z` standard errors.
+pub fn relative_changes(curve: &[f64], window: usize, noise_z: f64) -> Vec<f64> {
     let w = window.max(1);
-    // Direct window sums (O(T w), w is small): no running sum whose roundoff could build up.
-    let means: Vec<f64> = (0..curve.len())
+    // Direct window statistics (O(T w), w is small): no running sum whose roundoff could build
+    // up. Per round: (mean, variance of the mean).
+    let windows: Vec<(f64, f64)> = (0..curve.len())
         .map(|t| {
             let window = &curve[(t + 1).saturating_sub(w)..=t];
-            window.iter().sum::<f64>() / window.len() as f64
+            let n = window.len() as f64;
+            let mean = window.iter().sum::<f64>() / n;
+            let var = if window.len() < 2 { 0.0 } else { window.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0) };
+            (mean, var / n)
         })
         .collect();
     let mut peak: f64 = 0.0;
-    means
+    windows
         .iter()
         .enumerate()
-        .map(|(t, &m)| {
+        .map(|(t, &(m, var_m))| {
             peak = peak.max(m.abs());
-            let previous = if t >= w { means[t - w] } else { 0.0 };
-            if peak == 0.0 { 0.0 } else { (m - previous).abs() / peak }
+            let (previous, var_previous) = if t >= w { windows[t - w] } else { (0.0, 0.0) };
+            // The allowance needs both windows full: before round 2w the earlier window is
+            // partial or the initial state, and a variance of one or two values says nothing.
+            let noise = if t + 1 >= 2 * w { noise_z * (var_m + var_previous).sqrt() } else { 0.0 };
+            if peak == 0.0 { 0.0 } else { ((m - previous).abs() - noise) / peak }
         })
         .collect()
 }
@@ -127,7 +151,7 @@ pub fn relative_changes(curve: &[f64], window: usize) -> Vec<f64> {
 /// Phase of every round from the local and cumulative drift curves (`[0]` is round 1).
 pub fn phases(local: &[f64], cumulative: &[f64], spec: &DiagnosticsSpec) -> Vec<ChainPhase> {
     let w = spec.window as usize;
-    let (dl, dc) = (relative_changes(local, w), relative_changes(cumulative, w));
+    let (dl, dc) = (relative_changes(local, w, spec.noise_z), relative_changes(cumulative, w, spec.noise_z));
     dl.iter()
         .zip(&dc)
         .map(|(&l, &c)| match (l < spec.flat_threshold, c < spec.flat_threshold) {
@@ -206,7 +230,7 @@ pub fn phases_csv(curves: &BTreeMap<u64, Vec<(String, DriftCurves)>>, spec: &Dia
             let n = c.local.len().min(c.cumulative.len());
             let (local, cumulative) = (&c.local[..n], &c.cumulative[..n]);
             let w = spec.window as usize;
-            let (dl, dc) = (relative_changes(local, w), relative_changes(cumulative, w));
+            let (dl, dc) = (relative_changes(local, w, spec.noise_z), relative_changes(cumulative, w, spec.noise_z));
             for (t, phase) in phases(local, cumulative, spec).into_iter().enumerate() {
                 let _ =
                     writeln!(out, "{replicate},{},{model},{},{},{},{},{phase}", t + 1, f(local[t]), f(cumulative[t]), f(dl[t]), f(dc[t]));
@@ -231,15 +255,17 @@ mod tests {
 
     #[test]
     fn a_constant_curve_is_flat_after_one_window_and_a_ramp_never_is() {
-        let spec = DiagnosticsSpec { flat_threshold: 0.05, window: 4 };
+        let spec = DiagnosticsSpec { flat_threshold: 0.05, window: 4, noise_z: 2.0 };
         let constant = vec![2.0; 20];
-        let d = relative_changes(&constant, 4);
+        let d = relative_changes(&constant, 4, 2.0);
         // Rounds 1..4 compare against the zero drift of round 0: a full change.
         assert!(d[..4].iter().all(|&x| x == 1.0), "{d:?}");
         assert!(d[4..].iter().all(|&x| x == 0.0), "{d:?}");
         let ramp: Vec<f64> = (1..=40).map(f64::from).collect();
-        // Window means of a ramp grow by w per window: delta_t = w / m_t >= 4 / 38.5 > 0.05.
-        assert!(relative_changes(&ramp, 4).iter().all(|&x| x > 0.1));
+        // Window means of a ramp grow by w = 4 per window, against a noise allowance of
+        // 2 sqrt(2 var / 4) = 1.83 (var = 5/3 for 4 consecutive integers) and a peak of at most
+        // 38.5: delta_t >= (4 - 1.83) / 38.5 > 0.05.
+        assert!(relative_changes(&ramp, 4, 2.0).iter().all(|&x| x > 0.05));
         let ph = phases(&constant, &ramp, &spec);
         assert_eq!(ph[2], ChainPhase::Active);
         assert_eq!(ph[10], ChainPhase::Slow);
@@ -247,13 +273,32 @@ mod tests {
     }
 
     #[test]
+    fn stationary_noise_is_flat_only_with_the_noise_allowance() {
+        // A stationary noisy curve: 1 + a deterministic pseudo-random value in [-0.5, 0.5)
+        // (a multiplicative congruential sequence), 400 rounds, w = 10. Window means of 10
+        // values differ by about sqrt(2/10) x 0.29 = 0.13, far beyond 5% of the peak (about
+        // 1.2), but within 2 standard errors of the difference 95% of the time.
+        let mut x: u64 = 12345;
+        let curve: Vec<f64> = (0..400)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                1.0 + ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
+            })
+            .collect();
+        let flat = |z: f64| relative_changes(&curve, 10, z)[20..].iter().filter(|&&d| d < 0.05).count() as f64 / 380.0;
+        assert!(flat(2.0) > 0.9, "{}", flat(2.0));
+        assert!(flat(0.0) < 0.5, "{}", flat(0.0));
+    }
+
+    #[test]
     fn exponential_decay_becomes_flat_once_small_next_to_its_peak() {
-        // c_t = r^t, w = 5. The peak is m_1 = r (the one-round window). For t >= 2w both windows
+        // Plain relative change (noise_z = 0). c_t = r^t, w = 5. The peak is m_1 = r (the
+        // one-round window). For t >= 2w both windows
         // are full: m_t = r^(t-w+1) (1 - r^w) / (w (1 - r)), so
         // delta_t = (m_{t-w} - m_t) / r = r^(t-2w) (1 - r^w)^2 / (w (1 - r)).
         let (r, w) = (0.9f64, 5usize);
         let curve: Vec<f64> = (1..=200).map(|t| r.powi(t)).collect();
-        let d = relative_changes(&curve, w);
+        let d = relative_changes(&curve, w, 0.0);
         for t in 2 * w..200 {
             let closed = r.powi(t as i32 - 2 * w as i32) * (1.0 - r.powi(w as i32)).powi(2) / (w as f64 * (1.0 - r));
             assert!((d[t - 1] - closed).abs() < 1e-12, "round {t}: {} vs {closed}", d[t - 1]);
