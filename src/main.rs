@@ -61,7 +61,11 @@ impl RunArgs {
             // Only fails if a global pool already exists, which cannot happen here.
             let _ = rayon::ThreadPoolBuilder::new().num_threads(n as usize).build_global();
         }
-        Ok((scenario, source, RunOptions { out_dir: out, force: self.force, progress: !self.quiet, ..Default::default() }))
+        Ok((
+            scenario,
+            source,
+            RunOptions { out_dir: out, force: self.force, progress: !self.quiet, interrupt: Some(interrupt_flag()), ..Default::default() },
+        ))
     }
 }
 
@@ -221,6 +225,26 @@ enum PluginsCommand {
     },
 }
 
+/// A flag raised by SIGINT or SIGTERM, so a run stops after the round in flight with every
+/// written round whole; a second signal exits at once (status 1). The library installs no
+/// handler; only the CLI does.
+fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, OnceLock};
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // A second signal while stopping terminates at once (exit code 1), as users expect
+            // of a second Ctrl-C; registration can only fail for forbidden signals.
+            let _ = signal_hook::flag::register_conditional_shutdown(signal, 1, flag.clone());
+            let _ = signal_hook::flag::register(signal, flag.clone());
+        }
+        flag
+    })
+    .clone()
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -314,7 +338,7 @@ fn main() -> ExitCode {
                 // Only fails if a global pool already exists, which cannot happen here.
                 let _ = rayon::ThreadPoolBuilder::new().num_threads(n as usize).build_global();
             }
-            let options = RunOptions { progress: !quiet, checkpoint_every, ..Default::default() };
+            let options = RunOptions { progress: !quiet, checkpoint_every, interrupt: Some(interrupt_flag()), ..Default::default() };
             match coevo::run::resume(&dir, &options) {
                 Ok(outcome) => {
                     if !quiet {

@@ -28,6 +28,10 @@ pub struct RunOptions {
     pub progress_bar: Option<indicatif::ProgressBar>,
     /// Write `checkpoint.json` every this many rounds (see [`crate::checkpoint`]).
     pub checkpoint_every: Option<u64>,
+    /// Set (by the CLI's SIGINT/SIGTERM handler) to stop cleanly after the round in flight:
+    /// that round's rows are written whole, the manifest says `interrupted`, and a checkpoint
+    /// run can be resumed. Checked once per round, never inside a write.
+    pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Why a run did not complete.
@@ -39,6 +43,13 @@ pub enum RunFailure {
     /// Building a world failed.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// SIGINT or SIGTERM arrived; every round up to `round` is on disk, whole (exit code 130,
+    /// the shell's convention for an interrupted command).
+    #[error("interrupted after round {round}; rounds 0..={round} are complete on disk")]
+    Interrupted {
+        /// Last completed round.
+        round: u64,
+    },
     /// A round failed (exit code 1); rounds completed before it are on disk.
     #[error(transparent)]
     Runtime(#[from] RunError),
@@ -58,6 +69,7 @@ impl RunFailure {
         match self {
             RunFailure::BadInput(_) | RunFailure::Build(_) => 2,
             RunFailure::Runtime(_) | RunFailure::Io { .. } => 1,
+            RunFailure::Interrupted { .. } => 130,
         }
     }
 }
@@ -415,6 +427,10 @@ impl<'a> ManifestWriter<'a> {
     pub(crate) fn finish(&self, completed: u64, result: Result<(), RunFailure>) -> Result<(), RunFailure> {
         match result {
             Ok(()) => self.write("complete", completed),
+            Err(e @ RunFailure::Interrupted { .. }) => {
+                self.write("interrupted", completed)?;
+                Err(e)
+            }
             Err(e) => {
                 self.write(&format!("failed: {e}"), completed)?;
                 Err(e)
@@ -504,6 +520,10 @@ fn drive_rounds<W: Rounds>(
         progress.inc(1);
         if let Err(e) = after_round(round, worlds) {
             result = Err(e);
+            break;
+        }
+        if round < scenario.rounds && options.interrupt.as_ref().is_some_and(|flag| flag.load(std::sync::atomic::Ordering::Relaxed)) {
+            result = Err(RunFailure::Interrupted { round });
             break;
         }
     }

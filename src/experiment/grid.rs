@@ -278,6 +278,9 @@ fn run_point(
         progress: false,
         progress_bar: Some(bar.clone()),
         checkpoint_every: options.checkpoint_every,
+        // A sweep is interrupted point by point: a killed point is recomputed (or resumed from
+        // its checkpoint) on the next run, so it needs no signal flag.
+        interrupt: None,
     };
     let outcome = if out.join(crate::checkpoint::FILE).exists() {
         crate::run::resume(&out, &run_options)?

@@ -3,8 +3,9 @@
 //! - `metrics.csv`: tidy long table `replicate,round,model,text,metric,value`, one row per
 //!   replicate, round, model, text (empty for model-level metrics) and metric. Each round is
 //!   appended with a single write and flushed, so a killed run leaves every completed round
-//!   readable and at most the round in flight missing (or, if the kill lands inside that one
-//!   write, cut short: see [`MetricsWriter::write_round`]).
+//!   readable and at most the round in flight missing (or, if a SIGKILL lands inside that one
+//!   write, cut short: see [`MetricsWriter::write_round`]; SIGINT and SIGTERM stop the CLI
+//!   between rounds, so they never cut one).
 //! - `manifest.json`: coevo version, scenario file and hash, seed, resolved parameters, RNG
 //!   algorithm, and how many rounds completed; rewritten atomically (write then rename).
 //! - `summary.json`: final diversity and round of collapse per model, written at the end.
@@ -64,6 +65,8 @@ impl MetricsWriter {
         // per round) can end the file in a round cut at a page boundary, mid-line. No
         // append-only file rules that out (only rewriting the whole table and renaming it, at
         // quadratic cost); a reader that drops a last line without its newline is always safe.
+        // SIGINT and SIGTERM, the signals of Ctrl-C, `kill` and batch schedulers, never cut a
+        // round: the CLI turns them into a stop between rounds (`RunOptions::interrupt`).
         self.file.write_all(self.line.as_bytes())?;
         self.file.flush()
     }

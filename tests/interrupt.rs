@@ -1,0 +1,56 @@
+//! SIGTERM (a scheduler's time limit, `kill`) and SIGINT (Ctrl-C) stop a run cleanly: the
+//! round in flight is finished and written whole, the manifest says `interrupted` with the
+//! last complete round, and the exit code is 130. (SIGKILL cannot be caught; what it can
+//! leave is documented on `MetricsWriter::write_round` and tested in `tests/cli.rs`.)
+#![cfg(unix)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const COEVO: &str = env!("CARGO_BIN_EXE_coevo");
+
+fn interrupt_with(signal: &str, dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/coevolve.ron");
+    let child = Command::new(COEVO)
+        .args(["run", scenario.to_str().unwrap(), "--rounds", "10000000", "-q", "--out", dir.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("coevo starts");
+    let metrics = dir.join("metrics.csv");
+    let start = Instant::now();
+    while std::fs::metadata(&metrics).map_or(0, |m| m.len()) < 200_000 {
+        assert!(start.elapsed() < Duration::from_secs(60), "the run wrote nothing for a minute");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("coevo exits");
+    assert_eq!(out.status.code(), Some(130), "{signal}: stderr {}", String::from_utf8_lossy(&out.stderr));
+
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["status"], "interrupted");
+    let last = manifest["rounds_completed"].as_u64().unwrap();
+
+    let table = std::fs::read_to_string(&metrics).unwrap();
+    assert!(table.ends_with('\n'), "{signal}: the table ends mid-line");
+    let mut rows_per_round = std::collections::BTreeMap::<u64, usize>::new();
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields.len(), 6, "{signal}: incomplete row {line:?}");
+        fields[5].parse::<f64>().unwrap_or_else(|_| panic!("{signal}: bad value in {line:?}"));
+        *rows_per_round.entry(fields[1].parse().unwrap()).or_default() += 1;
+    }
+    assert_eq!(*rows_per_round.keys().next_back().unwrap(), last, "{signal}: the manifest names the last round in the table");
+    let per_round = rows_per_round[&0];
+    assert!(rows_per_round.values().all(|&n| n == per_round), "{signal}: a round is incomplete");
+    assert_eq!(rows_per_round.len() as u64, last + 1);
+}
+
+#[test]
+fn sigterm_and_sigint_stop_after_a_whole_round() {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interrupt");
+    interrupt_with("TERM", &base.join("term"));
+    interrupt_with("INT", &base.join("int"));
+}
