@@ -71,7 +71,7 @@ pub struct SweepOptions {
     pub out_dir: Option<PathBuf>,
     /// Run only this shard of the points.
     pub shard: Option<Shard>,
-    /// Start over even if the folder holds points of another sweep.
+    /// Start over: discard the points already in the folder (of this sweep or another).
     pub force: bool,
     /// Show one progress bar over the whole sweep.
     pub progress: bool,
@@ -190,11 +190,12 @@ pub fn run_sweep(scenario: &Scenario, source: &str, file: &Path, options: &Sweep
                 dir.display()
             )));
         }
-        if old.sweep_sha256 != manifest.sweep_sha256 {
-            let points = dir.join("points");
-            if points.exists() {
-                std::fs::remove_dir_all(&points).map_err(io(&points))?;
-            }
+    }
+    if options.force {
+        // Start over: no point of an earlier sweep in this folder counts as done.
+        let points = dir.join("points");
+        if points.exists() {
+            std::fs::remove_dir_all(&points).map_err(io(&points))?;
         }
     }
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
