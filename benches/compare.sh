@@ -140,7 +140,8 @@ EOF
 if [[ $RUST_OK == 0 ]]; then echo "rust side not available yet ($RUST_WHY)"; exit 0; fi
 
 # ---- replicate throughput: 64 paper-scale worlds on 1 thread and on every core -----------------
-CORES="$(nproc 2>/dev/null || echo 1)"
+# Not `nproc`: it honours the OMP_NUM_THREADS=1 exported above for the one-core comparison.
+CORES="$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)"
 WROUNDS=$([[ $QUICK == 1 ]] && echo 20 || echo 300)
 w1="$(cargo run --release --quiet --bin coevo -- bench-round --worlds 64 --threads 1 --rounds "$WROUNDS" --seed "$SEED")"
 wp="$(cargo run --release --quiet --bin coevo -- bench-round --worlds 64 --threads "$CORES" --rounds "$WROUNDS" --seed "$SEED")"
