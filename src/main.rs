@@ -319,19 +319,7 @@ fn main() -> ExitCode {
                 eprintln!("note: {} has a sweep section; `coevo run` runs the base scenario only (use `coevo sweep`)", path.display());
             }
             options.checkpoint_every = checkpoint_every;
-            match run(&scenario, &source, &path, &options) {
-                Ok(outcome) => {
-                    if !args.quiet {
-                        print!("{}", outcome.summary.report());
-                        println!("results in {}", outcome.out_dir.display());
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(e.exit_code() as u8)
-                }
-            }
+            finish(run(&scenario, &source, &path, &options).map(|o| (o.summary.report(), o.out_dir)), args.quiet)
         }
         Command::Resume { dir, checkpoint_every, threads, quiet } => {
             if let Some(n) = threads {
@@ -339,16 +327,7 @@ fn main() -> ExitCode {
                 let _ = rayon::ThreadPoolBuilder::new().num_threads(n as usize).build_global();
             }
             let options = RunOptions { progress: !quiet, checkpoint_every, interrupt: Some(interrupt_flag()), ..Default::default() };
-            match coevo::run::resume(&dir, &options) {
-                Ok(outcome) => {
-                    if !quiet {
-                        print!("{}", outcome.summary.report());
-                        println!("results in {}", outcome.out_dir.display());
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => failure(&e),
-            }
+            finish(coevo::run::resume(&dir, &options).map(|o| (o.summary.report(), o.out_dir)), quiet)
         }
         Command::Sweep { scenario: path, out, shard, checkpoint_every, args } => {
             let (scenario, source, options) = match args.load(&path, None) {
@@ -415,24 +394,30 @@ fn main() -> ExitCode {
                 eprintln!("{e}");
                 return ExitCode::from(2);
             }
-            match coevo::stability::run_stability(&scenario, &source, &path, &options) {
-                Ok(outcome) => {
-                    if !args.quiet {
-                        print!("{}", outcome.summary.report());
-                        println!("results in {}", outcome.out_dir.display());
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(e.exit_code() as u8)
-                }
-            }
+            finish(
+                coevo::stability::run_stability(&scenario, &source, &path, &options).map(|o| (o.summary.report(), o.out_dir)),
+                args.quiet,
+            )
         }
     }
 }
 
-/// Prints a failure and maps it to its exit code (2 bad input, 1 runtime).
+/// Prints what a run produced (its summary report and output folder, unless `quiet`) or its
+/// failure, and maps the result to the exit code.
+fn finish(result: Result<(String, PathBuf), coevo::run::RunFailure>, quiet: bool) -> ExitCode {
+    match result {
+        Ok((report, out_dir)) => {
+            if !quiet {
+                print!("{report}");
+                println!("results in {}", out_dir.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => failure(&e),
+    }
+}
+
+/// Prints a failure and maps it to its exit code (2 bad input, 1 runtime, 130 interrupted).
 fn failure(e: &coevo::run::RunFailure) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(e.exit_code() as u8)
