@@ -28,7 +28,7 @@
 //! therefore active unless the curve is already negligible. Round 0 (the initial state) has no
 //! label.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -121,45 +121,73 @@ impl fmt::Display for ChainPhase {
 /// `delta_t` of every round of a curve (`curve[0]` is round 1), as defined in the module docs,
 /// allowing `noise_z` standard errors.
 pub fn relative_changes(curve: &[f64], window: usize, noise_z: f64) -> Vec<f64> {
-    let w = window.max(1);
-    // Direct window statistics (O(T w), w is small): no running sum whose roundoff could build
-    // up. Per round: (mean, variance of the mean).
-    let windows: Vec<(f64, f64)> = (0..curve.len())
-        .map(|t| {
-            let window = &curve[(t + 1).saturating_sub(w)..=t];
-            let n = window.len() as f64;
-            let mean = window.iter().sum::<f64>() / n;
-            let var = if window.len() < 2 { 0.0 } else { window.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0) };
-            (mean, var / n)
-        })
-        .collect();
-    let mut peak: f64 = 0.0;
-    windows
-        .iter()
-        .enumerate()
-        .map(|(t, &(m, var_m))| {
-            peak = peak.max(m.abs());
-            let (previous, var_previous) = if t >= w { windows[t - w] } else { (0.0, 0.0) };
-            // The allowance needs both windows full: before round 2w the earlier window is
-            // partial or the initial state, and a variance of one or two values says nothing.
-            let noise = if t + 1 >= 2 * w { noise_z * (var_m + var_previous).sqrt() } else { 0.0 };
-            if peak == 0.0 { 0.0 } else { ((m - previous).abs() - noise) / peak }
-        })
-        .collect()
+    let mut change = RelativeChange::new(window, noise_z);
+    curve.iter().map(|&c| change.push(c)).collect()
+}
+
+/// `delta_t` of a curve fed one round at a time, in `O(window)` memory, so that labelling a
+/// run's phases costs the same memory after 10 rounds as after a million.
+#[derive(Debug, Clone)]
+pub struct RelativeChange {
+    w: usize,
+    noise_z: f64,
+    // The last `w` values (the current window), oldest first.
+    values: VecDeque<f64>,
+    // (mean, variance of the mean) of the last `w` windows, oldest first: the front is the
+    // window `w` rounds back once `w` rounds have passed.
+    windows: VecDeque<(f64, f64)>,
+    peak: f64,
+    t: usize,
+}
+
+impl RelativeChange {
+    /// A curve with window `window` (at least 1) and noise allowance `noise_z`.
+    pub fn new(window: usize, noise_z: f64) -> Self {
+        let w = window.max(1);
+        RelativeChange { w, noise_z, values: VecDeque::with_capacity(w + 1), windows: VecDeque::with_capacity(w + 1), peak: 0.0, t: 0 }
+    }
+
+    /// Takes the curve's next value and returns its `delta_t`.
+    pub fn push(&mut self, value: f64) -> f64 {
+        let w = self.w;
+        self.values.push_back(value);
+        if self.values.len() > w {
+            self.values.pop_front();
+        }
+        // Direct window statistics (O(w) per round, w is small): no running sum whose roundoff
+        // could build up over a long run.
+        let n = self.values.len() as f64;
+        let mean = self.values.iter().sum::<f64>() / n;
+        let var = if self.values.len() < 2 { 0.0 } else { self.values.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0) };
+        let (m, var_m) = (mean, var / n);
+        self.peak = self.peak.max(m.abs());
+        let (previous, var_previous) = if self.t >= w { self.windows[0] } else { (0.0, 0.0) };
+        // The allowance needs both windows full: before round 2w the earlier window is
+        // partial or the initial state, and a variance of one or two values says nothing.
+        let noise = if self.t + 1 >= 2 * w { self.noise_z * (var_m + var_previous).sqrt() } else { 0.0 };
+        self.windows.push_back((m, var_m));
+        if self.windows.len() > w {
+            self.windows.pop_front();
+        }
+        self.t += 1;
+        if self.peak == 0.0 { 0.0 } else { ((m - previous).abs() - noise) / self.peak }
+    }
+}
+
+/// The phase of one round from the `delta_t` of its local and cumulative drift curves.
+fn classify(local_change: f64, cumulative_change: f64, threshold: f64) -> ChainPhase {
+    match (local_change < threshold, cumulative_change < threshold) {
+        (true, true) => ChainPhase::Stationary,
+        (false, false) => ChainPhase::Active,
+        _ => ChainPhase::Slow,
+    }
 }
 
 /// Phase of every round from the local and cumulative drift curves (`[0]` is round 1).
 pub fn phases(local: &[f64], cumulative: &[f64], spec: &DiagnosticsSpec) -> Vec<ChainPhase> {
     let w = spec.window as usize;
     let (dl, dc) = (relative_changes(local, w, spec.noise_z), relative_changes(cumulative, w, spec.noise_z));
-    dl.iter()
-        .zip(&dc)
-        .map(|(&l, &c)| match (l < spec.flat_threshold, c < spec.flat_threshold) {
-            (true, true) => ChainPhase::Stationary,
-            (false, false) => ChainPhase::Active,
-            _ => ChainPhase::Slow,
-        })
-        .collect()
+    dl.iter().zip(&dc).map(|(&l, &c)| classify(l, c, spec.flat_threshold)).collect()
 }
 
 /// Metric names the drift curves are built from.
@@ -167,86 +195,82 @@ pub const LOCAL_DRIFT: &str = "frechet_local";
 /// See [`LOCAL_DRIFT`].
 pub const CUMULATIVE_DRIFT: &str = "frechet_to_initial";
 
-/// Drift curves of one model in one replicate: `(local, cumulative)` per round from 1.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DriftCurves {
-    /// `L_t`, `t = 1..`.
-    pub local: Vec<f64>,
-    /// `C_t`, `t = 1..`.
-    pub cumulative: Vec<f64>,
-}
-
-/// Sums per-text drift rows into curves per (replicate, model), models in first-seen order.
-/// Rows must come in round order within each replicate (as `metrics.csv` holds them).
-#[derive(Debug, Default)]
-pub struct DriftCollector {
-    curves: BTreeMap<u64, Vec<(String, DriftCurves)>>,
-}
-
-impl DriftCollector {
-    /// Takes in one metric row.
-    pub fn observe(&mut self, replicate: u64, round: u64, model: &str, metric: &str, value: f64) {
-        let local = match metric {
-            LOCAL_DRIFT => true,
-            CUMULATIVE_DRIFT => false,
-            _ => return,
-        };
-        if round == 0 {
-            return;
-        }
-        let models = self.curves.entry(replicate).or_default();
-        let i = match models.iter().position(|(m, _)| m == model) {
-            Some(i) => i,
-            None => {
-                models.push((model.to_string(), DriftCurves::default()));
-                models.len() - 1
-            }
-        };
-        let c = &mut models[i].1;
-        let curve = if local { &mut c.local } else { &mut c.cumulative };
-        let t = round as usize;
-        if curve.len() < t {
-            curve.resize(t, 0.0);
-        }
-        curve[t - 1] += value;
-    }
-
-    /// The curves: per replicate (ascending), per model (first-seen order).
-    pub fn into_curves(self) -> BTreeMap<u64, Vec<(String, DriftCurves)>> {
-        self.curves
-    }
-}
-
 /// Header of `phases.csv`.
 pub const PHASES_HEADER: &str = "replicate,round,model,local_drift,cumulative_drift,local_change,cumulative_change,phase\n";
 
-/// Formats `phases.csv` from the drift curves.
-pub fn phases_csv(curves: &BTreeMap<u64, Vec<(String, DriftCurves)>>, spec: &DiagnosticsSpec) -> String {
-    use crate::output::format_value as f;
-    use std::fmt::Write as _;
-    let mut out = String::from(PHASES_HEADER);
-    for (replicate, models) in curves {
-        for (model, c) in models {
-            let n = c.local.len().min(c.cumulative.len());
-            let (local, cumulative) = (&c.local[..n], &c.cumulative[..n]);
-            let w = spec.window as usize;
-            let (dl, dc) = (relative_changes(local, w, spec.noise_z), relative_changes(cumulative, w, spec.noise_z));
-            for (t, phase) in phases(local, cumulative, spec).into_iter().enumerate() {
-                let _ =
-                    writeln!(out, "{replicate},{},{model},{},{},{},{},{phase}", t + 1, f(local[t]), f(cumulative[t]), f(dl[t]), f(dc[t]));
-            }
-        }
-    }
-    out
+/// The drift chain of one conditional model in one replicate, as `phases.csv` is written.
+struct Chain {
+    replicate: u64,
+    model: String,
+    // This round's curve values, summed over texts as the rows arrive.
+    local: f64,
+    cumulative: f64,
+    pending: bool,
+    local_change: RelativeChange,
+    cumulative_change: RelativeChange,
 }
 
-/// Writes `phases.csv` of the run in `out_dir` from its `metrics.csv`.
+/// Writes `phases.csv` of the run in `out_dir` from its `metrics.csv`, streaming: rows come in
+/// round order, so each round's labels are written once its rows are all read, and memory is
+/// `O(window)` per replicate and model whatever the number of rounds. Rows are in the order of
+/// `metrics.csv`: by round, then replicate, then model.
 pub fn write_phases(out_dir: &std::path::Path, spec: &DiagnosticsSpec) -> std::io::Result<()> {
-    let mut collector = DriftCollector::default();
-    crate::experiment::tidy::read_metrics(&out_dir.join("metrics.csv"), |row| {
-        collector.observe(row.replicate, row.round, &row.model, &row.metric, row.value)
-    })?;
-    crate::output::write_atomic(&out_dir.join("phases.csv"), phases_csv(&collector.into_curves(), spec).as_bytes())
+    use std::collections::HashMap;
+    use std::io::Write as _;
+    let w = spec.window as usize;
+    let mut chains: Vec<Chain> = Vec::new();
+    let mut index: HashMap<(u64, String), usize> = HashMap::new();
+    let mut round = 0;
+    crate::output::write_atomic_with(&out_dir.join("phases.csv"), |out| {
+        out.write_all(PHASES_HEADER.as_bytes())?;
+        let flush = |chains: &mut [Chain], round: u64, out: &mut dyn std::io::Write| -> std::io::Result<()> {
+            use crate::output::format_value as f;
+            for c in chains.iter_mut().filter(|c| c.pending) {
+                let (dl, dc) = (c.local_change.push(c.local), c.cumulative_change.push(c.cumulative));
+                let phase = classify(dl, dc, spec.flat_threshold);
+                writeln!(out, "{},{round},{},{},{},{},{},{phase}", c.replicate, c.model, f(c.local), f(c.cumulative), f(dl), f(dc))?;
+                (c.local, c.cumulative, c.pending) = (0.0, 0.0, false);
+            }
+            Ok(())
+        };
+        let mut failed = Ok(());
+        crate::experiment::tidy::read_metrics(&out_dir.join("metrics.csv"), |row| {
+            let local = match row.metric.as_str() {
+                LOCAL_DRIFT => true,
+                CUMULATIVE_DRIFT => false,
+                _ => return,
+            };
+            // Round 0 is the initial state: zero drift, no label.
+            if row.round == 0 || failed.is_err() {
+                return;
+            }
+            if row.round != round {
+                failed = flush(&mut chains, round, out);
+                round = row.round;
+            }
+            let i = *index.entry((row.replicate, row.model.clone())).or_insert_with(|| {
+                chains.push(Chain {
+                    replicate: row.replicate,
+                    model: row.model.clone(),
+                    local: 0.0,
+                    cumulative: 0.0,
+                    pending: false,
+                    local_change: RelativeChange::new(w, spec.noise_z),
+                    cumulative_change: RelativeChange::new(w, spec.noise_z),
+                });
+                chains.len() - 1
+            });
+            let c = &mut chains[i];
+            c.pending = true;
+            if local {
+                c.local += row.value;
+            } else {
+                c.cumulative += row.value;
+            }
+        })?;
+        failed?;
+        flush(&mut chains, round, out)
+    })
 }
 
 #[cfg(test)]

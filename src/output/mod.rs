@@ -81,11 +81,17 @@ pub fn format_value(v: f64) -> String {
 /// Writes `contents` to `path` atomically: to a temporary file in the same folder, then
 /// renamed over `path`, so a reader never sees a half-written file.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, |out| out.write_all(contents))
+}
+
+/// [`write_atomic`] for contents produced piece by piece by `write` (e.g. a table streamed
+/// from another file), through a buffered writer.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut io::BufWriter<File>) -> io::Result<()>) -> io::Result<()> {
     let tmp: PathBuf = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
     {
-        let mut f = File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
+        let mut out = io::BufWriter::new(File::create(&tmp)?);
+        write(&mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     }
     fs::rename(&tmp, path)
 }
