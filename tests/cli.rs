@@ -5,40 +5,17 @@
 //! Every test drives the real binary. Bad scenarios live in `tests/fixtures/`, one per kind of
 //! mistake; ready scenarios are the files in `scenarios/`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
+
+mod common;
+use common::{coevo, scratch, stderr, stdout};
 use std::time::{Duration, Instant};
-
-/// Runs `coevo` with `args` from the crate root, so scenario paths are the ones a user types.
-fn coevo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coevo"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the coevo binary runs")
-}
-
-/// A fresh, empty scratch folder for one test (under cargo's per-target temp dir).
-fn scratch(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli").join(test);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch folder");
-    dir
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// `coevo run` on `tests/fixtures/<fixture>.ron` must exit with code 2, write nothing, and
 /// say each of `expected` on stderr (the location and what would be valid). Returns stderr.
 fn rejects(fixture: &str, expected: &[&str]) -> String {
-    let dir = scratch(fixture);
+    let dir = scratch("cli", fixture);
     let out_dir = dir.join("out");
     let file = format!("tests/fixtures/{fixture}.ron");
     let out = coevo(&["run", &file, "--out", out_dir.to_str().unwrap(), "--quiet"]);
@@ -190,7 +167,7 @@ fn missing_scenario_file_names_the_path() {
 
 #[test]
 fn existing_run_is_not_overwritten_without_force() {
-    let dir = scratch("existing_run").join("out");
+    let dir = scratch("cli", "existing_run").join("out");
     let out_dir = dir.to_str().unwrap();
     let first = coevo(&["run", "scenarios/coevolve.ron", "--out", out_dir, "--rounds", "2", "--quiet"]);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
@@ -275,7 +252,7 @@ fn help_is_complete() {
 /// Runs `coevolve.ron` for 60 rounds and 3 replicates with `extra` arguments; returns
 /// metrics.csv. 60 rounds are enough for every stream to have been drawn from many times.
 fn coevolve_metrics(test: &str, extra: &[&str]) -> Vec<u8> {
-    let dir = scratch(test).join("out");
+    let dir = scratch("cli", test).join("out");
     let mut args = vec!["run", "scenarios/coevolve.ron", "--out", dir.to_str().unwrap(), "--rounds", "60", "--replicates", "3", "--quiet"];
     args.extend_from_slice(extra);
     let out = coevo(&args);
@@ -340,7 +317,7 @@ fn parse_metrics(csv: &str) -> Vec<(u64, u64, String, String, String)> {
 
 #[test]
 fn killed_run_leaves_complete_rounds() {
-    let dir = scratch("killed").join("out");
+    let dir = scratch("cli", "killed").join("out");
     let metrics = dir.join("metrics.csv");
     let mut child = Command::new(env!("CARGO_BIN_EXE_coevo"))
         .args(["run", "scenarios/coevolve.ron", "--out", dir.to_str().unwrap(), "--rounds", "1000000", "--replicates", "2", "--quiet"])

@@ -7,7 +7,7 @@
 //! variable, into the workspace's target folder), so `cargo test` passes on a clean clone.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
 use bevy_ecs::prelude::*;
@@ -16,6 +16,9 @@ use coevo::plugin::PluginState;
 use coevo::rng::Stream;
 use coevo::world::{ConditionalAgent, RandomStream, ScenarioOrder, TextAgent};
 use coevo::{Scenario, Simulation};
+
+mod common;
+use common::{coevo, coevo_with, scratch, stderr, stdout};
 
 /// Every plugin package the tests load.
 const PLUGINS: [&str; 6] = [
@@ -46,35 +49,6 @@ fn plugin_dir() -> &'static Path {
 fn audio_library() -> String {
     let (p, s) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
     plugin_dir().join(format!("{p}coevo_plugin_audio{s}")).display().to_string()
-}
-
-/// Runs `coevo` from the crate root with a clean environment for logs and plugin paths.
-fn coevo(args: &[&str]) -> Output {
-    coevo_with(args, &[])
-}
-
-fn coevo_with(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coevo"));
-    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR")).env_remove("RUST_LOG").env_remove(coevo::plugin::PLUGIN_PATH_VAR);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("the coevo binary runs")
-}
-
-fn scratch(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugins").join(test);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch folder");
-    dir
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn parse(source: &str) -> Scenario {
@@ -115,7 +89,7 @@ fn plugins_list_shows_every_plugin_with_version_abi_and_modalities() {
 
 #[test]
 fn libraries_are_found_by_path_plugin_dir_and_environment() {
-    let dir = scratch("search");
+    let dir = scratch("plugins", "search");
     let libs = dir.join("libs");
     std::fs::create_dir_all(&libs).unwrap();
     // A copy under a name only these folders hold, so the executable's folder cannot answer.
@@ -181,7 +155,7 @@ fn run_metrics(dir: &Path, tag: &str, scenario: &str, threads: &str) -> Vec<u8> 
 
 #[test]
 fn runs_with_plugins_and_feeds_are_byte_identical_across_runs_and_thread_counts() {
-    let dir = scratch("reproducible");
+    let dir = scratch("plugins", "reproducible");
     for scenario in ["scenarios/plugin_audio.ron", "scenarios/platform_two_by_two.ron"] {
         let name = Path::new(scenario).file_stem().unwrap().to_str().unwrap();
         let first = run_metrics(&dir, &format!("{name}_1"), scenario, "1");
@@ -490,7 +464,7 @@ fn fault_scenario(dir: &Path, library: &str, model: &str, params: &str) -> Strin
 }
 
 fn run_fault(test: &str, library: &str, model: &str, params: &str) -> (Output, PathBuf) {
-    let dir = scratch(test);
+    let dir = scratch("plugins", test);
     let file = fault_scenario(&dir, library, model, params);
     let out_dir = dir.join("out");
     let plugins = plugin_dir().display().to_string();

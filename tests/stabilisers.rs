@@ -16,7 +16,6 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use coevo::metrics::text::gini_simpson;
 use coevo::run::Rounds;
@@ -24,6 +23,9 @@ use coevo::scenario::{EntitySpec, Perturbation, TextInit};
 use coevo::stability::Twins;
 use coevo::world::{ConditionalAgent, MetricRow, TextAgent};
 use coevo::{Scenario, Simulation};
+
+mod common;
+use common::{coevo, metric};
 
 /// Tolerance of every statistical check, in standard errors: a two-sided Gaussian tail beyond
 /// 4.5 sigma has probability 6.8e-6, so even the 64 checks of the heat-death test fail on a
@@ -38,14 +40,6 @@ fn scenario(source: &str) -> Scenario {
 fn ready(name: &str) -> Scenario {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name);
     Scenario::load(&path).unwrap_or_else(|e| panic!("{name}: {e}")).0
-}
-
-/// The value of `metric` of `model` (for `text`, if per text) in one round's rows.
-fn metric(rows: &[MetricRow], model: &str, metric: &str, text: Option<u32>) -> f64 {
-    rows.iter()
-        .find(|r| &*r.model == model && &*r.metric == metric && r.text == text)
-        .unwrap_or_else(|| panic!("no row {model}/{metric}/{text:?} in round {:?}", rows.first().map(|r| r.round)))
-        .value
 }
 
 /// The current `p` of text model `name`.
@@ -568,15 +562,6 @@ fn fresh_data_bounds_the_divergence_that_replace_lets_grow() {
 }
 
 // ------------------------------------------------------------------ bad input
-
-fn coevo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coevo"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the coevo binary runs")
-}
 
 /// `coevo validate` on `tests/fixtures/stabilisers/<fixture>.ron` must exit with code 2 and
 /// say each of `expected` (the field and what would be valid), without panicking.

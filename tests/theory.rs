@@ -21,6 +21,9 @@ use coevo::world::{MetricRow, TextAgent, unit_circle_means};
 use coevo::{Scenario, Simulation};
 use nalgebra::{DMatrix, DVector};
 
+mod common;
+use common::metric;
+
 /// Tolerance of every statistical check, in standard errors. A two-sided Gaussian tail beyond
 /// 4.5 sigma has probability 6.8e-6, so a test making up to 60 such checks fails on a correct
 /// implementation with probability below 4.1e-4 (Bonferroni); where the standard error used is
@@ -38,14 +41,6 @@ fn p0_ron() -> String {
 
 fn scenario(source: &str) -> Scenario {
     Scenario::parse(source, Path::new("test.ron")).unwrap_or_else(|e| panic!("test scenario is invalid:\n{e}\n{source}"))
-}
-
-/// The value of `metric` of `model` (for `text`, if per text) in one round's rows.
-fn metric(rows: &[MetricRow], model: &str, metric: &str, text: Option<u32>) -> f64 {
-    rows.iter()
-        .find(|r| &*r.model == model && &*r.metric == metric && r.text == text)
-        .unwrap_or_else(|| panic!("no row {model}/{metric}/{text:?} in round {:?}", rows.first().map(|r| r.round)))
-        .value
 }
 
 /// The per-text values of `name` (`p`, `trace`, `fidelity`, ...) of `model`.
