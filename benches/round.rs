@@ -40,6 +40,22 @@ fn floor(c: &mut Criterion) {
     group.finish();
 }
 
+/// The paper-scale round's `2 N d = 4000` standard normal variates alone (ChaCha8, rand_distr's
+/// ziggurat): a lower bound on the round time of any implementation with this generator.
+fn normals(c: &mut Criterion) {
+    use rand_distr::{Distribution, StandardNormal};
+    let mut rng = coevo::rng::entity_stream(1, 0, "normals");
+    let mut buf = vec![0.0f64; 4000];
+    c.bench_function("normals_only/paper", |b| {
+        b.iter(|| {
+            for x in buf.iter_mut() {
+                *x = StandardNormal.sample(&mut rng);
+            }
+            buf[0]
+        })
+    });
+}
+
 fn replicates(c: &mut Criterion) {
     // 64 worlds at paper scale, 20 rounds each, on 1 thread and on every core.
     let cores = std::thread::available_parallelism().map_or(1, |p| p.get() as u64);
@@ -56,5 +72,5 @@ fn replicates(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, rounds, floor, replicates);
+criterion_group!(benches, rounds, floor, normals, replicates);
 criterion_main!(benches);
