@@ -108,6 +108,19 @@ struct ResolvedModel {
     means: Option<Vec<Vec<f64>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     covariances: Option<Vec<Vec<Vec<f64>>>>,
+    /// Plugin models: the library file loaded and what it said of itself, so a run records
+    /// exactly which plugin produced its numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plugin: Option<ResolvedPlugin>,
+}
+
+#[derive(Serialize)]
+struct ResolvedPlugin {
+    library: String,
+    plugin: String,
+    version: String,
+    abi_version: u32,
+    model: String,
 }
 
 fn resolve(scenario: &Scenario) -> Vec<ResolvedModel> {
@@ -115,9 +128,13 @@ fn resolve(scenario: &Scenario) -> Vec<ResolvedModel> {
     let mut out = Vec::new();
     for e in &scenario.entities {
         match e {
-            EntitySpec::TextModel(s) => {
-                out.push(ResolvedModel { name: s.name.clone(), p0: Some(s.initial.probabilities()), means: None, covariances: None })
-            }
+            EntitySpec::TextModel(s) => out.push(ResolvedModel {
+                name: s.name.clone(),
+                p0: Some(s.initial.probabilities()),
+                means: None,
+                covariances: None,
+                plugin: None,
+            }),
             EntitySpec::ImageModel(s) => {
                 let Some(EntitySpec::TextModel(t)) = scenario.entity(&s.conditioned_on) else { continue };
                 let (k, d) = (t.initial.probabilities().len(), s.dim as usize);
@@ -129,12 +146,32 @@ fn resolve(scenario: &Scenario) -> Vec<ResolvedModel> {
                     .iter()
                     .map(|m| m.row_iter().map(|r| r.iter().copied().collect()).collect())
                     .collect();
-                out.push(ResolvedModel { name: s.name.clone(), p0: None, means: Some(means), covariances: Some(covariances) });
+                out.push(ResolvedModel {
+                    name: s.name.clone(),
+                    p0: None,
+                    means: Some(means),
+                    covariances: Some(covariances),
+                    plugin: None,
+                });
             }
-            EntitySpec::Temperature(_)
-            | EntitySpec::CorpusInjector(_)
-            | EntitySpec::UserContentInjector(_)
-            | EntitySpec::PluginModel(_) => {}
+            EntitySpec::Temperature(_) | EntitySpec::CorpusInjector(_) | EntitySpec::UserContentInjector(_) => {}
+            EntitySpec::PluginModel(s) => {
+                // The library was loaded when the scenario was checked (loads are cached).
+                let plugin = s.resolved.as_deref().and_then(|path| crate::plugin::library::load(path).ok().map(|table| (path, table)));
+                out.push(ResolvedModel {
+                    name: s.name.clone(),
+                    p0: None,
+                    means: None,
+                    covariances: None,
+                    plugin: plugin.map(|(path, table)| ResolvedPlugin {
+                        library: path.display().to_string(),
+                        plugin: table.name().to_string(),
+                        version: table.version().to_string(),
+                        abi_version: coevo_plugin_api::COEVO_ABI_VERSION,
+                        model: s.model.clone(),
+                    }),
+                });
+            }
         }
     }
     out

@@ -175,6 +175,25 @@ fn runs_with_plugins_and_feeds_are_byte_identical_across_runs_and_thread_counts(
     }
 }
 
+/// The manifest records which plugin produced a run's numbers: the library file loaded, the
+/// plugin's name and version, the ABI version and the model.
+#[test]
+fn the_manifest_names_the_plugin_library_and_version() {
+    let out_dir = scratch("plugins", "manifest");
+    let plugins = plugin_dir().to_str().unwrap().to_string();
+    let out =
+        coevo(&["run", "scenarios/plugin_audio.ron", "--out", out_dir.to_str().unwrap(), "--rounds", "2", "-q", "--plugin-dir", &plugins]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();
+    let singer = manifest["resolved"].as_array().unwrap().iter().find(|m| m["name"] == "singer").expect("the plugin model is listed");
+    let plugin = &singer["plugin"];
+    assert_eq!(plugin["plugin"], "coevo-audio");
+    assert_eq!(plugin["model"], "von_mises_pitch");
+    assert_eq!(plugin["abi_version"], coevo_plugin_api::COEVO_ABI_VERSION);
+    assert!(!plugin["version"].as_str().unwrap().is_empty());
+    assert!(plugin["library"].as_str().unwrap().ends_with(&audio_library()), "{plugin}");
+}
+
 // ---------------------------------------------------------------- SPEC 9: the caption posterior
 
 /// Sorted conditional-model entities of a world.
