@@ -68,6 +68,20 @@ fn set_p(sim: &mut Simulation, p: &[f64]) {
     agent.model.p.copy_from_slice(p);
 }
 
+/// Moments of each `p'_i` over `rounds` independent text phases of `scenario`'s world, each
+/// starting again from `p = P0` (so the rounds are i.i.d. draws of one phase from `P0`).
+fn one_phase_moments(scenario: &Scenario, rounds: usize) -> [Moments; 5] {
+    let mut sim = Simulation::new(scenario, 0).unwrap();
+    let mut means = [Moments::default(); 5];
+    for _ in 0..rounds {
+        set_p(&mut sim, &P0);
+        for (m, p) in means.iter_mut().zip(per_text(sim.step().unwrap(), "captioner", "p", 5)) {
+            m.push(p);
+        }
+    }
+    means
+}
+
 /// Running mean and sample variance (Welford), for ensemble averages and their standard errors.
 #[derive(Debug, Clone, Copy, Default)]
 struct Moments {
@@ -640,14 +654,7 @@ fn text_phase_samples_captions_from_the_tempered_distribution() {
             ])",
             p0_ron()
         ));
-        let mut sim = Simulation::new(&s, 0).unwrap();
-        let mut means = [Moments::default(); 5];
-        for _ in 0..R {
-            set_p(&mut sim, &P0);
-            for (m, p) in means.iter_mut().zip(per_text(sim.step().unwrap(), "captioner", "p", 5)) {
-                m.push(p);
-            }
-        }
+        let means = one_phase_moments(&s, R);
         let mut q = Vec::new();
         tempered(&P0, t, &mut q);
         for i in 0..5 {
@@ -678,14 +685,7 @@ fn text_phase_posterior_uses_the_model_prior_not_the_tempered_one() {
         ])",
         p0_ron()
     ));
-    let mut sim = Simulation::new(&s, 0).unwrap();
-    let mut means = [Moments::default(); 5];
-    for _ in 0..R {
-        set_p(&mut sim, &P0);
-        for (m, p) in means.iter_mut().zip(per_text(sim.step().unwrap(), "captioner", "p", 5)) {
-            m.push(p);
-        }
-    }
+    let means = one_phase_moments(&s, R);
     let mut q = Vec::new();
     tempered(&P0, T, &mut q);
     let theory = posterior_quadrature(&q, &P0, &unit_circle_means(5, 2), S2);
