@@ -33,56 +33,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::Problem;
-
-/// The `diagnostics` section of a scenario: how phases are labelled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DiagnosticsSpec {
-    /// A drift curve is flat when its window mean changed by less than this fraction of its
-    /// peak over the last window (default 0.05).
-    #[serde(default = "default_threshold")]
-    pub flat_threshold: f64,
-    /// Window `w` in rounds (default 10).
-    #[serde(default = "default_window")]
-    pub window: u64,
-    /// Standard errors of sampling noise a change of window means may have and still count
-    /// as flat (default 2; 0 compares the plain relative change with the threshold).
-    #[serde(default = "default_noise_z")]
-    pub noise_z: f64,
-}
-
-fn default_threshold() -> f64 {
-    0.05
-}
-fn default_window() -> u64 {
-    10
-}
-fn default_noise_z() -> f64 {
-    2.0
-}
-
-impl Default for DiagnosticsSpec {
-    fn default() -> Self {
-        DiagnosticsSpec { flat_threshold: default_threshold(), window: default_window(), noise_z: default_noise_z() }
-    }
-}
-
-/// Problems of a scenario's diagnostics section, for [`crate::scenario::validate`].
-pub fn check(spec: &DiagnosticsSpec) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let mut fail = |message: String| problems.push(Problem { entity: None, kind: "", key: "diagnostics".into(), message });
-    if !(spec.flat_threshold > 0.0 && spec.flat_threshold < 1.0) {
-        fail(format!("flat_threshold must lie strictly between 0 and 1 (a fraction of the drift's peak), got {}", spec.flat_threshold));
-    }
-    if !(spec.noise_z.is_finite() && spec.noise_z >= 0.0) {
-        fail(format!("noise_z must be a finite number >= 0 (standard errors of noise allowed), got {}", spec.noise_z));
-    }
-    if spec.window < 1 {
-        fail(format!("window must be at least 1 round, got {}", spec.window));
-    }
-    problems
-}
+use crate::metrics::MetricRow;
+use crate::metrics::names::{FRECHET_LOCAL, FRECHET_TO_INITIAL};
+pub use crate::scenario::DiagnosticsSpec;
 
 /// The phase of the generational Markov chain at one round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,18 +143,31 @@ pub fn phases(local: &[f64], cumulative: &[f64], spec: &DiagnosticsSpec) -> Vec<
     dl.iter().zip(&dc).map(|(&l, &c)| classify(l, c, spec.flat_threshold)).collect()
 }
 
-/// Metric names the drift curves are built from.
-pub const LOCAL_DRIFT: &str = "frechet_local";
-/// See [`LOCAL_DRIFT`].
-pub const CUMULATIVE_DRIFT: &str = "frechet_to_initial";
+/// One labelled round of one conditional model's drift chain (a row of `phases.csv`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PhaseRecord<'a> {
+    /// Replicate index.
+    pub replicate: u64,
+    /// Round (from 1: round 0 is the initial state and has no label).
+    pub round: u64,
+    /// The conditional model.
+    pub model: &'a str,
+    /// `L_t`, the local drift summed over texts.
+    pub local_drift: f64,
+    /// `C_t`, the cumulative drift summed over texts.
+    pub cumulative_drift: f64,
+    /// `delta_t` of the local drift.
+    pub local_change: f64,
+    /// `delta_t` of the cumulative drift.
+    pub cumulative_change: f64,
+    /// The label.
+    pub phase: ChainPhase,
+}
 
-/// Header of `phases.csv`.
-pub const PHASES_HEADER: &str = "replicate,round,model,local_drift,cumulative_drift,local_change,cumulative_change,phase\n";
-
-/// The drift chain of one conditional model in one replicate, as `phases.csv` is written.
+/// The drift chain of one conditional model in one replicate.
 struct Chain {
     replicate: u64,
-    model: String,
+    model: std::sync::Arc<str>,
     // This round's curve values, summed over texts as the rows arrive.
     local: f64,
     cumulative: f64,
@@ -210,53 +176,48 @@ struct Chain {
     cumulative_change: RelativeChange,
 }
 
-/// Writes `phases.csv` of the run in `out_dir` from its `metrics.csv`, streaming: rows come in
-/// round order, so each round's labels are written once its rows are all read, and memory is
-/// `O(window)` per replicate and model whatever the number of rounds. Rows are in the order of
-/// `metrics.csv`: by round, then replicate, then model.
-pub fn write_phases(out_dir: &std::path::Path, spec: &DiagnosticsSpec) -> std::io::Result<()> {
-    use std::collections::HashMap;
-    use std::io::Write as _;
-    let w = spec.window as usize;
-    let mut chains: Vec<Chain> = Vec::new();
-    let mut index: HashMap<(u64, String), usize> = HashMap::new();
-    let mut round = 0;
-    crate::output::write_atomic_with(&out_dir.join("phases.csv"), |out| {
-        out.write_all(PHASES_HEADER.as_bytes())?;
-        let flush = |chains: &mut [Chain], round: u64, out: &mut dyn std::io::Write| -> std::io::Result<()> {
-            use crate::output::format_value as f;
-            for c in chains.iter_mut().filter(|c| c.pending) {
-                let (dl, dc) = (c.local_change.push(c.local), c.cumulative_change.push(c.cumulative));
-                let phase = classify(dl, dc, spec.flat_threshold);
-                writeln!(out, "{},{round},{},{},{},{},{},{phase}", c.replicate, c.model, f(c.local), f(c.cumulative), f(dl), f(dc))?;
-                (c.local, c.cumulative, c.pending) = (0.0, 0.0, false);
-            }
-            Ok(())
-        };
-        let mut failed = Ok(());
-        crate::experiment::tidy::read_metrics(&out_dir.join("metrics.csv"), |row| {
-            let local = match row.metric.as_str() {
-                LOCAL_DRIFT => true,
-                CUMULATIVE_DRIFT => false,
-                _ => return,
+/// Labels the phases of every conditional model's drift chain as a run's rows stream past,
+/// in `O(window)` memory per replicate and model whatever the number of rounds: the round
+/// loop shows it each replicate's rows of each round (the order `metrics.csv` is written in),
+/// and it emits that round's [`PhaseRecord`]s, in the order the models' rows came.
+pub struct DriftChains {
+    spec: DiagnosticsSpec,
+    chains: Vec<Chain>,
+    index: std::collections::HashMap<(u64, std::sync::Arc<str>), usize>,
+}
+
+impl DriftChains {
+    /// No chains yet, labelled by `spec`.
+    pub fn new(spec: &DiagnosticsSpec) -> Self {
+        DriftChains { spec: spec.clone(), chains: Vec::new(), index: Default::default() }
+    }
+
+    /// Takes one replicate's rows of one round and emits the labels of that round.
+    pub fn observe(&mut self, replicate: u64, rows: &[MetricRow], mut emit: impl FnMut(PhaseRecord<'_>)) {
+        let Some(round) = rows.first().map(|r| r.round) else { return };
+        // Round 0 is the initial state: zero drift, no label.
+        if round == 0 {
+            return;
+        }
+        let (w, noise_z) = (self.spec.window as usize, self.spec.noise_z);
+        let mut touched = false;
+        for row in rows {
+            let local = match &*row.metric {
+                FRECHET_LOCAL => true,
+                FRECHET_TO_INITIAL => false,
+                _ => continue,
             };
-            // Round 0 is the initial state: zero drift, no label.
-            if row.round == 0 || failed.is_err() {
-                return;
-            }
-            if row.round != round {
-                failed = flush(&mut chains, round, out);
-                round = row.round;
-            }
-            let i = *index.entry((row.replicate, row.model.clone())).or_insert_with(|| {
+            touched = true;
+            let chains = &mut self.chains;
+            let i = *self.index.entry((replicate, row.model.clone())).or_insert_with(|| {
                 chains.push(Chain {
-                    replicate: row.replicate,
+                    replicate,
                     model: row.model.clone(),
                     local: 0.0,
                     cumulative: 0.0,
                     pending: false,
-                    local_change: RelativeChange::new(w, spec.noise_z),
-                    cumulative_change: RelativeChange::new(w, spec.noise_z),
+                    local_change: RelativeChange::new(w, noise_z),
+                    cumulative_change: RelativeChange::new(w, noise_z),
                 });
                 chains.len() - 1
             });
@@ -267,10 +228,25 @@ pub fn write_phases(out_dir: &std::path::Path, spec: &DiagnosticsSpec) -> std::i
             } else {
                 c.cumulative += row.value;
             }
-        })?;
-        failed?;
-        flush(&mut chains, round, out)
-    })
+        }
+        if !touched {
+            return;
+        }
+        for c in self.chains.iter_mut().filter(|c| c.pending) {
+            let (dl, dc) = (c.local_change.push(c.local), c.cumulative_change.push(c.cumulative));
+            emit(PhaseRecord {
+                replicate: c.replicate,
+                round,
+                model: &c.model,
+                local_drift: c.local,
+                cumulative_drift: c.cumulative,
+                local_change: dl,
+                cumulative_change: dc,
+                phase: classify(dl, dc, self.spec.flat_threshold),
+            });
+            (c.local, c.cumulative, c.pending) = (0.0, 0.0, false);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub mod models;
 pub mod output;
 pub mod plot;
 pub mod plugin;
+mod resolve;
 pub mod rng;
 pub mod run;
 pub mod scenario;

@@ -9,11 +9,13 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::Checkpoint;
-use crate::experiment::aggregate::AggregateWriter;
+use crate::metrics::MetricRow;
+use crate::output::aggregate::AggregateWriter;
+use crate::output::phases::PhasesWriter;
 use crate::output::{MetricsWriter, Summary, SummaryTracker, write_atomic};
 use crate::rng::RNG_ALGORITHM;
 use crate::scenario::{EntitySpec, Means, Scenario};
-use crate::world::{BuildError, MetricRow, RunError, Simulation};
+use crate::world::{BuildError, RunError, Simulation};
 
 /// How to run a scenario.
 #[derive(Debug, Clone, Default)]
@@ -195,7 +197,7 @@ pub fn run(scenario: &Scenario, source: &str, file: &Path, options: &RunOptions)
     let manifest = ManifestWriter::new(&out_dir, scenario, source, file);
     manifest.write("running", 0)?;
     let tracker = SummaryTracker::new(scenario.collapse.clone(), sims.len());
-    let tables = Tables::create(&out_dir)?;
+    let tables = Tables::create(&out_dir, scenario)?;
     let source = RunSource { text: source, file };
     continue_run(sims, scenario, &source, options, &out_dir, &manifest, tracker, tables, 0)
 }
@@ -252,15 +254,16 @@ pub fn resume(out_dir: &Path, options: &RunOptions) -> Result<RunOutcome, RunFai
     for (sim, state) in sims.iter_mut().zip(&checkpoint.worlds) {
         crate::checkpoint::restore(sim, state).map_err(|e| bad(format!("{}: {e}", path.display())))?;
     }
-    let tables = Tables::truncate(out_dir, checkpoint.metrics_bytes, checkpoint.aggregate_bytes)?;
-    // The summary tracker is a function of the metric rows: replay them.
+    let mut tables = Tables::truncate(out_dir, checkpoint.metrics_bytes, checkpoint.aggregate_bytes, &scenario)?;
+    // The summary and the phase labels are functions of the metric rows: replay them.
     let mut tracker = SummaryTracker::new(scenario.collapse.clone(), sims.len());
     let metrics_path = out_dir.join("metrics.csv");
-    crate::experiment::tidy::read_metrics(&metrics_path, |row| {
-        let row_ = MetricRow { round: row.round, model: row.model.into(), text: row.text, metric: row.metric.into(), value: row.value };
-        tracker.observe(row.replicate as usize, std::slice::from_ref(&row_));
+    crate::output::tidy::replay_rounds(&metrics_path, |replicate, rows| {
+        tracker.observe(replicate as usize, rows);
+        tables.phases.observe(replicate, rows);
     })
     .map_err(io_error(&metrics_path))?;
+    tables.phases.end_round().map_err(io_error(&tables.paths.phases))?;
     let manifest = ManifestWriter::new(out_dir, &scenario, &checkpoint.scenario_source, &file);
     manifest.write("running", checkpoint.round)?;
     let source = RunSource { text: &checkpoint.scenario_source, file: &file };
@@ -321,8 +324,6 @@ fn continue_run(
     let summary = tracker.summary();
     let summary_path = out_dir.join("summary.json");
     write_atomic(&summary_path, &serde_json::to_vec_pretty(&summary).expect("summary serialises")).map_err(io_error(&summary_path))?;
-    let phases_path = out_dir.join("phases.csv");
-    crate::diagnostics::write_phases(out_dir, &scenario.diagnostics).map_err(io_error(&phases_path))?;
     if result.is_ok() {
         remove_if_present(&checkpoint_path)?;
     }
@@ -331,10 +332,12 @@ fn continue_run(
     Ok(RunOutcome { out_dir: out_dir.to_path_buf(), summary })
 }
 
-/// The tables a run appends to round by round: `metrics.csv` and `aggregate.csv`.
+/// The tables a run appends to round by round: `metrics.csv`, `aggregate.csv` and
+/// `phases.csv`.
 pub(crate) struct Tables {
     metrics: MetricsWriter,
     aggregate: AggregateWriter,
+    phases: PhasesWriter,
     paths: TablePaths,
 }
 
@@ -342,11 +345,12 @@ pub(crate) struct Tables {
 pub(crate) struct TablePaths {
     metrics: PathBuf,
     aggregate: PathBuf,
+    phases: PathBuf,
 }
 
 impl TablePaths {
     fn of(out_dir: &Path) -> Self {
-        TablePaths { metrics: out_dir.join("metrics.csv"), aggregate: out_dir.join("aggregate.csv") }
+        TablePaths { metrics: out_dir.join("metrics.csv"), aggregate: out_dir.join("aggregate.csv"), phases: out_dir.join("phases.csv") }
     }
 
     /// Current byte lengths of `metrics.csv` and `aggregate.csv`.
@@ -357,18 +361,20 @@ impl TablePaths {
 }
 
 impl Tables {
-    /// Creates both tables (with their headers) in `out_dir`.
-    fn create(out_dir: &Path) -> Result<Self, RunFailure> {
+    /// Creates the tables (with their headers) in `out_dir`.
+    fn create(out_dir: &Path, scenario: &Scenario) -> Result<Self, RunFailure> {
         let paths = TablePaths::of(out_dir);
         Ok(Tables {
             metrics: MetricsWriter::create(&paths.metrics).map_err(io_error(&paths.metrics))?,
             aggregate: AggregateWriter::create(&paths.aggregate).map_err(io_error(&paths.aggregate))?,
+            phases: PhasesWriter::create(&paths.phases, &scenario.diagnostics).map_err(io_error(&paths.phases))?,
             paths,
         })
     }
 
-    /// Cuts both tables back to the given lengths (a checkpoint's) and opens them to append.
-    fn truncate(out_dir: &Path, metrics_bytes: u64, aggregate_bytes: u64) -> Result<Self, RunFailure> {
+    /// Cuts `metrics.csv` and `aggregate.csv` back to the given lengths (a checkpoint's) and
+    /// opens them to append; `phases.csv` starts anew, for the caller to replay.
+    fn truncate(out_dir: &Path, metrics_bytes: u64, aggregate_bytes: u64, scenario: &Scenario) -> Result<Self, RunFailure> {
         let paths = TablePaths::of(out_dir);
         for (path, len) in [(&paths.metrics, metrics_bytes), (&paths.aggregate, aggregate_bytes)] {
             let file = std::fs::OpenOptions::new().write(true).open(path).map_err(io_error(path))?;
@@ -384,6 +390,7 @@ impl Tables {
         Ok(Tables {
             metrics: MetricsWriter::append(&paths.metrics).map_err(io_error(&paths.metrics))?,
             aggregate: AggregateWriter::append(&paths.aggregate).map_err(io_error(&paths.aggregate))?,
+            phases: PhasesWriter::create(&paths.phases, &scenario.diagnostics).map_err(io_error(&paths.phases))?,
             paths,
         })
     }
@@ -491,7 +498,7 @@ pub fn drive<W: Rounds>(
         Ok(w) => w,
         Err(e) => return (0, Err(io_error(table)(e))),
     };
-    drive_rounds(worlds, scenario, options, table, writer, None, 0, observe, |_, _| Ok(()))
+    drive_rounds(worlds, scenario, options, table, writer, None, None, 0, observe, |_, _| Ok(()))
 }
 
 /// [`drive`] for a run's worlds from round `start`, also writing `aggregate.csv` and calling
@@ -505,9 +512,10 @@ fn drive_from(
     observe: impl FnMut(usize, &[MetricRow]),
     mut after_round: impl FnMut(u64, &mut [Simulation], &TablePaths) -> Result<(), RunFailure>,
 ) -> (u64, Result<(), RunFailure>) {
-    let Tables { metrics, aggregate, paths } = tables;
+    let Tables { metrics, aggregate, phases, paths } = tables;
     let aggregate = Some((aggregate, paths.aggregate.clone()));
-    drive_rounds(worlds, scenario, options, &paths.metrics, metrics, aggregate, start, observe, |round, worlds| {
+    let phases = Some((phases, paths.phases.clone()));
+    drive_rounds(worlds, scenario, options, &paths.metrics, metrics, aggregate, phases, start, observe, |round, worlds| {
         after_round(round, worlds, &paths)
     })
 }
@@ -520,6 +528,7 @@ fn drive_rounds<W: Rounds>(
     table: &Path,
     mut writer: MetricsWriter,
     mut aggregate: Option<(AggregateWriter, PathBuf)>,
+    mut phases: Option<(PhasesWriter, PathBuf)>,
     start: u64,
     mut observe: impl FnMut(usize, &[MetricRow]),
     mut after_round: impl FnMut(u64, &mut [W]) -> Result<(), RunFailure>,
@@ -548,6 +557,15 @@ fn drive_rounds<W: Rounds>(
         {
             result = Err(io_error(path)(e));
             break;
+        }
+        if let Some((labels, path)) = &mut phases {
+            for (r, w) in worlds.iter().enumerate() {
+                labels.observe(r as u64, w.rows());
+            }
+            if let Err(e) = labels.end_round() {
+                result = Err(io_error(path)(e));
+                break;
+            }
         }
         for (r, w) in worlds.iter().enumerate() {
             observe(r, w.rows());

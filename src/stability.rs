@@ -25,11 +25,12 @@ use serde::Serialize;
 
 use crate::metrics::gaussian::frechet_sq;
 use crate::metrics::text::total_variation;
+use crate::metrics::{MetricRow, names};
 use crate::output::write_atomic;
 use crate::run::{ManifestWriter, Rounds, RunFailure, RunOptions, drive, io_error, prepare_output};
 use crate::scenario::{Covariance, EntitySpec, Means, Perturbation, Scenario};
 use crate::world::{
-    BuildError, ConditionalAgent, EntityName, MetricRow, RunError, ScenarioOrder, Simulation, TextAgent, initial_covariances, initial_means,
+    BuildError, ConditionalAgent, EntityName, RunError, ScenarioOrder, Simulation, TextAgent, initial_covariances, initial_means,
 };
 
 /// The scenario of the twin world: `scenario` with `perturbation` applied (a validated
@@ -98,7 +99,7 @@ impl Twins {
         let mut b = Simulation::new(&twin, replicate)?;
         a.set_measuring(false);
         b.set_measuring(false);
-        Ok(Twins { a, b, rows: Vec::new(), names: [Arc::from("tv"), Arc::from("frechet_sum")] })
+        Ok(Twins { a, b, rows: Vec::new(), names: [Arc::from(names::TV), Arc::from(names::FRECHET_SUM)] })
     }
 
     fn record(&mut self) {

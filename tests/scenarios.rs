@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use coevo::Scenario;
-use coevo::world::MetricRow;
+use coevo::metrics::MetricRow;
 use rayon::prelude::*;
 
 fn load(name: &str) -> Scenario {

@@ -17,11 +17,12 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::Path;
 
+use coevo::metrics::MetricRow;
 use coevo::metrics::text::gini_simpson;
 use coevo::run::Rounds;
 use coevo::scenario::{EntitySpec, Perturbation, TextInit};
 use coevo::stability::Twins;
-use coevo::world::{ConditionalAgent, MetricRow, TextAgent};
+use coevo::world::{ConditionalAgent, TextAgent};
 use coevo::{Scenario, Simulation};
 
 mod common;

@@ -23,12 +23,12 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::aggregate::Stats;
-use super::sweep::Sweep;
-use super::tidy::read_metrics;
+use crate::output::aggregate::Stats;
+use crate::output::tidy::read_metrics;
 use crate::output::{Summary, format_value, write_atomic};
 use crate::run::{RunFailure, RunOptions};
 use crate::scenario::Scenario;
+use crate::scenario::Sweep;
 
 /// A deterministic share of a sweep: the points with `index % count == index_of_shard`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,10 +316,10 @@ fn point_rows(index: usize, sweep: &Sweep, out: &Path, summary: &Summary) -> std
     let mut last_phase: BTreeMap<(String, u64), String> = BTreeMap::new();
     let phases = out.join("phases.csv");
     if phases.exists() {
-        super::tidy::read_csv(&phases, crate::diagnostics::PHASES_HEADER, |n, f| {
-            let round: u64 = super::tidy::parse(&phases, n, "round", f[1])?;
+        crate::output::tidy::read_csv(&phases, crate::output::phases::PHASES_HEADER, |n, f| {
+            let round: u64 = crate::output::tidy::parse(&phases, n, "round", f[1])?;
             if round == rounds {
-                last_phase.insert((f[2].to_string(), super::tidy::parse(&phases, n, "replicate", f[0])?), f[7].to_string());
+                last_phase.insert((f[2].to_string(), crate::output::tidy::parse(&phases, n, "replicate", f[0])?), f[7].to_string());
             }
             Ok(())
         })?;

@@ -8,6 +8,7 @@ use super::conditional::{ConditionalModel, ModelError, PerTextMetrics};
 use super::linalg::symmetric_eigen;
 use super::policy::DataPolicy;
 use crate::metrics::gaussian as gm;
+use crate::metrics::names;
 use crate::rng::Stream;
 
 /// How many samples each text gets in an image-phase batch.
@@ -543,23 +544,23 @@ impl ConditionalModel for GaussianImageModel {
         self.refresh_factors();
         for i in 0..self.mu.len() {
             let eig = &self.factors[i].eigenvalues;
-            sink("trace", i, self.sigma[i].trace());
-            sink("trace_sqrt", i, gm::trace_sqrt(eig));
-            sink("logdet", i, gm::log_det(eig));
-            sink("effective_rank", i, gm::effective_rank(eig));
-            sink("fidelity", i, (&self.mu[i] - &self.mu0[i]).norm());
+            sink(names::TRACE, i, self.sigma[i].trace());
+            sink(names::TRACE_SQRT, i, gm::trace_sqrt(eig));
+            sink(names::LOGDET, i, gm::log_det(eig));
+            sink(names::EFFECTIVE_RANK, i, gm::effective_rank(eig));
+            sink(names::FIDELITY, i, (&self.mu[i] - &self.mu0[i]).norm());
             sink(
-                "frechet_to_initial",
+                names::FRECHET_TO_INITIAL,
                 i,
                 gm::frechet_sq_with_sqrt(&self.mu[i], &self.sigma[i], &self.mu0[i], &self.sigma0[i], &self.sigma0_sqrt[i]),
             );
-            sink("frechet_local", i, gm::frechet_sq(&self.mu[i], &self.sigma[i], &self.prev_mu[i], &self.prev_sigma[i]));
+            sink(names::FRECHET_LOCAL, i, gm::frechet_sq(&self.mu[i], &self.sigma[i], &self.prev_mu[i], &self.prev_sigma[i]));
         }
         Ok(())
     }
 
     fn diversity_metric(&self) -> &str {
-        "trace"
+        names::TRACE
     }
 
     fn take_regularized(&mut self) -> u64 {

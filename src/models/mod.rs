@@ -6,7 +6,9 @@
 //!   factorisation, sampling, log-densities and per-text maximum-likelihood refit.
 //! - [`conditional`]: the trait every conditional model (built-in or plugin) meets.
 //! - [`policy`]: the data policies of SPEC section 6.
+//! - [`batch`]: caption-grouped batches: pooling and the checks on what a model returns.
 
+pub mod batch;
 pub mod conditional;
 pub mod gaussian;
 pub mod linalg;

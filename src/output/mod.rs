@@ -9,8 +9,14 @@
 //! - `manifest.json`: coevo version, scenario file and hash, seed, resolved parameters, RNG
 //!   algorithm, and how many rounds completed; rewritten atomically (write then rename).
 //! - `summary.json`: final diversity and round of collapse per model, written at the end.
+//! - [`aggregate`]: `aggregate.csv`, every metric summarised over replicates per round.
+//! - [`phases`]: `phases.csv`, the drift phase labels, streamed as rounds complete.
+//! - [`tidy`]: reading the tidy tables back (resume, sweeps, plots).
 
+pub mod aggregate;
+pub mod phases;
 mod summary;
+pub mod tidy;
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -18,7 +24,8 @@ use std::path::{Path, PathBuf};
 
 pub use summary::{ModelSummary, Summary, SummaryTracker};
 
-use crate::world::MetricRow;
+use crate::metrics::MetricRow;
+pub use crate::metrics::format_value;
 
 /// Appends rounds of metric rows to `metrics.csv`.
 pub struct MetricsWriter {
@@ -70,12 +77,6 @@ impl MetricsWriter {
         self.file.write_all(self.line.as_bytes())?;
         self.file.flush()
     }
-}
-
-/// Formats a value as the shortest decimal that reads back to the same `f64` (exponent
-/// notation for very large or small magnitudes; `NaN`, `inf`, `-inf` as such).
-pub fn format_value(v: f64) -> String {
-    format!("{v:?}")
 }
 
 /// Writes `contents` to `path` atomically: to a temporary file in the same folder, then

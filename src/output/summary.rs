@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::metrics::{MetricRow, names};
 use crate::scenario::CollapseSpec;
-use crate::world::MetricRow;
 
 /// What the summary says about one model in one replicate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -86,31 +86,31 @@ impl SummaryTracker {
                 regularized: None,
             };
             match metric {
-                "gini_simpson" => {
-                    let s = models.entry(index).or_insert_with(|| entry("text", "gini_simpson"));
+                names::GINI_SIMPSON => {
+                    let s = models.entry(index).or_insert_with(|| entry("text", names::GINI_SIMPSON));
                     s.last = row.value;
                     if s.collapsed_at.is_none() && row.value < self.collapse.text_gini {
                         s.collapsed_at = Some(row.round);
                     }
                 }
-                "support" => {
+                names::SUPPORT => {
                     if let Some(s) = models.get_mut(&index) {
                         s.support = Some(row.value);
                     }
                 }
-                m if m.starts_with("weighted_") => {
+                m if m.starts_with(names::WEIGHTED_PREFIX) => {
                     let s = models.entry(index).or_insert_with(|| entry("conditional", m));
                     s.last = row.value;
                     if s.collapsed_at.is_none() && row.value < self.collapse.image_trace_ratio * s.initial {
                         s.collapsed_at = Some(row.round);
                     }
                 }
-                "matthew_index" => {
+                names::MATTHEW_INDEX => {
                     if let Some(s) = models.get_mut(&index) {
                         s.matthew_index = Some(row.value);
                     }
                 }
-                "regularized" => {
+                names::REGULARIZED => {
                     if let Some(s) = models.get_mut(&index) {
                         *s.regularized.get_or_insert(0.0) += row.value;
                     }

@@ -21,11 +21,13 @@ use std::sync::Once;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::diagnostics::{ChainPhase, PHASES_HEADER};
-use crate::experiment::aggregate::AGGREGATE_HEADER;
+use crate::diagnostics::ChainPhase;
 use crate::experiment::grid::SweepManifest;
-use crate::experiment::tidy::{parse, read_csv};
+use crate::metrics::names;
 use crate::models::Allocation;
+use crate::output::aggregate::AGGREGATE_HEADER;
+use crate::output::phases::PHASES_HEADER;
+use crate::output::tidy::{parse, read_csv};
 use crate::run::RunFailure;
 use crate::scenario::{EntitySpec, Scenario};
 
@@ -149,7 +151,7 @@ fn plot_run(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
         .entities
         .iter()
         .filter_map(|e| match e {
-            EntitySpec::TextModel(t) => agg.get(&(t.name.clone(), None, "gini_simpson".into())).map(|s| (t.name.clone(), s.clone())),
+            EntitySpec::TextModel(t) => agg.get(&(t.name.clone(), None, names::GINI_SIMPSON.into())).map(|s| (t.name.clone(), s.clone())),
             _ => None,
         })
         .collect();
@@ -162,7 +164,7 @@ fn plot_run(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
         let p0 = text.initial.probabilities();
         let mut lines = Vec::new();
         for (i, p) in p0.iter().enumerate() {
-            let Some(s) = agg.get(&(img.name.clone(), Some(i as u32), "trace".into())) else { continue };
+            let Some(s) = agg.get(&(img.name.clone(), Some(i as u32), names::TRACE.into())) else { continue };
             let n = match img.allocation {
                 Allocation::Fixed(n) => n as f64,
                 Allocation::Binomial => img.batch as f64 * p,

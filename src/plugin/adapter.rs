@@ -31,7 +31,7 @@ use crate::rng::Stream;
 /// The per-text metric a plugin model reports its diversity in (first by convention).
 pub const DIVERSITY_METRIC: &str = "diversity";
 /// The per-text metric whose sum over texts is reported as the model's `regularized` count.
-const REGULARIZED_METRIC: &str = "regularized";
+const REGULARIZED_METRIC: &str = crate::metrics::names::REGULARIZED;
 /// Format tag of [`PluginConditional::save_state`]'s first value.
 const STATE_FORMAT: f64 = 1.0;
 
@@ -187,7 +187,7 @@ impl ConditionalModel for PluginConditional {
     fn fit(&mut self, counts: &[usize], samples: &[f64]) -> Result<(), ModelError> {
         if let Some((real_counts, real)) = self.pending_initial.take() {
             let (mut pooled_counts, mut pooled) = (Vec::new(), Vec::new());
-            crate::world::pool_by_text(&[(&real_counts, &real), (counts, samples)], self.dim, &mut pooled_counts, &mut pooled);
+            crate::models::batch::pool_by_text(&[(&real_counts, &real), (counts, samples)], self.dim, &mut pooled_counts, &mut pooled);
             return self.fit_batch(&pooled_counts, &pooled);
         }
         self.fit_batch(counts, samples)

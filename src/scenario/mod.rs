@@ -6,16 +6,20 @@
 //! scenario is short; unknown fields are rejected. See `scenarios/` and the README for
 //! annotated examples.
 
+pub mod diagnostics;
 mod error;
 mod plugin;
+pub mod sweep;
 mod validate;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use diagnostics::DiagnosticsSpec;
 pub use error::{ScenarioError, ScenarioErrors};
 pub use plugin::{Feed, PluginModelSpec};
+pub use sweep::{Sweep, SweepParameter, SweepValue};
 
 use crate::models::{Allocation, DataPolicy, Estimator};
 
@@ -50,10 +54,10 @@ pub struct Scenario {
     pub stability: Option<StabilitySpec>,
     /// How the drift phases of the generational Markov chain are labelled (`phases.csv`).
     #[serde(default)]
-    pub diagnostics: crate::diagnostics::DiagnosticsSpec,
+    pub diagnostics: DiagnosticsSpec,
     /// Parameter grids that `coevo sweep` runs. Ignored by `coevo run`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sweep: Option<crate::experiment::Sweep>,
+    pub sweep: Option<Sweep>,
 }
 
 fn one() -> u64 {
@@ -438,16 +442,6 @@ impl Scenario {
             ron_options().from_str(source).map_err(|e| ScenarioErrors::from(ScenarioError::syntax_in(file, source, &e)))?;
         validate::validate(&scenario).map_err(|problems| ScenarioErrors::invalid(file, source, problems))?;
         Ok(scenario)
-    }
-
-    /// Reads, parses and validates a scenario file, then loads the plugin libraries it names
-    /// and checks its plugin models against them (see [`crate::plugin::check_scenario`]).
-    pub fn load(file: &Path) -> Result<(Scenario, String), ScenarioErrors> {
-        let source = std::fs::read_to_string(file)
-            .map_err(|e| ScenarioErrors::from(ScenarioError::Io { file: file.to_path_buf(), message: e.to_string() }))?;
-        let mut scenario = Scenario::parse(&source, file)?;
-        crate::plugin::check_scenario(&mut scenario, file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
-        Ok((scenario, source))
     }
 
     /// Sets the perturbation of the `stability` section from `text` (RON, written as in a

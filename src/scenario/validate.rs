@@ -538,8 +538,8 @@ pub fn validate(scenario: &Scenario) -> Result<(), Vec<Problem>> {
         c.kind = "";
         c.perturbation(perturbation, &kinds);
     }
-    c.problems.extend(crate::diagnostics::check(&scenario.diagnostics));
-    c.problems.extend(crate::experiment::sweep::check(scenario));
+    c.problems.extend(super::diagnostics::check(&scenario.diagnostics));
+    c.problems.extend(super::sweep::check(scenario));
     if c.problems.is_empty() { Ok(()) } else { Err(c.problems) }
 }
 

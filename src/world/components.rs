@@ -7,7 +7,8 @@ use bevy_ecs::prelude::*;
 use crate::models::{Allocation, ConditionalModel, GaussianImageModel, TextModel};
 use crate::rng::Stream;
 
-use super::{MetricRow, RunError};
+use super::RunError;
+use crate::metrics::MetricRow;
 
 /// The scenario name of an entity.
 #[derive(Component, Debug, Clone)]

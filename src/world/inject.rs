@@ -12,7 +12,8 @@ use rand::RngExt;
 
 use super::RunError;
 use super::components::*;
-use super::systems::{MetricRow, check_len};
+use crate::metrics::MetricRow;
+use crate::models::batch::check_len;
 use crate::models::text::multinomial_counts;
 use crate::models::{ConditionalModel, ModelError};
 use crate::rng::Stream;
@@ -112,7 +113,7 @@ pub fn measure_injectors(
     if failure.0.is_some() {
         return;
     }
-    let metric = metric.get_or_insert_with(|| Arc::from("injected")).clone();
+    let metric = metric.get_or_insert_with(|| Arc::from(crate::metrics::names::INJECTED)).clone();
     let mut sorted: Vec<_> = injectors.iter().collect();
     sorted.sort_unstable_by_key(|(o, ..)| **o);
     for (_, injector, name) in sorted {

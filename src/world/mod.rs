@@ -15,8 +15,8 @@ use bevy_ecs::schedule::{LogLevel, ScheduleBuildSettings, SingleThreadedExecutor
 
 pub use build::{BuildError, build_world, initial_covariances, initial_means, unit_circle_means};
 pub use components::*;
-pub use systems::{MetricRow, pool_by_text};
 
+use crate::metrics::MetricRow;
 use crate::models::ModelError;
 use crate::scenario::Scenario;
 

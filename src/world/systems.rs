@@ -8,24 +8,11 @@ use bevy_ecs::prelude::*;
 use super::RunError;
 use super::components::*;
 use super::inject::draw_user_content;
-use crate::metrics::{coupling, text as tm};
+use crate::metrics::MetricRow;
+use crate::metrics::{coupling, names, text as tm};
+use crate::models::batch::{check_finite, check_len, pool_by_text};
 use crate::models::text::{accumulate_caption_posterior, multinomial_counts, tempered};
 use crate::models::{Allocation, ModelError};
-
-/// One measured value: tidy, one row per round, model, text (for per-text metrics) and metric.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricRow {
-    /// Round (0 = the initial state).
-    pub round: u64,
-    /// Model entity name.
-    pub model: Arc<str>,
-    /// Text index (0-based) for per-text metrics.
-    pub text: Option<u32>,
-    /// Metric name.
-    pub metric: Arc<str>,
-    /// Value.
-    pub value: f64,
-}
 
 /// Copies every sampler's temperature onto its target.
 pub fn sync_temperatures(samplers: Query<(&Temperature, &Targets)>, mut targets: Query<&mut SamplingTemperature>) {
@@ -284,35 +271,6 @@ fn image_refit(
     c.model.fit(&buf.pooled_counts, &buf.pooled)
 }
 
-/// Pools several caption-grouped batches into one, still grouped by caption: for each text,
-/// the samples of every batch in turn.
-pub fn pool_by_text(batches: &[(&[usize], &[f64])], d: usize, counts: &mut Vec<usize>, out: &mut Vec<f64>) {
-    let k = batches.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
-    counts.clear();
-    counts.resize(k, 0);
-    out.clear();
-    let mut offsets = vec![0usize; batches.len()];
-    for (i, total) in counts.iter_mut().enumerate() {
-        for (b, (c, samples)) in batches.iter().enumerate() {
-            let n = c.get(i).copied().unwrap_or(0);
-            out.extend_from_slice(&samples[offsets[b] * d..(offsets[b] + n) * d]);
-            offsets[b] += n;
-            *total += n;
-        }
-    }
-}
-
-pub(super) fn check_len(call: &'static str, got: usize, expected: usize) -> Result<(), ModelError> {
-    if got == expected { Ok(()) } else { Err(ModelError::new(call, format!("returned {got} values, expected {expected}"))) }
-}
-
-fn check_finite(call: &'static str, values: &[f64]) -> Result<(), ModelError> {
-    match values.iter().position(|v| v.is_nan() || *v == f64::INFINITY) {
-        None => Ok(()),
-        Some(i) => Err(ModelError::new(call, format!("value {i} is {} (log-likelihoods must be finite or -inf)", values[i]))),
-    }
-}
-
 /// Interned metric names, so that steady-state rounds do not allocate a string per row.
 #[derive(Default)]
 pub struct MetricNames(HashSet<Arc<str>>);
@@ -335,7 +293,7 @@ pub fn measure(
     round: Res<RoundCounter>,
     mut measurements: ResMut<Measurements>,
     mut failure: ResMut<Failure>,
-    mut names: Local<MetricNames>,
+    mut interned: Local<MetricNames>,
     mut per_text: Local<Vec<f64>>,
     mut scratch: Local<String>,
     mut order: Local<Vec<(ScenarioOrder, Entity)>>,
@@ -351,17 +309,17 @@ pub fn measure(
         let (_, _, agent, name) = texts.get(e).expect("listed above");
         let p = &agent.model.p;
         let mut push = |metric: &str, text: Option<u32>, value: f64| {
-            rows.push(MetricRow { round: r, model: name.0.clone(), text, metric: names.get(metric), value })
+            rows.push(MetricRow { round: r, model: name.0.clone(), text, metric: interned.get(metric), value })
         };
-        push("gini_simpson", None, tm::gini_simpson(p));
-        push("entropy", None, tm::shannon_entropy(p));
-        push("effective_texts", None, tm::effective_texts(p));
-        push("support", None, tm::support(p) as f64);
-        push("max_p", None, tm::max_p(p));
-        push("spread", None, tm::spread(p));
-        push("tv_to_initial", None, tm::total_variation(p, &agent.model.p0));
+        push(names::GINI_SIMPSON, None, tm::gini_simpson(p));
+        push(names::ENTROPY, None, tm::shannon_entropy(p));
+        push(names::EFFECTIVE_TEXTS, None, tm::effective_texts(p));
+        push(names::SUPPORT, None, tm::support(p) as f64);
+        push(names::MAX_P, None, tm::max_p(p));
+        push(names::SPREAD, None, tm::spread(p));
+        push(names::TV_TO_INITIAL, None, tm::total_variation(p, &agent.model.p0));
         for (i, &pi) in p.iter().enumerate() {
-            push("p", Some(i as u32), pi);
+            push(names::P, Some(i as u32), pi);
         }
     }
     sorted(&mut order, conditionals.iter().map(|(e, o, ..)| (o, e)));
@@ -376,19 +334,19 @@ pub fn measure(
             if metric == scratch.as_str() && i < k {
                 per_text[i] = value;
             }
-            rows.push(MetricRow { round: r, model: name.0.clone(), text: Some(i as u32), metric: names.get(metric), value });
+            rows.push(MetricRow { round: r, model: name.0.clone(), text: Some(i as u32), metric: interned.get(metric), value });
         });
         if let Err(source) = result {
             failure.0 = Some(RunError::Model { round: r, model: name.0.to_string(), source });
             return;
         }
-        let weighted = names.get(&format!("weighted_{}", scratch.as_str()));
+        let weighted = interned.get(&names::weighted(scratch.as_str()));
         let regularized = agent.model.take_regularized() as f64;
         let mut push = |metric: Arc<str>, value: f64| rows.push(MetricRow { round: r, model: name.0.clone(), text: None, metric, value });
         if let Ok((_, _, text, _)) = texts.get(on.0) {
             push(weighted, coupling::weighted_mean(&text.model.p, &per_text));
-            push(names.get("matthew_index"), coupling::matthew_index(&text.model.p, &per_text));
+            push(interned.get(names::MATTHEW_INDEX), coupling::matthew_index(&text.model.p, &per_text));
         }
-        push(names.get("regularized"), regularized);
+        push(interned.get(names::REGULARIZED), regularized);
     }
 }

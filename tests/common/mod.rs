@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use coevo::world::MetricRow;
+use coevo::metrics::MetricRow;
 
 /// Runs the `coevo` binary with `args` from the crate root (so scenario paths are the ones a
 /// user types), with no `RUST_LOG` and no plugin path from the caller's environment.

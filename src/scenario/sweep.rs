@@ -23,7 +23,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::scenario::{Problem, Scenario};
+use super::{Problem, Scenario};
 
 /// The `sweep` section of a scenario.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,7 +86,7 @@ impl fmt::Display for SweepValue {
             SweepValue::Bool(b) => write!(f, "{b}"),
             SweepValue::Unsigned(u) => write!(f, "{u}"),
             SweepValue::Signed(i) => write!(f, "{i}"),
-            SweepValue::Float(x) => write!(f, "{}", crate::output::format_value(*x)),
+            SweepValue::Float(x) => write!(f, "{}", crate::metrics::format_value(*x)),
             SweepValue::Text(s) => write!(f, "{s}"),
         }
     }
@@ -151,7 +151,7 @@ pub fn apply(base: &Scenario, assignments: &[(String, SweepValue)]) -> Result<Sc
         |assignments: &[(String, SweepValue)]| assignments.iter().map(|(p, v)| format!("{p} = {v}")).collect::<Vec<_>>().join(", ");
     let point: Scenario =
         serde_json::from_value(root).map_err(|e| format!("{}: the value does not fit the field: {e}", describe(assignments)))?;
-    crate::scenario::validate(&point).map_err(|problems| {
+    super::validate(&point).map_err(|problems| {
         let list: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.path(), p.message)).collect();
         format!("{} makes the scenario invalid: {}", describe(assignments), list.join("; "))
     })?;

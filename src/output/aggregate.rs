@@ -19,8 +19,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::output::format_value;
-use crate::world::MetricRow;
+use crate::metrics::{MetricRow, format_value};
 
 /// Header of `aggregate.csv`.
 pub const AGGREGATE_HEADER: &str = "round,model,text,metric,n,mean,se,q05,q50,q95\n";
