@@ -1,16 +1,18 @@
 //! Building a world from a validated scenario.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bevy_ecs::prelude::*;
 use nalgebra::{DMatrix, DVector};
 
 use super::components::*;
+use super::{
+    BuildContext, CorpusInjection, Measure, RoundFeature, RoundSchedules, Temperatures, UserContent, allocate_captions, draw_captions,
+    fresh_captions, fresh_images, generate_images, refit_conditionals, refit_texts, score_captions,
+};
 use crate::models::text::multinomial_counts;
-use crate::models::{DataPolicy, Estimator, GaussianImageModel, TextModel};
-use crate::rng::entity_stream;
-use crate::scenario::{Covariance, EntitySpec, ImageModelSpec, Means, Scenario, UserSource};
+use crate::models::{DataPolicy, GaussianImageModel, TextModel};
+use crate::scenario::{Covariance, EntitySpec, ImageModelSpec, Means, Scenario};
 
 /// A scenario that passed validation but still cannot be built (an internal inconsistency,
 /// or a plugin that refuses its parameters).
@@ -52,56 +54,91 @@ pub fn initial_covariances(spec: &Covariance, k: usize, d: usize) -> Vec<DMatrix
     }
 }
 
-/// Builds replicate `replicate` of a validated scenario.
-pub fn build_world(scenario: &Scenario, replicate: u64) -> Result<World, BuildError> {
+/// Builds replicate `replicate` of a validated scenario: every scenario entity is spawned
+/// (named, in scenario order), the models get their components and the core systems are
+/// registered, then each feature builds: the built-in ones, then `extra` in order.
+pub(super) fn build_world(
+    scenario: &Scenario,
+    replicate: u64,
+    schedules: &mut RoundSchedules,
+    extra: &[Arc<dyn RoundFeature>],
+) -> Result<World, BuildError> {
     let mut world = World::new();
     world.insert_resource(RoundCounter(0));
-    world.insert_resource(WorldInfo { replicate });
+    world.insert_resource(PhaseIndex(0));
+    world.insert_resource(WorldInfo { seed: scenario.seed, replicate });
     world.insert_resource(Measurements::default());
     world.insert_resource(Measuring(true));
     world.insert_resource(Failure::default());
+    let mut entities = ScenarioEntities::default();
+    for (order, spec) in scenario.entities.iter().enumerate() {
+        let name: Arc<str> = Arc::from(spec.name());
+        let e = world.spawn((EntityName(name.clone()), ScenarioOrder(order))).id();
+        entities.all.push(e);
+        entities.by_name.insert(name, e);
+    }
+    world.insert_resource(entities);
+    let mut ctx = BuildContext { world: &mut world, scenario, schedules };
+    spawn_models(&mut ctx)?;
+    add_core_systems(&mut ctx);
+    let builtin: [&dyn RoundFeature; 4] = [&Temperatures, &CorpusInjection, &UserContent, &Measure];
+    for feature in builtin.into_iter().chain(extra.iter().map(|f| &**f)) {
+        feature.build(&mut ctx)?;
+    }
+    Ok(world)
+}
 
-    let mut by_name: HashMap<&str, Entity> = HashMap::new();
-    let mut texts: HashMap<&str, Vec<f64>> = HashMap::new();
-    // Text models first, so conditional models can be wired to them whatever the file order.
+/// The systems every world runs: the text phase and the image phase of SPEC section 3, with
+/// the real data of the data policies (SPEC section 6).
+fn add_core_systems(ctx: &mut BuildContext<'_>) {
+    use super::{RoundPart::*, Stage, record_failure};
+    ctx.add_systems(Prepare, Stage::Prepare, begin_round)
+        .add_systems(TextPhase, Stage::Generate, (draw_captions, score_captions.pipe(record_failure)).chain())
+        .add_systems(TextPhase, Stage::Curate, fresh_captions)
+        .add_systems(TextPhase, Stage::Fit, refit_texts)
+        .add_systems(ImagePhase, Stage::Generate, (allocate_captions, generate_images.pipe(record_failure)).chain())
+        .add_systems(ImagePhase, Stage::Curate, fresh_images.pipe(record_failure))
+        .add_systems(ImagePhase, Stage::Fit, refit_conditionals.pipe(record_failure));
+}
+
+/// Conditional models remember this round's starting parameters (for local drift).
+fn begin_round(mut conditionals: Query<&mut ConditionalAgent>) {
+    for mut c in &mut conditionals {
+        c.model.begin_round();
+    }
+}
+
+/// Gives the scenario's text models and conditional models (built-in Gaussian image models
+/// and plugin models) their components: text models first, so that a conditional model's
+/// initial state can use its text model's `p0` whatever the file order.
+fn spawn_models(ctx: &mut BuildContext<'_>) -> Result<(), BuildError> {
+    let scenario = ctx.scenario;
     for (order, spec) in scenario.entities.iter().enumerate() {
         let EntitySpec::TextModel(s) = spec else { continue };
-        let mut stream = entity_stream(scenario.seed, replicate, &s.name);
-        let p0 = s.initial.probabilities();
-        texts.insert(&s.name, p0.clone());
-        let model = TextModel::new(p0, s.data, &mut stream);
-        let mut e = world.spawn((
-            EntityName(Arc::from(s.name.as_str())),
-            ScenarioOrder(order),
-            RandomStream(stream),
-            TextAgent { model, batch: s.batch, steps: s.steps },
-            SamplingTemperature(1.0),
-        ));
+        let e = ctx.scenario_entity(order);
+        let RandomStream(mut stream) = ctx.stream(&s.name);
+        let model = TextModel::new(s.initial.probabilities(), s.data, &mut stream);
+        let agent = TextAgent { model, batch: s.batch, steps: s.steps };
+        let mut entity = ctx.world.entity_mut(e);
+        entity.insert((RandomStream(stream), agent, SamplingTemperature(1.0), CaptionBatch::default()));
         if s.frozen {
-            e.insert(Frozen);
+            entity.insert(Frozen);
         }
-        by_name.insert(&s.name, e.id());
+        ctx.world.resource_mut::<ScenarioEntities>().texts.push(e);
     }
-    let lookup = |by_name: &HashMap<&str, Entity>, entity: &str, target: &str| {
-        by_name
-            .get(target)
-            .copied()
-            .ok_or_else(|| BuildError { entity: entity.to_string(), message: format!("no model called `{target}`") })
-    };
-    // Conditional models: the built-in Gaussian image model and plugin models alike.
     for (order, spec) in scenario.entities.iter().enumerate() {
         let Some(conditioned_on) = spec.conditioned_on() else { continue };
         let name = spec.name();
-        let text = lookup(&by_name, name, conditioned_on)?;
-        let mut stream = entity_stream(scenario.seed, replicate, name);
-        let p0 = &texts[conditioned_on];
+        let (e, text) = (ctx.scenario_entity(order), ctx.entity(name, conditioned_on)?);
+        let RandomStream(mut stream) = ctx.stream(name);
+        let p0 = ctx.world.get::<TextAgent>(text).map(|t| t.model.p0.clone()).unwrap_or_default();
         let (agent, frozen) = match spec {
             EntitySpec::ImageModel(s) => {
-                let model = gaussian_model(s, p0, &mut stream);
+                let model = gaussian_model(s, &p0, &mut stream);
                 (ConditionalAgent { model: Box::new(model), batch: s.batch, steps: s.steps, allocation: s.allocation }, s.frozen)
             }
             EntitySpec::PluginModel(s) => {
-                let model = crate::plugin::build_conditional(s, p0, &mut stream)
+                let model = crate::plugin::build_conditional(s, &p0, &mut stream)
                     .map_err(|message| BuildError { entity: name.to_string(), message })?;
                 (ConditionalAgent { model: Box::new(model), batch: s.batch, steps: s.steps, allocation: s.allocation }, s.frozen)
             }
@@ -109,59 +146,19 @@ pub fn build_world(scenario: &Scenario, replicate: u64) -> Result<World, BuildEr
         };
         let mut feed = Vec::with_capacity(spec.feed().len());
         for (source, weight) in spec.feed() {
-            feed.push((lookup(&by_name, name, source)?, *weight));
+            feed.push((ctx.entity(name, source)?, *weight));
         }
-        let mut e = world.spawn((
-            EntityName(Arc::from(name)),
-            ScenarioOrder(order),
-            RandomStream(stream),
-            agent,
-            ConditionedOn(text),
-            SamplingTemperature(1.0),
-        ));
+        let mut entity = ctx.world.entity_mut(e);
+        entity.insert((RandomStream(stream), agent, ConditionedOn(text), SamplingTemperature(1.0), ImageBatch::default()));
         if frozen {
-            e.insert(Frozen);
+            entity.insert(Frozen);
         }
         if !feed.is_empty() {
-            e.insert(Feed::new(feed));
+            entity.insert(Feed::new(feed));
         }
-        by_name.insert(name, e.id());
+        ctx.world.resource_mut::<ScenarioEntities>().conditionals.push(e);
     }
-    for (order, spec) in scenario.entities.iter().enumerate() {
-        let base = (EntityName(Arc::from(spec.name())), ScenarioOrder(order));
-        match spec {
-            EntitySpec::Temperature(s) => {
-                let target = lookup(&by_name, &s.name, &s.target)?;
-                world.spawn((base, Temperature { t: s.t }, Targets(target)));
-            }
-            EntitySpec::CorpusInjector(s) => {
-                let target = lookup(&by_name, &s.name, &s.target)?;
-                let stream = RandomStream(entity_stream(scenario.seed, replicate, &s.name));
-                let injector = CorpusInjector { alpha: s.alpha, eps: s.eps, distribution: s.distribution.clone(), fired: false };
-                world.spawn((base, injector, Targets(target), stream));
-            }
-            EntitySpec::UserContentInjector(s) => {
-                let target = lookup(&by_name, &s.name, &s.target)?;
-                let source = match (&s.source, scenario.entity(&s.target)) {
-                    (UserSource::Initial, _) => None,
-                    (UserSource::Gaussian(g), Some(EntitySpec::ImageModel(image))) => {
-                        let (k, d) = (texts[image.conditioned_on.as_str()].len(), image.dim as usize);
-                        let sigma0 = initial_covariances(&g.covariance, k, d);
-                        let prior = new_text_prior(image, &initial_covariances(&image.covariance, k, d));
-                        let mu0 = initial_means(&g.means, k, d);
-                        Some(GaussianImageModel::new(mu0, sigma0, Estimator::Mle, DataPolicy::Replace, prior))
-                    }
-                    (UserSource::Gaussian(_), _) => {
-                        return Err(BuildError { entity: s.name.clone(), message: format!("`{}` is not an image model", s.target) });
-                    }
-                };
-                let stream = RandomStream(entity_stream(scenario.seed, replicate, &s.name));
-                world.spawn((base, UserContentInjector { n0: s.n0 as usize, source }, Targets(target), stream));
-            }
-            EntitySpec::TextModel(_) | EntitySpec::ImageModel(_) | EntitySpec::PluginModel(_) => {}
-        }
-    }
-    Ok(world)
+    Ok(())
 }
 
 /// The initial means an image model (or a Gaussian user-content source) spec describes.
@@ -174,7 +171,7 @@ pub fn initial_means(spec: &Means, k: usize, d: usize) -> Vec<DVector<f64>> {
 
 /// The conditional a text appended by a `NewText` injection starts from: the spec's `new_text`
 /// prior, else mean at the origin with the covariance of text 0.
-fn new_text_prior(s: &ImageModelSpec, sigma0: &[DMatrix<f64>]) -> (DVector<f64>, DMatrix<f64>) {
+pub(super) fn new_text_prior(s: &ImageModelSpec, sigma0: &[DMatrix<f64>]) -> (DVector<f64>, DMatrix<f64>) {
     let d = s.dim as usize;
     match &s.new_text {
         Some(prior) => (DVector::from_column_slice(&prior.mean), initial_covariances(&prior.covariance, 1, d).remove(0)),

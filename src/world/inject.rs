@@ -1,5 +1,5 @@
-//! Stabilisers (SPEC section 5): corpus injection into text models after the text phase, and
-//! user content pooled into the image refits.
+//! Stabilisers (SPEC section 5) as features: corpus injection into text models after the
+//! text phase, and user content pooled into the image refits.
 //!
 //! Each injector draws from its own random stream, so adding an injector changes no model's
 //! numbers but through what it injects, and two worlds that differ only in a perturbation see
@@ -10,116 +10,174 @@ use std::sync::Arc;
 use bevy_ecs::prelude::*;
 use rand::RngExt;
 
-use super::RunError;
 use super::components::*;
-use crate::metrics::MetricRow;
+use super::{BuildContext, BuildError, RoundFeature, RoundPart, RunError, Stage, initial_covariances, initial_means, record_failure};
+use crate::metrics::{MetricRow, names};
 use crate::models::batch::check_len;
 use crate::models::text::multinomial_counts;
-use crate::models::{ConditionalModel, ModelError};
+use crate::models::{ConditionalModel, DataPolicy, Estimator, GaussianImageModel, ModelError};
 use crate::rng::Stream;
-use crate::scenario::Injection;
+use crate::scenario::{EntitySpec, Injection, UserSource};
+
+/// Corpus injection (Algorithm 2): the scenario's `CorpusInjector` entities, their Inject
+/// system and their `injected` metric.
+pub struct CorpusInjection;
+
+impl RoundFeature for CorpusInjection {
+    fn build(&self, ctx: &mut BuildContext<'_>) -> Result<(), BuildError> {
+        let mut any = false;
+        for (order, spec) in ctx.scenario.entities.iter().enumerate() {
+            let EntitySpec::CorpusInjector(s) = spec else { continue };
+            let (e, target) = (ctx.scenario_entity(order), ctx.entity(&s.name, &s.target)?);
+            let injector = CorpusInjector { alpha: s.alpha, eps: s.eps, distribution: s.distribution.clone(), fired: false };
+            let stream = ctx.stream(&s.name);
+            ctx.world.entity_mut(e).insert((injector, Targets(target), stream));
+            any = true;
+        }
+        if any {
+            ctx.add_systems(RoundPart::Inject, Stage::Curate, corpus_injection.pipe(record_failure)).add_systems(
+                RoundPart::Measure,
+                Stage::Report,
+                measure_injectors,
+            );
+        }
+        Ok(())
+    }
+}
 
 /// Scratch buffers of [`corpus_injection`].
 #[derive(Default)]
 pub struct InjectionBuffers {
-    order: Vec<(ScenarioOrder, Entity)>,
     uniform: Vec<f64>,
     counts: Vec<usize>,
     r: Vec<f64>,
 }
 
-/// Corpus injection (Algorithm 2), once per round after the text phase: every injector, in
-/// scenario order, makes exactly one Bernoulli(`alpha`) draw from its own stream (whatever
-/// `alpha`, so the stream's use does not depend on it) and, on success, mixes its
-/// distribution into its target: `p <- (1 - eps) p + eps r`. `NewText` appends text `K + 1`
-/// with mass `eps` and gives every conditional model of the target a conditional for it.
+/// Corpus injection, once per round after the text phase: every injector, in scenario order,
+/// makes exactly one Bernoulli(`alpha`) draw from its own stream (whatever `alpha`, so the
+/// stream's use does not depend on it) and, on success, mixes its distribution into its
+/// target: `p <- (1 - eps) p + eps r`. `NewText` appends text `K + 1` with mass `eps` and
+/// gives every conditional model of the target a conditional for it.
 ///
 /// A frozen text model is injected into too: freezing stops a model's own refit, while the
 /// corpus it generates from is changed from outside.
 pub fn corpus_injection(
-    mut injectors: Query<
-        (Entity, &ScenarioOrder, &mut CorpusInjector, &Targets, &mut RandomStream),
-        (Without<TextAgent>, Without<ConditionalAgent>),
-    >,
-    mut texts: Query<&mut TextAgent>,
-    mut conditionals: Query<(&ScenarioOrder, &mut ConditionalAgent, &ConditionedOn, &EntityName)>,
+    entities: Res<ScenarioEntities>,
     round: Res<RoundCounter>,
-    mut failure: ResMut<Failure>,
+    mut injectors: Query<(&mut CorpusInjector, &Targets, &mut RandomStream)>,
+    mut texts: Query<(&mut TextAgent, Option<&Conditionals>)>,
+    mut conditionals: Query<(&mut ConditionalAgent, &EntityName)>,
     mut buf: Local<InjectionBuffers>,
-) {
-    if failure.0.is_some() {
-        return;
-    }
-    let buf = &mut *buf;
-    buf.order.clear();
-    buf.order.extend(injectors.iter().map(|(e, o, ..)| (*o, e)));
-    buf.order.sort_unstable();
-    for &(_, ie) in &buf.order {
-        let (_, _, mut injector, target, mut stream) = injectors.get_mut(ie).expect("listed above");
+) -> Result<(), RunError> {
+    for &e in &entities.all {
+        let Ok((mut injector, target, mut stream)) = injectors.get_mut(e) else { continue };
         // One uniform draw per round: `u < alpha` is Bernoulli(alpha), and alpha = 1 always fires.
         let u: f64 = stream.0.random();
         injector.fired = u < injector.alpha;
+        let Ok((mut text, of_text)) = texts.get_mut(target.0) else { continue };
         if !injector.fired {
             continue;
         }
-        let Ok(mut text) = texts.get_mut(target.0) else { continue };
         let (eps, k) = (injector.eps, text.model.num_texts());
+        let buf = &mut *buf;
+        buf.r.clear();
         match &injector.distribution {
-            Injection::Uniform => {
-                buf.r.clear();
-                buf.r.resize(k, 1.0 / k as f64);
-                text.model.mix(eps, &buf.r);
-            }
+            Injection::Uniform => buf.r.resize(k, 1.0 / k as f64),
             Injection::RandomTokens(m) => {
                 buf.uniform.clear();
                 buf.uniform.resize(k, 1.0);
                 multinomial_counts(*m, &buf.uniform, &mut stream.0, &mut buf.counts);
-                buf.r.clear();
                 buf.r.extend(buf.counts.iter().map(|&c| c as f64 / *m as f64));
-                text.model.mix(eps, &buf.r);
             }
-            Injection::Fixed(r) => {
-                // Texts appended after validation (by a NewText injector) get none of `r`.
-                buf.r.clear();
-                buf.r.extend_from_slice(r);
-                buf.r.resize(k, 0.0);
-                text.model.mix(eps, &buf.r);
-            }
+            // Texts appended after validation (by a NewText injector) get none of `r`.
+            Injection::Fixed(r) => buf.r.extend(r.iter().copied().chain(std::iter::repeat(0.0)).take(k)),
             Injection::NewText => {
                 text.model.append_text(eps);
-                let mut order: Vec<(ScenarioOrder, &EntityName, Mut<ConditionalAgent>)> =
-                    conditionals.iter_mut().filter(|(_, _, on, _)| on.0 == target.0).map(|(o, c, _, name)| (*o, name, c)).collect();
-                order.sort_unstable_by_key(|(o, ..)| *o);
-                for (_, name, mut c) in order {
-                    if let Err(source) = c.model.add_text() {
-                        failure.0 = Some(RunError::Model { round: round.0, model: name.0.to_string(), source });
-                        return;
-                    }
+                for c in of_text.into_iter().flat_map(|c| c.iter()) {
+                    let Ok((mut c, name)) = conditionals.get_mut(c) else { continue };
+                    c.model.add_text().map_err(|source| RunError::model(round.0, name, source))?;
                 }
+                continue;
             }
         }
+        text.model.mix(eps, &buf.r);
     }
+    Ok(())
 }
 
 /// Appends each corpus injector's `injected` metric (1 if it injected this round, else 0)
-/// to the round's [`Measurements`]; runs after the models' measurements.
+/// to the round's [`Measurements`], after the models' rows.
 pub fn measure_injectors(
-    injectors: Query<(&ScenarioOrder, &CorpusInjector, &EntityName)>,
+    entities: Res<ScenarioEntities>,
     round: Res<RoundCounter>,
-    failure: Res<Failure>,
+    injectors: Query<(&CorpusInjector, &EntityName)>,
     mut measurements: ResMut<Measurements>,
     mut metric: Local<Option<Arc<str>>>,
 ) {
-    if failure.0.is_some() {
-        return;
-    }
-    let metric = metric.get_or_insert_with(|| Arc::from(crate::metrics::names::INJECTED)).clone();
-    let mut sorted: Vec<_> = injectors.iter().collect();
-    sorted.sort_unstable_by_key(|(o, ..)| **o);
-    for (_, injector, name) in sorted {
+    let metric = metric.get_or_insert_with(|| Arc::from(names::INJECTED)).clone();
+    for &e in &entities.all {
+        let Ok((injector, name)) = injectors.get(e) else { continue };
         let value = if injector.fired { 1.0 } else { 0.0 };
         measurements.0.push(MetricRow { round: round.0, model: name.0.clone(), text: None, metric: metric.clone(), value });
     }
+}
+
+/// User content (Algorithm 3): the scenario's `UserContentInjector` entities and their
+/// Curate system, which adds `n0` external samples per text to every image phase's batch of
+/// the target.
+pub struct UserContent;
+
+impl RoundFeature for UserContent {
+    fn build(&self, ctx: &mut BuildContext<'_>) -> Result<(), BuildError> {
+        let mut any = false;
+        for (order, spec) in ctx.scenario.entities.iter().enumerate() {
+            let EntitySpec::UserContentInjector(s) = spec else { continue };
+            let (e, target) = (ctx.scenario_entity(order), ctx.entity(&s.name, &s.target)?);
+            let source = match (&s.source, ctx.scenario.entity(&s.target)) {
+                (UserSource::Initial, _) => None,
+                (UserSource::Gaussian(g), Some(EntitySpec::ImageModel(image))) => {
+                    let k = ctx.world.get::<ConditionalAgent>(target).map_or(0, |c| c.model.num_texts());
+                    let d = image.dim as usize;
+                    let prior = super::build::new_text_prior(image, &initial_covariances(&image.covariance, k, d));
+                    let (mu0, sigma0) = (initial_means(&g.means, k, d), initial_covariances(&g.covariance, k, d));
+                    Some(GaussianImageModel::new(mu0, sigma0, Estimator::Mle, DataPolicy::Replace, prior))
+                }
+                (UserSource::Gaussian(_), _) => {
+                    return Err(BuildError { entity: s.name.clone(), message: format!("`{}` is not an image model", s.target) });
+                }
+            };
+            let stream = ctx.stream(&s.name);
+            ctx.world.entity_mut(e).insert((UserContentInjector { n0: s.n0 as usize, source }, Targets(target), stream));
+            any = true;
+        }
+        if any {
+            ctx.add_systems(RoundPart::ImagePhase, Stage::Curate, user_content.pipe(record_failure));
+        }
+        Ok(())
+    }
+}
+
+/// Curate: every user-content injector of a conditional model in this phase adds one
+/// external batch (from its own stream, in scenario order).
+pub fn user_content(
+    entities: Res<ScenarioEntities>,
+    round: Res<RoundCounter>,
+    mut targets: Query<(&mut ConditionalAgent, &mut ImageBatch, &TargetedBy)>,
+    mut injectors: Query<(&mut UserContentInjector, &mut RandomStream, &EntityName)>,
+) -> Result<(), RunError> {
+    for &e in &entities.conditionals {
+        let Ok((mut c, mut batch, targeted_by)) = targets.get_mut(e) else { continue };
+        if !batch.active {
+            continue;
+        }
+        for source in targeted_by.iter() {
+            let Ok((mut injector, mut stream, name)) = injectors.get_mut(source) else { continue };
+            let external = batch.push_external();
+            draw_user_content(&mut injector, &mut *c.model, &mut stream.0, &mut external.counts, &mut external.samples)
+                .map_err(|source| RunError::model(round.0, name, source))?;
+        }
+    }
+    Ok(())
 }
 
 /// Draws one image phase's user content: `n0` samples for every text of `target`, from the

@@ -1,39 +1,90 @@
-//! The ECS world of one simulated platform: components, the round schedule and its systems.
+//! The ECS world of one simulated platform: components, the round's schedules and systems.
 //!
-//! Every model and every external influence is an entity. A round runs the phases
-//! `Prepare -> Text -> Inject -> Image -> Measure` in that order (a chained set of system
-//! sets, on the single-threaded executor); systems iterate entities in scenario order, never
-//! in query order, so results do not depend on archetype layout.
+//! Every model and every external influence is an entity. A round runs five parts in order,
+//! each a [`Schedule`] on the single-threaded executor:
+//!
+//! | part | runs | what |
+//! |---|---|---|
+//! | [`RoundPart::Prepare`] | once | temperatures are applied; models remember last round's parameters |
+//! | [`RoundPart::TextPhase`] | `max M` times | text models draw captions, their conditionals score them, text models refit |
+//! | [`RoundPart::Inject`] | once | external text enters (corpus injection) |
+//! | [`RoundPart::ImagePhase`] | `max N_t` times | conditional models generate, the batch is filtered and curated, they refit |
+//! | [`RoundPart::Measure`] | once | every metric into [`Measurements`] |
+//!
+//! Inside each part the systems sit in the chained [`Stage`] sets `Prepare -> Generate ->
+//! Filter -> Curate -> Fit -> Measure -> Report`, and within a stage in the order they were
+//! registered. The batch a phase works on is a component of the model entity
+//! ([`CaptionBatch`], [`ImageBatch`]), so an influence on it is a system of its own: each
+//! feature ([`RoundFeature`]: temperature, corpus injection, user content, measurement, or
+//! one written outside this crate) spawns its entities and registers its systems in one
+//! place. Systems visit entities in scenario order ([`ScenarioEntities`]), never query order.
 
 mod build;
 pub mod components;
+mod feature;
+mod image_phase;
 mod inject;
-mod systems;
+mod measure;
+mod temperature;
+mod text_phase;
+
+use std::sync::Arc;
 
 use bevy_ecs::prelude::*;
-use bevy_ecs::schedule::{LogLevel, ScheduleBuildSettings, SingleThreadedExecutor};
+use bevy_ecs::schedule::{LogLevel, ScheduleBuildSettings, ScheduleConfigs, SingleThreadedExecutor};
+use bevy_ecs::system::ScheduleSystem;
 
-pub use build::{BuildError, build_world, initial_covariances, initial_means, unit_circle_means};
+pub use build::{BuildError, initial_covariances, initial_means, unit_circle_means};
 pub use components::*;
+pub use feature::{BuildContext, RoundFeature};
+pub use image_phase::{allocate_captions, fresh_images, generate_images, refit_conditionals};
+pub use inject::{CorpusInjection, UserContent};
+pub use measure::Measure;
+pub use temperature::Temperatures;
+pub use text_phase::{draw_captions, fresh_captions, refit_texts, score_captions};
 
 use crate::metrics::MetricRow;
 use crate::models::ModelError;
 use crate::scenario::Scenario;
 
-/// The phases of a training round, run in this order.
-#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Phase {
+/// The parts of a training round, run in this order (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoundPart {
     /// Temperatures are applied and models remember last round's parameters.
     Prepare,
-    /// Text models refit on the caption posterior of their conditionals' samples (`M` times).
-    Text,
+    /// One text phase (run `max M` times; text model `m` trains in the first `M_m`).
+    TextPhase,
     /// External text enters (corpus injection).
     Inject,
-    /// Conditional models refit per text on fresh batches (`N_t` times).
-    Image,
-    /// Every metric of SPEC section 7 is computed into [`Measurements`].
+    /// One image phase (run `max N_t` times; conditional `c` trains in the first `N_t,c`).
+    ImagePhase,
+    /// Every metric is computed into [`Measurements`] (also round 0's, without training).
     Measure,
 }
+
+/// The stages inside every part, chained in this order.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Settings for what follows (temperatures, the start of a round).
+    Prepare,
+    /// Models generate the phase's batch.
+    Generate,
+    /// What the platform removes from the generated batch (e.g. a moderation filter).
+    Filter,
+    /// What it adds: real data of the data policies, user content, datasets.
+    Curate,
+    /// Models refit on the batch.
+    Fit,
+    /// Models are measured.
+    Measure,
+    /// Influences report their own metrics after the models'.
+    Report,
+}
+
+/// The order of registration inside one stage of one part: each registration gets the next
+/// slot, and slots run in order, so two features' systems never race for the same data.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Slot(RoundPart, Stage, usize);
 
 /// A failure while running a round.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -43,48 +94,128 @@ pub enum RunError {
     Model {
         /// Round in which it happened.
         round: u64,
-        /// Name of the model entity.
+        /// Name of the model (or influence) entity.
         model: String,
         /// The failing call and its message.
         source: ModelError,
     },
 }
 
-fn round_schedule() -> Schedule {
-    let mut schedule = Schedule::default();
-    schedule.set_executor(SingleThreadedExecutor::new());
-    schedule.set_build_settings(ScheduleBuildSettings { ambiguity_detection: LogLevel::Error, ..Default::default() });
-    schedule.configure_sets((Phase::Prepare, Phase::Text, Phase::Inject, Phase::Image, Phase::Measure).chain());
-    schedule.add_systems((systems::sync_temperatures, systems::begin_round).chain().in_set(Phase::Prepare));
-    schedule.add_systems(systems::text_phase.in_set(Phase::Text));
-    schedule.add_systems(inject::corpus_injection.in_set(Phase::Inject));
-    schedule.add_systems(systems::image_phase.in_set(Phase::Image));
-    schedule.add_systems((systems::measure, inject::measure_injectors).chain().run_if(|m: Res<Measuring>| m.0).in_set(Phase::Measure));
-    schedule
+impl RunError {
+    /// A failure of `source` in entity `name` at round `round`.
+    pub fn model(round: u64, name: &EntityName, source: ModelError) -> Self {
+        RunError::Model { round, model: name.0.to_string(), source }
+    }
 }
 
-fn measure_schedule() -> Schedule {
-    let mut schedule = Schedule::default();
-    schedule.set_executor(SingleThreadedExecutor::new());
-    schedule.set_build_settings(ScheduleBuildSettings { ambiguity_detection: LogLevel::Error, ..Default::default() });
-    schedule.add_systems((systems::sync_temperatures, systems::measure, inject::measure_injectors).chain());
-    schedule
+/// Records a system's failure in [`Failure`]: fallible systems are piped into it
+/// (`system.pipe(record_failure)`), and the stages after a failure do not run.
+pub fn record_failure(In(result): In<Result<(), RunError>>, mut failure: ResMut<Failure>) {
+    if let Err(e) = result
+        && failure.0.is_none()
+    {
+        failure.0 = Some(e);
+    }
 }
 
-/// One simulated platform: a world built from a scenario, and the schedule that advances it.
+fn no_failure(failure: Res<Failure>) -> bool {
+    failure.0.is_none()
+}
+
+/// The five schedules of a round (see [`RoundPart`]).
+pub struct RoundSchedules {
+    parts: [(RoundPart, Schedule, Vec<usize>); 5],
+}
+
+const PARTS: [RoundPart; 5] = [RoundPart::Prepare, RoundPart::TextPhase, RoundPart::Inject, RoundPart::ImagePhase, RoundPart::Measure];
+const STAGES: [Stage; 7] = [Stage::Prepare, Stage::Generate, Stage::Filter, Stage::Curate, Stage::Fit, Stage::Measure, Stage::Report];
+
+impl RoundSchedules {
+    fn new() -> Self {
+        RoundSchedules {
+            parts: PARTS.map(|part| {
+                let mut schedule = Schedule::default();
+                schedule.set_executor(SingleThreadedExecutor::new());
+                // Two systems touching the same data in no defined order is a build error:
+                // every result must not depend on an arbitrary order.
+                schedule.set_build_settings(ScheduleBuildSettings { ambiguity_detection: LogLevel::Error, ..Default::default() });
+                schedule.configure_sets(
+                    (Stage::Prepare, Stage::Generate, Stage::Filter, Stage::Curate, Stage::Fit, Stage::Measure, Stage::Report).chain(),
+                );
+                (part, schedule, vec![0; STAGES.len()])
+            }),
+        }
+    }
+
+    /// Adds `systems` to `stage` of `part`, after every system registered there before.
+    pub fn add_systems<M>(&mut self, part: RoundPart, stage: Stage, systems: impl IntoScheduleConfigs<ScheduleSystem, M>) -> &mut Self {
+        let (_, schedule, slots) = self.parts.iter_mut().find(|(p, ..)| *p == part).expect("every part has a schedule");
+        let index = STAGES.iter().position(|s| *s == stage).expect("every stage is listed");
+        let slot = Slot(part, stage, slots[index]);
+        slots[index] += 1;
+        let configs: ScheduleConfigs<ScheduleSystem> = systems.into_configs();
+        // Every registration checks for a failure before it runs: the systems after a failed one
+        // in the same part never see a half-made batch.
+        schedule.configure_sets(slot.in_set(stage).run_if(no_failure));
+        if slot.2 > 0 {
+            schedule.configure_sets(Slot(part, stage, slot.2 - 1).before(slot));
+        }
+        schedule.add_systems(configs.in_set(slot));
+        self
+    }
+
+    fn run(&mut self, part: RoundPart, world: &mut World) -> Result<(), RunError> {
+        let (_, schedule, _) = self.parts.iter_mut().find(|(p, ..)| *p == part).expect("every part has a schedule");
+        schedule.run(world);
+        match world.resource_mut::<Failure>().0.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How many text and image phases a round has: the largest `M` of a trained text model and
+/// the largest `N_t` of a trained conditional model.
+#[derive(Debug, Clone, Copy, Default)]
+struct PhaseCounts {
+    text: u64,
+    image: u64,
+}
+
+/// One simulated platform: a world built from a scenario, and the schedules that advance it.
 pub struct Simulation {
     world: World,
-    round_schedule: Schedule,
-    measure_schedule: Schedule,
+    schedules: RoundSchedules,
+    phases: PhaseCounts,
 }
 
 impl Simulation {
-    /// Builds replicate `replicate` of `scenario` (which must have passed validation).
+    /// Builds replicate `replicate` of `scenario` (which must have passed validation) with
+    /// the built-in features.
     pub fn new(scenario: &Scenario, replicate: u64) -> Result<Self, BuildError> {
-        Ok(Simulation { world: build_world(scenario, replicate)?, round_schedule: round_schedule(), measure_schedule: measure_schedule() })
+        Self::with_features(scenario, replicate, &[])
     }
 
-    /// Switches the Measure phase on or off for the following rounds (benchmarks time the
+    /// Builds replicate `replicate` of `scenario` with the built-in features and `extra` ones
+    /// (influences written outside this crate: see `examples/moderation.rs`), which build in
+    /// the order given, after the built-in ones.
+    pub fn with_features(scenario: &Scenario, replicate: u64, extra: &[Arc<dyn RoundFeature>]) -> Result<Self, BuildError> {
+        let mut schedules = RoundSchedules::new();
+        let world = build::build_world(scenario, replicate, &mut schedules, extra)?;
+        let mut sim = Simulation { world, schedules, phases: PhaseCounts::default() };
+        sim.count_phases();
+        Ok(sim)
+    }
+
+    fn count_phases(&mut self) {
+        let mut texts = self.world.query_filtered::<&TextAgent, Without<Frozen>>();
+        let text = texts.iter(&self.world).map(|t| t.steps).max().unwrap_or(0);
+        let mut conditionals = self.world.query_filtered::<&ConditionalAgent, Without<Frozen>>();
+        let image = conditionals.iter(&self.world).map(|c| c.steps).max().unwrap_or(0);
+        self.phases = PhaseCounts { text, image };
+    }
+
+    /// Switches the Measure part on or off for the following rounds (benchmarks time the
     /// training alone; a run always measures). Off, [`step`](Self::step) returns no rows.
     pub fn set_measuring(&mut self, on: bool) {
         self.world.resource_mut::<Measuring>().0 = on;
@@ -100,20 +231,25 @@ impl Simulation {
 
     /// Measures the current state without training (round 0 is the initial state).
     pub fn measure(&mut self) -> Result<&[MetricRow], RunError> {
-        self.measure_schedule.run(&mut self.world);
-        self.finish()
+        self.schedules.run(RoundPart::Measure, &mut self.world)?;
+        Ok(&self.world.resource::<Measurements>().0)
     }
 
     /// Runs one training round and returns its measurements.
     pub fn step(&mut self) -> Result<&[MetricRow], RunError> {
         self.world.resource_mut::<RoundCounter>().0 += 1;
-        self.round_schedule.run(&mut self.world);
-        self.finish()
-    }
-
-    fn finish(&mut self) -> Result<&[MetricRow], RunError> {
-        if let Some(e) = self.world.resource_mut::<Failure>().0.take() {
-            return Err(e);
+        self.schedules.run(RoundPart::Prepare, &mut self.world)?;
+        for phase in 0..self.phases.text {
+            self.world.resource_mut::<PhaseIndex>().0 = phase;
+            self.schedules.run(RoundPart::TextPhase, &mut self.world)?;
+        }
+        self.schedules.run(RoundPart::Inject, &mut self.world)?;
+        for phase in 0..self.phases.image {
+            self.world.resource_mut::<PhaseIndex>().0 = phase;
+            self.schedules.run(RoundPart::ImagePhase, &mut self.world)?;
+        }
+        if self.world.resource::<Measuring>().0 {
+            self.schedules.run(RoundPart::Measure, &mut self.world)?;
         }
         Ok(&self.world.resource::<Measurements>().0)
     }

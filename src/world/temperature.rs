@@ -1,0 +1,45 @@
+//! Temperature samplers (SPEC section 4) as a feature: each `Temperature` entity sets the
+//! temperature its target samples at, before the round and before round 0's measurement.
+
+use bevy_ecs::prelude::*;
+
+use super::components::*;
+use super::{BuildContext, BuildError, RoundFeature, RoundPart, Stage};
+use crate::scenario::EntitySpec;
+
+/// The scenario's `Temperature` entities and the system that applies them.
+pub struct Temperatures;
+
+impl RoundFeature for Temperatures {
+    fn build(&self, ctx: &mut BuildContext<'_>) -> Result<(), BuildError> {
+        let mut any = false;
+        for (order, spec) in ctx.scenario.entities.iter().enumerate() {
+            let EntitySpec::Temperature(s) = spec else { continue };
+            let (e, target) = (ctx.scenario_entity(order), ctx.entity(&s.name, &s.target)?);
+            ctx.world.entity_mut(e).insert((Temperature { t: s.t }, Targets(target)));
+            any = true;
+        }
+        if any {
+            ctx.add_systems(RoundPart::Prepare, Stage::Prepare, sync_temperatures).add_systems(
+                RoundPart::Measure,
+                Stage::Prepare,
+                sync_temperatures,
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Copies every sampler's temperature onto its target, in scenario order.
+pub fn sync_temperatures(
+    entities: Res<ScenarioEntities>,
+    samplers: Query<(&Temperature, &Targets)>,
+    mut targets: Query<&mut SamplingTemperature>,
+) {
+    for &e in &entities.all {
+        let Ok((t, target)) = samplers.get(e) else { continue };
+        if let Ok(mut s) = targets.get_mut(target.0) {
+            s.0 = t.t;
+        }
+    }
+}
