@@ -9,6 +9,7 @@
 //! - [`models`]: the maths (text model, conditional Gaussian, posteriors, estimators);
 //! - [`metrics`]: diversity, fidelity, Frechet distance, Matthew index;
 //! - [`scenario`]: the RON scenario schema and its validation;
+//! - [`resolve`]: loading a scenario file, and its initial state and wiring resolved once;
 //! - [`world`]: components, the round schedule and its systems;
 //! - [`output`]: metric tables, manifest and summary;
 //! - [`run`]: load a scenario, run it, write the results.
@@ -34,7 +35,7 @@ pub mod models;
 pub mod output;
 pub mod plot;
 pub mod plugin;
-mod resolve;
+pub mod resolve;
 pub mod rng;
 pub mod run;
 pub mod scenario;

@@ -13,8 +13,9 @@ use crate::metrics::MetricRow;
 use crate::output::aggregate::AggregateWriter;
 use crate::output::phases::PhasesWriter;
 use crate::output::{MetricsWriter, Summary, SummaryTracker, write_atomic};
+use crate::resolve::{Resolved, ResolvedEntity};
 use crate::rng::RNG_ALGORITHM;
-use crate::scenario::{EntitySpec, Means, Scenario};
+use crate::scenario::{EntitySpec, Scenario};
 use crate::world::{BuildError, RunError, Simulation};
 
 /// How to run a scenario.
@@ -125,56 +126,39 @@ struct ResolvedPlugin {
     model: String,
 }
 
+/// The manifest's record of each model's initial state, from the [`Resolved`] scenario.
 fn resolve(scenario: &Scenario) -> Vec<ResolvedModel> {
-    use crate::world::{initial_covariances, unit_circle_means};
+    let Ok(resolved) = Resolved::of(scenario) else { return Vec::new() };
+    let rows = |m: &nalgebra::DMatrix<f64>| m.row_iter().map(|r| r.iter().copied().collect()).collect();
     let mut out = Vec::new();
-    for e in &scenario.entities {
-        match e {
-            EntitySpec::TextModel(s) => out.push(ResolvedModel {
-                name: s.name.clone(),
-                p0: Some(s.initial.probabilities()),
-                means: None,
-                covariances: None,
+    for (e, r) in scenario.entities.iter().zip(&resolved.entities) {
+        let name = e.name().to_string();
+        let model = match (e, r) {
+            (EntitySpec::TextModel(_), ResolvedEntity::Text { p0 }) => {
+                ResolvedModel { name, p0: Some(p0.clone()), means: None, covariances: None, plugin: None }
+            }
+            (EntitySpec::ImageModel(_), ResolvedEntity::Conditional { initial: Some(g), .. }) => ResolvedModel {
+                name,
+                p0: None,
+                means: Some(g.means.iter().map(|m| m.iter().copied().collect()).collect()),
+                covariances: Some(g.covariances.iter().map(rows).collect()),
                 plugin: None,
-            }),
-            EntitySpec::ImageModel(s) => {
-                let Some(EntitySpec::TextModel(t)) = scenario.entity(&s.conditioned_on) else { continue };
-                let (k, d) = (t.initial.probabilities().len(), s.dim as usize);
-                let means = match &s.means {
-                    Means::UnitCircle => unit_circle_means(k, d).iter().map(|m| m.iter().copied().collect()).collect(),
-                    Means::Explicit(m) => m.clone(),
-                };
-                let covariances = initial_covariances(&s.covariance, k, d)
-                    .iter()
-                    .map(|m| m.row_iter().map(|r| r.iter().copied().collect()).collect())
-                    .collect();
-                out.push(ResolvedModel {
-                    name: s.name.clone(),
-                    p0: None,
-                    means: Some(means),
-                    covariances: Some(covariances),
-                    plugin: None,
-                });
-            }
-            EntitySpec::Temperature(_) | EntitySpec::CorpusInjector(_) | EntitySpec::UserContentInjector(_) => {}
-            EntitySpec::PluginModel(s) => {
+            },
+            (EntitySpec::PluginModel(s), ResolvedEntity::Conditional { library, .. }) => {
                 // The library was loaded when the scenario was checked (loads are cached).
-                let plugin = s.resolved.as_deref().and_then(|path| crate::plugin::library::load(path).ok().map(|table| (path, table)));
-                out.push(ResolvedModel {
-                    name: s.name.clone(),
-                    p0: None,
-                    means: None,
-                    covariances: None,
-                    plugin: plugin.map(|(path, table)| ResolvedPlugin {
-                        library: path.display().to_string(),
-                        plugin: table.name().to_string(),
-                        version: table.version().to_string(),
-                        abi_version: coevo_plugin_api::COEVO_ABI_VERSION,
-                        model: s.model.clone(),
-                    }),
+                let plugin = library.as_deref().and_then(|path| crate::plugin::library::load(path).ok().map(|table| (path, table)));
+                let plugin = plugin.map(|(path, table)| ResolvedPlugin {
+                    library: path.display().to_string(),
+                    plugin: table.name().to_string(),
+                    version: table.version().to_string(),
+                    abi_version: coevo_plugin_api::COEVO_ABI_VERSION,
+                    model: s.model.clone(),
                 });
+                ResolvedModel { name, p0: None, means: None, covariances: None, plugin }
             }
-        }
+            _ => continue,
+        };
+        out.push(model);
     }
     out
 }

@@ -27,35 +27,32 @@ use crate::metrics::gaussian::frechet_sq;
 use crate::metrics::text::total_variation;
 use crate::metrics::{MetricRow, names};
 use crate::output::write_atomic;
+use crate::resolve::{Resolved, ResolvedEntity};
 use crate::run::{ManifestWriter, Rounds, RunFailure, RunOptions, drive, io_error, prepare_output};
 use crate::scenario::{Covariance, EntitySpec, Means, Perturbation, Scenario};
-use crate::world::{
-    BuildError, ConditionalAgent, EntityName, RunError, ScenarioOrder, Simulation, TextAgent, initial_covariances, initial_means,
-};
+use crate::world::{BuildError, ConditionalAgent, EntityName, RunError, ScenarioOrder, Simulation, TextAgent};
 
 /// The scenario of the twin world: `scenario` with `perturbation` applied (a validated
 /// scenario and perturbation; see [`crate::scenario::validate`]).
 pub fn perturbed(scenario: &Scenario, perturbation: &Perturbation) -> Scenario {
     let mut twin = scenario.clone();
-    let texts_of = |image: &str| -> usize {
-        let Some(EntitySpec::ImageModel(s)) = scenario.entity(image) else { return 0 };
-        match scenario.entity(&s.conditioned_on) {
-            Some(EntitySpec::TextModel(t)) => t.initial.probabilities().len(),
-            _ => 0,
-        }
-    };
-    for e in &mut twin.entities {
-        match (e, perturbation) {
-            (EntitySpec::TextModel(s), Perturbation::TextInitial { model, initial }) if s.name == *model => s.initial = initial.clone(),
-            (EntitySpec::ImageModel(s), Perturbation::MeanShift { model, text, shift }) if s.name == *model => {
-                let (k, d) = (texts_of(model), s.dim as usize);
-                let mut means: Vec<Vec<f64>> = initial_means(&s.means, k, d).iter().map(|m| m.iter().copied().collect()).collect();
+    let Ok(resolved) = Resolved::of(scenario) else { return twin };
+    let as_rows = |m: &nalgebra::DMatrix<f64>| -> Vec<Vec<f64>> { m.row_iter().map(|r| r.iter().copied().collect()).collect() };
+    for (e, r) in twin.entities.iter_mut().zip(&resolved.entities) {
+        let initial = match r {
+            ResolvedEntity::Conditional { initial: Some(g), .. } => Some(g),
+            _ => None,
+        };
+        match (e, perturbation, initial) {
+            (EntitySpec::TextModel(s), Perturbation::TextInitial { model, initial }, _) if s.name == *model => s.initial = initial.clone(),
+            (EntitySpec::ImageModel(s), Perturbation::MeanShift { model, text, shift }, Some(g)) if s.name == *model => {
+                let mut means: Vec<Vec<f64>> = g.means.iter().map(|m| m.iter().copied().collect()).collect();
                 for (m, delta) in means[*text as usize].iter_mut().zip(shift) {
                     *m += delta;
                 }
                 s.means = Means::Explicit(means);
             }
-            (EntitySpec::ImageModel(s), Perturbation::CovarianceScale { model, text, factor }) if s.name == *model => {
+            (EntitySpec::ImageModel(s), Perturbation::CovarianceScale { model, text, factor }, Some(g)) if s.name == *model => {
                 let f = *factor;
                 let scale_rows = |rows: &mut Vec<Vec<f64>>| rows.iter_mut().flatten().for_each(|x| *x *= f);
                 match (text, &mut s.covariance) {
@@ -64,11 +61,7 @@ pub fn perturbed(scenario: &Scenario, perturbation: &Perturbation) -> Scenario {
                     (None, Covariance::Full(rows)) => scale_rows(rows),
                     (None, Covariance::PerText(all)) => all.iter_mut().for_each(scale_rows),
                     (Some(i), covariance) => {
-                        let (k, d) = (texts_of(model), s.dim as usize);
-                        let mut all: Vec<Vec<Vec<f64>>> = initial_covariances(covariance, k, d)
-                            .iter()
-                            .map(|m| m.row_iter().map(|r| r.iter().copied().collect()).collect())
-                            .collect();
+                        let mut all: Vec<Vec<Vec<f64>>> = g.covariances.iter().map(as_rows).collect();
                         scale_rows(&mut all[*i as usize]);
                         *covariance = Covariance::PerText(all);
                     }

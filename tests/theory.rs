@@ -17,8 +17,9 @@ use coevo::metrics::MetricRow;
 use coevo::metrics::text::{gini_simpson, max_p, shannon_entropy};
 use coevo::models::text::{accumulate_caption_posterior, multinomial_counts, tempered};
 use coevo::models::{ConditionalModel, DataPolicy, Estimator, GaussianImageModel};
+use coevo::resolve::unit_circle_means;
 use coevo::rng::entity_stream;
-use coevo::world::{TextAgent, unit_circle_means};
+use coevo::world::TextAgent;
 use coevo::{Scenario, Simulation};
 use nalgebra::{DMatrix, DVector};
 

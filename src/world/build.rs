@@ -1,9 +1,8 @@
-//! Building a world from a validated scenario.
+//! Building a world from a validated scenario and its [`Resolved`] form.
 
 use std::sync::Arc;
 
 use bevy_ecs::prelude::*;
-use nalgebra::{DMatrix, DVector};
 
 use super::components::*;
 use super::{
@@ -12,47 +11,8 @@ use super::{
 };
 use crate::models::text::multinomial_counts;
 use crate::models::{DataPolicy, GaussianImageModel, TextModel};
-use crate::scenario::{Covariance, EntitySpec, ImageModelSpec, Means, Scenario};
-
-/// A scenario that passed validation but still cannot be built (an internal inconsistency,
-/// or a plugin that refuses its parameters).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("cannot build entity `{entity}`: {message}")]
-pub struct BuildError {
-    /// Name of the entity.
-    pub entity: String,
-    /// Why.
-    pub message: String,
-}
-
-/// The paper's initial means: `(cos(2 pi i / K), sin(2 pi i / K))` for `i = 1..K`, padded
-/// with zeros up to `d` coordinates.
-pub fn unit_circle_means(k: usize, d: usize) -> Vec<DVector<f64>> {
-    (1..=k)
-        .map(|i| {
-            let angle = 2.0 * std::f64::consts::PI * i as f64 / k as f64;
-            let mut m = DVector::zeros(d);
-            m[0] = angle.cos();
-            m[1] = angle.sin();
-            m
-        })
-        .collect()
-}
-
-/// The initial covariances an image model spec describes, one per text.
-pub fn initial_covariances(spec: &Covariance, k: usize, d: usize) -> Vec<DMatrix<f64>> {
-    let rows_to_matrix = |rows: &Vec<Vec<f64>>| {
-        let m = DMatrix::from_fn(d, d, |r, c| rows[r][c]);
-        // Symmetrise exactly: validation accepted asymmetry at the 1e-9 level only.
-        (&m + m.transpose()) * 0.5
-    };
-    match spec {
-        Covariance::Isotropic(s2) => vec![DMatrix::identity(d, d) * *s2; k],
-        Covariance::Diagonal(v) => vec![DMatrix::from_diagonal(&DVector::from_column_slice(v)); k],
-        Covariance::Full(rows) => vec![rows_to_matrix(rows); k],
-        Covariance::PerText(all) => all.iter().map(rows_to_matrix).collect(),
-    }
-}
+use crate::resolve::{BuildError, Gaussians, Resolved, ResolvedEntity};
+use crate::scenario::{EntitySpec, ImageModelSpec, Scenario};
 
 /// Builds replicate `replicate` of a validated scenario: every scenario entity is spawned
 /// (named, in scenario order), the models get their components and the core systems are
@@ -78,8 +38,10 @@ pub(super) fn build_world(
         entities.by_name.insert(name, e);
     }
     world.insert_resource(entities);
-    let mut ctx = BuildContext { world: &mut world, scenario, schedules };
-    spawn_models(&mut ctx)?;
+    let resolved = Resolved::of(scenario)?;
+    let mut ctx = BuildContext { world: &mut world, scenario, resolved: &resolved, schedules };
+    spawn_text_models(&mut ctx);
+    spawn_conditional_models(&mut ctx)?;
     add_core_systems(&mut ctx);
     let builtin: [&dyn RoundFeature; 4] = [&Temperatures, &CorpusInjection, &UserContent, &Measure];
     for feature in builtin.into_iter().chain(extra.iter().map(|f| &**f)) {
@@ -108,16 +70,13 @@ fn begin_round(mut conditionals: Query<&mut ConditionalAgent>) {
     }
 }
 
-/// Gives the scenario's text models and conditional models (built-in Gaussian image models
-/// and plugin models) their components: text models first, so that a conditional model's
-/// initial state can use its text model's `p0` whatever the file order.
-fn spawn_models(ctx: &mut BuildContext<'_>) -> Result<(), BuildError> {
-    let scenario = ctx.scenario;
-    for (order, spec) in scenario.entities.iter().enumerate() {
+/// Gives the scenario's text models their components.
+fn spawn_text_models(ctx: &mut BuildContext<'_>) {
+    for (order, spec) in ctx.scenario.entities.iter().enumerate() {
         let EntitySpec::TextModel(s) = spec else { continue };
         let e = ctx.scenario_entity(order);
         let RandomStream(mut stream) = ctx.stream(&s.name);
-        let model = TextModel::new(s.initial.probabilities(), s.data, &mut stream);
+        let model = TextModel::new(ctx.resolved.p0(order).to_vec(), s.data, &mut stream);
         let agent = TextAgent { model, batch: s.batch, steps: s.steps };
         let mut entity = ctx.world.entity_mut(e);
         entity.insert((RandomStream(stream), agent, SamplingTemperature(1.0), CaptionBatch::default()));
@@ -126,30 +85,32 @@ fn spawn_models(ctx: &mut BuildContext<'_>) -> Result<(), BuildError> {
         }
         ctx.world.resource_mut::<ScenarioEntities>().texts.push(e);
     }
-    for (order, spec) in scenario.entities.iter().enumerate() {
-        let Some(conditioned_on) = spec.conditioned_on() else { continue };
-        let name = spec.name();
-        let (e, text) = (ctx.scenario_entity(order), ctx.entity(name, conditioned_on)?);
+}
+
+/// Gives the scenario's conditional models (built-in Gaussian image models and plugin
+/// models) their components, wired to their text model and feed.
+fn spawn_conditional_models(ctx: &mut BuildContext<'_>) -> Result<(), BuildError> {
+    for (order, spec) in ctx.scenario.entities.iter().enumerate() {
+        let ResolvedEntity::Conditional { text, feed, initial, .. } = &ctx.resolved.entities[order] else { continue };
+        let (e, name) = (ctx.scenario_entity(order), spec.name());
         let RandomStream(mut stream) = ctx.stream(name);
-        let p0 = ctx.world.get::<TextAgent>(text).map(|t| t.model.p0.clone()).unwrap_or_default();
-        let (agent, frozen) = match spec {
-            EntitySpec::ImageModel(s) => {
-                let model = gaussian_model(s, &p0, &mut stream);
+        let p0 = ctx.resolved.p0(*text);
+        let (agent, frozen) = match (spec, initial) {
+            (EntitySpec::ImageModel(s), Some(initial)) => {
+                let model = gaussian_model(s, initial, p0, &mut stream);
                 (ConditionalAgent { model: Box::new(model), batch: s.batch, steps: s.steps, allocation: s.allocation }, s.frozen)
             }
-            EntitySpec::PluginModel(s) => {
-                let model = crate::plugin::build_conditional(s, &p0, &mut stream)
+            (EntitySpec::PluginModel(s), _) => {
+                let model = crate::plugin::build_conditional(s, p0, &mut stream)
                     .map_err(|message| BuildError { entity: name.to_string(), message })?;
                 (ConditionalAgent { model: Box::new(model), batch: s.batch, steps: s.steps, allocation: s.allocation }, s.frozen)
             }
-            _ => unreachable!("only conditional models have `conditioned_on`"),
+            _ => unreachable!("a resolved conditional is an image model with its Gaussians or a plugin model"),
         };
-        let mut feed = Vec::with_capacity(spec.feed().len());
-        for (source, weight) in spec.feed() {
-            feed.push((ctx.entity(name, source)?, *weight));
-        }
+        let feed: Vec<(Entity, f64)> = feed.iter().map(|&(source, w)| (ctx.scenario_entity(source), w)).collect();
+        let on = ConditionedOn(ctx.scenario_entity(*text));
         let mut entity = ctx.world.entity_mut(e);
-        entity.insert((RandomStream(stream), agent, ConditionedOn(text), SamplingTemperature(1.0), ImageBatch::default()));
+        entity.insert((RandomStream(stream), agent, on, SamplingTemperature(1.0), ImageBatch::default()));
         if frozen {
             entity.insert(Frozen);
         }
@@ -161,33 +122,13 @@ fn spawn_models(ctx: &mut BuildContext<'_>) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// The initial means an image model (or a Gaussian user-content source) spec describes.
-pub fn initial_means(spec: &Means, k: usize, d: usize) -> Vec<DVector<f64>> {
-    match spec {
-        Means::UnitCircle => unit_circle_means(k, d),
-        Means::Explicit(m) => m.iter().map(|v| DVector::from_column_slice(v)).collect(),
-    }
-}
-
-/// The conditional a text appended by a `NewText` injection starts from: the spec's `new_text`
-/// prior, else mean at the origin with the covariance of text 0.
-pub(super) fn new_text_prior(s: &ImageModelSpec, sigma0: &[DMatrix<f64>]) -> (DVector<f64>, DMatrix<f64>) {
-    let d = s.dim as usize;
-    match &s.new_text {
-        Some(prior) => (DVector::from_column_slice(&prior.mean), initial_covariances(&prior.covariance, 1, d).remove(0)),
-        None => (DVector::zeros(d), sigma0.first().cloned().unwrap_or_else(|| DMatrix::identity(d, d) * 0.1)),
-    }
-}
-
-fn gaussian_model(s: &ImageModelSpec, p0: &[f64], stream: &mut crate::rng::Stream) -> GaussianImageModel {
-    let (k, d) = (p0.len(), s.dim as usize);
-    let mu0 = initial_means(&s.means, k, d);
-    let sigma0 = initial_covariances(&s.covariance, k, d);
-    let prior = new_text_prior(s, &sigma0);
-    let mut model = GaussianImageModel::new(mu0, sigma0, s.estimator, s.data, prior);
+/// The built-in image model from its resolved initial Gaussians; under `Accumulate` seeded
+/// with its initial real dataset: `initial` pairs of the initial joint model, captions from
+/// the text model's `p0` and images from the initial conditionals.
+fn gaussian_model(s: &ImageModelSpec, initial: &Gaussians, p0: &[f64], stream: &mut crate::rng::Stream) -> GaussianImageModel {
+    let g = initial.clone();
+    let mut model = GaussianImageModel::new(g.means, g.covariances, s.estimator, s.data, g.new_text);
     if let DataPolicy::Accumulate { initial } = s.data {
-        // The initial real dataset: `initial` pairs of the initial joint model, captions from
-        // the text model's p0 and images from the initial conditionals.
         let mut counts = Vec::new();
         multinomial_counts(initial, p0, stream, &mut counts);
         model.seed_accumulated(&counts, stream);

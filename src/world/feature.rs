@@ -13,7 +13,8 @@ use std::sync::Arc;
 use bevy_ecs::prelude::*;
 use bevy_ecs::system::ScheduleSystem;
 
-use super::{BuildError, EntityName, RandomStream, RoundPart, RoundSchedules, ScenarioEntities, ScenarioOrder, Stage, WorldInfo};
+use super::{EntityName, RandomStream, RoundPart, RoundSchedules, ScenarioEntities, ScenarioOrder, Stage, WorldInfo};
+use crate::resolve::{BuildError, Resolved};
 use crate::rng::entity_stream;
 use crate::scenario::Scenario;
 
@@ -30,6 +31,8 @@ pub struct BuildContext<'a> {
     pub world: &'a mut World,
     /// The validated scenario.
     pub scenario: &'a Scenario,
+    /// Its initial state and wiring, resolved.
+    pub resolved: &'a Resolved,
     pub(super) schedules: &'a mut RoundSchedules,
 }
 

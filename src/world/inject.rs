@@ -11,13 +11,14 @@ use bevy_ecs::prelude::*;
 use rand::RngExt;
 
 use super::components::*;
-use super::{BuildContext, BuildError, RoundFeature, RoundPart, RunError, Stage, initial_covariances, initial_means, record_failure};
+use super::{BuildContext, BuildError, RoundFeature, RoundPart, RunError, Stage, record_failure};
 use crate::metrics::{MetricRow, names};
 use crate::models::batch::check_len;
 use crate::models::text::multinomial_counts;
 use crate::models::{ConditionalModel, DataPolicy, Estimator, GaussianImageModel, ModelError};
+use crate::resolve::ResolvedEntity;
 use crate::rng::Stream;
-use crate::scenario::{EntitySpec, Injection, UserSource};
+use crate::scenario::{EntitySpec, Injection};
 
 /// Corpus injection (Algorithm 2): the scenario's `CorpusInjector` entities, their Inject
 /// system and their `injected` metric.
@@ -78,31 +79,37 @@ pub fn corpus_injection(
         if !injector.fired {
             continue;
         }
-        let (eps, k) = (injector.eps, text.model.num_texts());
-        let buf = &mut *buf;
-        buf.r.clear();
-        match &injector.distribution {
-            Injection::Uniform => buf.r.resize(k, 1.0 / k as f64),
-            Injection::RandomTokens(m) => {
-                buf.uniform.clear();
-                buf.uniform.resize(k, 1.0);
-                multinomial_counts(*m, &buf.uniform, &mut stream.0, &mut buf.counts);
-                buf.r.extend(buf.counts.iter().map(|&c| c as f64 / *m as f64));
+        let eps = injector.eps;
+        if let Injection::NewText = injector.distribution {
+            text.model.append_text(eps);
+            for c in of_text.into_iter().flat_map(|c| c.iter()) {
+                let Ok((mut c, name)) = conditionals.get_mut(c) else { continue };
+                c.model.add_text().map_err(|source| RunError::model(round.0, name, source))?;
             }
-            // Texts appended after validation (by a NewText injector) get none of `r`.
-            Injection::Fixed(r) => buf.r.extend(r.iter().copied().chain(std::iter::repeat(0.0)).take(k)),
-            Injection::NewText => {
-                text.model.append_text(eps);
-                for c in of_text.into_iter().flat_map(|c| c.iter()) {
-                    let Ok((mut c, name)) = conditionals.get_mut(c) else { continue };
-                    c.model.add_text().map_err(|source| RunError::model(round.0, name, source))?;
-                }
-                continue;
-            }
+            continue;
         }
+        injection_distribution(&injector.distribution, text.model.num_texts(), &mut stream.0, &mut buf);
         text.model.mix(eps, &buf.r);
     }
     Ok(())
+}
+
+/// The distribution `r` an injection mixes in, over the target's `k` current texts, into
+/// `buf.r` (`RandomTokens` draws its tokens from the injector's stream).
+fn injection_distribution(distribution: &Injection, k: usize, stream: &mut Stream, buf: &mut InjectionBuffers) {
+    buf.r.clear();
+    match distribution {
+        Injection::Uniform => buf.r.resize(k, 1.0 / k as f64),
+        Injection::RandomTokens(m) => {
+            buf.uniform.clear();
+            buf.uniform.resize(k, 1.0);
+            multinomial_counts(*m, &buf.uniform, stream, &mut buf.counts);
+            buf.r.extend(buf.counts.iter().map(|&c| c as f64 / *m as f64));
+        }
+        // Texts appended after validation (by a NewText injector) get none of `r`.
+        Injection::Fixed(r) => buf.r.extend(r.iter().copied().chain(std::iter::repeat(0.0)).take(k)),
+        Injection::NewText => unreachable!("a new text is appended, not mixed in"),
+    }
 }
 
 /// Appends each corpus injector's `injected` metric (1 if it injected this round, else 0)
@@ -133,18 +140,12 @@ impl RoundFeature for UserContent {
         for (order, spec) in ctx.scenario.entities.iter().enumerate() {
             let EntitySpec::UserContentInjector(s) = spec else { continue };
             let (e, target) = (ctx.scenario_entity(order), ctx.entity(&s.name, &s.target)?);
-            let source = match (&s.source, ctx.scenario.entity(&s.target)) {
-                (UserSource::Initial, _) => None,
-                (UserSource::Gaussian(g), Some(EntitySpec::ImageModel(image))) => {
-                    let k = ctx.world.get::<ConditionalAgent>(target).map_or(0, |c| c.model.num_texts());
-                    let d = image.dim as usize;
-                    let prior = super::build::new_text_prior(image, &initial_covariances(&image.covariance, k, d));
-                    let (mu0, sigma0) = (initial_means(&g.means, k, d), initial_covariances(&g.covariance, k, d));
-                    Some(GaussianImageModel::new(mu0, sigma0, Estimator::Mle, DataPolicy::Replace, prior))
+            let source = match &ctx.resolved.entities[order] {
+                ResolvedEntity::Influence { source: Some(g), .. } => {
+                    let g = g.clone();
+                    Some(GaussianImageModel::new(g.means, g.covariances, Estimator::Mle, DataPolicy::Replace, g.new_text))
                 }
-                (UserSource::Gaussian(_), _) => {
-                    return Err(BuildError { entity: s.name.clone(), message: format!("`{}` is not an image model", s.target) });
-                }
+                _ => None,
             };
             let stream = ctx.stream(&s.name);
             ctx.world.entity_mut(e).insert((UserContentInjector { n0: s.n0 as usize, source }, Targets(target), stream));

@@ -34,7 +34,7 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::{LogLevel, ScheduleBuildSettings, ScheduleConfigs, SingleThreadedExecutor};
 use bevy_ecs::system::ScheduleSystem;
 
-pub use build::{BuildError, initial_covariances, initial_means, unit_circle_means};
+pub use crate::resolve::BuildError;
 pub use components::*;
 pub use feature::{BuildContext, RoundFeature};
 pub use image_phase::{allocate_captions, fresh_images, generate_images, refit_conditionals};
@@ -139,8 +139,12 @@ impl RoundSchedules {
                 // Two systems touching the same data in no defined order is a build error:
                 // every result must not depend on an arbitrary order.
                 schedule.set_build_settings(ScheduleBuildSettings { ambiguity_detection: LogLevel::Error, ..Default::default() });
+                // Each stage checks for a failure before its systems run, so the stages after a
+                // failed system never see a half-made batch.
                 schedule.configure_sets(
-                    (Stage::Prepare, Stage::Generate, Stage::Filter, Stage::Curate, Stage::Fit, Stage::Measure, Stage::Report).chain(),
+                    (Stage::Prepare, Stage::Generate, Stage::Filter, Stage::Curate, Stage::Fit, Stage::Measure, Stage::Report)
+                        .chain()
+                        .distributive_run_if(no_failure),
                 );
                 (part, schedule, vec![0; STAGES.len()])
             }),
@@ -154,9 +158,7 @@ impl RoundSchedules {
         let slot = Slot(part, stage, slots[index]);
         slots[index] += 1;
         let configs: ScheduleConfigs<ScheduleSystem> = systems.into_configs();
-        // Every registration checks for a failure before it runs: the systems after a failed one
-        // in the same part never see a half-made batch.
-        schedule.configure_sets(slot.in_set(stage).run_if(no_failure));
+        schedule.configure_sets(slot.in_set(stage));
         if slot.2 > 0 {
             schedule.configure_sets(Slot(part, stage, slot.2 - 1).before(slot));
         }
