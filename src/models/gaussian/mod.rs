@@ -1,11 +1,23 @@
 //! The conditional Gaussian image model `q(y|i) = N(mu_i, Sigma_i)` (SPEC sections 1-3).
+//!
+//! - this file: the model, its refit and its [`ConditionalModel`] implementation;
+//! - `factor`: the one regularised factorisation of a covariance (floors, `regularized`);
+//! - `stats`: running sufficient statistics (the refit's input, `Accumulate`'s memory);
+//! - `kernels`: sampling and distance loops.
+
+mod factor;
+mod kernels;
+mod stats;
+
+pub use factor::{ABSOLUTE_FLOOR, EigenWorkspace, Factor, RELATIVE_FLOOR, RESOLUTION_FACTOR};
+pub use stats::SufficientStats;
+
+use kernels::{clamped_uses, sample_into, squared_distance};
 
 use nalgebra::{DMatrix, DMatrixView, DVector};
-use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use super::conditional::{ConditionalModel, ModelError, PerTextMetrics};
-use super::linalg::symmetric_eigen;
 use super::policy::DataPolicy;
 use crate::metrics::gaussian as gm;
 use crate::metrics::names;
@@ -30,183 +42,6 @@ pub enum Estimator {
     Mle,
     /// Unbiased: divisor `n_i - 1`.
     Unbiased,
-}
-
-/// Relative eigenvalue floor of the one regularised factorisation: eigenvalues below
-/// `RELATIVE_FLOOR * lambda_max` are clamped. 1e-12 keeps the factor's condition number
-/// below 1e12, far inside f64's 1e16 precision, while perturbing any covariance by less
-/// than one part in 1e12 of its scale.
-pub const RELATIVE_FLOOR: f64 = 1e-12;
-/// Absolute eigenvalue floor: `sqrt(f64::MIN_POSITIVE)` (about 1.5e-154), so that a squared
-/// Mahalanobis distance `|y - mu|^2 / lambda` stays finite for any `|y - mu| < 1e77`.
-pub const ABSOLUTE_FLOOR: f64 = 1.4916681462400413e-154;
-/// Resolution floor, in units of the mean's f64 resolution: eigenvalues below
-/// `(RESOLUTION_FACTOR * eps * max|mu_k|)^2` are clamped. A sample (and the mean itself) is
-/// only known to about `eps |mu|`; a conditional narrower than that cannot be represented, and
-/// scoring its own samples against it would put them thousands of standard deviations away
-/// (a degenerate refit on identical samples yields exactly such a covariance from the rounding
-/// of the sample mean). At 16 resolutions per standard deviation the rounding of `y - mu`
-/// moves a squared Mahalanobis distance by at most about `d / 256`.
-pub const RESOLUTION_FACTOR: f64 = 16.0;
-
-/// The one place where a covariance is factorised for sampling and log-densities.
-///
-/// `Sigma = V diag(lambda) V^T` by symmetric eigendecomposition; eigenvalues below
-/// `max(RELATIVE_FLOOR * lambda_max, (RESOLUTION_FACTOR * eps * max|mu_k|)^2, ABSOLUTE_FLOOR)`
-/// are clamped to that floor (an exactly singular or negative-roundoff covariance, as the
-/// refit of a text with `n_i <= d` samples produces). Every use of a clamped factor (one text
-/// in one sampling or log-likelihood call) is counted in the `regularized` metric. The stored
-/// `Sigma` itself is never changed.
-#[derive(Debug, Clone)]
-pub struct Factor {
-    /// `V diag(sqrt(lambda'))`: `y = mu + A z` with `z ~ N(0, I)` samples `N(mu, Sigma')`.
-    pub sqrt: DMatrix<f64>,
-    /// `diag(1/sqrt(lambda')) V^T`: whitens `y - mu`.
-    pub whiten: DMatrix<f64>,
-    /// `-(d log(2 pi) + log det Sigma') / 2`, the log-density's constant.
-    pub log_norm: f64,
-    /// The exact (unclamped) eigenvalues, for metrics.
-    pub eigenvalues: DVector<f64>,
-    /// Whether any eigenvalue was clamped.
-    pub regularized: bool,
-}
-
-/// Caller-owned buffers of one eigendecomposition (see [`super::linalg::symmetric_eigen`]).
-#[derive(Debug, Clone)]
-pub struct EigenWorkspace {
-    a: Vec<f64>,
-    values: Vec<f64>,
-    vectors: Vec<f64>,
-}
-
-impl EigenWorkspace {
-    /// Buffers for `d x d` matrices.
-    pub fn new(d: usize) -> Self {
-        EigenWorkspace { a: vec![0.0; d * d], values: vec![0.0; d], vectors: vec![0.0; d * d] }
-    }
-}
-
-impl Factor {
-    /// Factorises the covariance `sigma` (assumed symmetric) of a conditional with mean `mu`.
-    pub fn new(sigma: &DMatrix<f64>, mu: &DVector<f64>) -> Factor {
-        let d = sigma.nrows();
-        let mut f = Factor {
-            sqrt: DMatrix::zeros(d, d),
-            whiten: DMatrix::zeros(d, d),
-            log_norm: 0.0,
-            eigenvalues: DVector::zeros(d),
-            regularized: false,
-        };
-        f.update(sigma, mu, &mut EigenWorkspace::new(d));
-        f
-    }
-
-    /// Refactorises `sigma` (mean `mu`) in place, reusing this factor's storage and `ws` (no allocation).
-    pub fn update(&mut self, sigma: &DMatrix<f64>, mu: &DVector<f64>, ws: &mut EigenWorkspace) {
-        let d = sigma.nrows();
-        ws.a.copy_from_slice(sigma.as_slice());
-        symmetric_eigen(&mut ws.a, d, &mut ws.values, &mut ws.vectors);
-        let max = ws.values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let resolution = RESOLUTION_FACTOR * f64::EPSILON * mu.amax();
-        let floor = (RELATIVE_FLOOR * max).max(resolution * resolution).max(ABSOLUTE_FLOOR);
-        self.regularized = false;
-        let mut log_det = 0.0;
-        for c in 0..d {
-            let raw = ws.values[c];
-            self.eigenvalues[c] = raw;
-            let l = if raw < floor {
-                self.regularized = true;
-                floor
-            } else {
-                raw
-            };
-            log_det += l.ln();
-            let root = l.sqrt();
-            for k in 0..d {
-                let v = ws.vectors[c * d + k];
-                self.sqrt[(k, c)] = v * root;
-                self.whiten[(c, k)] = v / root;
-            }
-        }
-        self.log_norm = -0.5 * (d as f64 * (2.0 * std::f64::consts::PI).ln() + log_det);
-    }
-}
-
-/// Running sufficient statistics of one text's samples (count, mean, scatter about the
-/// mean): equivalent to count, sum and sum of outer products, stored centred so that the
-/// covariance does not suffer cancellation when the spread is small next to the mean.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SufficientStats {
-    /// Number of samples seen.
-    pub count: f64,
-    /// Their mean.
-    pub mean: DVector<f64>,
-    /// `sum (y - mean)(y - mean)^T`.
-    pub scatter: DMatrix<f64>,
-}
-
-impl SufficientStats {
-    fn empty(d: usize) -> Self {
-        SufficientStats { count: 0.0, mean: DVector::zeros(d), scatter: DMatrix::zeros(d, d) }
-    }
-
-    /// Computes the statistics of a row-major `n x d` block of samples into `self`
-    /// (two-pass: the exact mean first, then the scatter about it). No allocation.
-    fn set_from(&mut self, samples: &[f64], d: usize) {
-        let n = samples.len() / d;
-        self.count = n as f64;
-        let mean = self.mean.as_mut_slice();
-        mean.fill(0.0);
-        let scatter = self.scatter.as_mut_slice();
-        scatter.fill(0.0);
-        if n == 0 {
-            return;
-        }
-        for y in samples.chunks_exact(d) {
-            for (m, v) in mean.iter_mut().zip(y) {
-                *m += v;
-            }
-        }
-        for m in mean.iter_mut() {
-            *m /= n as f64;
-        }
-        // Lower triangle of sum (y - mean)(y - mean)^T, column-major, then mirrored.
-        for y in samples.chunks_exact(d) {
-            for c in 0..d {
-                let dc = y[c] - mean[c];
-                let column = &mut scatter[c * d..(c + 1) * d];
-                for r in c..d {
-                    column[r] += (y[r] - mean[r]) * dc;
-                }
-            }
-        }
-        for c in 0..d {
-            for r in c + 1..d {
-                scatter[r * d + c] = scatter[c * d + r];
-            }
-        }
-    }
-
-    /// Merges another set of statistics in place (Chan et al.'s parallel update).
-    fn merge(&mut self, other: &SufficientStats) {
-        if other.count == 0.0 {
-            return;
-        }
-        let n = self.count + other.count;
-        let w = self.count * other.count / n;
-        let d = self.mean.len();
-        for c in 0..d {
-            let dc = other.mean[c] - self.mean[c];
-            for r in 0..d {
-                let dr = other.mean[r] - self.mean[r];
-                self.scatter[(r, c)] += other.scatter[(r, c)] + w * dr * dc;
-            }
-        }
-        for r in 0..d {
-            self.mean[r] += (other.mean[r] - self.mean[r]) * (other.count / n);
-        }
-        self.count = n;
-    }
 }
 
 /// The conditional Gaussian image model: `N(mu_i, Sigma_i)` for every text `i`.
@@ -353,100 +188,6 @@ impl GaussianImageModel {
 }
 
 /// Draws `counts[i]` samples of `N(mu[i], c * Sigma_i)` for every text into `out`, using the
-/// factors' square roots.
-fn sample_into(mu: &[DVector<f64>], factors: &[Factor], counts: &[usize], c: f64, rng: &mut Stream, out: &mut Vec<f64>, z: &mut Vec<f64>) {
-    let d = mu.first().map_or(0, |m| m.len());
-    let total: usize = counts.iter().sum();
-    out.clear();
-    out.resize(total * d, 0.0);
-    // The paper's d = 2 (and other tiny d) get a kernel with the dimension known at compile
-    // time, fully unrolled; the arithmetic and the order of random draws are the same.
-    match d {
-        1 => sample_kernel::<1>(mu, factors, counts, c, rng, out),
-        2 => sample_kernel::<2>(mu, factors, counts, c, rng, out),
-        3 => sample_kernel::<3>(mu, factors, counts, c, rng, out),
-        4 => sample_kernel::<4>(mu, factors, counts, c, rng, out),
-        _ => sample_kernel_dyn(d, mu, factors, counts, c, rng, out, z),
-    }
-}
-
-fn sample_kernel<const D: usize>(mu: &[DVector<f64>], factors: &[Factor], counts: &[usize], c: f64, rng: &mut Stream, out: &mut [f64]) {
-    let scale = c.sqrt();
-    let mut samples = out.chunks_exact_mut(D);
-    for (i, &n) in counts.iter().enumerate() {
-        let a: [[f64; D]; D] = std::array::from_fn(|col| std::array::from_fn(|r| factors[i].sqrt[(r, col)]));
-        let m: [f64; D] = std::array::from_fn(|x| mu[i][x]);
-        for y in samples.by_ref().take(n) {
-            let z: [f64; D] = std::array::from_fn(|_| StandardNormal.sample(rng));
-            // Same operation order as the general kernel: y = mu, then += column * (z * scale).
-            for r in 0..D {
-                let mut v = m[r];
-                for col in 0..D {
-                    v += a[col][r] * (z[col] * scale);
-                }
-                y[r] = v;
-            }
-        }
-    }
-}
-
-fn sample_kernel_dyn(
-    d: usize,
-    mu: &[DVector<f64>],
-    factors: &[Factor],
-    counts: &[usize],
-    c: f64,
-    rng: &mut Stream,
-    out: &mut [f64],
-    z: &mut Vec<f64>,
-) {
-    let scale = c.sqrt();
-    z.resize(d, 0.0);
-    let mut samples = out.chunks_exact_mut(d.max(1));
-    for (i, &n) in counts.iter().enumerate() {
-        let a = factors[i].sqrt.as_slice();
-        let m = mu[i].as_slice();
-        for y in samples.by_ref().take(n) {
-            for zr in z.iter_mut() {
-                *zr = StandardNormal.sample(rng);
-            }
-            y.copy_from_slice(m);
-            for (col, &zc) in z.iter().enumerate() {
-                let zc = zc * scale;
-                for (yr, ar) in y.iter_mut().zip(&a[col * d..(col + 1) * d]) {
-                    *yr += ar * zc;
-                }
-            }
-        }
-    }
-}
-
-/// Uses of clamped factors in one call: texts with a regularised factor that the call draws
-/// from (`counts[i] > 0`) or, for a log-likelihood (`counts = None`), scores against.
-fn clamped_uses(factors: &[Factor], counts: Option<&[usize]>) -> u64 {
-    factors.iter().enumerate().filter(|(i, f)| f.regularized && counts.is_none_or(|c| c.get(*i).is_some_and(|&n| n > 0))).count() as u64
-}
-
-/// `|a - b|^2` with four independent partial sums, so the compiler can vectorise the loop
-/// (one running sum would chain every addition). The grouping is fixed, so results are
-/// reproducible.
-#[inline]
-fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
-    let (ra, rb) = (a4.remainder(), b4.remainder());
-    for (x, y) in a4.zip(b4) {
-        for l in 0..4 {
-            let v = x[l] - y[l];
-            acc[l] += v * v;
-        }
-    }
-    let mut tail = 0.0;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += (x - y) * (x - y);
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
-}
 
 impl ConditionalModel for GaussianImageModel {
     fn modality(&self) -> &str {
