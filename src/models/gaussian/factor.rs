@@ -44,7 +44,7 @@ pub struct Factor {
     pub regularized: bool,
 }
 
-/// Caller-owned buffers of one eigendecomposition (see [`super::linalg::symmetric_eigen`]).
+/// Caller-owned buffers of one eigendecomposition (see [`crate::models::linalg::symmetric_eigen`]).
 #[derive(Debug, Clone)]
 pub struct EigenWorkspace {
     a: Vec<f64>,

@@ -7,6 +7,7 @@ use rand_distr::{Distribution, StandardNormal};
 use super::factor::Factor;
 use crate::rng::Stream;
 
+/// Draws `counts[i]` samples of `N(mu[i], c * Sigma_i)` for every text into `out`, using the
 /// factors' square roots.
 pub(super) fn sample_into(
     mu: &[DVector<f64>],

@@ -187,8 +187,6 @@ impl GaussianImageModel {
     }
 }
 
-/// Draws `counts[i]` samples of `N(mu[i], c * Sigma_i)` for every text into `out`, using the
-
 impl ConditionalModel for GaussianImageModel {
     fn modality(&self) -> &str {
         "image"
