@@ -21,7 +21,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::rng::Stream;
-use crate::world::{ConditionalAgent, EntityName, RandomStream, RoundCounter, ScenarioOrder, Simulation, TextAgent};
+use crate::world::{ConditionalAgent, EntityName, RandomStream, RoundCounter, ScenarioEntities, Simulation, TextAgent};
 
 /// Format tag of `checkpoint.json`.
 pub const FORMAT: &str = "coevo-checkpoint-v1";
@@ -144,29 +144,27 @@ fn restore_stream(state: &StreamState) -> Result<Stream, String> {
     Ok(s)
 }
 
-/// Captures the state of one world.
-pub fn capture(sim: &mut Simulation) -> Result<WorldState, String> {
-    let round = sim.round();
-    let world = sim.world_mut();
-    let mut query = world.query::<(&ScenarioOrder, &EntityName, Option<&RandomStream>, Option<&TextAgent>, Option<&ConditionalAgent>)>();
-    let mut entities: Vec<(ScenarioOrder, EntityState)> = Vec::new();
-    for (order, name, stream, text, conditional) in query.iter(world) {
-        let conditional = match conditional {
-            Some(c) => Some(encode_f64s(&c.model.save_state().map_err(|e| format!("model `{}`: {e}", name.0))?)),
+/// Captures the state of one world: every entity with a stream or a model, in scenario order.
+pub fn capture(sim: &Simulation) -> Result<WorldState, String> {
+    let world = sim.world();
+    let mut entities = Vec::new();
+    for &e in &world.resource::<ScenarioEntities>().all {
+        let Some(name) = world.get::<EntityName>(e) else { continue };
+        let conditional = match world.get::<ConditionalAgent>(e) {
+            Some(c) => Some(encode_f64s(&c.model.save_state().map_err(|err| format!("model `{}`: {err}", name.0))?)),
             None => None,
         };
-        let text = text.map(|t| TextState {
+        let text = world.get::<TextAgent>(e).map(|t| TextState {
             p: encode_f64s(&t.model.p),
             p0: encode_f64s(&t.model.p0),
             accumulated: encode_f64s(&t.model.accumulated),
         });
-        let stream = stream.map(|s| stream_state(&s.0));
+        let stream = world.get::<RandomStream>(e).map(|s| stream_state(&s.0));
         if stream.is_some() || text.is_some() || conditional.is_some() {
-            entities.push((*order, EntityState { name: name.0.to_string(), stream, text, conditional }));
+            entities.push(EntityState { name: name.0.to_string(), stream, text, conditional });
         }
     }
-    entities.sort_by_key(|(o, _)| *o);
-    Ok(WorldState { round, entities: entities.into_iter().map(|(_, e)| e).collect() })
+    Ok(WorldState { round: sim.round(), entities })
 }
 
 /// Restores a world built from the same scenario to `state`.

@@ -286,7 +286,7 @@ fn continue_run(
         if round == 0 || !round.is_multiple_of(k) || round >= scenario.rounds {
             return Ok(());
         }
-        let worlds = sims.iter_mut().map(crate::checkpoint::capture).collect::<Result<Vec<_>, _>>().map_err(RunFailure::BadInput)?;
+        let worlds = sims.iter().map(crate::checkpoint::capture).collect::<Result<Vec<_>, _>>().map_err(RunFailure::BadInput)?;
         let (metrics_bytes, aggregate_bytes) = tables.lengths()?;
         let c = Checkpoint {
             format: crate::checkpoint::FORMAT.to_string(),

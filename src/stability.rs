@@ -30,7 +30,7 @@ use crate::output::write_atomic;
 use crate::resolve::{Resolved, ResolvedEntity};
 use crate::run::{ManifestWriter, Rounds, RunFailure, RunOptions, drive, io_error, prepare_output};
 use crate::scenario::{Covariance, EntitySpec, Means, Perturbation, Scenario};
-use crate::world::{BuildError, ConditionalAgent, EntityName, RunError, ScenarioOrder, Simulation, TextAgent};
+use crate::world::{BuildError, ConditionalAgent, EntityName, RunError, ScenarioEntities, Simulation, TextAgent};
 
 /// The scenario of the twin world: `scenario` with `perturbation` applied (a validated
 /// scenario and perturbation; see [`crate::scenario::validate`]).
@@ -98,7 +98,7 @@ impl Twins {
     fn record(&mut self) {
         let round = self.a.round();
         self.rows.clear();
-        divergence(&mut self.a, &mut self.b, round, &self.names, &mut self.rows);
+        divergence(&self.a, &self.b, round, &self.names, &mut self.rows);
     }
 }
 
@@ -122,43 +122,35 @@ impl Rounds for Twins {
 
 /// Appends the divergence rows of round `round` between the namesake models of `a` and `b`,
 /// text models first, each group in scenario order.
-fn divergence(a: &mut Simulation, b: &mut Simulation, round: u64, names: &[Arc<str>; 2], out: &mut Vec<MetricRow>) {
-    let texts = |sim: &mut Simulation| {
-        let world = sim.world_mut();
-        let mut q = world.query::<(&ScenarioOrder, &EntityName, &TextAgent)>();
-        let mut v: Vec<_> = q.iter(world).map(|(o, n, t)| (*o, n.0.clone(), t.model.p.clone())).collect();
-        v.sort_unstable_by_key(|(o, ..)| *o);
-        v
-    };
-    let texts_b = texts(b);
-    for (_, name, p) in texts(a) {
-        if let Some((_, _, q)) = texts_b.iter().find(|(_, n, _)| *n == name) {
-            out.push(MetricRow { round, model: name, text: None, metric: names[0].clone(), value: total_variation(&p, q) });
-        }
+fn divergence(a: &Simulation, b: &Simulation, round: u64, names: &[Arc<str>; 2], out: &mut Vec<MetricRow>) {
+    // The twins are built from the same entity list (a perturbation changes values, never
+    // the wiring), so their entities pair up by scenario position.
+    let (wa, wb) = (a.world(), b.world());
+    let (ea, eb) = (wa.resource::<ScenarioEntities>(), wb.resource::<ScenarioEntities>());
+    for (&ta, &tb) in ea.texts.iter().zip(&eb.texts) {
+        let (Some(x), Some(y), Some(name)) = (wa.get::<TextAgent>(ta), wb.get::<TextAgent>(tb), wa.get::<EntityName>(ta)) else { continue };
+        out.push(MetricRow {
+            round,
+            model: name.0.clone(),
+            text: None,
+            metric: names[0].clone(),
+            value: total_variation(&x.model.p, &y.model.p),
+        });
     }
-    let mut conditionals_b = Vec::new();
-    {
-        let world = b.world_mut();
-        let mut q = world.query::<(&EntityName, &ConditionalAgent)>();
-        for (n, c) in q.iter(world) {
-            conditionals_b.push((n.0.clone(), (0..c.model.num_texts()).map(|i| c.model.moments(i)).collect::<Vec<_>>()));
-        }
-    }
-    let world = a.world_mut();
-    let mut q = world.query::<(&ScenarioOrder, &EntityName, &ConditionalAgent)>();
-    let mut conditionals: Vec<_> = q.iter(world).collect();
-    conditionals.sort_unstable_by_key(|(o, ..)| **o);
-    for (_, name, c) in conditionals {
-        let Some((_, moments_b)) = conditionals_b.iter().find(|(n, _)| *n == name.0) else { continue };
+    for (&ca, &cb) in ea.conditionals.iter().zip(&eb.conditionals) {
+        let (Some(x), Some(y), Some(name)) = (wa.get::<ConditionalAgent>(ca), wb.get::<ConditionalAgent>(cb), wa.get::<EntityName>(ca))
+        else {
+            continue;
+        };
         // Texts both twins hold (a NewText injection fires in the same rounds in both, as the
         // injector's stream is common, so normally all of them).
         let mut sum = 0.0;
-        for (i, mb) in moments_b.iter().enumerate().take(c.model.num_texts()) {
-            match (c.model.moments(i), mb) {
+        for i in 0..x.model.num_texts().min(y.model.num_texts()) {
+            match (x.model.moments(i), y.model.moments(i)) {
                 // Identical conditionals are at distance exactly 0; the closed form would
                 // leave a roundoff residue of order sqrt(f64::EPSILON * tr Sigma) ~ 1e-8.
-                (Some((mu_a, s_a)), Some((mu_b, s_b))) if mu_a == *mu_b && s_a == *s_b => {}
-                (Some((mu_a, s_a)), Some((mu_b, s_b))) => sum += frechet_sq(&mu_a, &s_a, mu_b, s_b).sqrt(),
+                (Some((mu_a, s_a)), Some((mu_b, s_b))) if mu_a == mu_b && s_a == s_b => {}
+                (Some((mu_a, s_a)), Some((mu_b, s_b))) => sum += frechet_sq(&mu_a, &s_a, &mu_b, &s_b).sqrt(),
                 _ => {
                     sum = f64::NAN;
                     break;
