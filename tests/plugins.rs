@@ -442,7 +442,7 @@ fn checkpoint_restores_a_plugin_world_exactly() {
     for _ in 0..3 {
         original.step().unwrap();
     }
-    let saved = coevo::checkpoint::capture(&mut original).unwrap();
+    let saved = coevo::checkpoint::capture(&original).unwrap();
     let mut resumed = Simulation::new(&scenario, 0).unwrap();
     coevo::checkpoint::restore(&mut resumed, &saved).unwrap();
     for _ in 0..3 {
