@@ -570,3 +570,64 @@ fn runtime_faults_fail_the_run_cleanly_and_keep_completed_rounds() {
         }
     }
 }
+
+// ---------------------------------------------------------------- plugin authors
+
+/// A C "plugin" whose entry point calls a function no library defines. `cc -shared` links it
+/// (undefined symbols are allowed in shared objects), so only the loader can notice.
+const UNRESOLVED_C: &str = r#"
+extern const void *coevo_test_symbol_that_does_not_exist(void);
+const void *coevo_plugin_entry(void) { return coevo_test_symbol_that_does_not_exist(); }
+"#;
+
+/// Compiles [`UNRESOLVED_C`] into `dir` as a library called `broken`; fails the test (never
+/// skips it) if there is no C compiler, since the regression could not be checked otherwise.
+fn build_unresolved_library(dir: &Path) -> PathBuf {
+    let (p, s) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    let source = dir.join("broken.c");
+    let lib = dir.join(format!("{p}broken{s}"));
+    std::fs::write(&source, UNRESOLVED_C).unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
+    let out = std::process::Command::new(&cc)
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&source)
+        .output()
+        .unwrap_or_else(|e| panic!("this test needs a C compiler to build a library with an unresolved symbol: cannot run `{cc}` ({e}); install one (e.g. gcc) or set CC"));
+    assert!(out.status.success(), "`{cc} -shared` failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    lib
+}
+
+#[test]
+fn a_library_with_an_unresolved_symbol_is_an_error_not_a_dead_host() {
+    let dir = scratch("plugins", "unresolved");
+    let libs = dir.join("libs");
+    std::fs::create_dir_all(&libs).unwrap();
+    let broken = build_unresolved_library(&libs);
+    let (p, s) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    std::fs::copy(audio_library(), libs.join(format!("{p}coevo_plugin_audio{s}"))).unwrap();
+    let broken_name = broken.display().to_string();
+
+    // `plugins list` names the broken library with the loader's reason and lists the others.
+    let out = coevo(&["plugins", "list", libs.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "lazy binding would exit 127 here:\n{}\n{}", text, stderr(&out));
+    assert!(text.contains("coevo-audio 0.1.0") && text.contains("von_mises_pitch"), "the good library is still listed:\n{text}");
+    assert!(text.contains("not usable as plugins") && text.contains(&broken_name), "{text}");
+    assert!(text.contains("coevo_test_symbol_that_does_not_exist"), "the loader's reason names the symbol:\n{text}");
+
+    // `validate` and `run` answer with exit 2 and a message naming the library and the symbol.
+    let scenario = fault_scenario(&dir, &broken_name, "any", "{}");
+    let out_dir = dir.join("out");
+    for args in [vec!["validate", &scenario], vec!["run", &scenario, "--out", out_dir.to_str().unwrap(), "--quiet"]] {
+        let out = coevo(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{}: lazy binding would exit 127 here:\n{err}", args[0]);
+        for expected in
+            ["(PluginModel \"faulty\").library:", "cannot load plugin library", &broken_name, "coevo_test_symbol_that_does_not_exist"]
+        {
+            assert!(err.contains(expected), "{}: the message must say {expected:?}:\n{err}", args[0]);
+        }
+    }
+    assert!(!out_dir.join("manifest.json").exists(), "nothing runs after a load fault");
+}
