@@ -779,17 +779,31 @@ impl PluginModel {
 pub unsafe fn load_library(path: &std::path::Path) -> Result<LoadedTable, HostError> {
     let shown = path.display().to_string();
     // SAFETY: forwarded contract.
-    let lib = unsafe { open_now(path) }.map_err(|e| HostError::Load { path: shown.clone(), message: e.to_string() })?;
+    let lib = unsafe { open_now(path) }.map_err(|e| HostError::Load { path: shown.clone(), message: loader_message(&e) })?;
     // Never unloaded: handles, metric-name pointers and log callbacks point into it.
     let lib: &'static libloading::Library = Box::leak(Box::new(lib));
     // SAFETY: the symbol's type is fixed by the ABI.
     let entry = unsafe { lib.get::<CoevoEntryFn>(COEVO_ENTRY_SYMBOL.as_bytes()) }
-        .map_err(|e| HostError::MissingEntry { path: shown.clone(), message: e.to_string() })?;
+        .map_err(|e| HostError::MissingEntry { path: shown.clone(), message: loader_message(&e) })?;
     // SAFETY: calling the entry point is the documented way to obtain the table; the library
     // stays loaded forever, so the table does too.
     let table = unsafe { entry() };
     // SAFETY: as above.
     unsafe { LoadedTable::from_raw(table, shown) }
+}
+
+/// The loader's error with its causes: libloading's own text is only `dlopen failed`, and the
+/// dynamic linker's reason (`undefined symbol: foo`, `wrong ELF class`, ...) is its source.
+#[cfg(feature = "host")]
+fn loader_message(e: &libloading::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 /// Open a shared library with every symbol resolved now.
