@@ -21,13 +21,15 @@ mod common;
 use common::{coevo, coevo_with, scratch, stderr, stdout};
 
 /// Every plugin package the tests load.
-const PLUGINS: [&str; 6] = [
+const PLUGINS: [&str; 8] = [
     "coevo-plugin-audio",
     "coevo-plugin-multi",
     "coevo-plugin-faulty-panic",
     "coevo-plugin-faulty-nan",
     "coevo-plugin-faulty-abi",
     "coevo-plugin-faulty-no-entry",
+    "coevo-plugin-gaussian",
+    "coevo-plugin-template",
 ];
 
 /// Builds every plugin once per test binary (one cargo invocation) and returns the folder
@@ -630,4 +632,63 @@ fn a_library_with_an_unresolved_symbol_is_an_error_not_a_dead_host() {
         }
     }
     assert!(!out_dir.join("manifest.json").exists(), "nothing runs after a load fault");
+}
+
+/// A library of the plugin folder by its cargo library name, e.g. `coevo_plugin_template`.
+fn built_library(lib_name: &str) -> String {
+    let (p, s) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    plugin_dir().join(format!("{p}{lib_name}{s}")).display().to_string()
+}
+
+/// The template plugin authors copy (`examples/plugin-template`) builds as a workspace member,
+/// loads, and runs a scenario under each data policy next to the built-in models.
+#[test]
+fn the_plugin_template_builds_loads_and_runs_a_scenario() {
+    let library = built_library("coevo_plugin_template");
+    let dir = scratch("plugins", "template");
+    let file = dir.join("template.ron");
+    let entity = |name: &str, data: &str| {
+        format!(
+            r#"PluginModel(name: "{name}", library: "{library}", model: "isotropic_gaussian", conditioned_on: "captioner",
+                params: {{"dim": 3, "sigma": 0.5}}, batch: 40, data: {data}),"#
+        )
+    };
+    std::fs::write(
+        &file,
+        format!(
+            r#"Scenario(name: "template", seed: 5, rounds: 4, entities: [
+    TextModel(name: "captioner", initial: Uniform(3), batch: 60),
+    ImageModel(name: "painter", conditioned_on: "captioner", batch: 40),
+    {}
+    {}
+    {}
+])"#,
+            entity("replace", "Replace"),
+            entity("accumulate", "Accumulate(initial: 30)"),
+            entity("fresh", "Fresh(lambda: 0.5)")
+        ),
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let out_dir = dir.join("out");
+    let out = coevo(&["run", &file, "--out", out_dir.to_str().unwrap(), "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let csv = std::fs::read_to_string(out_dir.join("metrics.csv")).unwrap();
+    for model in ["replace", "accumulate", "fresh"] {
+        for round in 0..=4 {
+            for text in 0..3 {
+                let prefix = format!("0,{round},{model},{text},diversity,");
+                let row = csv.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no row {prefix}"));
+                let value: f64 = row.rsplit(',').next().unwrap().parse().unwrap();
+                // dim * sigma^2 at round 0, then a positive finite fitted trace.
+                assert!(value.is_finite() && value > 0.0, "{row}");
+                if round == 0 {
+                    assert!((value - 0.75).abs() < 1e-12, "{row}");
+                }
+            }
+        }
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();
+    let plugin = &manifest["resolved"].as_array().unwrap().iter().find(|m| m["name"] == "replace").unwrap()["plugin"];
+    assert_eq!((plugin["plugin"].as_str(), plugin["model"].as_str()), (Some("coevo-template"), Some("isotropic_gaussian")));
 }
