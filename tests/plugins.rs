@@ -692,3 +692,84 @@ fn the_plugin_template_builds_loads_and_runs_a_scenario() {
     let plugin = &manifest["resolved"].as_array().unwrap().iter().find(|m| m["name"] == "replace").unwrap()["plugin"];
     assert_eq!((plugin["plugin"].as_str(), plugin["model"].as_str()), (Some("coevo-template"), Some("isotropic_gaussian")));
 }
+
+/// `coevo plugins check LIB [--params JSON]`: its stdout and exit code.
+fn plugins_check(library: &str, params: &str) -> (Option<i32>, String, String) {
+    let out = coevo(&["plugins", "check", library, "--params", params]);
+    (out.status.code(), stdout(&out), stderr(&out))
+}
+
+/// Every check of `coevo plugins check`, in report order.
+const CHECKS: [&str; 9] = ["create", "metrics", "sample", "log_likelihood", "fit", "determinism", "checkpoint", "add_text", "accumulate"];
+
+#[test]
+fn plugins_check_passes_on_the_example_plugins_and_the_template() {
+    for (lib, plugin, models) in [
+        ("coevo_plugin_audio", "coevo-audio", &["von_mises_pitch"][..]),
+        ("coevo_plugin_gaussian", "coevo-gaussian", &["gaussian_image"][..]),
+        ("coevo_plugin_multi", "coevo-multi", &["laplace_motion", "tag_spectrum"][..]),
+        ("coevo_plugin_template", "coevo-template", &["isotropic_gaussian"][..]),
+    ] {
+        let (code, text, err) = plugins_check(&built_library(lib), "{}");
+        assert_eq!(code, Some(0), "{lib}:\n{text}\n{err}");
+        assert!(text.starts_with(&format!("{plugin} 0.1.0 (ABI 1)")), "{text}");
+        for model in models {
+            assert!(text.contains(&format!("model {model} (params {{}}, K = 3")), "{lib}: {model} checked:\n{text}");
+        }
+        let n = CHECKS.len() * models.len();
+        assert!(text.contains(&format!("{n} of {n} checks passed, 0 failed")), "{text}");
+        for check in CHECKS {
+            let lines = text.lines().filter(|l| l.starts_with(&format!("  ok    {check} "))).count();
+            assert_eq!(lines, models.len(), "{lib}: check {check} must pass for every model:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn plugins_check_tells_the_author_what_to_fix() {
+    let liar = built_library("coevo_plugin_faulty_nan");
+    // (params, the failing check, what its message must say)
+    let cases = [
+        (r#"{"mode": "nan_loglik"}"#, "log_likelihood", &["log-likelihood of sample 0 under text 0 is NaN", "NaN and +inf are not"][..]),
+        (r#"{"mode": "short_sample"}"#, "sample", &["left output element 7 of 8 unwritten", "exactly sum(counts) * dim"][..]),
+        (r#"{"mode": "nan_metrics"}"#, "metrics", &["metric `diversity` of text 0 is NaN", "finite values"][..]),
+        (
+            r#"{"mode": "unseeded_sample"}"#,
+            "determinism",
+            &["sample differs between two calls from identical states", "only from the host stream"][..],
+        ),
+        (r#"{"mode": "forgetful_params"}"#, "checkpoint", &["set_params into a fresh instance, sample differs", "restore it exactly"][..]),
+        (r#"{"mode": "nan_params"}"#, "determinism", &["get_params", "parameter 1 is NaN"][..]),
+    ];
+    for (params, check, expected) in cases {
+        let (code, text, err) = plugins_check(&liar, params);
+        assert_eq!(code, Some(1), "{params}: a failed check exits 1:\n{text}\n{err}");
+        let line = text
+            .lines()
+            .position(|l| l.starts_with(&format!("  FAIL  {check} ")))
+            .unwrap_or_else(|| panic!("{params}: no FAIL line for {check}:\n{text}"));
+        let message: String = text.lines().skip(line).take(2).collect::<Vec<_>>().join("\n");
+        assert!(message.contains("fix: "), "{params}: the failure says what to fix:\n{message}");
+        for e in expected {
+            assert!(message.contains(e), "{params}: the failure must say {e:?}:\n{message}");
+        }
+        assert!(text.contains("fix the FAIL lines above"), "{text}");
+    }
+    // The same model with honest params passes: the failures above are the modes'.
+    assert_eq!(plugins_check(&liar, r#"{"mode": "none"}"#).0, Some(0));
+
+    // A panic is a failed check naming the call, never a crash of the checker.
+    let (code, text, _) = plugins_check(&built_library("coevo_plugin_faulty_panic"), r#"{"panic_in": "fit"}"#);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("  FAIL  fit ") && text.contains("deliberate panic in fit"), "{text}");
+    assert!(text.contains("  skip  checkpoint       needs `fit`, which fails above"), "{text}");
+
+    // A library that cannot be loaded, or is not there, is exit 2 naming it.
+    let abi = built_library("coevo_plugin_faulty_abi");
+    let (code, _, err) = plugins_check(&abi, "{}");
+    assert_eq!(code, Some(2));
+    assert!(err.contains(&abi) && err.contains("ABI version 999"), "{err}");
+    let (code, _, err) = plugins_check("no/such/libplugin.so", "{}");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no/such/libplugin.so") && err.contains("not found"), "{err}");
+}
