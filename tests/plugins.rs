@@ -618,6 +618,12 @@ fn a_library_with_an_unresolved_symbol_is_an_error_not_a_dead_host() {
     assert!(text.contains("not usable as plugins") && text.contains(&broken_name), "{text}");
     assert!(text.contains("coevo_test_symbol_that_does_not_exist"), "the loader's reason names the symbol:\n{text}");
 
+    // `plugins check` cannot load it: exit 2 naming the library and the symbol.
+    let out = coevo(&["plugins", "check", &broken_name]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&broken_name) && err.contains("coevo_test_symbol_that_does_not_exist"), "{err}");
+
     // `validate` and `run` answer with exit 2 and a message naming the library and the symbol.
     let scenario = fault_scenario(&dir, &broken_name, "any", "{}");
     let out_dir = dir.join("out");
