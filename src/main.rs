@@ -223,6 +223,19 @@ enum PluginsCommand {
         /// COEVO_PLUGIN_PATH, the executable's folder].
         dir: Option<PathBuf>,
     },
+    /// Exercise every model of a plugin library against the plugin contract (shapes,
+    /// finiteness, determinism, checkpoint round trip). Exit 0 if all checks pass, 1 if one
+    /// fails, 2 if the library cannot be loaded.
+    Check {
+        /// The library: a path, or a bare name looked up in the plugin search path.
+        library: String,
+        /// Params JSON every model is created with [default: {}].
+        #[arg(long, default_value = "{}")]
+        params: String,
+        /// Check only this model.
+        #[arg(long)]
+        model: Option<String>,
+    },
 }
 
 /// A flag raised by SIGINT or SIGTERM, so a run stops after the round in flight with every
@@ -268,6 +281,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Plugins(PluginsCommand::Check { library, params, model }) => plugins_check(&library, &params, model.as_deref()),
         Command::Validate { scenarios } => {
             let mut bad = false;
             for path in scenarios {
@@ -404,6 +418,20 @@ fn main() -> ExitCode {
 
 /// Prints what a run produced (its summary report and output folder, unless `quiet`) or its
 /// failure, and maps the result to the exit code.
+/// `coevo plugins check`: the checks live in the library, this prints their report.
+fn plugins_check(library: &str, params: &str, model: Option<&str>) -> ExitCode {
+    match coevo::plugin::check::check_library(library, params, model) {
+        Ok(report) => {
+            print!("{}", report.render());
+            if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn finish(result: Result<(String, PathBuf), coevo::run::RunFailure>, quiet: bool) -> ExitCode {
     match result {
         Ok((report, out_dir)) => {

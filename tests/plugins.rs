@@ -21,13 +21,15 @@ mod common;
 use common::{coevo, coevo_with, scratch, stderr, stdout};
 
 /// Every plugin package the tests load.
-const PLUGINS: [&str; 6] = [
+const PLUGINS: [&str; 8] = [
     "coevo-plugin-audio",
     "coevo-plugin-multi",
     "coevo-plugin-faulty-panic",
     "coevo-plugin-faulty-nan",
     "coevo-plugin-faulty-abi",
     "coevo-plugin-faulty-no-entry",
+    "coevo-plugin-gaussian",
+    "coevo-plugin-template",
 ];
 
 /// Builds every plugin once per test binary (one cargo invocation) and returns the folder
@@ -569,4 +571,211 @@ fn runtime_faults_fail_the_run_cleanly_and_keep_completed_rounds() {
             assert_eq!(round0, rows_of_round(&twin_csv, 0), "{test}: round 0 differs from the healthy twin's");
         }
     }
+}
+
+// ---------------------------------------------------------------- plugin authors
+
+/// A C "plugin" whose entry point calls a function no library defines. `cc -shared` links it
+/// (undefined symbols are allowed in shared objects), so only the loader can notice.
+const UNRESOLVED_C: &str = r#"
+extern const void *coevo_test_symbol_that_does_not_exist(void);
+const void *coevo_plugin_entry(void) { return coevo_test_symbol_that_does_not_exist(); }
+"#;
+
+/// Compiles [`UNRESOLVED_C`] into `dir` as a library called `broken`; fails the test (never
+/// skips it) if there is no C compiler, since the regression could not be checked otherwise.
+fn build_unresolved_library(dir: &Path) -> PathBuf {
+    let (p, s) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    let source = dir.join("broken.c");
+    let lib = dir.join(format!("{p}broken{s}"));
+    std::fs::write(&source, UNRESOLVED_C).unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
+    let out = std::process::Command::new(&cc)
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&source)
+        .output()
+        .unwrap_or_else(|e| panic!("this test needs a C compiler to build a library with an unresolved symbol: cannot run `{cc}` ({e}); install one (e.g. gcc) or set CC"));
+    assert!(out.status.success(), "`{cc} -shared` failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    lib
+}
+
+#[test]
+fn a_library_with_an_unresolved_symbol_is_an_error_not_a_dead_host() {
+    let dir = scratch("plugins", "unresolved");
+    let libs = dir.join("libs");
+    std::fs::create_dir_all(&libs).unwrap();
+    let broken = build_unresolved_library(&libs);
+    let (p, s) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    std::fs::copy(audio_library(), libs.join(format!("{p}coevo_plugin_audio{s}"))).unwrap();
+    let broken_name = broken.display().to_string();
+
+    // `plugins list` names the broken library with the loader's reason and lists the others.
+    let out = coevo(&["plugins", "list", libs.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "lazy binding would exit 127 here:\n{}\n{}", text, stderr(&out));
+    assert!(text.contains("coevo-audio 0.1.0") && text.contains("von_mises_pitch"), "the good library is still listed:\n{text}");
+    assert!(text.contains("not usable as plugins") && text.contains(&broken_name), "{text}");
+    assert!(text.contains("coevo_test_symbol_that_does_not_exist"), "the loader's reason names the symbol:\n{text}");
+
+    // `plugins check` cannot load it: exit 2 naming the library and the symbol.
+    let out = coevo(&["plugins", "check", &broken_name]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&broken_name) && err.contains("coevo_test_symbol_that_does_not_exist"), "{err}");
+
+    // `validate` and `run` answer with exit 2 and a message naming the library and the symbol.
+    let scenario = fault_scenario(&dir, &broken_name, "any", "{}");
+    let out_dir = dir.join("out");
+    for args in [vec!["validate", &scenario], vec!["run", &scenario, "--out", out_dir.to_str().unwrap(), "--quiet"]] {
+        let out = coevo(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{}: lazy binding would exit 127 here:\n{err}", args[0]);
+        for expected in
+            ["(PluginModel \"faulty\").library:", "cannot load plugin library", &broken_name, "coevo_test_symbol_that_does_not_exist"]
+        {
+            assert!(err.contains(expected), "{}: the message must say {expected:?}:\n{err}", args[0]);
+        }
+    }
+    assert!(!out_dir.join("manifest.json").exists(), "nothing runs after a load fault");
+}
+
+/// A library of the plugin folder by its cargo library name, e.g. `coevo_plugin_template`.
+fn built_library(lib_name: &str) -> String {
+    let (p, s) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    plugin_dir().join(format!("{p}{lib_name}{s}")).display().to_string()
+}
+
+/// The template plugin authors copy (`examples/plugin-template`) builds as a workspace member,
+/// loads, and runs a scenario under each data policy next to the built-in models.
+#[test]
+fn the_plugin_template_builds_loads_and_runs_a_scenario() {
+    let library = built_library("coevo_plugin_template");
+    let dir = scratch("plugins", "template");
+    let file = dir.join("template.ron");
+    let entity = |name: &str, data: &str| {
+        format!(
+            r#"PluginModel(name: "{name}", library: "{library}", model: "isotropic_gaussian", conditioned_on: "captioner",
+                params: {{"dim": 3, "sigma": 0.5}}, batch: 40, data: {data}),"#
+        )
+    };
+    std::fs::write(
+        &file,
+        format!(
+            r#"Scenario(name: "template", seed: 5, rounds: 4, entities: [
+    TextModel(name: "captioner", initial: Uniform(3), batch: 60),
+    ImageModel(name: "painter", conditioned_on: "captioner", batch: 40),
+    {}
+    {}
+    {}
+])"#,
+            entity("replace", "Replace"),
+            entity("accumulate", "Accumulate(initial: 30)"),
+            entity("fresh", "Fresh(lambda: 0.5)")
+        ),
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let out_dir = dir.join("out");
+    let out = coevo(&["run", &file, "--out", out_dir.to_str().unwrap(), "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let csv = std::fs::read_to_string(out_dir.join("metrics.csv")).unwrap();
+    for model in ["replace", "accumulate", "fresh"] {
+        for round in 0..=4 {
+            for text in 0..3 {
+                let prefix = format!("0,{round},{model},{text},diversity,");
+                let row = csv.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no row {prefix}"));
+                let value: f64 = row.rsplit(',').next().unwrap().parse().unwrap();
+                // dim * sigma^2 at round 0, then a positive finite fitted trace.
+                assert!(value.is_finite() && value > 0.0, "{row}");
+                if round == 0 {
+                    assert!((value - 0.75).abs() < 1e-12, "{row}");
+                }
+            }
+        }
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();
+    let plugin = &manifest["resolved"].as_array().unwrap().iter().find(|m| m["name"] == "replace").unwrap()["plugin"];
+    assert_eq!((plugin["plugin"].as_str(), plugin["model"].as_str()), (Some("coevo-template"), Some("isotropic_gaussian")));
+}
+
+/// `coevo plugins check LIB [--params JSON]`: its stdout and exit code.
+fn plugins_check(library: &str, params: &str) -> (Option<i32>, String, String) {
+    let out = coevo(&["plugins", "check", library, "--params", params]);
+    (out.status.code(), stdout(&out), stderr(&out))
+}
+
+/// Every check of `coevo plugins check`, in report order.
+const CHECKS: [&str; 9] = ["create", "metrics", "sample", "log_likelihood", "fit", "determinism", "checkpoint", "add_text", "accumulate"];
+
+#[test]
+fn plugins_check_passes_on_the_example_plugins_and_the_template() {
+    for (lib, plugin, models) in [
+        ("coevo_plugin_audio", "coevo-audio", &["von_mises_pitch"][..]),
+        ("coevo_plugin_gaussian", "coevo-gaussian", &["gaussian_image"][..]),
+        ("coevo_plugin_multi", "coevo-multi", &["laplace_motion", "tag_spectrum"][..]),
+        ("coevo_plugin_template", "coevo-template", &["isotropic_gaussian"][..]),
+    ] {
+        let (code, text, err) = plugins_check(&built_library(lib), "{}");
+        assert_eq!(code, Some(0), "{lib}:\n{text}\n{err}");
+        assert!(text.starts_with(&format!("{plugin} 0.1.0 (ABI 1)")), "{text}");
+        for model in models {
+            assert!(text.contains(&format!("model {model} (params {{}}, K = 3")), "{lib}: {model} checked:\n{text}");
+        }
+        let n = CHECKS.len() * models.len();
+        assert!(text.contains(&format!("{n} of {n} checks passed, 0 failed")), "{text}");
+        for check in CHECKS {
+            let lines = text.lines().filter(|l| l.starts_with(&format!("  ok    {check} "))).count();
+            assert_eq!(lines, models.len(), "{lib}: check {check} must pass for every model:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn plugins_check_tells_the_author_what_to_fix() {
+    let liar = built_library("coevo_plugin_faulty_nan");
+    // (params, the failing check, what its message must say)
+    let cases = [
+        (r#"{"mode": "nan_loglik"}"#, "log_likelihood", &["log-likelihood of sample 0 under text 0 is NaN", "NaN and +inf are not"][..]),
+        (r#"{"mode": "short_sample"}"#, "sample", &["left output element 7 of 8 unwritten", "exactly sum(counts) * dim"][..]),
+        (r#"{"mode": "nan_metrics"}"#, "metrics", &["metric `diversity` of text 0 is NaN", "finite values"][..]),
+        (
+            r#"{"mode": "unseeded_sample"}"#,
+            "determinism",
+            &["sample differs between two calls from identical states", "only from the host stream"][..],
+        ),
+        (r#"{"mode": "forgetful_params"}"#, "checkpoint", &["set_params into a fresh instance, sample differs", "restore it exactly"][..]),
+        (r#"{"mode": "nan_params"}"#, "determinism", &["get_params", "parameter 1 is NaN"][..]),
+    ];
+    for (params, check, expected) in cases {
+        let (code, text, err) = plugins_check(&liar, params);
+        assert_eq!(code, Some(1), "{params}: a failed check exits 1:\n{text}\n{err}");
+        let line = text
+            .lines()
+            .position(|l| l.starts_with(&format!("  FAIL  {check} ")))
+            .unwrap_or_else(|| panic!("{params}: no FAIL line for {check}:\n{text}"));
+        let message: String = text.lines().skip(line).take(2).collect::<Vec<_>>().join("\n");
+        assert!(message.contains("fix: "), "{params}: the failure says what to fix:\n{message}");
+        for e in expected {
+            assert!(message.contains(e), "{params}: the failure must say {e:?}:\n{message}");
+        }
+        assert!(text.contains("fix the FAIL lines above"), "{text}");
+    }
+    // The same model with honest params passes: the failures above are the modes'.
+    assert_eq!(plugins_check(&liar, r#"{"mode": "none"}"#).0, Some(0));
+
+    // A panic is a failed check naming the call, never a crash of the checker.
+    let (code, text, _) = plugins_check(&built_library("coevo_plugin_faulty_panic"), r#"{"panic_in": "fit"}"#);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("  FAIL  fit ") && text.contains("deliberate panic in fit"), "{text}");
+    assert!(text.contains("  skip  checkpoint       needs `fit`, which fails above"), "{text}");
+
+    // A library that cannot be loaded, or is not there, is exit 2 naming it.
+    let abi = built_library("coevo_plugin_faulty_abi");
+    let (code, _, err) = plugins_check(&abi, "{}");
+    assert_eq!(code, Some(2));
+    assert!(err.contains(&abi) && err.contains("ABI version 999"), "{err}");
+    let (code, _, err) = plugins_check("no/such/libplugin.so", "{}");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no/such/libplugin.so") && err.contains("not found"), "{err}");
 }

@@ -11,11 +11,14 @@
 //! - [`adapter`]: [`PluginConditional`], a plugin model seen through the same trait as the
 //!   built-in Gaussian image model, so the world's systems have no plugin special case;
 //! - [`check_scenario`] and [`build_conditional`]: loading-time validation (exit code 2) and
-//!   construction of a world's plugin models.
+//!   construction of a world's plugin models;
+//! - [`check`]: `coevo plugins check`, every model of a library exercised against the plugin
+//!   contract (shapes, finiteness, determinism, checkpoint round trip) for plugin authors.
 //!
 //! [`ConditionalModel`]: crate::models::ConditionalModel
 
 pub mod adapter;
+pub mod check;
 pub mod library;
 
 use std::path::Path;

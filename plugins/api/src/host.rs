@@ -779,17 +779,57 @@ impl PluginModel {
 pub unsafe fn load_library(path: &std::path::Path) -> Result<LoadedTable, HostError> {
     let shown = path.display().to_string();
     // SAFETY: forwarded contract.
-    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| HostError::Load { path: shown.clone(), message: e.to_string() })?;
+    let lib = unsafe { open_now(path) }.map_err(|e| HostError::Load { path: shown.clone(), message: loader_message(&e) })?;
     // Never unloaded: handles, metric-name pointers and log callbacks point into it.
     let lib: &'static libloading::Library = Box::leak(Box::new(lib));
     // SAFETY: the symbol's type is fixed by the ABI.
     let entry = unsafe { lib.get::<CoevoEntryFn>(COEVO_ENTRY_SYMBOL.as_bytes()) }
-        .map_err(|e| HostError::MissingEntry { path: shown.clone(), message: e.to_string() })?;
+        .map_err(|e| HostError::MissingEntry { path: shown.clone(), message: loader_message(&e) })?;
     // SAFETY: calling the entry point is the documented way to obtain the table; the library
     // stays loaded forever, so the table does too.
     let table = unsafe { entry() };
     // SAFETY: as above.
     unsafe { LoadedTable::from_raw(table, shown) }
+}
+
+/// The loader's error with its causes: libloading's own text is only `dlopen failed`, and the
+/// dynamic linker's reason (`undefined symbol: foo`, `wrong ELF class`, ...) is its source.
+#[cfg(feature = "host")]
+fn loader_message(e: &libloading::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// Open a shared library with every symbol resolved now.
+///
+/// `libloading::Library::new` uses `RTLD_LAZY` on Unix: a library with an unresolved symbol
+/// then loads fine and the dynamic linker kills the whole process (exit status 127) at the
+/// first call that needs the symbol, which no host can report. `RTLD_NOW` makes `dlopen` itself
+/// fail with the linker's reason (e.g. `undefined symbol: foo`), an ordinary error.
+/// `RTLD_LOCAL` keeps the library's symbols out of the global namespace, so two plugins cannot
+/// bind to each other's `coevo_plugin_entry`. Windows resolves imports at load time anyway.
+///
+/// # Safety
+/// As [`libloading::Library::new`]: loading runs the library's initialisers.
+#[cfg(feature = "host")]
+unsafe fn open_now(path: &std::path::Path) -> Result<libloading::Library, libloading::Error> {
+    #[cfg(unix)]
+    {
+        use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+        // SAFETY: forwarded contract.
+        unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map(libloading::Library::from)
+    }
+    #[cfg(not(unix))]
+    {
+        // SAFETY: forwarded contract.
+        unsafe { libloading::Library::new(path) }
+    }
 }
 
 /// Build a plugin package with cargo and return the path of its shared library.

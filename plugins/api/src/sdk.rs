@@ -60,18 +60,29 @@ macro_rules! plugin_bail {
 }
 
 /// What a model trains on across generations (SPEC section 6), decoded from [`CoevoDataPolicy`].
+///
+/// **What a plugin receives from coevo:** only [`Replace`](DataPolicy::Replace) and
+/// [`Accumulate { initial: 0 }`](DataPolicy::Accumulate), never [`Fresh`](DataPolicy::Fresh).
+/// For a scenario's `Fresh` the host creates the plugin with `Replace` and mixes real samples
+/// (from a never-fitted instance of the same model) into the batch before `fit`; for
+/// `Accumulate(initial: l)` it draws the initial real data itself and pools it into the first
+/// `fit`. So a plugin implements exactly two behaviours, refit on the batch and pool every batch
+/// into running statistics, and may refuse `Fresh` and a nonzero `initial` at `create` (the ABI
+/// still defines them; see `plugins/api/README.md`, "Data policies").
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum DataPolicy {
     /// Only this round's batch.
     Replace,
-    /// Everything seen so far, starting with `initial` real samples per text from the initial
-    /// conditional. Keep sufficient statistics, never the raw history.
+    /// Everything fitted so far, as sufficient statistics (never the raw history). coevo always
+    /// passes `initial: 0`.
     Accumulate {
-        /// Initial real samples per text.
+        /// ABI meaning: real samples per text to draw from the initial conditional before the
+        /// first fit. coevo passes 0 (it pools the initial real data into `fit` itself).
         initial: u64,
     },
-    /// A fraction `lambda` of each text's refit sample is real (drawn from the initial
-    /// conditional), the rest synthetic; the total size is the batch's.
+    /// Never passed by coevo (the host mixes the real fraction itself). ABI meaning: a fraction
+    /// `lambda` of each text's refit sample is real (drawn from the initial conditional), the
+    /// rest synthetic; the total size is the batch's.
     Fresh {
         /// Real fraction in `[0, 1]`.
         lambda: f64,
@@ -235,7 +246,8 @@ pub trait ConditionalModelPlugin: Send + Sized + 'static {
     const DESCRIPTION: ModelDescription;
 
     /// Build a model with `num_texts >= 1` texts from the scenario's JSON params (`{}` when the
-    /// scenario gave none). Reject bad params with a message naming the field.
+    /// scenario gave none). Reject bad params with a message naming the field. coevo passes
+    /// `policy` = `Replace` or `Accumulate { initial: 0 }` only (see [`DataPolicy`]).
     fn create(params: &serde_json::Value, num_texts: usize, policy: DataPolicy) -> PluginResult<Self>;
 
     /// Sample dimension; must stay constant for the life of the instance.
@@ -257,7 +269,8 @@ pub trait ConditionalModelPlugin: Send + Sized + 'static {
     fn log_likelihood(&self, samples: &[f64], out: &mut [f64]) -> PluginResult<()>;
 
     /// Refit on a caption-grouped batch, honouring the data policy given at `create`. Texts with
-    /// too little evidence keep their parameters. `rng` serves the policy's real-data draws.
+    /// too little evidence keep their parameters. `rng` is the host's stream for any randomness
+    /// `fit` needs (none under the policies coevo passes: see [`DataPolicy`]).
     fn fit(&mut self, counts: &[u64], samples: &[f64], rng: &mut HostRng<'_>) -> PluginResult<()>;
 
     /// Per-text metrics, `out[i * M + m]` with `M = metric_names().len()`.

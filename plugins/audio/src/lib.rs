@@ -18,8 +18,10 @@
 //!   `mean_direction`, `regularized`.
 //! - **Data policies**: `replace` fits the batch; `accumulate { initial }` keeps `(n, C, S)` per
 //!   text (constant memory), starting with `initial` draws from the text's initial conditional
-//!   (drawn at the first `fit` after the text exists); `fresh { lambda }` replaces
-//!   `round(lambda · n_i)` of text i's `n_i` samples with draws from its initial conditional.
+//!   (drawn at the first `fit` after the text exists; coevo passes `initial = 0` and pools its
+//!   own initial real data into the first fit). `fresh` is refused at `create`: coevo never
+//!   passes it (for a `Fresh` scenario it creates the model with `replace` and mixes the real
+//!   samples into the batch itself; see `plugins/api/README.md`, "Data policies").
 //!
 //! Params (JSON, all optional):
 //! `{"kappa0": 4.0, "means": "uniform" | [angles...], "prior": {"mean": 0.0, "kappa": 4.0},
@@ -30,7 +32,7 @@ pub mod vonmises;
 
 use coevo_plugin_api::serde_json::{self, Value};
 use coevo_plugin_api::{
-    ConditionalModelPlugin, DataPolicy, HostRng, ModelDescription, PluginResult, caption_groups, fresh_real_count, plugin_bail, plugin_log,
+    ConditionalModelPlugin, DataPolicy, HostRng, ModelDescription, PluginResult, caption_groups, plugin_bail, plugin_log,
 };
 use core::f64::consts::TAU;
 use serde::Deserialize;
@@ -134,7 +136,9 @@ impl Text {
 #[derive(Debug, Clone)]
 pub struct VonMisesPitch {
     texts: Vec<Text>,
-    policy: DataPolicy,
+    /// `Some(initial)` under `accumulate { initial }`, `None` under `replace` (the only two
+    /// policies `create` accepts).
+    accumulate: Option<u64>,
     prior_mean: f64,
     prior_kappa: f64,
     min_evidence: u64,
@@ -157,6 +161,13 @@ impl ConditionalModelPlugin for VonMisesPitch {
     };
 
     fn create(params: &Value, num_texts: usize, policy: DataPolicy) -> PluginResult<Self> {
+        let accumulate = match policy {
+            DataPolicy::Replace => None,
+            DataPolicy::Accumulate { initial } => Some(initial),
+            DataPolicy::Fresh { .. } => {
+                plugin_bail!("the fresh data policy is mixed by the host (coevo creates plugins with replace for it); create with replace")
+            }
+        };
         let p: Params = serde_json::from_value(params.clone())?;
         check_kappa("kappa0", p.kappa0)?;
         let means: Vec<f64> = match &p.means {
@@ -189,7 +200,7 @@ impl ConditionalModelPlugin for VonMisesPitch {
         plugin_log!(Debug, "von_mises_pitch: {num_texts} texts, kappa0 {}, policy {policy:?}", p.kappa0);
         Ok(VonMisesPitch {
             texts: means.into_iter().map(|m| Text::new(vonmises::wrap(m), p.kappa0)).collect(),
-            policy,
+            accumulate,
             prior_mean: vonmises::wrap(prior_mean),
             prior_kappa,
             min_evidence: p.min_evidence,
@@ -238,16 +249,9 @@ impl ConditionalModelPlugin for VonMisesPitch {
         let min_evidence = self.min_evidence;
         for (t, g) in self.texts.iter_mut().zip(groups) {
             let mut st = Stats::default();
-            match self.policy {
-                DataPolicy::Replace => g.iter().for_each(|&y| st.add(y)),
-                DataPolicy::Fresh { lambda } => {
-                    let real = fresh_real_count(g.len(), lambda);
-                    for _ in 0..real {
-                        st.add(vonmises::sample(rng, t.mu0, t.kappa0));
-                    }
-                    g[..g.len() - real].iter().for_each(|&y| st.add(y));
-                }
-                DataPolicy::Accumulate { initial } => {
+            match self.accumulate {
+                None => g.iter().for_each(|&y| st.add(y)),
+                Some(initial) => {
                     if !t.initial_drawn {
                         for _ in 0..initial {
                             t.acc.add(vonmises::sample(rng, t.mu0, t.kappa0));

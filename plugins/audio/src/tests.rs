@@ -142,18 +142,12 @@ fn accumulate_is_constant_memory_and_stable() {
     assert_eq!(p[2 + 4], 2000.0 + 50.0 * 5.0);
 }
 
-/// `fresh { lambda: 1 }` refits on real data only: the model stays at its initial conditional.
+/// `fresh` never reaches a plugin from coevo (the host mixes real data itself), so the model
+/// refuses it instead of carrying code no run exercises.
 #[test]
-fn fresh_with_lambda_one_uses_only_real_data() {
-    let mut m = model(r#"{"kappa0": 3.0, "means": [0.4]}"#, 1, DataPolicy::Fresh { lambda: 1.0 });
-    // The synthetic batch is far away; it must be ignored entirely.
-    m.fit(&[20_000], &vec![-2.0; 20_000], &mut rng(2)).unwrap();
-    assert!((metric(&mut m, 0, "kappa") - 3.0).abs() < 0.15);
-    assert!(metric(&mut m, 0, "fidelity") < 0.03);
-    // lambda = 0 is plain replace.
-    let mut m = model(r#"{"means": [0.4]}"#, 1, DataPolicy::Fresh { lambda: 0.0 });
-    m.fit(&[3], &[-2.0, -2.1, -1.9], &mut rng(2)).unwrap();
-    assert!((metric(&mut m, 0, "mean_direction") + 2.0).abs() < 1e-9);
+fn fresh_is_refused_because_the_host_mixes_real_data_itself() {
+    let e = table().create_by_name("von_mises_pitch", "", 2, DataPolicy::Fresh { lambda: 0.5 }).unwrap_err().to_string();
+    assert!(e.contains("fresh data policy is mixed by the host") && e.contains("create with replace"), "{e}");
 }
 
 #[test]

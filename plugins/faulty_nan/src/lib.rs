@@ -11,6 +11,11 @@
 //! | `nan_sample` / `short_sample` | a NaN sample / the last sample unwritten |
 //! | `nan_metrics` / `inf_metrics` / `short_metrics` | a NaN / `+inf` / unwritten metric |
 //! | `nan_params` | `get_params` returns a NaN |
+//! | `unseeded_sample` | samples come from a process-wide counter, not the host stream |
+//! | `forgetful_params` | samples depend on the number of fits, which `get_params` leaves out |
+//!
+//! The last two return valid values from every single call, so only `coevo plugins check`
+//! (determinism, checkpoint round trip) catches them.
 //!
 //! "Unwritten" means the model does not touch the element, so the caller's fill value stays.
 //! The overrun cannot be expressed through the safe SDK, so this library wraps the SDK's
@@ -19,6 +24,7 @@
 use core::ffi::c_void;
 use std::cell::Cell;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use coevo_plugin_api::serde_json::Value;
 use coevo_plugin_api::{
@@ -45,7 +51,12 @@ pub const MODES: &[&str] = &[
     "inf_metrics",
     "short_metrics",
     "nan_params",
+    "unseeded_sample",
+    "forgetful_params",
 ];
+
+/// `unseeded_sample`: a source of "randomness" that is not the host's stream.
+static UNSEEDED: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     /// Set by `Liar::log_likelihood` in `overrun_loglik` mode, read by the raw wrapper on the
@@ -57,6 +68,8 @@ thread_local! {
 pub struct Liar {
     k: usize,
     mode: &'static str,
+    /// Fits so far (`forgetful_params` lets samples depend on it).
+    fits: u64,
 }
 
 impl ConditionalModelPlugin for Liar {
@@ -77,7 +90,7 @@ impl ConditionalModelPlugin for Liar {
         let Some(&mode) = MODES.iter().find(|m| **m == want) else {
             plugin_bail!("mode must be one of {MODES:?}, got {want:?}");
         };
-        Ok(Liar { k: num_texts, mode })
+        Ok(Liar { k: num_texts, mode, fits: 0 })
     }
 
     fn dim(&self) -> usize {
@@ -101,6 +114,12 @@ impl ConditionalModelPlugin for Liar {
         if self.mode == "nan_sample" && n > 0 {
             out[0] = f64::NAN;
         }
+        if self.mode == "unseeded_sample" {
+            out.fill(0.5 + UNSEEDED.fetch_add(1, Ordering::Relaxed) as f64);
+        }
+        if self.mode == "forgetful_params" {
+            out.fill(0.5 + self.fits as f64);
+        }
         Ok(())
     }
 
@@ -123,6 +142,7 @@ impl ConditionalModelPlugin for Liar {
     }
 
     fn fit(&mut self, _: &[u64], _: &[f64], _: &mut HostRng<'_>) -> PluginResult<()> {
+        self.fits += 1;
         Ok(())
     }
 
