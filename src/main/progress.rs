@@ -31,11 +31,12 @@ impl Bar {
 
 impl Progress for Bar {
     fn start(&self, name: &str, total: u64, done: u64) {
-        self.0.set_message(name.to_string());
+        // Length first: every setter may draw, and a bar drawn before it shows `0/0`.
         self.0.set_length(total);
         self.0.set_position(done);
         // Rounds done before a resume took no time in this process: keep them out of the rate.
         self.0.reset_eta();
+        self.0.set_message(name.to_string());
     }
 
     fn advance(&self, rounds: u64) {
