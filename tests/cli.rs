@@ -473,6 +473,24 @@ fn small_grid(dir: &Path) -> std::path::PathBuf {
 }
 
 #[test]
+fn summary_numbers_have_one_format_of_four_significant_digits() {
+    use coevo::output::format_level as f;
+    for (x, shown) in [
+        (0.7999999999999999, "0.8000"),
+        (0.030671, "0.03067"),
+        (0.001, "0.001000"),
+        (9.99996, "10.00"),
+        (1234.56, "1235"),
+        (12345.6, "1.235e4"),
+        (2.1112e-7, "2.111e-7"),
+        (0.0, "0"),
+        (f64::NAN, "NaN"),
+    ] {
+        assert_eq!(f(x), shown, "{x}");
+    }
+}
+
+#[test]
 fn a_finished_sweep_names_the_next_command() {
     let dir = scratch("cli", "sweep_hint");
     let scenario = small_grid(&dir);

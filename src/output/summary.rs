@@ -168,9 +168,10 @@ impl Summary {
 }
 
 /// The one format of the numbers summaries print (diversities, divergences): four
-/// significant digits, in plain decimals from 1e-3 to 1e5 and in scientific notation outside,
+/// significant digits, in plain decimals from 1e-3 to 1e4 and in scientific notation outside,
 /// so a collapsed image model's `weighted_trace` of 2e-7 does not print as `0.0000` and a
-/// Gini-Simpson index of 0.8 prints as `0.8000`; zero prints as `0`. The files keep every digit (`format_value`).
+/// Gini-Simpson index of 0.8 prints as `0.8000`; zero prints as `0`. The files keep every
+/// digit (`format_value`).
 pub fn format_level(x: f64) -> String {
     // Zero (a collapsed text model's Gini-Simpson index) is exact: print it as such.
     if !x.is_finite() || x == 0.0 {
@@ -180,7 +181,7 @@ pub fn format_level(x: f64) -> String {
     // (9.99996 rounds to 1.000e1, which prints as 10.00, not 10.000).
     let sci = format!("{x:.3e}");
     let exponent: i32 = sci.rsplit_once('e').and_then(|(_, e)| e.parse().ok()).unwrap_or(0);
-    if (-3..5).contains(&exponent) {
+    if (-3..4).contains(&exponent) {
         let decimals = (3 - exponent).max(0) as usize;
         format!("{x:.decimals$}")
     } else {
