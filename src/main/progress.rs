@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use coevo::run::Progress;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A progress bar on stderr.
 pub struct Bar(ProgressBar);
@@ -24,19 +24,20 @@ impl Bar {
         let style = ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {pos}/{len} rounds, ETA {eta}")
             .expect("valid template")
             .progress_chars("=> ");
-        // Nothing is drawn until `start` sets the length.
-        Some(Arc::new(Bar(ProgressBar::new(0).with_style(style))))
+        // Hidden until `start` has set name, length and position: every setter may draw, and a
+        // bar drawn earlier shows `0/0` or no name.
+        Some(Arc::new(Bar(ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden()).with_style(style))))
     }
 }
 
 impl Progress for Bar {
     fn start(&self, name: &str, total: u64, done: u64) {
-        // Length first: every setter may draw, and a bar drawn before it shows `0/0`.
+        self.0.set_message(name.to_string());
         self.0.set_length(total);
         self.0.set_position(done);
         // Rounds done before a resume took no time in this process: keep them out of the rate.
         self.0.reset_eta();
-        self.0.set_message(name.to_string());
+        self.0.set_draw_target(ProgressDrawTarget::stderr());
     }
 
     fn advance(&self, rounds: u64) {
