@@ -2,8 +2,14 @@
 //! names the file and line:col or the field and says what would be valid), help is complete,
 //! runs are reproducible whatever the thread count, and a killed run leaves a readable table.
 //!
-//! Every test drives the real binary. Bad scenarios live in `tests/fixtures/`, one per kind of
-//! mistake; ready scenarios are the files in `scenarios/`.
+//! Also the shell's side (completions, man page, hidden bench-round, no colour codes off a
+//! terminal, the `next:` hint, exit codes), what the CLI's progress bar is told by the library,
+//! and that the library never names the CLI's crates (clap, indicatif, signal-hook,
+//! tracing-subscriber).
+//!
+//! Tests drive the real binary, except the two about the library's progress reports and
+//! number format. Bad scenarios live in `tests/fixtures/`, one per kind of mistake; ready
+//! scenarios are the files in `scenarios/`.
 
 use std::path::Path;
 use std::process::Command;
