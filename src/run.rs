@@ -1,7 +1,6 @@
 //! Running a scenario end to end: build the worlds, advance them round by round, write the
 //! output folder, summarise.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -18,6 +17,30 @@ use crate::rng::RNG_ALGORITHM;
 use crate::scenario::{EntitySpec, Scenario};
 use crate::world::{BuildError, RunError, Simulation};
 
+/// Told how a run advances, round by round: the CLI draws a progress bar from it, a caller
+/// embedding the library can log or ignore it. The library draws nothing itself, so it needs
+/// no terminal crate.
+///
+/// What is counted is **training rounds**, `1..=rounds`: round 0 (the measurement of the
+/// initial state) is not a training round and is not counted, so a run of R rounds goes from
+/// 0/R to R/R. Calls come from the thread driving the round loop; a sweep runs its points on
+/// several threads and reports to one `Progress` (hence `Send + Sync`).
+pub trait Progress: Send + Sync {
+    /// A run starts: `total` training rounds in all, `done` of them completed before (a resumed
+    /// run starts at its checkpoint's round; a fresh run at 0).
+    fn start(&self, name: &str, total: u64, done: u64);
+    /// `rounds` more training rounds are complete (their rows are on disk).
+    fn advance(&self, rounds: u64);
+    /// The run ended, whether it completed, failed or was interrupted.
+    fn finish(&self);
+}
+
+impl std::fmt::Debug for dyn Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn Progress")
+    }
+}
+
 /// How to run a scenario.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -25,10 +48,8 @@ pub struct RunOptions {
     pub out_dir: Option<PathBuf>,
     /// Overwrite an output folder that already holds a run.
     pub force: bool,
-    /// Show a progress bar (only drawn when stderr is a terminal).
-    pub progress: bool,
-    /// Advance this bar (shared by the points of a sweep) instead of drawing one per run.
-    pub progress_bar: Option<indicatif::ProgressBar>,
+    /// Told of every completed training round (see [`Progress`]); `None`: nobody is.
+    pub progress: Option<std::sync::Arc<dyn Progress>>,
     /// Write `checkpoint.json` every this many rounds (see [`crate::checkpoint`]).
     pub checkpoint_every: Option<u64>,
     /// Set (by the CLI's SIGINT/SIGTERM handler) to stop cleanly after the round in flight:
@@ -517,12 +538,10 @@ fn drive_rounds<W: Rounds>(
     mut observe: impl FnMut(usize, &[MetricRow]),
     mut after_round: impl FnMut(u64, &mut [W]) -> Result<(), RunFailure>,
 ) -> (u64, Result<(), RunFailure>) {
-    let (progress, owned) = progress_bar(scenario, options);
-    // Rounds done before a resume count as done (a sweep's bar counts every point's rounds).
-    if owned {
-        progress.set_position(start);
-    } else {
-        progress.inc(start);
+    let progress = options.progress.as_deref();
+    // Training rounds 1..start are done already when a checkpoint is resumed.
+    if let Some(p) = progress {
+        p.start(&scenario.name, scenario.rounds, start.saturating_sub(1));
     }
     let mut completed = start.saturating_sub(1);
     let mut result = Ok(());
@@ -556,7 +575,12 @@ fn drive_rounds<W: Rounds>(
         }
         completed = round;
         tracing::debug!(round, "round complete");
-        progress.inc(1);
+        // Round 0 measures the initial state: it is not a training round.
+        if round > 0
+            && let Some(p) = progress
+        {
+            p.advance(1);
+        }
         if let Err(e) = after_round(round, worlds) {
             result = Err(e);
             break;
@@ -566,26 +590,8 @@ fn drive_rounds<W: Rounds>(
             break;
         }
     }
-    if owned {
-        progress.finish_and_clear();
+    if let Some(p) = progress {
+        p.finish();
     }
     (completed, result)
-}
-
-/// The bar a run advances, and whether the run owns it (else a sweep's shared bar).
-fn progress_bar(scenario: &Scenario, options: &RunOptions) -> (indicatif::ProgressBar, bool) {
-    if let Some(bar) = &options.progress_bar {
-        return (bar.clone(), false);
-    }
-    if !options.progress || !std::io::stderr().is_terminal() {
-        return (indicatif::ProgressBar::hidden(), true);
-    }
-    let bar = indicatif::ProgressBar::new(scenario.rounds + 1);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:40}] round {pos}/{len} ({eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(scenario.name.clone());
-    (bar, true)
 }

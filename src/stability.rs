@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::metrics::gaussian::frechet_sq;
 use crate::metrics::text::total_variation;
 use crate::metrics::{MetricRow, names};
-use crate::output::write_atomic;
+use crate::output::{format_level, write_atomic};
 use crate::resolve::{Resolved, ResolvedEntity};
 use crate::run::{ManifestWriter, Rounds, RunFailure, RunOptions, drive, io_error, prepare_output};
 use crate::scenario::{Covariance, EntitySpec, Means, Perturbation, Scenario};
@@ -222,12 +222,12 @@ impl StabilitySummary {
             let mean = |f: fn(&DivergenceSummary) -> f64| self.replicates.iter().filter_map(|rep| rep.get(m)).map(f).sum::<f64>() / r;
             let _ = write!(
                 out,
-                "{:<16} {:<12} {:.4e} -> {:.4e} (max {:.4e})",
+                "{:<16} {:<12} {} -> {} (max {})",
                 model.model,
                 model.metric,
-                mean(|s| s.initial),
-                mean(|s| s.last),
-                mean(|s| s.max)
+                format_level(mean(|s| s.initial)),
+                format_level(mean(|s| s.last)),
+                format_level(mean(|s| s.max))
             );
             if self.replicates.len() > 1 {
                 let _ = write!(out, " (mean of {})", self.replicates.len());

@@ -2,14 +2,21 @@
 //! names the file and line:col or the field and says what would be valid), help is complete,
 //! runs are reproducible whatever the thread count, and a killed run leaves a readable table.
 //!
-//! Every test drives the real binary. Bad scenarios live in `tests/fixtures/`, one per kind of
-//! mistake; ready scenarios are the files in `scenarios/`.
+//! Also the shell's side (completions, man page, hidden bench-round, no colour codes off a
+//! terminal, the `next:` hint, exit codes), what the CLI's progress bar is told by the library,
+//! and that the library never names the CLI's crates (clap, indicatif, signal-hook,
+//! tracing-subscriber).
+//!
+//! Tests drive the real binary, except the two about the library's progress reports and
+//! number format. Bad scenarios live in `tests/fixtures/`, one per kind of mistake; ready
+//! scenarios are the files in `scenarios/`.
 
 use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::{coevo, scratch, stderr, stdout};
+use common::{coevo, coevo_with, scratch, stderr, stdout};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// `coevo run` on `tests/fixtures/<fixture>.ron` must exit with code 2, write nothing, and
@@ -358,4 +365,304 @@ fn killed_run_leaves_complete_rounds() {
     let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["status"], "running");
     assert_eq!(manifest["seed"], 2025);
+}
+
+// ---------------------------------------------------------------- the command line as a shell sees it
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef coevo"), ("fish", "complete -c coevo")] {
+        let out = coevo(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        assert!(script.contains(marker), "{shell}: the script lacks {marker:?}:\n{script}");
+        // The script completes the user's commands and their flags.
+        for word in ["sweep", "checkpoint-every"] {
+            assert!(script.contains(word), "{shell}: the script does not complete {word}");
+        }
+    }
+    let bad = coevo(&["completions", "cmd.exe"]);
+    assert_eq!(bad.status.code(), Some(2), "an unknown shell is bad input: {}", stderr(&bad));
+}
+
+#[test]
+fn man_page_is_roff_naming_coevo_and_its_commands() {
+    let out = coevo(&["man"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let page = stdout(&out);
+    assert!(page.starts_with(".ie") || page.contains(".TH coevo"), "not a roff page:\n{page}");
+    assert!(page.contains(".TH coevo"), "the page is not titled coevo:\n{page}");
+    for word in ["run", "sweep", "plot", "completions", "RUST_LOG"] {
+        assert!(page.contains(word), "the man page does not mention {word}:\n{page}");
+    }
+    // roff writes the hyphen as `\-`.
+    assert!(!page.contains("bench-round") && !page.contains("bench\\-round"), "the man page lists the hidden bench-round:\n{page}");
+}
+
+#[test]
+fn bench_round_is_hidden_from_help_but_works() {
+    let top = coevo(&["--help"]);
+    assert_eq!(top.status.code(), Some(0));
+    let top = stdout(&top);
+    assert!(!top.contains("bench-round"), "coevo --help lists bench-round:\n{top}");
+    for word in ["completions", "man", "sweep", "plot"] {
+        assert!(top.contains(word), "coevo --help must list {word}:\n{top}");
+    }
+    let help = coevo(&["bench-round", "--help"]);
+    assert_eq!(help.status.code(), Some(0), "{}", stderr(&help));
+    let help = stdout(&help);
+    for word in ["--K", "--N", "--worlds", "--floor", "JSON"] {
+        assert!(help.contains(word), "coevo bench-round --help must mention {word}:\n{help}");
+    }
+    // benches/compare.sh reads this JSON line.
+    let out = coevo(&["bench-round", "--N", "50", "--rounds", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let timing: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON line");
+    assert_eq!(timing["rounds"], 3, "{timing}");
+    assert!(timing["rounds_per_second"].as_f64().is_some_and(|r| r > 0.0), "{timing}");
+}
+
+#[test]
+fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    // Tests capture stderr through a pipe: exactly the case of a log file or a scheduler.
+    let dir = scratch("cli", "no_ansi").join("out");
+    let out = coevo_with(&["run", "scenarios/coevolve.ron", "--out", dir.to_str().unwrap(), "--rounds", "2"], &[("RUST_LOG", "info")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("run complete"), "the info log line is missing, so nothing was checked:\n{err}");
+    assert!(!err.contains("\x1b["), "stderr holds ANSI escape codes:\n{err:?}");
+    // No progress bar is drawn into a pipe either.
+    assert!(!err.contains("ETA"), "a progress bar was drawn into a pipe:\n{err}");
+}
+
+#[test]
+fn a_finished_run_names_its_folder_and_the_next_command() {
+    let dir = scratch("cli", "hint").join("my out");
+    let d = dir.to_str().unwrap();
+    let out = coevo(&["run", "scenarios/coevolve.ron", "--out", d, "--rounds", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| *l == format!("results in {d}")).unwrap_or_else(|| panic!("no `results in` line:\n{text}"));
+    // The folder has a space: the hint quotes it, so it can be pasted into a shell.
+    assert_eq!(lines.get(at + 1).copied(), Some(format!("next: coevo plot '{d}'").as_str()), "{text}");
+    // The hinted command works on that folder.
+    let plot = coevo(&["plot", d]);
+    assert_eq!(plot.status.code(), Some(0), "{}", stderr(&plot));
+    // The summary prints every diversity in one format: four significant digits.
+    let summary: Vec<&str> = lines[..at].iter().copied().filter(|l| l.contains(" -> ")).collect();
+    assert_eq!(summary.len(), 2, "one summary line per model:\n{text}");
+    assert!(summary[0].contains("gini_simpson 0.8000 -> "), "{text}");
+
+    let quiet = coevo(&["run", "scenarios/coevolve.ron", "--out", d, "--rounds", "2", "--force", "--quiet"]);
+    assert_eq!(quiet.status.code(), Some(0), "{}", stderr(&quiet));
+    assert_eq!(stdout(&quiet), "", "--quiet prints nothing");
+}
+
+/// A small sweep of 2 x 2 points of 3 rounds, written to `dir/grid.ron`.
+fn small_grid(dir: &Path) -> std::path::PathBuf {
+    let scenario = dir.join("grid.ron");
+    let source = r#"Scenario(
+    name: "grid",
+    rounds: 3,
+    entities: [
+        TextModel(name: "captioner", initial: Uniform(3), batch: 30),
+        ImageModel(name: "painter", conditioned_on: "captioner", batch: 30),
+    ],
+    sweep: Sweep(parameters: [
+        (entity: "captioner", field: "batch", values: [30, 60]),
+        (path: "painter.covariance", values: [0.01, 0.1]),
+    ]),
+)"#;
+    std::fs::write(&scenario, source).unwrap();
+    scenario
+}
+
+#[test]
+fn summary_numbers_have_one_format_of_four_significant_digits() {
+    use coevo::output::format_level as f;
+    for (x, shown) in [
+        (0.7999999999999999, "0.8000"),
+        (0.030671, "0.03067"),
+        (0.001, "0.001000"),
+        (9.99996, "10.00"),
+        (1234.56, "1235"),
+        (12345.6, "1.235e4"),
+        (2.1112e-7, "2.111e-7"),
+        (0.0, "0"),
+        (f64::NAN, "NaN"),
+    ] {
+        assert_eq!(f(x), shown, "{x}");
+    }
+}
+
+#[test]
+fn a_finished_sweep_names_the_next_command() {
+    let dir = scratch("cli", "sweep_hint");
+    let scenario = small_grid(&dir);
+    let out_dir = dir.join("sweep");
+    let out = coevo(&["sweep", scenario.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("4 of 4 points done (4 computed now)"), "{text}");
+    assert!(text.ends_with(&format!("next: coevo plot {}\n", out_dir.display())), "{text}");
+}
+
+#[test]
+fn exit_codes_and_error_messages_are_those_documented() {
+    // 0: success, nothing on stderr.
+    let ok = coevo(&["validate", "scenarios/coevolve.ron"]);
+    assert_eq!((ok.status.code(), stderr(&ok).as_str()), (Some(0), ""));
+    // 2: bad input. Every invalid file is reported, the valid ones still said ok.
+    let mixed = coevo(&["validate", "scenarios/coevolve.ron", "tests/fixtures/p_sum.ron", "tests/fixtures/batch_zero.ron"]);
+    assert_eq!(mixed.status.code(), Some(2));
+    assert!(stdout(&mixed).contains("scenarios/coevolve.ron: ok"), "{}", stdout(&mixed));
+    let alone = |f: &str| stderr(&coevo(&["validate", f]));
+    assert_eq!(stderr(&mixed), alone("tests/fixtures/p_sum.ron") + &alone("tests/fixtures/batch_zero.ron"));
+    let shard = coevo(&["sweep", "scenarios/coevolve.ron", "--shard", "2/2", "--out", scratch("cli", "bad_shard").to_str().unwrap()]);
+    assert_eq!(shard.status.code(), Some(2));
+    assert!(stderr(&shard).starts_with("error: --shard: shard index 2 must be below the shard count 2"), "{}", stderr(&shard));
+    let plot = coevo(&["plot", "tests/fixtures"]);
+    assert_eq!(plot.status.code(), Some(2));
+    assert!(stderr(&plot).starts_with("error: tests/fixtures is neither a run folder"), "{}", stderr(&plot));
+    // 1: a failure while running, here the output folder cannot be created.
+    let dir = scratch("cli", "exit_1");
+    std::fs::write(dir.join("file"), "").unwrap();
+    let blocked = dir.join("file").join("out");
+    let failed = coevo(&["run", "scenarios/coevolve.ron", "--out", blocked.to_str().unwrap(), "--rounds", "2"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert!(stderr(&failed).starts_with(&format!("error: {}: ", blocked.display())), "{}", stderr(&failed));
+    // 130 (interrupted) is checked by tests/interrupt.rs.
+}
+
+// ---------------------------------------------------------------- progress through the library
+
+/// Records what the library tells a [`coevo::run::Progress`]; raises `stop` (a run's
+/// interrupt flag) once `stop_after` rounds were reported, as a Ctrl-C would.
+#[derive(Default)]
+struct Recorder {
+    calls: std::sync::Mutex<Vec<String>>,
+    stop: Option<(u64, std::sync::Arc<std::sync::atomic::AtomicBool>)>,
+}
+
+impl coevo::run::Progress for Recorder {
+    fn start(&self, name: &str, total: u64, done: u64) {
+        self.calls.lock().unwrap().push(format!("start {name} {total} {done}"));
+    }
+    fn advance(&self, rounds: u64) {
+        self.calls.lock().unwrap().push(format!("advance {rounds}"));
+        if let Some((after, flag)) = &self.stop
+            && self.calls().1 >= *after
+        {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    fn finish(&self) {
+        self.calls.lock().unwrap().push("finish".into());
+    }
+}
+
+impl Recorder {
+    /// The calls other than `advance`, and the sum of the advances.
+    fn calls(&self) -> (Vec<String>, u64) {
+        let calls = self.calls.lock().unwrap();
+        let advanced = calls.iter().filter_map(|c| c.strip_prefix("advance ")).map(|n| n.parse::<u64>().unwrap()).sum();
+        (calls.iter().filter(|c| !c.starts_with("advance")).cloned().collect(), advanced)
+    }
+}
+
+#[test]
+fn progress_counts_training_rounds_of_runs_and_sweeps() {
+    use std::sync::Arc;
+    let dir = scratch("cli", "progress");
+    let path = small_grid(&dir);
+    let (scenario, source) = coevo::Scenario::load(&path).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let options = coevo::run::RunOptions { out_dir: Some(dir.join("run")), progress: Some(recorder.clone()), ..Default::default() };
+    coevo::run::run(&scenario, &source, &path, &options).unwrap();
+    // Rounds 1..=3, each reported once it is on disk; round 0 (the initial state) is not one.
+    assert_eq!(recorder.calls(), (vec!["start grid 3 0".to_string(), "finish".to_string()], 3));
+
+    // Interrupted after its checkpoint at round 2, then resumed: the resumed run starts with
+    // 2 of 3 rounds done and reports the last one.
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let recorder = Arc::new(Recorder { stop: Some((2, flag.clone())), ..Default::default() });
+    let options = coevo::run::RunOptions {
+        out_dir: Some(dir.join("resumed")),
+        progress: Some(recorder.clone()),
+        checkpoint_every: Some(2),
+        interrupt: Some(flag),
+        ..Default::default()
+    };
+    let stopped = coevo::run::run(&scenario, &source, &path, &options);
+    assert!(matches!(stopped, Err(coevo::run::RunFailure::Interrupted { round: 2 })), "{stopped:?}");
+    assert_eq!(recorder.calls(), (vec!["start grid 3 0".to_string(), "finish".to_string()], 2));
+    let recorder = Arc::new(Recorder::default());
+    let options = coevo::run::RunOptions { progress: Some(recorder.clone()), ..Default::default() };
+    coevo::run::resume(&dir.join("resumed"), &options).unwrap();
+    assert_eq!(recorder.calls(), (vec!["start grid 3 2".to_string(), "finish".to_string()], 1));
+
+    // A sweep is one progress over every point's rounds, whichever thread ran them.
+    let recorder = Arc::new(Recorder::default());
+    let options =
+        coevo::experiment::grid::SweepOptions { out_dir: Some(dir.join("sweep")), progress: Some(recorder.clone()), ..Default::default() };
+    coevo::experiment::grid::run_sweep(&scenario, &source, &path, &options).unwrap();
+    assert_eq!(recorder.calls(), (vec!["start grid: 4 points 12 0".to_string(), "finish".to_string()], 12));
+}
+
+// ---------------------------------------------------------------- the library stays a library
+
+/// The identifiers in `text`, comments (`//` to the end of the line) left out: code names a
+/// crate in a path, which this catches wherever it is; prose may mention one.
+fn identifiers(text: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for line in text.lines() {
+        let code = line.split("//").next().unwrap_or("");
+        for word in code.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+            if !word.is_empty() {
+                found.insert(word.to_string());
+            }
+        }
+    }
+    found
+}
+
+/// Crates only the binary may use: terminal drawing, signals, argument parsing, log output.
+const CLI_ONLY: &[&str] = &["indicatif", "signal_hook", "clap", "clap_complete", "clap_mangen", "tracing_subscriber"];
+
+#[test]
+fn the_library_never_names_the_cli_crates() {
+    fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    // The binary: src/main.rs and its modules in src/main/.
+    let (cli, library): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| f.starts_with(src.join("main")) || *f == src.join("main.rs"));
+    assert!(library.len() >= 30 && library.contains(&src.join("run.rs")), "the library's files were not found: {library:?}");
+    let mut violations = Vec::new();
+    for file in &library {
+        let names = identifiers(&std::fs::read_to_string(file).unwrap());
+        for krate in CLI_ONLY.iter().filter(|k| names.contains(**k)) {
+            violations.push(format!("{}: names `{krate}`", file.strip_prefix(&src).unwrap().display()));
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "the library uses crates that belong to the CLI (move that code to src/main/):\n{}",
+        violations.join("\n")
+    );
+    // The check sees these names where they are: in the binary.
+    let cli_names: BTreeSet<String> = cli.iter().flat_map(|f| identifiers(&std::fs::read_to_string(f).unwrap())).collect();
+    for krate in CLI_ONLY {
+        assert!(cli_names.contains(*krate), "the check does not find `{krate}` even in the CLI");
+    }
 }

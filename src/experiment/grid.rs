@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::output::aggregate::Stats;
 use crate::output::tidy::read_metrics;
 use crate::output::{Summary, format_value, write_atomic};
-use crate::run::{RunFailure, RunOptions};
+use crate::run::{Progress, RunFailure, RunOptions};
 use crate::scenario::Scenario;
 use crate::scenario::Sweep;
 
@@ -73,8 +73,10 @@ pub struct SweepOptions {
     pub shard: Option<Shard>,
     /// Start over: discard the points already in the folder (of this sweep or another).
     pub force: bool,
-    /// Show one progress bar over the whole sweep.
-    pub progress: bool,
+    /// Told of the sweep's progress as one run: started once with the training rounds of
+    /// every point this run computes, advanced by each point's rounds as they complete
+    /// (points run in parallel), finished once (see [`Progress`]).
+    pub progress: Option<Arc<dyn Progress>>,
     /// Write a checkpoint of each point every this many rounds.
     pub checkpoint_every: Option<u64>,
 }
@@ -208,13 +210,18 @@ pub fn run_sweep(scenario: &Scenario, source: &str, file: &Path, options: &Sweep
     let mine: Vec<usize> = (0..total).filter(|i| options.shard.is_none_or(|s| i % s.count == s.index)).collect();
     let pending: Vec<usize> = mine.iter().copied().filter(|&i| !point_dir(&dir, i, total).join("done.json").exists()).collect();
 
-    let bar = progress_bar(options, &points, &pending, &scenario.name);
+    // One progress over the whole sweep: the points report into it (see `PointProgress`).
+    let total_rounds: u64 = pending.iter().map(|&i| points[i].rounds).sum();
+    if let Some(p) = &options.progress {
+        p.start(&format!("{}: {} points", scenario.name, pending.len()), total_rounds, 0);
+    }
+    let point_progress = options.progress.clone().map(|p| Arc::new(PointProgress(p)) as Arc<dyn Progress>);
     let first_error: Mutex<Option<(usize, RunFailure)>> = Mutex::new(None);
     pending.par_iter().for_each(|&i| {
         if first_error.lock().expect("not poisoned").is_some() {
             return;
         }
-        if let Err(e) = run_point(&points[i], i, total, &dir, file, options, &bar, sweep) {
+        if let Err(e) = run_point(&points[i], i, total, &dir, file, options, point_progress.clone(), sweep) {
             let mut slot = first_error.lock().expect("not poisoned");
             // Keep the lowest failing point: the message does not depend on scheduling.
             if slot.as_ref().is_none_or(|(j, _)| i < *j) {
@@ -222,7 +229,9 @@ pub fn run_sweep(scenario: &Scenario, source: &str, file: &Path, options: &Sweep
             }
         }
     });
-    bar.finish_and_clear();
+    if let Some(p) = &options.progress {
+        p.finish();
+    }
     let done = write_table(&dir, sweep, total)?;
     if let Some((i, e)) = first_error.into_inner().expect("not poisoned") {
         return Err(match e {
@@ -246,20 +255,19 @@ fn sweep_hash(scenario: &Scenario, source: &str) -> String {
     format!("{:x}", h.finalize())
 }
 
-fn progress_bar(options: &SweepOptions, points: &[Scenario], pending: &[usize], name: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if !options.progress || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
+/// A point's view of the sweep's [`Progress`]: its rounds advance the sweep's count, its start
+/// and end are not the sweep's. Rounds a resumed point did before its checkpoint are counted
+/// when it starts, since the sweep's total includes them.
+struct PointProgress(Arc<dyn Progress>);
+
+impl Progress for PointProgress {
+    fn start(&self, _name: &str, _total: u64, done: u64) {
+        self.0.advance(done);
     }
-    let total: u64 = pending.iter().map(|&i| points[i].rounds + 1).sum();
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {pos}/{len} point-rounds ({eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(format!("{name}: {} points", pending.len()));
-    bar
+    fn advance(&self, rounds: u64) {
+        self.0.advance(rounds);
+    }
+    fn finish(&self) {}
 }
 
 fn run_point(
@@ -269,15 +277,14 @@ fn run_point(
     dir: &Path,
     file: &Path,
     options: &SweepOptions,
-    bar: &indicatif::ProgressBar,
+    progress: Option<Arc<dyn Progress>>,
     sweep: &Sweep,
 ) -> Result<(), RunFailure> {
     let out = point_dir(dir, index, total);
     let run_options = RunOptions {
         out_dir: Some(out.clone()),
         force: true,
-        progress: false,
-        progress_bar: Some(bar.clone()),
+        progress,
         checkpoint_every: options.checkpoint_every,
         // A sweep is interrupted point by point: a killed point is recomputed (or resumed from
         // its checkpoint) on the next run, so it needs no signal flag.

@@ -137,8 +137,15 @@ impl Summary {
             let across: Vec<&ModelSummary> = self.replicates.iter().filter_map(|rep| rep.get(m)).collect();
             let mean_last = across.iter().map(|s| s.last).sum::<f64>() / across.len() as f64;
             let collapsed: Vec<u64> = across.iter().filter_map(|s| s.collapsed_at).collect();
-            let _ =
-                write!(out, "{:<16} {:<12} {} {:.4} -> {:.4}", model.model, model.kind, model.diversity_metric, model.initial, mean_last);
+            let _ = write!(
+                out,
+                "{:<16} {:<12} {} {} -> {}",
+                model.model,
+                model.kind,
+                model.diversity_metric,
+                format_level(model.initial),
+                format_level(mean_last)
+            );
             if r > 1 {
                 let _ = write!(out, " (mean of {r})");
             }
@@ -157,6 +164,28 @@ impl Summary {
             out.push('\n');
         }
         out
+    }
+}
+
+/// The one format of the numbers summaries print (diversities, divergences): four
+/// significant digits, in plain decimals from 1e-3 to 1e4 and in scientific notation outside,
+/// so a collapsed image model's `weighted_trace` of 2e-7 does not print as `0.0000` and a
+/// Gini-Simpson index of 0.8 prints as `0.8000`; zero prints as `0`. The files keep every
+/// digit (`format_value`).
+pub fn format_level(x: f64) -> String {
+    // Zero (a collapsed text model's Gini-Simpson index) is exact: print it as such.
+    if !x.is_finite() || x == 0.0 {
+        return format!("{x}");
+    }
+    // Round to four significant digits first, then read the exponent of the rounded value
+    // (9.99996 rounds to 1.000e1, which prints as 10.00, not 10.000).
+    let sci = format!("{x:.3e}");
+    let exponent: i32 = sci.rsplit_once('e').and_then(|(_, e)| e.parse().ok()).unwrap_or(0);
+    if (-3..4).contains(&exponent) {
+        let decimals = (3 - exponent).max(0) as usize;
+        format!("{x:.decimals$}")
+    } else {
+        sci
     }
 }
 

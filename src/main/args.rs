@@ -1,0 +1,232 @@
+//! The command-line grammar: every command, flag and its help text (clap derive). What the
+//! commands do is in `commands.rs`; this file only says what they accept.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Simulate ecosystems of co-evolving generative models.
+///
+/// A scenario (a RON file) describes text models, image models and the influences on them;
+/// `coevo run` trains them on each other's output round after round and writes per-round
+/// metrics, a manifest and a summary. Logs go to stderr, filtered by RUST_LOG (default: warn),
+/// in colour only when stderr is a terminal and NO_COLOR is unset.
+#[derive(Parser)]
+#[command(name = "coevo", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// A folder of plugin libraries, searched (in the order given) before COEVO_PLUGIN_PATH
+    /// and the executable's folder when a scenario names a plugin library by name. Repeatable.
+    #[arg(long = "plugin-dir", value_name = "DIR", global = true)]
+    pub plugin_dirs: Vec<PathBuf>,
+}
+
+/// Options shared by the commands that run a scenario.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Overwrite an output folder that already holds a run.
+    #[arg(long)]
+    pub force: bool,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override the scenario's number of rounds.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rounds: Option<u64>,
+    /// Override the scenario's number of replicates.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub replicates: Option<u64>,
+    /// Worker threads for replicates [default: all cores]. Results do not depend on it.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub threads: Option<u64>,
+    /// Print nothing but errors (no progress bar, no summary).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a scenario and write its output folder.
+    ///
+    /// Writes metrics.csv (tidy: replicate,round,model,text,metric,value), manifest.json and
+    /// summary.json, and prints the final diversity of each model and the round it collapsed.
+    Run {
+        /// The scenario file (RON).
+        scenario: PathBuf,
+        /// Output folder [default: the scenario's output.dir, else out/<scenario name>].
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Write the whole state to checkpoint.json every K rounds, so that `coevo resume`
+        /// can continue an interrupted run exactly.
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+        checkpoint_every: Option<u64>,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Continue an interrupted run from its checkpoint.json.
+    ///
+    /// The metrics it writes are byte for byte those of an uninterrupted run; rows a killed
+    /// run wrote after its last checkpoint are replaced.
+    Resume {
+        /// The run's output folder.
+        dir: PathBuf,
+        /// Keep writing checkpoints every K rounds.
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+        checkpoint_every: Option<u64>,
+        /// Worker threads for replicates [default: all cores]. Results do not depend on it.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        threads: Option<u64>,
+        /// Print nothing but errors.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Run every point of a scenario's sweep section (times its replicates).
+    ///
+    /// Each point is a full run in OUT/points/NNNN/; sweep.csv has one row per point and
+    /// model, a column per swept parameter, then final diversity, collapse and steady-state
+    /// level. Rerunning skips the points already done, so an interrupted sweep resumes.
+    Sweep {
+        /// The scenario file (RON) with a `sweep: (parameters: [...])` section.
+        scenario: PathBuf,
+        /// Output folder [default: out/<scenario name>-sweep].
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// Run only shard i of n (points with index % n == i), e.g. for a Slurm job array:
+        /// --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT. Join the shards with `coevo merge`.
+        #[arg(long, value_name = "i/n")]
+        shard: Option<String>,
+        /// Checkpoint every point every K rounds (a killed sweep resumes inside its points).
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+        checkpoint_every: Option<u64>,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Join the folders of a sharded sweep into one sweep.csv (as a single run writes it).
+    Merge {
+        /// The shards' sweep folders.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Folder to write sweep.csv and sweep.json to.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Draw the figures of a run or sweep folder (SVG and PNG, into OUTDIR/figures).
+    ///
+    /// A run: diversity against round (with 5-95% bands over replicates), image trace per
+    /// text on a log axis with the theoretical rate ((n-1)/n)^t, drift curves with the phases
+    /// shaded. A sweep with two parameters: a heat map of the collapsed fraction.
+    Plot {
+        /// A run's or a sweep's output folder.
+        dir: PathBuf,
+        /// Where to write the figures [default: DIR/figures].
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Run a scenario's twin worlds and write their divergence (recursive stability).
+    ///
+    /// Two worlds with common random numbers (same seed, same streams) differ in one
+    /// perturbation of the initial data or parameters: the scenario's `stability: (perturb:
+    /// ...)` section, or --perturb. Writes divergence.csv (tidy: replicate,round,model,text,
+    /// metric,value; `tv` per text model, `frechet_sum` per image model), manifest.json and
+    /// summary.json, and prints each divergence at round 0, at the end and its maximum.
+    Stability {
+        /// The scenario file (RON).
+        scenario: PathBuf,
+        /// The perturbation, as in a scenario's stability section; overrides the scenario's.
+        /// E.g. 'TextInitial(model: "captioner", initial: Probabilities([0.3, 0.2, 0.2, 0.2, 0.1]))',
+        /// 'MeanShift(model: "painter", text: 0, shift: [0.1, 0.0])',
+        /// 'CovarianceScale(model: "painter", factor: 1.5)'.
+        #[arg(long)]
+        perturb: Option<String>,
+        /// Output folder [default: out/<scenario name>-stability].
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Time training rounds of the paper's scenario at a given scale (for benchmarks).
+    ///
+    /// Prints one JSON line: K, d, N, rounds, measured, seconds, rounds_per_second. Runs on
+    /// one thread; one warm-up round is not timed.
+    // Hidden from `coevo --help` and the man page: a tool of the benches (benches/compare.sh),
+    // not of users. `coevo bench-round --help` still works.
+    #[command(name = "bench-round", hide = true)]
+    BenchRound(BenchArgs),
+    /// Check scenario files without running them (exit code 2 if any is invalid).
+    Validate {
+        /// Scenario files (RON).
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+    },
+    /// Plugin libraries (conditional models of other modalities, loaded at run time).
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+    /// Print a shell completion script to stdout.
+    ///
+    /// E.g. `coevo completions bash > ~/.local/share/bash-completion/completions/coevo`,
+    /// `coevo completions zsh > ~/.zfunc/_coevo` (with ~/.zfunc on fpath), or
+    /// `coevo completions fish > ~/.config/fish/completions/coevo.fish`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout, e.g. `coevo man > coevo.1; man ./coevo.1`.
+    Man,
+}
+
+#[derive(Subcommand)]
+pub enum PluginsCommand {
+    /// Show the plugins found: name, version, ABI version, and each model's modality.
+    List {
+        /// The folder to look in [default: the plugin search path: --plugin-dir folders,
+        /// COEVO_PLUGIN_PATH, the executable's folder].
+        dir: Option<PathBuf>,
+    },
+    /// Exercise every model of a plugin library against the plugin contract (shapes,
+    /// finiteness, determinism, checkpoint round trip). Exit 0 if all checks pass, 1 if one
+    /// fails, 2 if the library cannot be loaded.
+    Check {
+        /// The library: a path, or a bare name looked up in the plugin search path.
+        library: String,
+        /// Params JSON every model is created with [default: {}].
+        #[arg(long, default_value = "{}")]
+        params: String,
+        /// Check only this model.
+        #[arg(long)]
+        model: Option<String>,
+    },
+}
+
+/// The arguments of `coevo bench-round`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Number of texts K.
+    #[arg(long = "K", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub k: u64,
+    /// Image dimension d.
+    #[arg(long = "d", default_value_t = 2, value_parser = clap::value_parser!(u64).range(2..))]
+    pub d: u64,
+    /// Pairs per batch N.
+    #[arg(long = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub n: u64,
+    /// Timed rounds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rounds: u64,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also run the Measure phase (all metrics) every round.
+    #[arg(long)]
+    pub measure: bool,
+    /// Time the arithmetic floor instead of the round: the same number of normal
+    /// variates and the N*K Gaussian log-densities as dense matrix products.
+    #[arg(long, conflicts_with = "measure")]
+    pub floor: bool,
+    /// Time this many independent worlds in parallel instead of one (replicate throughput).
+    #[arg(long, conflicts_with_all = ["measure", "floor"], value_parser = clap::value_parser!(u64).range(1..))]
+    pub worlds: Option<u64>,
+    /// Worker threads for --worlds [default: all cores].
+    #[arg(long, requires = "worlds", value_parser = clap::value_parser!(u64).range(1..))]
+    pub threads: Option<u64>,
+}

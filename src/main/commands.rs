@@ -1,0 +1,233 @@
+//! One function per command. Each calls the library, prints what the command produces on
+//! stdout, and returns its failure as a [`CliError`]: none prints an error or picks an exit
+//! code (`main` does, in one place).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory as _;
+use coevo::Scenario;
+use coevo::experiment::grid::{Shard, SweepOptions};
+use coevo::run::RunOptions;
+
+use crate::args::{BenchArgs, Cli, RunArgs};
+use crate::error::CliError;
+use crate::progress::Bar;
+use crate::signals::interrupt_flag;
+
+/// Loads the scenario with the command line's overrides applied, sizes the thread pool, and
+/// returns the run options (a progress bar unless `--quiet`, the interrupt flag).
+fn load(args: &RunArgs, path: &Path, out: Option<PathBuf>) -> Result<(Scenario, String, RunOptions), CliError> {
+    let (mut scenario, source) = Scenario::load(path)?;
+    scenario.seed = args.seed.unwrap_or(scenario.seed);
+    scenario.rounds = args.rounds.unwrap_or(scenario.rounds);
+    scenario.replicates = args.replicates.unwrap_or(scenario.replicates);
+    set_threads(args.threads);
+    let options = RunOptions {
+        out_dir: out,
+        force: args.force,
+        progress: Bar::on_stderr(args.quiet),
+        interrupt: Some(interrupt_flag()),
+        ..Default::default()
+    };
+    Ok((scenario, source, options))
+}
+
+/// Sizes rayon's global pool (the replicates' workers).
+fn set_threads(threads: Option<u64>) {
+    if let Some(n) = threads {
+        // Only fails if a global pool already exists, which cannot happen here.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n as usize).build_global();
+    }
+}
+
+/// `coevo run`.
+pub fn run(path: &Path, out: Option<PathBuf>, checkpoint_every: Option<u64>, args: &RunArgs) -> Result<(), CliError> {
+    let (scenario, source, mut options) = load(args, path, out)?;
+    if scenario.sweep.is_some() && !args.quiet {
+        eprintln!("note: {} has a sweep section; `coevo run` runs the base scenario only (use `coevo sweep`)", path.display());
+    }
+    options.checkpoint_every = checkpoint_every;
+    let outcome = coevo::run::run(&scenario, &source, path, &options)?;
+    if !args.quiet {
+        print_results(&outcome.summary.report(), &outcome.out_dir, true);
+    }
+    Ok(())
+}
+
+/// `coevo resume`.
+pub fn resume(dir: &Path, checkpoint_every: Option<u64>, threads: Option<u64>, quiet: bool) -> Result<(), CliError> {
+    set_threads(threads);
+    let options = RunOptions { progress: Bar::on_stderr(quiet), checkpoint_every, interrupt: Some(interrupt_flag()), ..Default::default() };
+    let outcome = coevo::run::resume(dir, &options)?;
+    if !quiet {
+        print_results(&outcome.summary.report(), &outcome.out_dir, true);
+    }
+    Ok(())
+}
+
+/// `coevo stability`.
+pub fn stability(path: &Path, perturb: Option<String>, out: Option<PathBuf>, args: &RunArgs) -> Result<(), CliError> {
+    let (mut scenario, source, options) = load(args, path, out)?;
+    if let Some(text) = perturb {
+        scenario.set_perturbation(&text, Path::new("--perturb"))?;
+    }
+    let outcome = coevo::stability::run_stability(&scenario, &source, path, &options)?;
+    if !args.quiet {
+        // `coevo plot` draws runs and sweeps, not divergences: no hint.
+        print_results(&outcome.summary.report(), &outcome.out_dir, false);
+    }
+    Ok(())
+}
+
+/// `coevo sweep`.
+pub fn sweep(
+    path: &Path,
+    out: Option<PathBuf>,
+    shard: Option<String>,
+    checkpoint_every: Option<u64>,
+    args: &RunArgs,
+) -> Result<(), CliError> {
+    let (scenario, source, options) = load(args, path, None)?;
+    let shard = shard.map(|s| s.parse::<Shard>()).transpose().map_err(|e| CliError::BadInput(format!("--shard: {e}")))?;
+    let sweep_options = SweepOptions { out_dir: out, shard, force: options.force, progress: options.progress, checkpoint_every };
+    let o = coevo::experiment::grid::run_sweep(&scenario, &source, path, &sweep_options)?;
+    if !args.quiet {
+        println!(
+            "{} of {} points done ({} computed now); table in {}",
+            o.done,
+            o.points,
+            o.computed,
+            o.out_dir.join("sweep.csv").display()
+        );
+        // `coevo plot` draws a heat map of a whole sweep over two parameters, nothing else.
+        let parameters = scenario.sweep.as_ref().map_or(0, |s| s.parameters.len());
+        if o.done == o.points && parameters == 2 {
+            print_hint(&o.out_dir);
+        }
+    }
+    Ok(())
+}
+
+/// `coevo merge`.
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(), CliError> {
+    let points = coevo::experiment::grid::merge(dirs, out)?;
+    println!("{points} points merged into {}", out.join("sweep.csv").display());
+    Ok(())
+}
+
+/// `coevo plot`.
+pub fn plot(dir: &Path, out: Option<PathBuf>) -> Result<(), CliError> {
+    let out = out.unwrap_or_else(|| dir.join("figures"));
+    for f in coevo::plot::plot_dir(dir, &out)? {
+        println!("{}", f.display());
+    }
+    Ok(())
+}
+
+/// `coevo validate`: every file is checked; each invalid one's diagnostics are reported.
+pub fn validate(scenarios: &[PathBuf]) -> Result<(), CliError> {
+    let mut problems = Vec::new();
+    for path in scenarios {
+        match Scenario::load(path) {
+            Ok((s, _)) => println!("{}: ok ({} entities, {} rounds)", path.display(), s.entities.len(), s.rounds),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(CliError::Scenario(problems)) }
+}
+
+/// `coevo plugins list`.
+pub fn plugins_list(dir: Option<PathBuf>) -> Result<(), CliError> {
+    let dirs = dir.map_or_else(|| coevo::plugin::search_path().into_iter().filter(|d| d.is_dir()).collect(), |d| vec![d]);
+    let report = coevo::plugin::list_report(&dirs).map_err(CliError::BadInput)?;
+    print!("{report}");
+    Ok(())
+}
+
+/// `coevo plugins check`: the checks live in the library; this prints their report, and a
+/// failed check is a failure (exit 1) after the report.
+pub fn plugins_check(library: &str, params: &str, model: Option<&str>) -> Result<(), CliError> {
+    let report = coevo::plugin::check::check_library(library, params, model).map_err(|e| CliError::BadInput(e.to_string()))?;
+    print!("{}", report.render());
+    if report.passed() {
+        Ok(())
+    } else {
+        Err(CliError::Runtime(format!("{library}: a plugin contract check failed (see the report above)")))
+    }
+}
+
+/// `coevo bench-round`: one JSON line of timings.
+pub fn bench_round(b: &BenchArgs) -> Result<(), CliError> {
+    let json = if let Some(worlds) = b.worlds {
+        let threads = b.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |p| p.get() as u64));
+        let t =
+            coevo::bench::time_worlds(b.k, b.d, b.n, b.rounds, b.seed, worlds, threads).map_err(|e| CliError::Runtime(e.to_string()))?;
+        serde_json::to_string(&t)
+    } else if b.floor {
+        serde_json::to_string(&coevo::bench::time_floor(b.k, b.d, b.n, b.rounds, b.seed))
+    } else {
+        let t = coevo::bench::time_rounds(b.k, b.d, b.n, b.rounds, b.seed, b.measure).map_err(|e| CliError::Runtime(e.to_string()))?;
+        serde_json::to_string(&t)
+    };
+    println!("{}", json.expect("timing serialises"));
+    Ok(())
+}
+
+/// `coevo completions SHELL`: the completion script on stdout.
+pub fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "coevo", &mut script);
+    emit(&script)
+}
+
+/// `coevo man`: the manual page (roff) on stdout.
+pub fn man() -> Result<(), CliError> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page).map_err(|e| CliError::Runtime(format!("rendering the manual page: {e}")))?;
+    emit(&page)
+}
+
+/// Writes generated text to stdout. A reader that stops early (`coevo man | head`) is not a
+/// failure.
+fn emit(bytes: &[u8]) -> Result<(), CliError> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Runtime(format!("writing to stdout: {e}"))),
+        _ => Ok(()),
+    }
+}
+
+/// Prints a finished run's summary report and output folder, and (for folders `coevo plot`
+/// draws) the command that draws it.
+fn print_results(report: &str, out_dir: &Path, plottable: bool) {
+    print!("{report}");
+    println!("results in {}", out_dir.display());
+    if plottable {
+        print_hint(out_dir);
+    }
+}
+
+/// The next step after a run or a sweep: `next: coevo plot DIR`, DIR quoted for the shell
+/// when needed, so the line can be pasted as it is.
+fn print_hint(dir: &Path) {
+    println!("next: coevo plot {}", shell_quote(&dir.display().to_string()));
+}
+
+/// `s` as one POSIX shell word: as it is when it needs no quoting, else in single quotes.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:=@%".contains(c));
+    if plain { s.to_string() } else { format!("'{}'", s.replace('\'', r"'\''")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn paths_are_quoted_only_when_the_shell_needs_it() {
+        assert_eq!(shell_quote("out/coevolve"), "out/coevolve");
+        assert_eq!(shell_quote("my runs/a"), "'my runs/a'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}
