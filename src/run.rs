@@ -201,7 +201,7 @@ pub fn run(scenario: &Scenario, source: &str, file: &Path, options: &RunOptions)
     let sims: Vec<Simulation> = (0..scenario.replicates).map(|r| Simulation::new(scenario, r)).collect::<Result<_, _>>()?;
     let manifest = ManifestWriter::new(&out_dir, scenario, source, file);
     manifest.write("running", 0)?;
-    let tracker = SummaryTracker::new(scenario.collapse.clone(), sims.len());
+    let tracker = SummaryTracker::new(scenario.collapse.clone(), sims.len(), scenario.rounds);
     let tables = Tables::create(&out_dir, scenario)?;
     let source = RunSource { text: source, file };
     continue_run(sims, scenario, &source, options, &out_dir, &manifest, tracker, tables, 0)
@@ -261,7 +261,7 @@ pub fn resume(out_dir: &Path, options: &RunOptions) -> Result<RunOutcome, RunFai
     }
     let mut tables = Tables::truncate(out_dir, checkpoint.metrics_bytes, checkpoint.aggregate_bytes, &scenario)?;
     // The summary and the phase labels are functions of the metric rows: replay them.
-    let mut tracker = SummaryTracker::new(scenario.collapse.clone(), sims.len());
+    let mut tracker = SummaryTracker::new(scenario.collapse.clone(), sims.len(), scenario.rounds);
     let metrics_path = out_dir.join("metrics.csv");
     crate::output::tidy::replay_rounds(&metrics_path, |replicate, rows| {
         tracker.observe(replicate as usize, rows);

@@ -24,7 +24,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::output::aggregate::Stats;
-use crate::output::tidy::read_metrics;
 use crate::output::{Summary, format_value, write_atomic};
 use crate::run::{Progress, RunFailure, RunOptions};
 use crate::scenario::Scenario;
@@ -305,21 +304,8 @@ fn run_point(
 /// The `sweep.csv` rows of one completed point.
 fn point_rows(index: usize, sweep: &Sweep, out: &Path, summary: &Summary) -> std::io::Result<String> {
     let rounds = summary.rounds;
-    // Last 10% of rounds, at least one: rounds > rounds - ceil(rounds / 10).
-    let tail = rounds.div_ceil(10).max(1);
-    let from = rounds + 1 - tail.min(rounds + 1);
     let Some(first) = summary.replicates.first() else { return Ok(String::new()) };
     let replicates = summary.replicates.len();
-    // steady[(model, replicate)] = (sum, count) of the diversity metric over the tail rounds.
-    let mut steady: BTreeMap<(String, u64), (f64, u64)> = BTreeMap::new();
-    let metric_of: BTreeMap<&str, &str> = first.iter().map(|m| (m.model.as_str(), m.diversity_metric.as_str())).collect();
-    read_metrics(&out.join("metrics.csv"), |row| {
-        if row.round >= from && row.text.is_none() && metric_of.get(row.model.as_str()).is_some_and(|m| *m == row.metric) {
-            let e = steady.entry((row.model, row.replicate)).or_insert((0.0, 0));
-            e.0 += row.value;
-            e.1 += 1;
-        }
-    })?;
     let mut last_phase: BTreeMap<(String, u64), String> = BTreeMap::new();
     let phases = out.join("phases.csv");
     if phases.exists() {
@@ -336,8 +322,8 @@ fn point_rows(index: usize, sweep: &Sweep, out: &Path, summary: &Summary) -> std
     for (m, model) in first.iter().enumerate() {
         let across: Vec<_> = summary.replicates.iter().filter_map(|r| r.get(m)).collect();
         let finals: Vec<f64> = across.iter().map(|s| s.last).collect();
-        let levels: Vec<f64> =
-            (0..replicates as u64).map(|r| steady.get(&(model.model.clone(), r)).map_or(f64::NAN, |(s, c)| s / *c as f64)).collect();
+        // The steady-state level each replicate's summary computed as the rows streamed past.
+        let levels: Vec<f64> = across.iter().map(|s| s.steady_level.unwrap_or(f64::NAN)).collect();
         let collapsed: Vec<f64> = across.iter().filter_map(|s| s.collapsed_at).map(|r| r as f64).collect();
         let (f, s) = (Stats::of(&finals), Stats::of(&levels));
         let phase_count = (0..replicates as u64).filter(|&r| last_phase.contains_key(&(model.model.clone(), r))).count();

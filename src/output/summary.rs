@@ -31,6 +31,10 @@ pub struct ModelSummary {
     /// Conditional models: regularised factorisations over the whole run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub regularized: Option<f64>,
+    /// The steady-state level: the mean of the diversity metric over the last 10% of the
+    /// planned rounds (at least one), once the run has reached them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steady_level: Option<f64>,
 }
 
 /// The summary of a run: per replicate, per model.
@@ -47,14 +51,29 @@ pub struct Summary {
 pub struct SummaryTracker {
     collapse: CollapseSpec,
     rounds: u64,
+    /// First round of the steady-state window.
+    steady_from: u64,
     replicates: Vec<BTreeMap<usize, ModelSummary>>,
+    /// Per replicate and model: (sum, count) of the diversity metric in the steady window,
+    /// summed in round order as the rows arrive.
+    steady: Vec<BTreeMap<usize, (f64, u64)>>,
     order: Vec<Vec<String>>,
 }
 
 impl SummaryTracker {
-    /// A tracker for `replicates` worlds with the given collapse thresholds.
-    pub fn new(collapse: CollapseSpec, replicates: usize) -> Self {
-        SummaryTracker { collapse, rounds: 0, replicates: vec![BTreeMap::new(); replicates], order: vec![Vec::new(); replicates] }
+    /// A tracker for `replicates` worlds of `rounds` planned rounds with the given collapse
+    /// thresholds. The steady-state window is the last 10% of the planned rounds (at least
+    /// one): rounds `t > rounds - ceil(rounds / 10)`.
+    pub fn new(collapse: CollapseSpec, replicates: usize, rounds: u64) -> Self {
+        let tail = rounds.div_ceil(10).max(1);
+        SummaryTracker {
+            collapse,
+            rounds: 0,
+            steady_from: rounds + 1 - tail.min(rounds + 1),
+            replicates: vec![BTreeMap::new(); replicates],
+            steady: vec![BTreeMap::new(); replicates],
+            order: vec![Vec::new(); replicates],
+        }
     }
 
     /// Takes in one round's rows of replicate `replicate`.
@@ -84,11 +103,21 @@ impl SummaryTracker {
                 support: None,
                 matthew_index: None,
                 regularized: None,
+                steady_level: None,
+            };
+            let steady = &mut self.steady[replicate];
+            let mut in_window = |value: f64| {
+                if row.round >= self.steady_from {
+                    let e = steady.entry(index).or_insert((0.0, 0));
+                    e.0 += value;
+                    e.1 += 1;
+                }
             };
             match metric {
                 names::GINI_SIMPSON => {
                     let s = models.entry(index).or_insert_with(|| entry("text", names::GINI_SIMPSON));
                     s.last = row.value;
+                    in_window(row.value);
                     if s.collapsed_at.is_none() && row.value < self.collapse.text_gini {
                         s.collapsed_at = Some(row.round);
                     }
@@ -101,6 +130,7 @@ impl SummaryTracker {
                 m if m.starts_with(names::WEIGHTED_PREFIX) => {
                     let s = models.entry(index).or_insert_with(|| entry("conditional", m));
                     s.last = row.value;
+                    in_window(row.value);
                     if s.collapsed_at.is_none() && row.value < self.collapse.image_trace_ratio * s.initial {
                         s.collapsed_at = Some(row.round);
                     }
@@ -122,7 +152,16 @@ impl SummaryTracker {
 
     /// The summary so far.
     pub fn summary(&self) -> Summary {
-        Summary { rounds: self.rounds, replicates: self.replicates.iter().map(|m| m.values().cloned().collect()).collect() }
+        let replicates = self
+            .replicates
+            .iter()
+            .zip(&self.steady)
+            .map(|(models, steady)| {
+                let level = |i: &usize| steady.get(i).map(|(sum, n)| sum / *n as f64);
+                models.iter().map(|(i, m)| ModelSummary { steady_level: level(i), ..m.clone() }).collect()
+            })
+            .collect();
+        Summary { rounds: self.rounds, replicates }
     }
 }
 
