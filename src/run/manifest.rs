@@ -1,0 +1,139 @@
+//! `manifest.json`: what a run is (coevo version, scenario file and hash, seed, rounds,
+//! replicates, RNG, every model's resolved initial state and plugin provenance) and how far
+//! it got, rewritten atomically as the run progresses.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{RunFailure, io_error};
+use crate::output::write_atomic;
+use crate::resolve::{Resolved, ResolvedEntity};
+use crate::rng::RNG_ALGORITHM;
+use crate::scenario::{EntitySpec, Scenario};
+
+#[derive(Serialize)]
+struct Manifest<'a> {
+    coevo_version: &'static str,
+    scenario_file: String,
+    scenario_sha256: String,
+    seed: u64,
+    rounds: u64,
+    replicates: u64,
+    rng: &'static str,
+    status: &'a str,
+    rounds_completed: u64,
+    scenario: &'a Scenario,
+    resolved: Vec<ResolvedModel>,
+}
+
+/// The initial parameters each model resolved to, defaults included.
+#[derive(Serialize)]
+struct ResolvedModel {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p0: Option<Vec<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    means: Option<Vec<Vec<f64>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    covariances: Option<Vec<Vec<Vec<f64>>>>,
+    /// Plugin models: the library file loaded and what it said of itself, so a run records
+    /// exactly which plugin produced its numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plugin: Option<ResolvedPlugin>,
+}
+
+#[derive(Serialize)]
+struct ResolvedPlugin {
+    library: String,
+    plugin: String,
+    version: String,
+    abi_version: u32,
+    model: String,
+}
+
+/// The manifest's record of each model's initial state, from the [`Resolved`] scenario.
+fn resolve(scenario: &Scenario) -> Vec<ResolvedModel> {
+    let Ok(resolved) = Resolved::of(scenario) else { return Vec::new() };
+    let rows = |m: &nalgebra::DMatrix<f64>| m.row_iter().map(|r| r.iter().copied().collect()).collect();
+    let mut out = Vec::new();
+    for (e, r) in scenario.entities.iter().zip(&resolved.entities) {
+        let name = e.name().to_string();
+        let model = match (e, r) {
+            (EntitySpec::TextModel(_), ResolvedEntity::Text { p0 }) => {
+                ResolvedModel { name, p0: Some(p0.clone()), means: None, covariances: None, plugin: None }
+            }
+            (EntitySpec::ImageModel(_), ResolvedEntity::Conditional { initial: Some(g), .. }) => ResolvedModel {
+                name,
+                p0: None,
+                means: Some(g.means.iter().map(|m| m.iter().copied().collect()).collect()),
+                covariances: Some(g.covariances.iter().map(rows).collect()),
+                plugin: None,
+            },
+            (EntitySpec::PluginModel(s), ResolvedEntity::Conditional { library, .. }) => {
+                // The library was loaded when the scenario was checked (loads are cached).
+                let plugin = library.as_deref().and_then(|path| crate::plugin::library::load(path).ok().map(|table| (path, table)));
+                let plugin = plugin.map(|(path, table)| ResolvedPlugin {
+                    library: path.display().to_string(),
+                    plugin: table.name().to_string(),
+                    version: table.version().to_string(),
+                    abi_version: coevo_plugin_api::COEVO_ABI_VERSION,
+                    model: s.model.clone(),
+                });
+                ResolvedModel { name, p0: None, means: None, covariances: None, plugin }
+            }
+            _ => continue,
+        };
+        out.push(model);
+    }
+    out
+}
+
+/// Writes `manifest.json` as a run progresses.
+pub(crate) struct ManifestWriter<'a> {
+    path: PathBuf,
+    scenario: &'a Scenario,
+    file: &'a Path,
+    hash: String,
+}
+
+impl<'a> ManifestWriter<'a> {
+    pub(crate) fn new(out_dir: &Path, scenario: &'a Scenario, source: &str, file: &'a Path) -> Self {
+        ManifestWriter { path: out_dir.join("manifest.json"), scenario, file, hash: format!("{:x}", Sha256::digest(source.as_bytes())) }
+    }
+
+    /// Writes the manifest with `status` after `completed` rounds.
+    pub(crate) fn write(&self, status: &str, completed: u64) -> Result<(), RunFailure> {
+        let manifest = Manifest {
+            coevo_version: env!("CARGO_PKG_VERSION"),
+            scenario_file: self.file.display().to_string(),
+            scenario_sha256: self.hash.clone(),
+            seed: self.scenario.seed,
+            rounds: self.scenario.rounds,
+            replicates: self.scenario.replicates,
+            rng: RNG_ALGORITHM,
+            status,
+            rounds_completed: completed,
+            scenario: self.scenario,
+            resolved: resolve(self.scenario),
+        };
+        let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+        write_atomic(&self.path, &json).map_err(io_error(&self.path))
+    }
+
+    /// Writes the final status (`complete` or `failed: ...`) and passes the result on.
+    pub(crate) fn finish(&self, completed: u64, result: Result<(), RunFailure>) -> Result<(), RunFailure> {
+        match result {
+            Ok(()) => self.write("complete", completed),
+            Err(e @ RunFailure::Interrupted { .. }) => {
+                self.write("interrupted", completed)?;
+                Err(e)
+            }
+            Err(e) => {
+                self.write(&format!("failed: {e}"), completed)?;
+                Err(e)
+            }
+        }
+    }
+}

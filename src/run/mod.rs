@@ -1,0 +1,284 @@
+//! Running a scenario end to end: build the worlds, advance them round by round, write the
+//! output folder, summarise; resume from a checkpoint.
+//!
+//! - this file: the options, the failure kinds and their exit codes, `run` and `resume`;
+//! - `manifest`: `manifest.json`, rewritten as the run progresses;
+//! - `tables`: the tables appended round by round (created, or cut back to a checkpoint);
+//! - `rounds`: the round loop shared with recursive stability ([`Rounds`], [`drive`]).
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+mod manifest;
+mod rounds;
+mod tables;
+
+pub(crate) use manifest::ManifestWriter;
+use rounds::drive_from;
+pub use rounds::{Rounds, drive};
+use tables::{TablePaths, Tables};
+
+use crate::checkpoint::Checkpoint;
+use crate::output::{Summary, SummaryTracker, write_atomic};
+use crate::scenario::Scenario;
+use crate::world::{BuildError, RunError, Simulation};
+
+/// Told how a run advances, round by round: the CLI draws a progress bar from it, a caller
+/// embedding the library can log or ignore it. The library draws nothing itself, so it needs
+/// no terminal crate.
+///
+/// What is counted is **training rounds**, `1..=rounds`: round 0 (the measurement of the
+/// initial state) is not a training round and is not counted, so a run of R rounds goes from
+/// 0/R to R/R. Calls come from the thread driving the round loop; a sweep runs its points on
+/// several threads and reports to one `Progress` (hence `Send + Sync`).
+pub trait Progress: Send + Sync {
+    /// A run starts: `total` training rounds in all, `done` of them completed before (a resumed
+    /// run starts at its checkpoint's round; a fresh run at 0).
+    fn start(&self, name: &str, total: u64, done: u64);
+    /// `rounds` more training rounds are complete (their rows are on disk).
+    fn advance(&self, rounds: u64);
+    /// The run ended, whether it completed, failed or was interrupted.
+    fn finish(&self);
+}
+
+impl std::fmt::Debug for dyn Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn Progress")
+    }
+}
+
+/// How to run a scenario.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Output folder; default: the scenario's `output.dir`, else `out/<scenario name>`.
+    pub out_dir: Option<PathBuf>,
+    /// Overwrite an output folder that already holds a run.
+    pub force: bool,
+    /// Told of every completed training round (see [`Progress`]); `None`: nobody is.
+    pub progress: Option<std::sync::Arc<dyn Progress>>,
+    /// Write `checkpoint.json` every this many rounds (see [`crate::checkpoint`]).
+    pub checkpoint_every: Option<u64>,
+    /// Set (by the CLI's SIGINT/SIGTERM handler) to stop cleanly after the round in flight:
+    /// that round's rows are written whole, the manifest says `interrupted`, and a checkpoint
+    /// run can be resumed. Checked once per round, never inside a write.
+    pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// Why a run did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum RunFailure {
+    /// The user asked for something invalid (exit code 2).
+    #[error("{0}")]
+    BadInput(String),
+    /// Building a world failed.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// SIGINT or SIGTERM arrived; every round up to `round` is on disk, whole (exit code 130,
+    /// the shell's convention for an interrupted command).
+    #[error("interrupted after round {round}; rounds 0..={round} are complete on disk")]
+    Interrupted {
+        /// Last completed round.
+        round: u64,
+    },
+    /// A round failed (exit code 1); rounds completed before it are on disk.
+    #[error(transparent)]
+    Runtime(#[from] RunError),
+    /// Writing output failed (exit code 1).
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl RunFailure {
+    /// Process exit code: 2 for bad input, 1 for a failure while running.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunFailure::BadInput(_) | RunFailure::Build(_) => 2,
+            RunFailure::Runtime(_) | RunFailure::Io { .. } => 1,
+            RunFailure::Interrupted { .. } => 130,
+        }
+    }
+}
+
+/// What a completed run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The output folder.
+    pub out_dir: PathBuf,
+    /// The summary (also in `summary.json`).
+    pub summary: Summary,
+}
+
+/// The output folder a run of `scenario` writes to under `options`.
+pub fn output_dir(scenario: &Scenario, options: &RunOptions) -> PathBuf {
+    options.out_dir.clone().or_else(|| scenario.output.dir.clone()).unwrap_or_else(|| Path::new("out").join(&scenario.name))
+}
+
+/// Runs every replicate of a validated scenario and writes the output folder.
+///
+/// Replicates advance round by round in parallel (each world on its own single-threaded
+/// schedule); each round's rows are written in replicate order, so the files are identical
+/// whatever the number of threads.
+pub fn run(scenario: &Scenario, source: &str, file: &Path, options: &RunOptions) -> Result<RunOutcome, RunFailure> {
+    let out_dir = output_dir(scenario, options);
+    prepare_output(&out_dir, options.force)?;
+    remove_if_present(&out_dir.join(crate::checkpoint::FILE))?;
+    let sims: Vec<Simulation> = (0..scenario.replicates).map(|r| Simulation::new(scenario, r)).collect::<Result<_, _>>()?;
+    let manifest = ManifestWriter::new(&out_dir, scenario, source, file);
+    manifest.write("running", 0)?;
+    let tracker = SummaryTracker::new(scenario.collapse.clone(), sims.len(), scenario.rounds);
+    let tables = Tables::create(&out_dir, scenario)?;
+    let source = RunSource { text: source, file };
+    continue_run(sims, scenario, &source, options, &out_dir, &manifest, tracker, tables, 0)
+}
+
+/// Continues the run whose checkpoint is in `out_dir` (`coevo resume`): the metrics it
+/// writes are byte for byte those of an uninterrupted run.
+pub fn resume(out_dir: &Path, options: &RunOptions) -> Result<RunOutcome, RunFailure> {
+    let bad = RunFailure::BadInput;
+    let path = out_dir.join(crate::checkpoint::FILE);
+    if !path.exists() {
+        return Err(bad(format!(
+            "{} has no {}: only a run started with --checkpoint-every K that has not completed can be resumed",
+            out_dir.display(),
+            crate::checkpoint::FILE
+        )));
+    }
+    let checkpoint = Checkpoint::read(&path).map_err(bad)?;
+    // Temporary files of atomic writes that a kill interrupted.
+    for name in ["manifest.json.tmp", "summary.json.tmp", "checkpoint.json.tmp", "phases.csv.tmp"] {
+        remove_if_present(&out_dir.join(name))?;
+    }
+    let manifest_path = out_dir.join("manifest.json");
+    let manifest: serde_json::Value = std::fs::read(&manifest_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| bad(format!("{}: missing or unreadable; the folder is not a coevo run", manifest_path.display())))?;
+    let field = |k: &str| manifest.get(k).cloned().unwrap_or(serde_json::Value::Null);
+    let same = field("scenario_sha256") == serde_json::json!(checkpoint.scenario_sha256)
+        && field("seed") == serde_json::json!(checkpoint.seed)
+        && field("rounds") == serde_json::json!(checkpoint.rounds)
+        && field("replicates") == serde_json::json!(checkpoint.replicates)
+        && format!("{:x}", Sha256::digest(checkpoint.scenario_source.as_bytes())) == checkpoint.scenario_sha256;
+    if !same {
+        return Err(bad(format!(
+            "{} is from another scenario: it holds scenario sha256 {} (seed {}, {} rounds, {} replicates) but {} records {} (seed {}, {} rounds, {} replicates)",
+            path.display(),
+            checkpoint.scenario_sha256,
+            checkpoint.seed,
+            checkpoint.rounds,
+            checkpoint.replicates,
+            manifest_path.display(),
+            field("scenario_sha256"),
+            field("seed"),
+            field("rounds"),
+            field("replicates"),
+        )));
+    }
+    let file = PathBuf::from(&checkpoint.scenario_file);
+    let mut scenario = Scenario::parse(&checkpoint.scenario_source, &file).map_err(|e| bad(e.to_string()))?;
+    scenario.seed = checkpoint.seed;
+    scenario.rounds = checkpoint.rounds;
+    scenario.replicates = checkpoint.replicates;
+    let mut sims: Vec<Simulation> = (0..scenario.replicates).map(|r| Simulation::new(&scenario, r)).collect::<Result<_, _>>()?;
+    for (sim, state) in sims.iter_mut().zip(&checkpoint.worlds) {
+        crate::checkpoint::restore(sim, state).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    }
+    let mut tables = Tables::truncate(out_dir, checkpoint.metrics_bytes, checkpoint.aggregate_bytes, &scenario)?;
+    // The summary and the phase labels are functions of the metric rows: replay them.
+    let mut tracker = SummaryTracker::new(scenario.collapse.clone(), sims.len(), scenario.rounds);
+    let metrics_path = out_dir.join("metrics.csv");
+    crate::output::tidy::replay_rounds(&metrics_path, |replicate, rows| {
+        tracker.observe(replicate as usize, rows);
+        tables.phases.observe(replicate, rows);
+    })
+    .map_err(io_error(&metrics_path))?;
+    tables.phases.end_round().map_err(io_error(&tables.paths.phases))?;
+    let manifest = ManifestWriter::new(out_dir, &scenario, &checkpoint.scenario_source, &file);
+    manifest.write("running", checkpoint.round)?;
+    let source = RunSource { text: &checkpoint.scenario_source, file: &file };
+    continue_run(sims, &scenario, &source, options, out_dir, &manifest, tracker, tables, checkpoint.round + 1)
+}
+
+/// The scenario source a run was started from (what checkpoints embed).
+struct RunSource<'a> {
+    text: &'a str,
+    file: &'a Path,
+}
+
+fn remove_if_present(path: &Path) -> Result<(), RunFailure> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Runs rounds `start..=rounds`, checkpointing if asked, then writes the summary, the phase
+/// labels and the final manifest.
+fn continue_run(
+    mut sims: Vec<Simulation>,
+    scenario: &Scenario,
+    source: &RunSource<'_>,
+    options: &RunOptions,
+    out_dir: &Path,
+    manifest: &ManifestWriter<'_>,
+    mut tracker: SummaryTracker,
+    tables: Tables,
+    start: u64,
+) -> Result<RunOutcome, RunFailure> {
+    let checkpoint_path = out_dir.join(crate::checkpoint::FILE);
+    let checkpoint = |round: u64, sims: &mut [Simulation], tables: &TablePaths| -> Result<(), RunFailure> {
+        let Some(k) = options.checkpoint_every else { return Ok(()) };
+        if round == 0 || !round.is_multiple_of(k) || round >= scenario.rounds {
+            return Ok(());
+        }
+        let worlds = sims.iter().map(crate::checkpoint::capture).collect::<Result<Vec<_>, _>>().map_err(RunFailure::BadInput)?;
+        let (metrics_bytes, aggregate_bytes) = tables.lengths()?;
+        let c = Checkpoint {
+            format: crate::checkpoint::FORMAT.to_string(),
+            scenario_file: source.file.display().to_string(),
+            scenario_sha256: format!("{:x}", Sha256::digest(source.text.as_bytes())),
+            scenario_source: source.text.to_string(),
+            seed: scenario.seed,
+            rounds: scenario.rounds,
+            replicates: scenario.replicates,
+            round,
+            metrics_bytes,
+            aggregate_bytes,
+            worlds,
+        };
+        c.write(out_dir).map_err(io_error(&checkpoint_path))?;
+        manifest.write("running", round)
+    };
+    let (completed, result) = drive_from(&mut sims, scenario, options, tables, start, |r, rows| tracker.observe(r, rows), checkpoint);
+    let summary = tracker.summary();
+    let summary_path = out_dir.join("summary.json");
+    write_atomic(&summary_path, &serde_json::to_vec_pretty(&summary).expect("summary serialises")).map_err(io_error(&summary_path))?;
+    if result.is_ok() {
+        remove_if_present(&checkpoint_path)?;
+    }
+    manifest.finish(completed, result)?;
+    tracing::info!(rounds = completed, dir = %out_dir.display(), "run complete");
+    Ok(RunOutcome { out_dir: out_dir.to_path_buf(), summary })
+}
+
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunFailure + use<> {
+    let path = path.to_path_buf();
+    move |source| RunFailure::Io { path, source }
+}
+
+/// Creates the output folder, refusing one that already holds a run unless `force`.
+pub(crate) fn prepare_output(out_dir: &Path, force: bool) -> Result<(), RunFailure> {
+    if out_dir.join("manifest.json").exists() && !force {
+        return Err(RunFailure::BadInput(format!(
+            "{} already holds a run; pass --force to overwrite it, or --out DIR to write elsewhere",
+            out_dir.display()
+        )));
+    }
+    std::fs::create_dir_all(out_dir).map_err(io_error(out_dir))
+}

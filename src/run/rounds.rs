@@ -1,0 +1,147 @@
+//! The round loop: worlds advance round-synchronously in parallel, each round's rows are
+//! written in replicate order (so files do not depend on the thread count), observed, and
+//! checkpointed; an interrupt stops the loop between rounds.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::tables::{TablePaths, Tables};
+use super::{RunFailure, RunOptions, io_error};
+use crate::metrics::MetricRow;
+use crate::output::MetricsWriter;
+use crate::output::aggregate::AggregateWriter;
+use crate::output::phases::PhasesWriter;
+use crate::scenario::Scenario;
+use crate::world::{RunError, Simulation};
+
+/// Something that advances round by round and reports tidy metric rows: one world, or the
+/// twin worlds of a recursive-stability run.
+pub trait Rounds: Send {
+    /// Measures the initial state (round 0) into [`rows`](Self::rows).
+    fn measure(&mut self) -> Result<(), RunError>;
+    /// Runs one round and measures it into [`rows`](Self::rows).
+    fn step(&mut self) -> Result<(), RunError>;
+    /// The rows of the last measured round.
+    fn rows(&self) -> &[MetricRow];
+}
+
+impl Rounds for Simulation {
+    fn measure(&mut self) -> Result<(), RunError> {
+        Simulation::measure(self).map(|_| ())
+    }
+    fn step(&mut self) -> Result<(), RunError> {
+        Simulation::step(self).map(|_| ())
+    }
+    fn rows(&self) -> &[MetricRow] {
+        &self.world().resource::<crate::world::Measurements>().0
+    }
+}
+
+/// Advances `worlds` (one per replicate) round-synchronously, in parallel, from round 0 to
+/// `scenario.rounds`, appending every round's rows in replicate order to the tidy table at
+/// `table` and showing them to `observe`. Returns the last completed round and how it ended;
+/// rounds completed before a failure are on disk.
+pub fn drive<W: Rounds>(
+    worlds: &mut [W],
+    scenario: &Scenario,
+    options: &RunOptions,
+    table: &Path,
+    observe: impl FnMut(usize, &[MetricRow]),
+) -> (u64, Result<(), RunFailure>) {
+    let writer = match MetricsWriter::create(table) {
+        Ok(w) => w,
+        Err(e) => return (0, Err(io_error(table)(e))),
+    };
+    drive_rounds(worlds, scenario, options, table, writer, None, None, 0, observe, |_, _| Ok(()))
+}
+
+/// [`drive`] for a run's worlds from round `start`, also writing `aggregate.csv` and calling
+/// `after_round` (checkpoints) once a round's rows are on disk.
+pub(super) fn drive_from(
+    worlds: &mut [Simulation],
+    scenario: &Scenario,
+    options: &RunOptions,
+    tables: Tables,
+    start: u64,
+    observe: impl FnMut(usize, &[MetricRow]),
+    mut after_round: impl FnMut(u64, &mut [Simulation], &TablePaths) -> Result<(), RunFailure>,
+) -> (u64, Result<(), RunFailure>) {
+    let Tables { metrics, aggregate, phases, paths } = tables;
+    let aggregate = Some((aggregate, paths.aggregate.clone()));
+    let phases = Some((phases, paths.phases.clone()));
+    drive_rounds(worlds, scenario, options, &paths.metrics, metrics, aggregate, phases, start, observe, |round, worlds| {
+        after_round(round, worlds, &paths)
+    })
+}
+
+/// The round loop shared by [`drive`] and [`drive_from`].
+fn drive_rounds<W: Rounds>(
+    worlds: &mut [W],
+    scenario: &Scenario,
+    options: &RunOptions,
+    table: &Path,
+    mut writer: MetricsWriter,
+    mut aggregate: Option<(AggregateWriter, PathBuf)>,
+    mut phases: Option<(PhasesWriter, PathBuf)>,
+    start: u64,
+    mut observe: impl FnMut(usize, &[MetricRow]),
+    mut after_round: impl FnMut(u64, &mut [W]) -> Result<(), RunFailure>,
+) -> (u64, Result<(), RunFailure>) {
+    let progress = options.progress.as_deref();
+    // Training rounds 1..start are done already when a checkpoint is resumed.
+    if let Some(p) = progress {
+        p.start(&scenario.name, scenario.rounds, start.saturating_sub(1));
+    }
+    let mut completed = start.saturating_sub(1);
+    let mut result = Ok(());
+    for round in start..=scenario.rounds {
+        let outcomes: Vec<Result<(), RunError>> = worlds.par_iter_mut().map(|w| if round == 0 { w.measure() } else { w.step() }).collect();
+        if let Some(e) = outcomes.into_iter().find_map(Result::err) {
+            result = Err(e.into());
+            break;
+        }
+        if let Err(e) = writer.write_round(worlds.iter().enumerate().map(|(r, w)| (r as u64, w.rows()))) {
+            result = Err(io_error(table)(e));
+            break;
+        }
+        if let Some((agg, path)) = &mut aggregate
+            && let Err(e) = agg.write_round(worlds.iter().map(|w| w.rows()))
+        {
+            result = Err(io_error(path)(e));
+            break;
+        }
+        if let Some((labels, path)) = &mut phases {
+            for (r, w) in worlds.iter().enumerate() {
+                labels.observe(r as u64, w.rows());
+            }
+            if let Err(e) = labels.end_round() {
+                result = Err(io_error(path)(e));
+                break;
+            }
+        }
+        for (r, w) in worlds.iter().enumerate() {
+            observe(r, w.rows());
+        }
+        completed = round;
+        tracing::debug!(round, "round complete");
+        // Round 0 measures the initial state: it is not a training round.
+        if round > 0
+            && let Some(p) = progress
+        {
+            p.advance(1);
+        }
+        if let Err(e) = after_round(round, worlds) {
+            result = Err(e);
+            break;
+        }
+        if round < scenario.rounds && options.interrupt.as_ref().is_some_and(|flag| flag.load(std::sync::atomic::Ordering::Relaxed)) {
+            result = Err(RunFailure::Interrupted { round });
+            break;
+        }
+    }
+    if let Some(p) = progress {
+        p.finish();
+    }
+    (completed, result)
+}
