@@ -295,7 +295,7 @@ pub unsafe extern "C" fn set_logger(ctx: *mut c_void, log: Option<CoevoLogFn>) {
 /// # Safety
 /// Pointer arguments must satisfy the ABI contract (README): `params` has `params_len`
 /// readable bytes, `out_handle` is writable, `err` is null or valid.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, reason = "the C ABI fixes these parameters (`include/coevo_plugin.h`)")]
 pub unsafe fn create(
     factories: &[Factory],
     model_index: usize,
@@ -435,7 +435,7 @@ pub unsafe extern "C" fn metric_name(handle: *mut c_void, index: usize) -> *cons
 ///
 /// # Safety
 /// Pointer arguments must satisfy the ABI contract (README).
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, reason = "the C ABI fixes these parameters (`include/coevo_plugin.h`)")]
 pub unsafe extern "C" fn sample(
     handle: *mut c_void,
     counts: *const u64,
@@ -632,7 +632,7 @@ macro_rules! plugin_table {
             static NAME_S: [u8; NAME.len()] = NAME;
             static VERSION_S: [u8; VERSION.len()] = VERSION;
 
-            #[allow(clippy::too_many_arguments)]
+            #[allow(clippy::too_many_arguments, reason = "the C ABI fixes these parameters (`include/coevo_plugin.h`)")]
             unsafe extern "C" fn create(
                 model_index: usize,
                 params: *const u8,
