@@ -36,7 +36,10 @@ pub mod plot;
 pub mod plugin;
 mod resolve;
 pub mod rng;
-#[allow(clippy::too_many_arguments, reason = "the run's continuation and round loop take the worlds, scenario, options, paths and writers of one run")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the run's continuation and round loop take the worlds, scenario, options, paths and writers of one run"
+)]
 pub mod run;
 pub mod scenario;
 pub mod stability;

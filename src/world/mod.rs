@@ -4,7 +4,11 @@
 //! `Prepare -> Text -> Inject -> Image -> Measure` in that order (a chained set of system
 //! sets, on the single-threaded executor); systems iterate entities in scenario order, never
 //! in query order, so results do not depend on archetype layout.
-#![allow(clippy::type_complexity, clippy::too_many_arguments, reason = "ECS systems take many queries and resources by design; Bevy allows these two lints for the same reason")]
+#![allow(
+    clippy::type_complexity,
+    clippy::too_many_arguments,
+    reason = "ECS systems take many queries and resources by design; Bevy allows these two lints for the same reason"
+)]
 
 mod build;
 pub mod components;
