@@ -33,7 +33,9 @@ fn library(package: &str) -> PathBuf {
 }
 
 fn load(package: &str) -> Result<LoadedTable, HostError> {
-    // SAFETY: these are this workspace's plugins and fixtures.
+    // SAFETY: `load_library` needs a coevo plugin that follows the ABI: these are this
+    // workspace's plugin crates, built by cargo above; the faulty fixtures break the ABI only
+    // in ways the loader checks (a wrong version, a missing entry) or the host contains.
     unsafe { load_library(&library(package)) }
 }
 
