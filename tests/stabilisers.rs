@@ -466,7 +466,7 @@ fn fresh_data_bounds_the_divergence_that_replace_lets_grow() {
     // (nearby) real distributions, so TV stays at the size of the perturbation plus sampling
     // noise. Compared over replicates (independent units) with their standard errors.
     let mut finals = Vec::new();
-    for name in ["stability_fresh.ron", "stability_replace.ron"] {
+    for name in ["stability_fresh", "stability_replace"] {
         let mut s = ready(name);
         s.rounds = 500;
         let perturbation = s.stability.as_ref().and_then(|x| x.perturb.clone());
