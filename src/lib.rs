@@ -22,10 +22,6 @@
 //! print!("{}", outcome.summary.report());
 //! ```
 
-// ECS systems take many queries and resources by design, and query types are long: the
-// Bevy project allows these two lints for the same reason.
-#![allow(clippy::type_complexity, clippy::too_many_arguments)]
-
 pub mod bench;
 pub mod checkpoint;
 pub mod diagnostics;

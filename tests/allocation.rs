@@ -9,49 +9,19 @@
 //! here (it builds result rows and is outside the training arithmetic); it is checked
 //! separately to allocate a bounded amount per round, independent of the batch size N.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use coevo::bench::scaled_scenario;
 use coevo::world::Simulation;
 
-struct Counting;
-
-// Per thread: the test harness's own threads (output capture, the runner) allocate at times
-// of their choosing, and a process-wide count picked them up. A world runs on the calling
-// thread (single-threaded schedule), so its allocations are exactly this thread's.
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    // `try_with`: during thread teardown the slot may be gone; such allocations are not ours.
-    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+// The counting global allocator lives in `common::alloc` (a binary has one global allocator,
+// and `stabilisers.rs` counts live bytes with the same one).
+use crate::common::alloc::allocations;
 
 fn allocations_during(sim: &mut Simulation, rounds: usize) -> u64 {
-    let before = ALLOCATIONS.with(Cell::get);
+    let before = allocations();
     for _ in 0..rounds {
         sim.step().expect("round runs");
     }
-    ALLOCATIONS.with(Cell::get) - before
+    allocations() - before
 }
 
 #[test]

@@ -2,29 +2,20 @@
 //! uninterrupted run writes; a checkpoint that does not belong to the folder is refused.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
-const COEVO: &str = env!("CARGO_BIN_EXE_coevo");
+use crate::common::{bytes, coevo, coevo_command, ok, scratch, stderr, wait_until, write};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("checkpoint").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn coevo(args: &[&str]) -> Output {
-    Command::new(COEVO).args(args).output().expect("coevo runs")
-}
-
-fn ok(args: &[&str]) {
-    let out = coevo(args);
-    assert!(out.status.success(), "coevo {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn bytes(path: &Path) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+/// Starts `coevo run scenario --checkpoint-every every` into `out`, kills it (SIGKILL) as soon
+/// as its first checkpoint is on disk, and returns the checkpoint's path.
+fn kill_after_first_checkpoint(scenario: &Path, out: &Path, every: &str) -> PathBuf {
+    let mut child = coevo_command(&["run", scenario.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q", "--checkpoint-every", every])
+        .spawn()
+        .expect("coevo starts");
+    let checkpoint = out.join("checkpoint.json");
+    wait_until(&mut child, "checkpoint", || checkpoint.exists());
+    child.kill().expect("kill");
+    child.wait().unwrap();
+    checkpoint
 }
 
 /// Every kind of state a checkpoint must carry: accumulated text counts, accumulated image
@@ -51,25 +42,12 @@ const FILES: [&str; 4] = ["metrics.csv", "aggregate.csv", "phases.csv", "summary
 
 #[test]
 fn a_killed_run_resumes_to_exactly_the_uninterrupted_output() {
-    let dir = scratch("kill");
-    let scenario = dir.join("stateful.ron");
-    std::fs::write(&scenario, STATEFUL).unwrap();
+    let dir = scratch("checkpoint", "kill");
+    let scenario = write(&dir, "stateful.ron", STATEFUL);
     let s = scenario.to_str().unwrap();
     let (whole, killed) = (dir.join("whole"), dir.join("killed"));
     ok(&["run", s, "--out", whole.to_str().unwrap(), "-q"]);
-
-    let mut child = Command::new(COEVO)
-        .args(["run", s, "--out", killed.to_str().unwrap(), "-q", "--checkpoint-every", "4"])
-        .spawn()
-        .expect("coevo starts");
-    let checkpoint = killed.join("checkpoint.json");
-    let start = Instant::now();
-    while !checkpoint.exists() {
-        assert!(start.elapsed() < Duration::from_secs(60), "no checkpoint appeared");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    child.kill().expect("kill");
-    child.wait().unwrap();
+    let checkpoint = kill_after_first_checkpoint(&scenario, &killed, "4");
     let metrics_when_killed = bytes(&killed.join("metrics.csv")).len();
     assert!(metrics_when_killed < bytes(&whole.join("metrics.csv")).len(), "the run finished before it was killed");
 
@@ -85,22 +63,12 @@ fn resuming_twice_from_one_checkpoint_gives_the_same_output() {
     // A resumed run cuts the tables back to the checkpoint's lengths, so resuming again from
     // the same checkpoint after a first resume has appended (and checkpointed) must not
     // depend on what the first resume wrote.
-    let dir = scratch("twice");
-    let scenario = dir.join("s.ron");
-    std::fs::write(&scenario, STATEFUL.replace("rounds: 1500", "rounds: 900")).unwrap();
+    let dir = scratch("checkpoint", "twice");
+    let scenario = write(&dir, "s.ron", &STATEFUL.replace("rounds: 1500", "rounds: 900"));
     let s = scenario.to_str().unwrap();
     let (whole, killed) = (dir.join("whole"), dir.join("killed"));
     ok(&["run", s, "--out", whole.to_str().unwrap(), "-q"]);
-    let mut child =
-        Command::new(COEVO).args(["run", s, "--out", killed.to_str().unwrap(), "-q", "--checkpoint-every", "10"]).spawn().unwrap();
-    let checkpoint = killed.join("checkpoint.json");
-    let start = Instant::now();
-    while !checkpoint.exists() {
-        assert!(start.elapsed() < Duration::from_secs(60), "no checkpoint appeared");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let checkpoint = kill_after_first_checkpoint(&scenario, &killed, "10");
     let saved = bytes(&checkpoint);
     // Resume with checkpoints on, then put the old checkpoint back and resume again: the
     // tables are cut back to the checkpoint and regrown identically.
@@ -114,33 +82,20 @@ fn resuming_twice_from_one_checkpoint_gives_the_same_output() {
 
 #[test]
 fn a_checkpoint_from_another_scenario_is_bad_input() {
-    let dir = scratch("other");
-    let a = dir.join("a.ron");
-    std::fs::write(&a, STATEFUL.replace("rounds: 1500", "rounds: 600")).unwrap();
-    let b = dir.join("b.ron");
-    std::fs::write(&b, STATEFUL.replace("rounds: 1500", "rounds: 600").replace("seed: 77", "seed: 78")).unwrap();
+    let dir = scratch("checkpoint", "other");
+    let a = write(&dir, "a.ron", &STATEFUL.replace("rounds: 1500", "rounds: 600"));
+    let b = write(&dir, "b.ron", &STATEFUL.replace("rounds: 1500", "rounds: 600").replace("seed: 77", "seed: 78"));
     let (run_a, run_b) = (dir.join("run_a"), dir.join("run_b"));
-    let mut child = Command::new(COEVO)
-        .args(["run", a.to_str().unwrap(), "--out", run_a.to_str().unwrap(), "-q", "--checkpoint-every", "5"])
-        .spawn()
-        .unwrap();
-    let checkpoint = run_a.join("checkpoint.json");
-    let start = Instant::now();
-    while !checkpoint.exists() {
-        assert!(start.elapsed() < Duration::from_secs(60), "no checkpoint appeared");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let checkpoint = kill_after_first_checkpoint(&a, &run_a, "5");
     ok(&["run", b.to_str().unwrap(), "--out", run_b.to_str().unwrap(), "-q"]);
     std::fs::copy(&checkpoint, run_b.join("checkpoint.json")).unwrap();
     let out = coevo(&["resume", run_b.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("is from another scenario"), "{stderr}");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is from another scenario"), "{err}");
 
     // And a folder without a checkpoint says how to get one.
     let out = coevo(&["resume", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--checkpoint-every"));
+    assert!(stderr(&out).contains("--checkpoint-every"));
 }

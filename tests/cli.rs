@@ -12,12 +12,10 @@
 //! scenarios are the files in `scenarios/`.
 
 use std::path::Path;
-use std::process::Command;
 
-mod common;
-use common::{coevo, coevo_with, scratch, stderr, stdout};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+
+use crate::common::{coevo, coevo_command, coevo_with, scratch, stderr, stdout, wait_until};
 
 /// `coevo run` on `tests/fixtures/<fixture>.ron` must exit with code 2, write nothing, and
 /// say each of `expected` on stderr (the location and what would be valid). Returns stderr.
@@ -326,20 +324,23 @@ fn parse_metrics(csv: &str) -> Vec<(u64, u64, String, String, String)> {
 fn killed_run_leaves_complete_rounds() {
     let dir = scratch("cli", "killed").join("out");
     let metrics = dir.join("metrics.csv");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coevo"))
-        .args(["run", "scenarios/coevolve.ron", "--out", dir.to_str().unwrap(), "--rounds", "1000000", "--replicates", "2", "--quiet"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn coevo");
+    let mut child = coevo_command(&[
+        "run",
+        "scenarios/coevolve.ron",
+        "--out",
+        dir.to_str().unwrap(),
+        "--rounds",
+        "1000000",
+        "--replicates",
+        "2",
+        "--quiet",
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("spawn coevo");
     // Wait until some rounds are on disk (each round of 2 replicates is ~100 rows, ~4 kB).
-    let start = Instant::now();
-    while std::fs::metadata(&metrics).map_or(0, |m| m.len()) < 200_000 {
-        assert!(start.elapsed() < Duration::from_secs(60), "the run wrote too little within a minute");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it was killed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(&mut child, "200 kB of metrics.csv", || std::fs::metadata(&metrics).map_or(0, |m| m.len()) >= 200_000);
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
 

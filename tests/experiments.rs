@@ -2,36 +2,12 @@
 //! plots, and the bad-input answers of these commands.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-const COEVO: &str = env!("CARGO_BIN_EXE_coevo");
+use crate::common::{coevo, ok, read, stderr, stdout, write};
 
-/// A fresh folder for one test.
+/// A fresh folder for one test of this file.
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("experiments").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn coevo(args: &[&str]) -> Output {
-    Command::new(COEVO).args(args).output().expect("coevo runs")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = coevo(args);
-    assert!(out.status.success(), "coevo {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
+    crate::common::scratch("experiments", name)
 }
 
 /// A small co-evolution: K = 4 texts, N = 200 (about 50 images per text per round).
@@ -132,7 +108,7 @@ fn shards_merge_into_the_table_of_a_single_run_and_sweeps_resume() {
     let s = scenario.to_str().unwrap();
     let full = dir.join("full");
     let out = ok(&["sweep", s, "--out", full.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("6 of 6 points done (6 computed now)"));
+    assert!(stdout(&out).contains("6 of 6 points done (6 computed now)"));
     let table = read(&full.join("sweep.csv"));
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines[0], format!("point,captioner.batch,painter.covariance,model,{}", coevo::experiment::grid::SWEEP_SUMMARY_COLUMNS));
@@ -157,21 +133,21 @@ fn shards_merge_into_the_table_of_a_single_run_and_sweeps_resume() {
     // A merge with a shard missing names the missing points.
     let out = coevo(&["merge", shards[0].to_str().unwrap(), "--out", dir.join("partial").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("points 1, 3, 5"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stderr(&out).contains("points 1, 3, 5"), "{}", stderr(&out));
 
     // Resuming: a point whose marker is gone (interrupted) is recomputed, the others are not,
     // and the table comes out the same.
     std::fs::remove_file(full.join("points/0003/done.json")).unwrap();
     let out = ok(&["sweep", s, "--out", full.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("6 of 6 points done (1 computed now)"));
+    assert!(stdout(&out).contains("6 of 6 points done (1 computed now)"));
     assert_eq!(read(&full.join("sweep.csv")), table);
 }
 
 fn bad(args: &[&str], expected: &str) {
     let out = coevo(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "coevo {args:?}: {stderr}");
-    assert!(stderr.contains(expected), "coevo {args:?}: expected {expected:?} in:\n{stderr}");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "coevo {args:?}: {err}");
+    assert!(err.contains(expected), "coevo {args:?}: expected {expected:?} in:\n{err}");
 }
 
 #[test]
@@ -253,7 +229,7 @@ fn plot_draws_every_figure_of_a_run_and_a_two_parameter_sweep() {
     let run = dir.join("run");
     ok(&["run", write(&dir, "small.ron", SMALL).to_str().unwrap(), "--out", run.to_str().unwrap(), "-q"]);
     let out = ok(&["plot", run.to_str().unwrap()]);
-    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    let listed = stdout(&out);
     for stem in ["diversity", "trace_painter", "drift_painter"] {
         assert!(is_png(&run.join("figures").join(format!("{stem}.png"))), "{stem}.png");
         let svg = read(&run.join("figures").join(format!("{stem}.svg")));

@@ -2,28 +2,23 @@
 //! round in flight is finished and written whole, the manifest says `interrupted` with the
 //! last complete round, and the exit code is 130. (SIGKILL cannot be caught; what it can
 //! leave is documented on `MetricsWriter::write_round` and tested in `tests/cli.rs`.)
-#![cfg(unix)]
+//!
+//! Unix only: declared under `#[cfg(unix)]` in `tests/tests.rs` (signals are sent with `kill`).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-const COEVO: &str = env!("CARGO_BIN_EXE_coevo");
+use crate::common::{coevo_command, wait_until};
 
 fn interrupt_with(signal: &str, dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/coevolve.ron");
-    let child = Command::new(COEVO)
-        .args(["run", scenario.to_str().unwrap(), "--rounds", "10000000", "-q", "--out", dir.to_str().unwrap()])
+    let mut child = coevo_command(&["run", scenario.to_str().unwrap(), "--rounds", "10000000", "-q", "--out", dir.to_str().unwrap()])
         .stderr(Stdio::piped())
         .spawn()
         .expect("coevo starts");
     let metrics = dir.join("metrics.csv");
-    let start = Instant::now();
-    while std::fs::metadata(&metrics).map_or(0, |m| m.len()) < 200_000 {
-        assert!(start.elapsed() < Duration::from_secs(60), "the run wrote nothing for a minute");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(&mut child, "200 kB of metrics.csv", || std::fs::metadata(&metrics).map_or(0, |m| m.len()) >= 200_000);
     let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill runs");
     assert!(status.success());
     let out = child.wait_with_output().expect("coevo exits");

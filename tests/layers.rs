@@ -3,7 +3,7 @@
 //! architecture section; a module that is not listed, or a `crate::` path that points up,
 //! fails this test with the file and line.
 //!
-//! Run it alone with `cargo test --test layers`.
+//! Run it alone with `cargo test --test tests layers::`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -17,8 +17,7 @@ use coevo::rng::Stream;
 use coevo::world::{ConditionalAgent, RandomStream, ScenarioOrder, TextAgent};
 use coevo::{Scenario, Simulation};
 
-mod common;
-use common::{coevo, coevo_with, scratch, stderr, stdout};
+use crate::common::{coevo, coevo_with, scratch, stderr, stdout, text_p};
 
 /// Every plugin package the tests load.
 const PLUGINS: [&str; 8] = [
@@ -206,11 +205,6 @@ fn conditionals(world: &mut World) -> Vec<Entity> {
     v.into_iter().map(|(_, e)| e).collect()
 }
 
-fn text_p(world: &mut World) -> Vec<f64> {
-    let mut q = world.query::<&TextAgent>();
-    q.single(world).expect("one text model").model.p.clone()
-}
-
 #[test]
 fn caption_posterior_multiplies_the_likelihoods_of_image_and_audio_models() {
     let scenario = parse(&format!(
@@ -224,8 +218,8 @@ fn caption_posterior_multiplies_the_likelihoods_of_image_and_audio_models() {
         audio_library()
     ));
     let mut sim = Simulation::new(&scenario, 0).unwrap();
+    let p = text_p(&mut sim, "captioner");
     let world = sim.world_mut();
-    let p = text_p(world);
     let k = p.len();
     // Replay the text phase by hand on copies of the streams: captions from p (T = 1), then
     // each conditional model, in scenario order, samples its modality for every caption (the
@@ -271,7 +265,7 @@ fn caption_posterior_multiplies_the_likelihoods_of_image_and_audio_models() {
     let untempered = posterior_mean(&[&log_likelihoods[0], &log_likelihoods[2]]);
 
     sim.step().unwrap();
-    let refit = text_p(sim.world_mut());
+    let refit = text_p(&mut sim, "captioner");
     for i in 0..k {
         // The engine works in log space with log-sum-exp; both are exact to rounding.
         assert!((refit[i] - both[i]).abs() < 1e-12, "text {i}: engine {} vs product posterior {}", refit[i], both[i]);

@@ -6,16 +6,11 @@
 //! run shows the same thing, to keep each test to a few seconds. Replicates run in parallel
 //! through the library's `Simulation`, each stopping early once the result is in.
 
-use std::path::Path;
-
 use coevo::Scenario;
 use coevo::metrics::MetricRow;
 use rayon::prelude::*;
 
-fn load(name: &str) -> Scenario {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(format!("{name}.ron"));
-    Scenario::load(&path).unwrap_or_else(|e| panic!("{name}: {e}")).0
-}
+use crate::common::{mean_se, metric, per_text, ready};
 
 /// Runs replicate `replicate` of `scenario` round by round, up to `scenario.rounds` or until
 /// `done(rows)` holds; returns the rows of round 0, of every round listed in `keep`, and of
@@ -41,51 +36,29 @@ fn run_all(scenario: &Scenario, keep: &[u64], done: impl Fn(&[MetricRow]) -> boo
     (0..scenario.replicates).into_par_iter().map(|r| run_replicate(scenario, r, keep, &done)).collect()
 }
 
-/// The value of a model-level (`text == None`) or per-text metric in one round's rows.
-fn value(rows: &[MetricRow], model: &str, text: Option<u32>, metric: &str) -> f64 {
-    rows.iter()
-        .find(|r| &*r.model == model && r.text == text && &*r.metric == metric)
-        .unwrap_or_else(|| panic!("no {metric} of {model} text {text:?} in round {}", rows[0].round))
-        .value
-}
-
-/// Every per-text value of `metric` of `model` in one round.
-fn per_text(rows: &[MetricRow], model: &str, metric: &str) -> Vec<f64> {
-    rows.iter().filter(|r| &*r.model == model && r.text.is_some() && &*r.metric == metric).map(|r| r.value).collect()
-}
-
-/// Sample mean and its standard error `sd / sqrt(n)`.
-fn mean_se(x: &[f64]) -> (f64, f64) {
-    let n = x.len() as f64;
-    assert!(n >= 2.0, "need two values for a standard error");
-    let mean = x.iter().sum::<f64>() / n;
-    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, (var / n).sqrt())
-}
-
 #[test]
 fn frozen_image_text_model_collapses_to_one_text() {
-    let mut s = load("frozen_image");
+    let mut s = ready("frozen_image");
     // Four replicates of the full 8000 rounds, each stopping once one text is left. Fixation
     // of a Wright-Fisher-like drift with N = 1000 has an exponential tail with time scale
     // about N rounds: P(not fixed by 8000) is of order 4 exp(-7), about 0.4% per replicate.
     s.replicates = 4;
-    let runs = run_all(&s, &[], |rows| value(rows, "captioner", None, "support") == 1.0);
+    let runs = run_all(&s, &[], |rows| metric(rows, "captioner", "support", None) == 1.0);
     for (r, run) in runs.iter().enumerate() {
         let (first, last) = (&run[0], run.last().unwrap());
-        assert_eq!(value(first, "captioner", None, "support"), 5.0);
-        assert_eq!(value(last, "captioner", None, "support"), 1.0, "replicate {r}: support after {} rounds", last[0].round);
-        assert!(value(last, "captioner", None, "gini_simpson") < s.collapse.text_gini, "replicate {r}: diversity left");
-        assert!(value(last, "captioner", None, "max_p") > 1.0 - 1e-9, "replicate {r}: one text holds all the mass");
+        assert_eq!(metric(first, "captioner", "support", None), 5.0);
+        assert_eq!(metric(last, "captioner", "support", None), 1.0, "replicate {r}: support after {} rounds", last[0].round);
+        assert!(metric(last, "captioner", "gini_simpson", None) < s.collapse.text_gini, "replicate {r}: diversity left");
+        assert!(metric(last, "captioner", "max_p", None) > 1.0 - 1e-9, "replicate {r}: one text holds all the mass");
         // The frozen model never refits: its conditionals are exactly the initial ones.
-        assert_eq!(per_text(last, "painter", "trace"), per_text(first, "painter", "trace"), "replicate {r}");
-        assert!(per_text(last, "painter", "fidelity").iter().all(|&f| f == 0.0), "replicate {r}");
+        assert_eq!(per_text(last, "painter", "trace", 5), per_text(first, "painter", "trace", 5), "replicate {r}");
+        assert!(per_text(last, "painter", "fidelity", 5).iter().all(|&f| f == 0.0), "replicate {r}");
     }
 }
 
 #[test]
 fn frozen_text_image_trace_contracts_exponentially_with_bounded_fidelity() {
-    let mut s = load("frozen_text");
+    let mut s = ready("frozen_text");
     // Fixed(n) allocation with MLE and a frozen text model: for every text independently,
     // E tr Sigma_t = r^t tr Sigma_0 with r = (n - 1) / n, and E ||mu_t - mu_0||^2 =
     // sum_{s<t} E tr Sigma_s / n = tr Sigma_0 (1 - r^t) (SPEC 3). 16 replicates x 5 texts = 80
@@ -99,8 +72,8 @@ fn frozen_text_image_trace_contracts_exponentially_with_bounded_fidelity() {
     let r = (n - 1.0) / n;
     let trace0 = 0.2;
     for (i, &t) in checkpoints.iter().enumerate() {
-        let traces: Vec<f64> = runs.iter().flat_map(|run| per_text(&run[i + 1], "painter", "trace")).collect();
-        let fidelity_sq: Vec<f64> = runs.iter().flat_map(|run| per_text(&run[i + 1], "painter", "fidelity")).map(|f| f * f).collect();
+        let traces: Vec<f64> = runs.iter().flat_map(|run| per_text(&run[i + 1], "painter", "trace", 5)).collect();
+        let fidelity_sq: Vec<f64> = runs.iter().flat_map(|run| per_text(&run[i + 1], "painter", "fidelity", 5)).map(|f| f * f).collect();
         assert_eq!(traces.len(), 80);
         assert!(runs.iter().all(|run| run[i + 1][0].round == t));
         // Tolerance 4 SE: each of these six comparisons of an 80-sample mean with its exact
@@ -114,13 +87,13 @@ fn frozen_text_image_trace_contracts_exponentially_with_bounded_fidelity() {
     }
     // The text model is frozen: p is exactly p0 in every replicate.
     for run in &runs {
-        assert_eq!(value(run.last().unwrap(), "captioner", None, "tv_to_initial"), 0.0);
+        assert_eq!(metric(run.last().unwrap(), "captioner", "tv_to_initial", None), 0.0);
     }
 }
 
 #[test]
 fn coevolve_both_models_lose_diversity() {
-    let mut s = load("coevolve");
+    let mut s = ready("coevolve");
     // 8 replicates of 1000 rounds (the file's 4000 rounds show the full collapse). SPEC 3:
     // (1 - 1/N)^t H_0 <= E[H_t] <= H_0 whatever the conditionals, so the mean over replicates
     // must lie above the Wright-Fisher curve and, the images separating the conditionals,
@@ -130,16 +103,16 @@ fn coevolve_both_models_lose_diversity() {
     s.rounds = 1000;
     let runs = run_all(&s, &[], |_| false);
     let n = 1000.0_f64;
-    let h0 = value(&runs[0][0], "captioner", None, "gini_simpson");
+    let h0 = metric(&runs[0][0], "captioner", "gini_simpson", None);
     assert!((h0 - 0.8).abs() < 1e-12);
-    let h: Vec<f64> = runs.iter().map(|run| value(run.last().unwrap(), "captioner", None, "gini_simpson")).collect();
+    let h: Vec<f64> = runs.iter().map(|run| metric(run.last().unwrap(), "captioner", "gini_simpson", None)).collect();
     let (mean, se) = mean_se(&h);
     let wright_fisher = (1.0 - 1.0 / n).powi(1000) * h0;
     assert!(mean < h0 - 3.0 * se, "text diversity did not fall: {mean:.3} +- {se:.3} from {h0}");
     assert!(mean > wright_fisher - 3.0 * se, "text diversity {mean:.3} +- {se:.3} fell faster than Wright-Fisher {wright_fisher:.3}");
     // Image diversity: every refit contracts a covariance in expectation (E[(n_i - 1)/n_i] < 1).
-    let w0 = value(&runs[0][0], "painter", None, "weighted_trace");
-    let w: Vec<f64> = runs.iter().map(|run| value(run.last().unwrap(), "painter", None, "weighted_trace")).collect();
+    let w0 = metric(&runs[0][0], "painter", "weighted_trace", None);
+    let w: Vec<f64> = runs.iter().map(|run| metric(run.last().unwrap(), "painter", "weighted_trace", None)).collect();
     let (mean, se) = mean_se(&w);
     assert!(mean < w0 - 3.0 * se, "image diversity did not fall: {mean:.4} +- {se:.4} from {w0}");
 }
@@ -148,9 +121,9 @@ fn coevolve_both_models_lose_diversity() {
 /// summary (first round with gini_simpson below the scenario's threshold); a replicate that
 /// does not collapse within the scenario's rounds counts as `rounds + 1`.
 fn collapse_rounds(nt: u64) -> Vec<f64> {
-    let s = load(&format!("coevolve_nt{nt}"));
+    let s = ready(&format!("coevolve_nt{nt}"));
     let threshold = s.collapse.text_gini;
-    let collapsed = |rows: &[MetricRow]| value(rows, "captioner", None, "gini_simpson") < threshold;
+    let collapsed = |rows: &[MetricRow]| metric(rows, "captioner", "gini_simpson", None) < threshold;
     run_all(&s, &[], collapsed)
         .iter()
         .map(|run| {
@@ -176,7 +149,7 @@ fn more_image_steps_faster_text_collapse() {
 
 #[test]
 fn matthew_rare_texts_lose_image_diversity_first() {
-    let s = load("matthew");
+    let s = ready("matthew");
     // The file as it is: 4 replicates, 200 rounds. Over replicates the final Matthew index
     // (Spearman correlation between p_i and trace_i) must exceed 0 by 3 standard errors
     // (one-sided chance failure about 0.1% under a normal approximation). Single replicates
@@ -185,8 +158,8 @@ fn matthew_rare_texts_lose_image_diversity_first() {
     let runs = run_all(&s, &[], |_| false);
     assert_eq!(runs.len(), 4);
     let first = &runs[0][0];
-    assert!(value(first, "painter", None, "matthew_index").is_nan(), "equal traces at round 0: no ranking, so NaN");
-    let m: Vec<f64> = runs.iter().map(|run| value(run.last().unwrap(), "painter", None, "matthew_index")).collect();
+    assert!(metric(first, "painter", "matthew_index", None).is_nan(), "equal traces at round 0: no ranking, so NaN");
+    let m: Vec<f64> = runs.iter().map(|run| metric(run.last().unwrap(), "painter", "matthew_index", None)).collect();
     let (mean, se) = mean_se(&m);
     assert!(mean > 0.0 && mean > 3.0 * se, "Matthew index {mean:.3} +- {se:.3} is not positive; per replicate {m:?}");
 }

@@ -13,8 +13,6 @@
 //! The bad-input tests drive the real binary (exit code 2, a message naming the field and
 //! what would be valid), on files in `tests/fixtures/stabilisers/`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::Path;
 
 use coevo::metrics::MetricRow;
@@ -25,38 +23,8 @@ use coevo::stability::Twins;
 use coevo::world::{ConditionalAgent, TextAgent};
 use coevo::{Scenario, Simulation};
 
-mod common;
-use common::{coevo, metric};
-
-/// Tolerance of every statistical check, in standard errors: a two-sided Gaussian tail beyond
-/// 4.5 sigma has probability 6.8e-6, so even the 64 checks of the heat-death test fail on a
-/// correct implementation with probability below 5e-4 (Bonferroni). Seeds are fixed and none
-/// was chosen to make a run pass.
-const Z: f64 = 4.5;
-
-fn scenario(source: &str) -> Scenario {
-    Scenario::parse(source, Path::new("test.ron")).unwrap_or_else(|e| panic!("test scenario is invalid:\n{e}\n{source}"))
-}
-
-fn ready(name: &str) -> Scenario {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name);
-    Scenario::load(&path).unwrap_or_else(|e| panic!("{name}: {e}")).0
-}
-
-/// The current `p` of text model `name`.
-fn text_p(sim: &mut Simulation, name: &str) -> Vec<f64> {
-    let world = sim.world_mut();
-    let mut q = world.query::<(&coevo::world::EntityName, &TextAgent)>();
-    q.iter(world).find(|(n, _)| &*n.0 == name).map(|(_, t)| t.model.p.clone()).unwrap_or_else(|| panic!("no text model {name}"))
-}
-
-/// Mean and standard error of independent per-unit values.
-fn mean_se(units: &[f64]) -> (f64, f64) {
-    let n = units.len() as f64;
-    let mean = units.iter().sum::<f64>() / n;
-    let var = units.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, (var / n).sqrt())
-}
+use crate::common::alloc::live_bytes;
+use crate::common::{Z, coevo, mean_se, metric, ready, scenario, stderr, text_p};
 
 // ------------------------------------------------------------------ corpus injection
 
@@ -304,7 +272,7 @@ fn cold_temperature_collapses_every_replicate() {
     // N * 1e-52 captions and dies (a zero stays zero under tempering). The multinomial noise
     // (relative size 1/sqrt(N p_j)) cannot undo a squaring in the ratio: 200 rounds are far
     // more than enough in every replicate, with no tolerance to choose.
-    let s = ready("temperature_cold.ron");
+    let s = ready("temperature_cold");
     for r in 0..s.replicates {
         let mut sim = Simulation::new(&s, r).unwrap();
         for _ in 0..s.rounds {
@@ -332,7 +300,7 @@ fn hot_temperature_with_accumulated_data_makes_the_survivors_uniform() {
     // The quadratic term of tempering changes the restoring rate a by a relative amount at most
     // s delta / (2T); a' = a (1 - s max|delta_{t0}| / T) covers it twice over, and
     // sigma^2 = x (1 - x) at x = min(1/2, 1/s + max|delta_{t0}|) bounds tau_i (1 - tau_i).
-    let s = ready("temperature_hot.ron");
+    let s = ready("temperature_hot");
     let t = s
         .entities
         .iter()
@@ -391,50 +359,9 @@ fn hot_temperature_with_accumulated_data_makes_the_survivors_uniform() {
 
 // ------------------------------------------------------------------ constant memory
 
-/// Counts the bytes live on the current thread: the simulation runs on the test's thread, so
-/// other tests running concurrently do not disturb the count. Thread-local with a constant
-/// initialiser and no destructor, so the counter itself never allocates.
-struct CountingAllocator;
-
-thread_local! {
-    static LIVE_BYTES: Cell<isize> = const { Cell::new(0) };
-}
-
-fn count(delta: isize) {
-    let _ = LIVE_BYTES.try_with(|c| c.set(c.get() + delta));
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged; the counter only reads sizes.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            count(layout.size() as isize);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            count(layout.size() as isize);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        count(-(layout.size() as isize));
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            count(new_size as isize - layout.size() as isize);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+// The bytes live on this thread are counted by the binary's global allocator
+// (`common::alloc`): the simulation runs on the test's thread, so other tests running
+// concurrently do not disturb the count.
 
 #[test]
 fn accumulated_data_uses_constant_memory_over_10000_rounds() {
@@ -451,7 +378,7 @@ fn accumulated_data_uses_constant_memory_over_10000_rounds() {
             CorpusInjector(name: "corpus", target: "captioner", alpha: 0.1, eps: 0.05),
         ])"#,
     );
-    let live = || LIVE_BYTES.with(Cell::get);
+    let live = live_bytes;
     let mut sim = Simulation::new(&s, 0).unwrap();
     let mut baseline = None;
     for round in 1..=10_000u64 {
@@ -539,7 +466,7 @@ fn fresh_data_bounds_the_divergence_that_replace_lets_grow() {
     // (nearby) real distributions, so TV stays at the size of the perturbation plus sampling
     // noise. Compared over replicates (independent units) with their standard errors.
     let mut finals = Vec::new();
-    for name in ["stability_fresh.ron", "stability_replace.ron"] {
+    for name in ["stability_fresh", "stability_replace"] {
         let mut s = ready(name);
         s.rounds = 500;
         let perturbation = s.stability.as_ref().and_then(|x| x.perturb.clone());
@@ -569,7 +496,7 @@ fn fresh_data_bounds_the_divergence_that_replace_lets_grow() {
 fn rejects(fixture: &str, expected: &[&str]) {
     let file = format!("tests/fixtures/stabilisers/{fixture}.ron");
     let out = coevo(&["validate", &file]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{file}: expected exit code 2; stderr:\n{err}");
     assert!(err.contains(&file) && !err.contains("panicked"), "{file}:\n{err}");
     for e in expected {
@@ -626,11 +553,11 @@ fn perturbation_of_a_missing_model_or_bad_factor() {
     // The same answer for --perturb on the command line, located in the argument.
     let out =
         coevo(&["stability", "scenarios/stability_fresh.ron", "--perturb", "CovarianceScale(model: \"painter\", factor: -2.0)", "--quiet"]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--perturb") && err.contains("factor = -2") && err.contains("finite number > 0"), "{err}");
     let out = coevo(&["stability", "scenarios/stability_fresh.ron", "--perturb", "MeanShift(model: \"painter\"", "--quiet"]);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--perturb:1:"), "a malformed --perturb is located: {err}");
 }
@@ -653,7 +580,7 @@ fn stability_output_is_the_same_whatever_the_thread_count() {
             "--force",
             "--quiet",
         ]);
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         tables.push(std::fs::read(out_dir.join("divergence.csv")).unwrap());
     }
     assert_eq!(tables[0], tables[1]);

@@ -11,8 +11,6 @@
 //! wiring of the round schedule as well as the maths; the few properties that live below the
 //! world (caption counts, soft counts, the sampler) are checked on the model API directly.
 
-use std::path::Path;
-
 use coevo::metrics::MetricRow;
 use coevo::metrics::text::{gini_simpson, max_p, shannon_entropy};
 use coevo::models::text::{accumulate_caption_posterior, multinomial_counts, tempered};
@@ -23,15 +21,9 @@ use coevo::world::TextAgent;
 use coevo::{Scenario, Simulation};
 use nalgebra::{DMatrix, DVector};
 
-mod common;
-use common::metric;
-
-/// Tolerance of every statistical check, in standard errors. A two-sided Gaussian tail beyond
-/// 4.5 sigma has probability 6.8e-6, so a test making up to 60 such checks fails on a correct
-/// implementation with probability below 4.1e-4 (Bonferroni); where the standard error used is
-/// an upper bound the rate is lower still. Seeds are fixed, so each outcome is deterministic:
-/// the rate says how unlucky a seed would have to be, and no seed was chosen to make a run pass.
-const Z: f64 = 4.5;
+// `Z`, the tolerance of every statistical check in standard errors, is shared with
+// `stabilisers.rs` and explained in `common`.
+use crate::common::{Z, metric, per_text, scenario};
 
 /// The non-uniform initial text distribution of the issue: no symmetry can make a check pass.
 const P0: [f64; 5] = [0.4, 0.3, 0.15, 0.1, 0.05];
@@ -39,15 +31,6 @@ const P0: [f64; 5] = [0.4, 0.3, 0.15, 0.1, 0.05];
 /// `P0` as a RON list.
 fn p0_ron() -> String {
     format!("{P0:?}")
-}
-
-fn scenario(source: &str) -> Scenario {
-    Scenario::parse(source, Path::new("test.ron")).unwrap_or_else(|e| panic!("test scenario is invalid:\n{e}\n{source}"))
-}
-
-/// The per-text values of `name` (`p`, `trace`, `fidelity`, ...) of `model`.
-fn per_text(rows: &[MetricRow], model: &str, name: &str, k: usize) -> Vec<f64> {
-    (0..k).map(|i| metric(rows, model, name, Some(i as u32))).collect()
 }
 
 /// Runs replicates `0..replicates` of `scenario` for `rounds` rounds each and hands every

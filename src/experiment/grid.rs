@@ -269,6 +269,7 @@ impl Progress for PointProgress {
     fn finish(&self) {}
 }
 
+#[expect(clippy::too_many_arguments, reason = "one point's scenario, index and folders plus the sweep's shared options and progress")]
 fn run_point(
     point: &Scenario,
     index: usize,

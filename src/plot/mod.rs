@@ -449,6 +449,10 @@ struct Heatmap {
     cells: BTreeMap<(usize, usize), f64>,
 }
 
+/// One point of a two-parameter sweep: the first and second parameter's values as written in
+/// `sweep.csv`, and the fraction of replicates that collapsed there.
+type HeatmapPoint = (String, String, f64);
+
 fn plot_sweep(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
     let path = dir.join("sweep.json");
     let bytes = std::fs::read(&path).map_err(|e| bad_file(&path, e))?;
@@ -462,7 +466,7 @@ fn plot_sweep(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
     let columns: Vec<String> = header.trim_end().split(',').map(String::from).collect();
     let col = |name: &str| columns.iter().position(|c| c == name).expect("a column of the header");
     let (model_col, collapsed_col) = (col("model"), col("collapsed_fraction"));
-    let mut maps: Vec<(String, Vec<(String, String, f64)>)> = Vec::new();
+    let mut maps: Vec<(String, Vec<HeatmapPoint>)> = Vec::new();
     read_csv(&csv, &header, |n, f| {
         let value: f64 = parse(&csv, n, "collapsed_fraction", f[collapsed_col])?;
         let model = f[model_col].to_string();

@@ -233,7 +233,7 @@ impl ConditionalModel for PluginConditional {
 
     /// `[format, fit stream (14 values), pending initial data, trained model's get_params,
     /// pristine model's get_params]`, every integer split into exactly representable 32-bit
-    /// halves (see [`encode_state`]).
+    /// halves (written by `encode_state`, read back by [`PluginState::decode`]).
     fn save_state(&self) -> Result<Vec<f64>, ModelError> {
         let lock = |m: &Mutex<PluginModel>| -> Result<Vec<f64>, ModelError> {
             m.lock().unwrap_or_else(|e| e.into_inner()).get_params().map_err(model_error("save_state"))

@@ -220,6 +220,10 @@ fn remove_if_present(path: &Path) -> Result<(), RunFailure> {
 
 /// Runs rounds `start..=rounds`, checkpointing if asked, then writes the summary, the phase
 /// labels and the final manifest.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a run's worlds, scenario, source, options, folder, manifest, summary and tables, handed over by run and resume"
+)]
 fn continue_run(
     mut sims: Vec<Simulation>,
     scenario: &Scenario,

@@ -76,6 +76,10 @@ pub(super) fn drive_from(
 }
 
 /// The round loop shared by [`drive`] and [`drive_from`].
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the one round loop behind drive and drive_from: worlds, scenario, options, the tables it writes, the start round and two hooks"
+)]
 fn drive_rounds<W: Rounds>(
     worlds: &mut [W],
     scenario: &Scenario,

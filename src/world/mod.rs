@@ -18,6 +18,11 @@
 //! feature ([`RoundFeature`]: temperature, corpus injection, user content, measurement, or
 //! one written outside this crate) spawns its entities and registers its systems in one
 //! place. Systems visit entities in scenario order ([`ScenarioEntities`]), never query order.
+#![allow(
+    clippy::type_complexity,
+    clippy::too_many_arguments,
+    reason = "ECS systems take many queries and resources by design; Bevy allows these two lints for the same reason"
+)]
 
 mod build;
 pub mod components;

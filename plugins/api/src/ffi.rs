@@ -247,10 +247,11 @@ unsafe fn with_handle(
     op: &str,
     f: impl FnOnce(&mut Handle) -> Result<(), CallError>,
 ) -> CoevoStatus {
-    // SAFETY: err is valid or null by contract.
+    // SAFETY: `with_handle`'s callers pass on the host's `err`, which the ABI makes null or a
+    // valid, writable error buffer; `clear_err` accepts null.
     unsafe { clear_err(err) };
     if handle.is_null() {
-        // SAFETY: as above.
+        // SAFETY: `err` is null or valid, as for `clear_err`; `write_err` accepts null.
         unsafe { write_err(err, &format!("{op}: handle is null")) };
         return COEVO_ERR_INVALID_ARGUMENT;
     }
@@ -261,21 +262,21 @@ unsafe fn with_handle(
     let name: &'static CStr = h.name;
     let name = name.to_string_lossy();
     if h.poisoned {
-        // SAFETY: as above.
+        // SAFETY: `err` is null or valid (see `clear_err` above).
         unsafe { write_err(err, &format!("{name}.{op}: model is poisoned by an earlier panic; only destroy is allowed")) };
         return COEVO_ERR_POISONED;
     }
     match catch_unwind(AssertUnwindSafe(|| f(&mut *h))) {
         Ok(Ok(())) => COEVO_OK,
         Ok(Err(e)) => {
-            // SAFETY: as above.
+            // SAFETY: `err` is null or valid (see `clear_err` above).
             unsafe { write_err(err, &format!("{name}.{op}: {}", e.msg)) };
             e.status
         }
         Err(payload) => {
             h.poisoned = true;
             let msg = panic_message(payload.as_ref());
-            // SAFETY: as above.
+            // SAFETY: `err` is null or valid (see `clear_err` above).
             unsafe { write_err(err, &format!("{name}.{op}: plugin panicked: {msg}")) };
             COEVO_ERR_PANIC
         }
@@ -295,7 +296,7 @@ pub unsafe extern "C" fn set_logger(ctx: *mut c_void, log: Option<CoevoLogFn>) {
 /// # Safety
 /// Pointer arguments must satisfy the ABI contract (README): `params` has `params_len`
 /// readable bytes, `out_handle` is writable, `err` is null or valid.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, reason = "the C ABI fixes these parameters (`include/coevo_plugin.h`)")]
 pub unsafe fn create(
     factories: &[Factory],
     model_index: usize,
@@ -435,7 +436,7 @@ pub unsafe extern "C" fn metric_name(handle: *mut c_void, index: usize) -> *cons
 ///
 /// # Safety
 /// Pointer arguments must satisfy the ABI contract (README).
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, reason = "the C ABI fixes these parameters (`include/coevo_plugin.h`)")]
 pub unsafe extern "C" fn sample(
     handle: *mut c_void,
     counts: *const u64,
@@ -446,7 +447,11 @@ pub unsafe extern "C" fn sample(
     out_len: usize,
     err: *mut CoevoErrorBuf,
 ) -> CoevoStatus {
-    // SAFETY: contract of this function.
+    // SAFETY: this function's caller (the host, per the ABI) passes a null or live handle with no
+    // concurrent call on it, a null or valid `err`, `counts` readable for `num_texts` values,
+    // `out` writable for `out_len` values and a lent `rng`; `with_handle` rejects a null
+    // handle, and `raw_slice`/`raw_slice_mut` reject null or misaligned pointers and are given
+    // exactly those lengths once they have been checked against the model.
     unsafe {
         with_handle(handle, err, "sample", |h| {
             check_num_texts(h, num_texts)?;
@@ -477,7 +482,9 @@ pub unsafe extern "C" fn log_likelihood(
     out_len: usize,
     err: *mut CoevoErrorBuf,
 ) -> CoevoStatus {
-    // SAFETY: contract of this function.
+    // SAFETY: the host passes a null or live, unshared handle, a null or valid `err`, `samples`
+    // readable for `n * dim` values and `out` writable for `out_len` values; `with_handle`
+    // rejects a null handle and the slices are taken with exactly those (checked) lengths.
     unsafe {
         with_handle(handle, err, "log_likelihood", |h| {
             let expected = checked_len(n, h.num_texts, "n * num_texts")?;
@@ -505,7 +512,9 @@ pub unsafe extern "C" fn fit(
     rng: *mut CoevoRng,
     err: *mut CoevoErrorBuf,
 ) -> CoevoStatus {
-    // SAFETY: contract of this function.
+    // SAFETY: the host passes a null or live, unshared handle, a null or valid `err`, `counts`
+    // readable for `num_texts` values, `samples` for `samples_len` values and a lent `rng`;
+    // `with_handle` rejects a null handle and the slices are taken with exactly those lengths.
     unsafe {
         with_handle(handle, err, "fit", |h| {
             check_num_texts(h, num_texts)?;
@@ -527,7 +536,8 @@ pub unsafe extern "C" fn fit(
 /// # Safety
 /// Pointer arguments must satisfy the ABI contract (README).
 pub unsafe extern "C" fn metrics(handle: *mut c_void, out: *mut f64, out_len: usize, err: *mut CoevoErrorBuf) -> CoevoStatus {
-    // SAFETY: contract of this function.
+    // SAFETY: the host passes a null or live, unshared handle, a null or valid `err` and `out`
+    // writable for `out_len` values; the slice is taken only once `out_len` matches K * M.
     unsafe {
         with_handle(handle, err, "metrics", |h| {
             let expected = checked_len(h.num_texts, h.metric_names.len(), "num_texts * M")?;
@@ -545,7 +555,8 @@ pub unsafe extern "C" fn metrics(handle: *mut c_void, out: *mut f64, out_len: us
 /// # Safety
 /// Pointer arguments must satisfy the ABI contract (README).
 pub unsafe extern "C" fn add_text(handle: *mut c_void, err: *mut CoevoErrorBuf) -> CoevoStatus {
-    // SAFETY: contract of this function.
+    // SAFETY: the host passes a null or live, unshared handle and a null or valid `err`, which
+    // is all `with_handle` dereferences.
     unsafe {
         with_handle(handle, err, "add_text", |h| {
             h.model.add_text().map_err(model_err)?;
@@ -572,7 +583,9 @@ pub unsafe extern "C" fn get_params(
     needed: *mut usize,
     err: *mut CoevoErrorBuf,
 ) -> CoevoStatus {
-    // SAFETY: contract of this function.
+    // SAFETY: the host passes a null or live, unshared handle, a null or valid `err`, a null
+    // or writable `needed` (null is rejected before the write) and `out` writable for
+    // `out_len` values; the slice is taken only once `out_len` covers the parameters.
     unsafe {
         with_handle(handle, err, "get_params", |h| {
             if needed.is_null() {
@@ -595,7 +608,8 @@ pub unsafe extern "C" fn get_params(
 /// # Safety
 /// Pointer arguments must satisfy the ABI contract (README).
 pub unsafe extern "C" fn set_params(handle: *mut c_void, params: *const f64, len: usize, err: *mut CoevoErrorBuf) -> CoevoStatus {
-    // SAFETY: contract of this function.
+    // SAFETY: the host passes a null or live, unshared handle, a null or valid `err` and
+    // `params` readable for `len` values, the length the slice is taken with.
     unsafe {
         with_handle(handle, err, "set_params", |h| {
             let params = raw_slice(params, len, "params")?;
@@ -632,7 +646,7 @@ macro_rules! plugin_table {
             static NAME_S: [u8; NAME.len()] = NAME;
             static VERSION_S: [u8; VERSION.len()] = VERSION;
 
-            #[allow(clippy::too_many_arguments)]
+            #[allow(clippy::too_many_arguments, reason = "the C ABI fixes these parameters (`include/coevo_plugin.h`)")]
             unsafe extern "C" fn create(
                 model_index: usize,
                 params: *const u8,
@@ -642,7 +656,9 @@ macro_rules! plugin_table {
                 out_handle: *mut *mut ::core::ffi::c_void,
                 err: *mut $crate::CoevoErrorBuf,
             ) -> $crate::CoevoStatus {
-                // SAFETY: forwarded caller contract.
+                // SAFETY: this is the table's `create`; the host calls it under the ABI contract
+                // that `__p::create` requires (`params` readable for `params_len` bytes,
+                // `out_handle` writable, `err` null or valid), so the contract carries over.
                 unsafe {
                     __p::create(
                         FACTORIES, model_index, params, params_len, num_texts, policy, out_handle,

@@ -250,11 +250,14 @@ impl LoadedTable {
         if !table.is_aligned() {
             return Err(invalid("table is not aligned".into()));
         }
-        // SAFETY: version and size checked; the caller guarantees validity forever.
+        // SAFETY: non-null and aligned (checked above); `struct_size` covers a whole
+        // `CoevoPluginTable` (checked above), and the caller guarantees the memory is laid out as
+        // one and stays valid forever, so a `'static` shared reference is sound.
         let t: &'static CoevoPluginTable = unsafe { &*table };
-        // SAFETY: strings are static per the caller's contract.
+        // SAFETY: `table_str` rejects null; the caller guarantees the table's strings are
+        // NUL-terminated and static, which is what `CStr::from_ptr` needs.
         let name = unsafe { table_str(t.plugin_name, "plugin_name", &origin) }?;
-        // SAFETY: as above.
+        // SAFETY: the same contract as `plugin_name`, for the version string.
         let version = unsafe { table_str(t.plugin_version, "plugin_version", &origin) }?;
         if t.model_count == 0 {
             return Err(invalid("model_count is 0".into()));
@@ -262,11 +265,13 @@ impl LoadedTable {
         if t.models.is_null() || !t.models.is_aligned() {
             return Err(invalid("models is null or misaligned".into()));
         }
-        // SAFETY: non-null, aligned, `model_count` elements by contract.
+        // SAFETY: `models` is non-null and aligned (checked just above); the caller guarantees it
+        // points to `model_count` initialised, static `CoevoModelInfo`s.
         let infos = unsafe { core::slice::from_raw_parts(t.models, t.model_count) };
         let mut models = Vec::with_capacity(infos.len());
         for (k, m) in infos.iter().enumerate() {
-            // SAFETY: static strings by contract.
+            // SAFETY: each `table_str` rejects null; the caller guarantees every non-null string of
+            // a model entry is NUL-terminated and static.
             let meta = unsafe {
                 ModelMeta {
                     name: table_str(m.name, &format!("models[{k}].name"), &origin)?,
@@ -339,7 +344,9 @@ impl LoadedTable {
     /// # Safety
     /// `log` must be callable with `ctx` from any thread, forever (or until replaced).
     pub unsafe fn set_logger_raw(&self, ctx: *mut c_void, log: Option<CoevoLogFn>) {
-        // SAFETY: forwarded contract.
+        // SAFETY: `set_logger` was checked non-null when the table was loaded, and the library
+        // stays loaded forever; this function's caller guarantees that `log` may be called with
+        // `ctx` from any thread for as long as it is installed, which is all the ABI asks.
         unsafe { (self.inner.fns.set_logger)(ctx, log) }
     }
 
@@ -351,12 +358,14 @@ impl LoadedTable {
             sink: fn(&str, LogLevel, &str),
         }
         unsafe extern "C" fn trampoline(ctx: *mut c_void, level: u32, msg: *const u8, len: usize) {
-            // SAFETY: ctx is the leaked SinkCtx below; msg has len bytes by the ABI.
+            // SAFETY: the only `ctx` ever installed with this trampoline is the leaked `SinkCtx`
+            // below, never freed and only read, so a shared reference to it is always valid.
             let ctx = unsafe { &*(ctx as *const SinkCtx) };
             let bytes: &[u8] = if msg.is_null() || len == 0 {
                 &[]
             } else {
-                // SAFETY: as above.
+                // SAFETY: `msg` is non-null (checked); the ABI's log callback contract is that
+                // `msg` points to `len` readable bytes for the duration of the call.
                 unsafe { core::slice::from_raw_parts(msg, len) }
             };
             let text = String::from_utf8_lossy(bytes);
@@ -365,7 +374,8 @@ impl LoadedTable {
         // Leaked on purpose: the library may log at any time until the process ends, and
         // libraries are never unloaded. One small allocation per call.
         let ctx = Box::leak(Box::new(SinkCtx { plugin: self.inner.name.clone(), sink }));
-        // SAFETY: the trampoline is thread-safe and ctx lives forever.
+        // SAFETY: the trampoline only reads its `SinkCtx` and catches panics of the sink, so it
+        // may be called from any thread; `ctx` is leaked, so it lives forever.
         unsafe { self.set_logger_raw(ctx as *mut SinkCtx as *mut c_void, Some(trampoline)) }
     }
 
@@ -383,7 +393,9 @@ impl LoadedTable {
         })?;
         let mut err = ErrBuf::new();
         let mut handle: *mut c_void = core::ptr::null_mut();
-        // SAFETY: all buffers are valid for the call.
+        // SAFETY: `create` was checked non-null at load; `params_json` is readable for its
+        // `len()` bytes, `handle` and the error buffer are writable locals that outlive the call,
+        // and `model_index` indexes the table's models (checked above), as the ABI requires.
         let status = unsafe {
             (self.inner.fns.create)(
                 model_index,
@@ -414,7 +426,8 @@ impl LoadedTable {
         // From here the PluginModel owns the handle, so every early return destroys it.
         let mut model = PluginModel { table: self.clone(), model_index, handle, dim: 0, num_texts, metric_names: Vec::new() };
         let f = &self.inner.fns;
-        // SAFETY: live handle.
+        // SAFETY: `handle` is the non-null handle `create` just returned with COEVO_OK and
+        // nothing has destroyed it; no other thread can see it yet, so calls are not concurrent.
         let dim = unsafe { (f.dim)(handle.as_ptr()) };
         if dim == 0 {
             return Err(fail("dim is 0".into()));
@@ -425,15 +438,15 @@ impl LoadedTable {
             return Err(fail(format!("dim is {dim} but the table says {fixed}")));
         }
         model.dim = dim;
-        // SAFETY: live handle.
+        // SAFETY: the same live, unshared handle as for `dim`.
         let k = unsafe { (f.num_texts)(handle.as_ptr()) };
         if k != num_texts {
             return Err(fail(format!("num_texts is {k}, expected {num_texts}")));
         }
-        // SAFETY: live handle.
+        // SAFETY: the same live, unshared handle as for `dim`.
         let m = unsafe { (f.metric_count)(handle.as_ptr()) };
         for idx in 0..m {
-            // SAFETY: live handle; the name lives until destroy.
+            // SAFETY: the same live handle, and `idx < metric_count` as the ABI requires.
             let p = unsafe { (f.metric_name)(handle.as_ptr(), idx) };
             if p.is_null() {
                 return Err(fail(format!("metric_name({idx}) is null")));
@@ -533,7 +546,8 @@ impl fmt::Debug for PluginModel {
 
 impl Drop for PluginModel {
     fn drop(&mut self) {
-        // SAFETY: the handle is live and dropped exactly once.
+        // SAFETY: `self` owns the handle (created with COEVO_OK, never shared as a raw pointer)
+        // and `drop` runs once, so the handle is live here and never used after `destroy`.
         unsafe { (self.table.inner.fns.destroy)(self.handle.as_ptr()) }
     }
 }
@@ -593,7 +607,8 @@ impl PluginModel {
     /// Check that the plugin still reports our K and dim.
     fn check_shape(&self, op: &'static str) -> Result<(), HostError> {
         let f = &self.table.inner.fns;
-        // SAFETY: live handle; &self methods are only called from &mut self methods here.
+        // SAFETY: `self.handle` is live until `drop`; `check_shape` is only called from methods
+        // taking `&mut self`, so no other call on this handle runs at the same time.
         let (k, d) = unsafe { ((f.num_texts)(self.handle.as_ptr()), (f.dim)(self.handle.as_ptr())) };
         if k != self.num_texts {
             return Err(self.contract(op, format!("num_texts is {k}, expected {}", self.num_texts)));
@@ -622,7 +637,10 @@ impl PluginModel {
         let mut out = OutBuf::new(len);
         let mut err = ErrBuf::new();
         let mut loan = RngLoan::new(rng);
-        // SAFETY: counts has num_texts elements, out has len (+ guard) elements.
+        // SAFETY: live handle borrowed mutably (no concurrent call); `counts` is readable for
+        // `counts.len() == num_texts` values (checked by `rows`); `out` is writable for `len`
+        // values (plus a guard zone that catches overruns); the RNG loan and error buffer are
+        // locals that outlive the call.
         let status = unsafe {
             (self.table.inner.fns.sample)(
                 self.handle.as_ptr(),
@@ -655,7 +673,9 @@ impl PluginModel {
         let len = n.checked_mul(self.num_texts).ok_or_else(|| self.usage(OP, "n * K overflows".into()))?;
         let mut out = OutBuf::new(len);
         let mut err = ErrBuf::new();
-        // SAFETY: samples has n * dim elements, out has len (+ guard).
+        // SAFETY: live handle borrowed mutably; `samples` is readable for `n * dim` values
+        // (`n` is its length over `dim`, checked divisible); `out` is writable for `len = n * K`
+        // values (plus a guard zone); the error buffer outlives the call.
         let status = unsafe { (self.table.inner.fns.log_likelihood)(self.handle.as_ptr(), samples.as_ptr(), n, out.ptr(), len, err.raw()) };
         self.status(OP, status, &err)?;
         let values = out.finish().map_err(|m| self.contract(OP, m))?;
@@ -678,7 +698,9 @@ impl PluginModel {
         }
         let mut err = ErrBuf::new();
         let mut loan = RngLoan::new(rng);
-        // SAFETY: buffers sized as documented.
+        // SAFETY: live handle borrowed mutably; `counts` has `num_texts` values (checked by
+        // `rows`) and `samples` exactly `sum(counts) * dim` (checked above), both readable for
+        // their lengths; the RNG loan and error buffer are locals that outlive the call.
         let status = unsafe {
             (self.table.inner.fns.fit)(
                 self.handle.as_ptr(),
@@ -701,7 +723,8 @@ impl PluginModel {
         let len = self.num_texts * self.metric_names.len();
         let mut out = OutBuf::new(len);
         let mut err = ErrBuf::new();
-        // SAFETY: out has len (+ guard).
+        // SAFETY: live handle borrowed mutably; `out` is writable for `len = K * M` values (plus
+        // a guard zone); the error buffer outlives the call.
         let status = unsafe { (self.table.inner.fns.metrics)(self.handle.as_ptr(), out.ptr(), len, err.raw()) };
         self.status(OP, status, &err)?;
         let values = out.finish().map_err(|m| self.contract(OP, m))?;
@@ -717,7 +740,7 @@ impl PluginModel {
     pub fn add_text(&mut self) -> Result<(), HostError> {
         const OP: &str = "add_text";
         let mut err = ErrBuf::new();
-        // SAFETY: live handle.
+        // SAFETY: live handle borrowed mutably; the error buffer outlives the call.
         let status = unsafe { (self.table.inner.fns.add_text)(self.handle.as_ptr(), err.raw()) };
         self.status(OP, status, &err)?;
         self.num_texts += 1;
@@ -730,7 +753,8 @@ impl PluginModel {
         let f = self.table.inner.fns;
         let mut needed = 0usize;
         let mut err = ErrBuf::new();
-        // SAFETY: zero-length query; `needed` is writable.
+        // SAFETY: live handle borrowed mutably; a null output with length 0 is the ABI's size
+        // query, so nothing is written but `needed` (a writable local) and the error buffer.
         let status = unsafe { (f.get_params)(self.handle.as_ptr(), core::ptr::null_mut(), 0, &mut needed, err.raw()) };
         if status != COEVO_OK && status != COEVO_ERR_BUFFER_TOO_SMALL {
             self.status(OP, status, &err)?;
@@ -738,7 +762,8 @@ impl PluginModel {
         let mut out = OutBuf::new(needed);
         let mut needed2 = 0usize;
         let mut err = ErrBuf::new();
-        // SAFETY: out has `needed` (+ guard) elements.
+        // SAFETY: live handle borrowed mutably; `out` is writable for `needed` values (plus a
+        // guard zone) and `needed2` is a writable local.
         let status = unsafe { (f.get_params)(self.handle.as_ptr(), out.ptr(), needed, &mut needed2, err.raw()) };
         self.status(OP, status, &err)?;
         if needed2 != needed {
@@ -756,10 +781,10 @@ impl PluginModel {
     pub fn set_params(&mut self, params: &[f64]) -> Result<(), HostError> {
         const OP: &str = "set_params";
         let mut err = ErrBuf::new();
-        // SAFETY: params has len elements.
+        // SAFETY: live handle borrowed mutably; `params` is readable for `params.len()` values.
         let status = unsafe { (self.table.inner.fns.set_params)(self.handle.as_ptr(), params.as_ptr(), params.len(), err.raw()) };
         self.status(OP, status, &err)?;
-        // SAFETY: live handle.
+        // SAFETY: live handle borrowed mutably.
         let k = unsafe { (self.table.inner.fns.num_texts)(self.handle.as_ptr()) };
         if k == 0 {
             return Err(self.contract(OP, "num_texts is 0".into()));
@@ -778,17 +803,20 @@ impl PluginModel {
 #[cfg(feature = "host")]
 pub unsafe fn load_library(path: &std::path::Path) -> Result<LoadedTable, HostError> {
     let shown = path.display().to_string();
-    // SAFETY: forwarded contract.
+    // SAFETY: loading runs the library's initialisers; this function's caller guarantees the
+    // file is a coevo plugin, whose initialisers are those of an ordinary Rust or C library.
     let lib = unsafe { open_now(path) }.map_err(|e| HostError::Load { path: shown.clone(), message: loader_message(&e) })?;
     // Never unloaded: handles, metric-name pointers and log callbacks point into it.
     let lib: &'static libloading::Library = Box::leak(Box::new(lib));
-    // SAFETY: the symbol's type is fixed by the ABI.
+    // SAFETY: the ABI fixes `coevo_plugin_entry`'s type as `CoevoEntryFn`, and the caller
+    // guarantees the library follows the ABI; `lib` is leaked, so the symbol never dangles.
     let entry = unsafe { lib.get::<CoevoEntryFn>(COEVO_ENTRY_SYMBOL.as_bytes()) }
         .map_err(|e| HostError::MissingEntry { path: shown.clone(), message: loader_message(&e) })?;
     // SAFETY: calling the entry point is the documented way to obtain the table; the library
     // stays loaded forever, so the table does too.
     let table = unsafe { entry() };
-    // SAFETY: as above.
+    // SAFETY: the ABI makes the entry point return null or a table that is static in the
+    // library, and the library is never unloaded, which is `from_raw`'s contract.
     unsafe { LoadedTable::from_raw(table, shown) }
 }
 

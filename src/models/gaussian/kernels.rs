@@ -53,6 +53,10 @@ fn sample_kernel<const D: usize>(mu: &[DVector<f64>], factors: &[Factor], counts
     }
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the dynamic-dimension twin of `sample_kernel::<D>`: its six inputs plus the dimension and a scratch buffer, kept as plain arguments in the hot loop"
+)]
 fn sample_kernel_dyn(
     d: usize,
     mu: &[DVector<f64>],
