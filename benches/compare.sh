@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-core throughput comparison: numpy reference (benches/reference/coevo_numpy.py) vs the coevo engine,
-# one training round (SPEC.md section 3) at three scales.
+# one training round (docs/model.md section 3) at three scales.
 #
 # Usage: benches/compare.sh [--quick] [--no-rust] [--scales paper,mid,large] [--seed S]
 #   --quick     few rounds per scale (smoke run; numbers are noisy)

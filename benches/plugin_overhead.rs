@@ -1,4 +1,4 @@
-//! What the plugin boundary costs: the paper's co-evolution round (SPEC section 3) with the
+//! What the plugin boundary costs: the paper's co-evolution round (docs/model.md section 3) with the
 //! built-in Gaussian image model, and with the same model loaded as a plugin
 //! (`plugins/gaussian`, built in release mode by this benchmark), in the same run.
 //!

@@ -1,4 +1,4 @@
-//! Criterion benchmarks of a training round (SPEC section 3) at three scales, of the
+//! Criterion benchmarks of a training round (docs/model.md section 3) at three scales, of the
 //! arithmetic floor at the same scales, and of replicate throughput.
 //!
 //! `cargo bench --bench round` reports absolute times; the ratios the README quotes (round

@@ -7,7 +7,7 @@
 //! training round, each as tidy [`MetricRow`]s. It prints the text model's Gini-Simpson
 //! diversity and the image model's p-weighted trace every 100 rounds, averaged over
 //! replicates, next to the image trace's expected contraction `((N_i - 1)/N_i)^t` for the
-//! initial per-text batch `N_i = N/K = 200` (SPEC section 3), which the trace should track
+//! initial per-text batch `N_i = N/K = 200` (docs/model.md section 3), which the trace should track
 //! until the text distribution moves.
 
 use std::error::Error;

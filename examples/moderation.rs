@@ -11,7 +11,7 @@
 //!
 //! What it shows: dropping each generated image with probability `q` leaves a text with
 //! `n (1 - q)` samples on average, so the image trace contracts faster, roughly like
-//! `((n(1 - q) - 1) / (n (1 - q)))^t` instead of `((n - 1)/n)^t` (SPEC section 3; with
+//! `((n(1 - q) - 1) / (n (1 - q)))^t` instead of `((n - 1)/n)^t` (docs/model.md section 3; with
 //! binomial survivors the factor is `1 - E[1/n']`, within 0.1% of that here). The run prints
 //! both platforms' mean p-weighted trace at the same rounds: the expectations are the
 //! theory columns, but a trace's spread over replicates grows like a log-normal's, so the

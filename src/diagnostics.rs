@@ -1,10 +1,10 @@
-//! Diagnostics of the generational Markov chain (SPEC section 7, after Vats et al.): a phase
+//! Diagnostics of the generational Markov chain (docs/model.md section 7, after Vats et al.): a phase
 //! label per round and conditional model, from its local and cumulative drift curves.
 //!
 //! For a conditional model in one replicate, the **local drift** at round `t` is
 //! `L_t = sum_i F(q_t(.|i), q_{t-1}(.|i))` and the **cumulative drift** is
 //! `C_t = sum_i F(q_t(.|i), q_0(.|i))`, with `F` the squared Frechet distance of the metrics
-//! `frechet_local` and `frechet_to_initial` (summed over texts, as SPEC section 8 sums them).
+//! `frechet_local` and `frechet_to_initial` (summed over texts, as docs/model.md section 8 sums them).
 //!
 //! **Flat.** A curve `c_1, c_2, ...` is smoothed by its trailing window mean
 //! `m_t = mean(c_s : max(1, t-w+1) <= s <= t)` (`w` = `window`), with `m_t = 0` for `t <= 0`:

@@ -4,7 +4,7 @@
 //! (a Gaussian per caption) retrain on each other's output, round after round. coevo
 //! simulates such platforms as ECS worlds (`bevy_ecs`), measures the collapse the theory
 //! predicts, and the stabilisers that prevent it. The mathematics is specified in
-//! `SPEC.md`; this crate implements it in layers:
+//! `docs/model.md`; this crate implements it in layers:
 //!
 //! - [`models`]: the maths (text model, conditional Gaussian, posteriors, estimators);
 //! - [`metrics`]: diversity, fidelity, Frechet distance, Matthew index;

@@ -1,4 +1,4 @@
-//! Recursive stability (SPEC section 8; Fu et al. 2025): two worlds with common random
+//! Recursive stability (docs/model.md section 8; Fu et al. 2025): two worlds with common random
 //! numbers, identical except for one perturbation of the initial data or parameters, and
 //! their divergence round by round.
 //!
@@ -15,7 +15,7 @@
 //!   the Frechet distance (not squared) between the twins' conditionals, from their moments
 //!   ([`ConditionalModel::moments`](crate::models::ConditionalModel::moments)); models that
 //!   do not expose moments get no row. The Frechet distance is the square root of the closed
-//!   form of SPEC 7, so between conditionals that differ only by roundoff it carries an absolute
+//!   form of docs/model.md section 7, so between conditionals that differ only by roundoff it carries an absolute
 //!   error of order `sqrt(f64::EPSILON * tr Sigma)` (about 1e-8); identical ones give exactly 0.
 
 use std::path::{Path, PathBuf};

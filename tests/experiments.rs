@@ -57,7 +57,7 @@ fn aggregate_is_identical_whatever_the_thread_count_and_matches_the_replicates()
     assert_eq!(fields[8].parse::<f64>().unwrap(), sorted[2] + 0.5 * (sorted[3] - sorted[2]));
 }
 
-/// SPEC section 3: with T = 1 the captioner refit is a martingale, `E[p_t] = p_0`. Over R = 40
+/// docs/model.md section 3: with T = 1 the captioner refit is a martingale, `E[p_t] = p_0`. Over R = 40
 /// independent replicates, the aggregate mean of `p_i` at round t estimates `p0_i = 1/4` and
 /// `(mean - 1/4) / se` follows Student's t with 39 degrees of freedom if `p_t,i` is close to
 /// normal, whose two-sided 1e-4 quantile is 4.3; with 4 texts at 2 rounds (8 statistics,
@@ -185,7 +185,7 @@ fn a_value_that_makes_the_scenario_invalid_is_bad_input() {
     bad(&["sweep", s.to_str().unwrap()], "captioner.batch = 0 makes the scenario invalid");
 }
 
-/// SPEC section 3: with `Fixed(n)` allocation, MLE and a frozen text model the trace contracts
+/// docs/model.md section 3: with `Fixed(n)` allocation, MLE and a frozen text model the trace contracts
 /// as `((n-1)/n)^t`: with n = 10, by 0.9 a round. The local drift (about the squared size of a
 /// refit step, proportional to the trace) decays at that rate, and the cumulative drift
 /// converges (the means stop moving once the covariances are negligible). So the chain must be

@@ -1,7 +1,7 @@
 //! Dynamic plugins from the host's side (issue 4): plugin models co-evolve with the built-in
 //! ones through the same systems, runs with plugins are reproducible, the caption posterior
-//! multiplies every conditional's likelihood (SPEC 9), a feed pools several text models'
-//! captions with weights (SPEC 9), and every plugin fault is a clear error, never a crash.
+//! multiplies every conditional's likelihood (docs/model.md section 9), a feed pools several text models'
+//! captions with weights (docs/model.md section 9), and every plugin fault is a clear error, never a crash.
 //!
 //! The plugin crates are built by the tests themselves (`cargo build` through the `CARGO`
 //! variable, into the workspace's target folder), so `cargo test` passes on a clean clone.
@@ -195,7 +195,7 @@ fn the_manifest_names_the_plugin_library_and_version() {
     assert!(plugin["library"].as_str().unwrap().ends_with(&audio_library()), "{plugin}");
 }
 
-// ---------------------------------------------------------------- SPEC 9: the caption posterior
+// ---------------------------------------------------------------- docs/model.md section 9: the caption posterior
 
 /// Sorted conditional-model entities of a world.
 fn conditionals(world: &mut World) -> Vec<Entity> {
@@ -278,7 +278,7 @@ fn caption_posterior_multiplies_the_likelihoods_of_image_and_audio_models() {
 
 #[test]
 fn text_model_is_a_martingale_with_image_and_plugin_conditionals() {
-    // SPEC 3 with several conditionals (SPEC 9): at T = 1, E[p' | p] = p, however many
+    // docs/model.md section 3 with several conditionals (docs/model.md section 9): at T = 1, E[p' | p] = p, however many
     // modalities the posterior multiplies. Each trial restarts the text model from p0 (the
     // conditionals are frozen), so the trials are independent draws of p' given p0.
     let scenario = parse(&format!(
@@ -317,14 +317,14 @@ fn text_model_is_a_martingale_with_image_and_plugin_conditionals() {
     }
 }
 
-// ---------------------------------------------------------------- SPEC 9: a shared feed
+// ---------------------------------------------------------------- docs/model.md section 9: a shared feed
 
 #[test]
 fn feed_draws_image_phase_captions_from_the_weighted_mixture_of_text_models() {
     // captioner_a only ever says text 0, captioner_b only text 1. The painter is conditioned
     // on captioner_a but fed 1 : 3 by both (weights normalised to 0.25, 0.75). With a batch of
     // N = 2 captions, text i is refitted iff both captions are i (fewer than 2 samples leave a
-    // text unchanged, SPEC 3): probability w_i^2, i.e. 1/16 for text 0 and 9/16 for text 1.
+    // text unchanged, docs/model.md section 3): probability w_i^2, i.e. 1/16 for text 0 and 9/16 for text 1.
     let scenario = parse(
         r#"Scenario(name: "feed", seed: 9, rounds: 1, entities: [
     TextModel(name: "captioner_a", initial: Probabilities([1.0, 0.0]), frozen: true),

@@ -1,5 +1,5 @@
 //! Every ready scenario in `scenarios/` runs and shows the result its header promises,
-//! asserted from its metrics against SPEC theory with tolerances derived from the standard
+//! asserted from its metrics against the theory of docs/model.md with tolerances derived from the standard
 //! error over replicates (and texts, where texts are independent).
 //!
 //! The real files are loaded; only `rounds` and `replicates` are overridden where a shorter
@@ -61,7 +61,7 @@ fn frozen_text_image_trace_contracts_exponentially_with_bounded_fidelity() {
     let mut s = ready("frozen_text");
     // Fixed(n) allocation with MLE and a frozen text model: for every text independently,
     // E tr Sigma_t = r^t tr Sigma_0 with r = (n - 1) / n, and E ||mu_t - mu_0||^2 =
-    // sum_{s<t} E tr Sigma_s / n = tr Sigma_0 (1 - r^t) (SPEC 3). 16 replicates x 5 texts = 80
+    // sum_{s<t} E tr Sigma_s / n = tr Sigma_0 (1 - r^t) (docs/model.md section 3). 16 replicates x 5 texts = 80
     // independent conditionals; 120 rounds keep the spread of the multiplicative trace moderate
     // (log-variance about t / (n - 1) = 0.6, so the sample mean's SE is about 10%).
     s.replicates = 16;
@@ -94,7 +94,7 @@ fn frozen_text_image_trace_contracts_exponentially_with_bounded_fidelity() {
 #[test]
 fn coevolve_both_models_lose_diversity() {
     let mut s = ready("coevolve");
-    // 8 replicates of 1000 rounds (the file's 4000 rounds show the full collapse). SPEC 3:
+    // 8 replicates of 1000 rounds (the file's 4000 rounds show the full collapse). docs/model.md section 3:
     // (1 - 1/N)^t H_0 <= E[H_t] <= H_0 whatever the conditionals, so the mean over replicates
     // must lie above the Wright-Fisher curve and, the images separating the conditionals,
     // clearly below H_0. Tolerances: 3 standard errors of the mean over replicates

@@ -1,4 +1,4 @@
-//! Stabilisers, temperature regimes, data policies and recursive stability (SPEC sections 4-6
+//! Stabilisers, temperature regimes, data policies and recursive stability (docs/model.md sections 4-6
 //! and 8, issue 3).
 //!
 //! Every random quantity is compared with the value the theory predicts, with fixed seeds and
@@ -50,7 +50,7 @@ fn injected_platform(frozen_painter: bool, injector: &str) -> String {
 #[test]
 fn corpus_injection_holds_gini_simpson_at_the_derived_floor() {
     // Derivation. Let H = 1 - sum p^2. One text phase gives E[H(p') | p] >= (1 - 1/N) H(p)
-    // (SPEC 3), with equality when the posteriors are one-hot (multinomial resampling). A
+    // (docs/model.md section 3), with equality when the posteriors are one-hot (multinomial resampling). A
     // uniform injection maps H exactly to (1 - eps)^2 H + c (1 - 1/K), c = 1 - (1 - eps)^2
     // (expand sum ((1 - eps) p_i + eps / K)^2 using sum p_i = 1), and fires independently of p
     // with probability alpha. Hence, exactly for separated conditionals and as a lower bound
@@ -250,7 +250,7 @@ fn user_content_holds_the_trace_at_the_pooled_mle_fixed_point() {
 #[test]
 fn fresh_data_holds_the_trace_at_the_same_fixed_point() {
     // Fresh(lambda = 1/3) with Fixed(15): round(15/3) = 5 real and 10 synthetic samples per
-    // text, the same pooled refit as 10 generated plus 5 user images (SPEC 6: same total size).
+    // text, the same pooled refit as 10 generated plus 5 user images (docs/model.md section 6: same total size).
     check_pooled_fixed_point(
         r#"Scenario(name: "t", seed: 19, rounds: 1, entities: [
             TextModel(name: "captioner", initial: Uniform(5), frozen: true),

@@ -1,6 +1,6 @@
-//! Statistical theory tests of the core (SPEC sections 2-4, issue 2).
+//! Statistical theory tests of the core (docs/model.md sections 2-4, issue 2).
 //!
-//! Every random quantity is checked against the value SPEC's theory predicts, with a fixed seed
+//! Every random quantity is checked against the value docs/model.md's theory predicts, with a fixed seed
 //! and a tolerance of `Z` standard errors of the estimate. Where the standard error can be
 //! derived exactly (binomial counts, Wishart moments of a refit covariance) the exact value is
 //! used; elsewhere it is the sample standard error over many independent replicates, which is
@@ -155,7 +155,7 @@ fn binomial_sizes(n: usize, p: f64) -> Vec<(usize, f64)> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1. The text phase is a martingale (SPEC 3).
+// 1. The text phase is a martingale (docs/model.md section 3).
 // ---------------------------------------------------------------------------------------------
 
 /// Runs `R` replicates of a T = 1 world and checks the ensemble mean of every `p_i` at several
@@ -207,7 +207,7 @@ fn text_phase_is_a_martingale_while_the_image_model_co_evolves() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. (1 - 1/N) H <= E[H'] <= H, and both ends (SPEC 3).
+// 2. (1 - 1/N) H <= E[H'] <= H, and both ends (docs/model.md section 3).
 // ---------------------------------------------------------------------------------------------
 
 /// Expectations over one image of the caption posterior `Z(y)` under the prior `p`, for `y`
@@ -259,7 +259,7 @@ fn posterior_quadrature(w: &[f64], p: &[f64], means: &[DVector<f64>], s2: f64) -
 }
 
 /// One text phase from a given `p` with overlapping conditionals lands strictly inside the
-/// SPEC's bounds, at the value theory predicts.
+/// docs/model.md's bounds, at the value theory predicts.
 ///
 /// `H(p) - H(p') = D + 2 sum_i p_i (p'_i - p_i)` with `D = sum_i (p'_i - p_i)^2`; the last term
 /// has mean zero (martingale), so `E[H'] = H - E[D]` and the bounds read `0 <= E[D] <= H/N`.
@@ -367,7 +367,7 @@ fn identical_conditionals_leave_p_unchanged() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3. Image refit with Fixed(n), frozen text (SPEC 3).
+// 3. Image refit with Fixed(n), frozen text (docs/model.md section 3).
 // ---------------------------------------------------------------------------------------------
 
 /// The initial covariance of the refit tests: full, not isotropic, so that no step of the
@@ -420,7 +420,7 @@ fn mle_refit_contracts_the_trace_geometrically_while_fidelity_stays_bounded() {
     let mut cumulative = 0.0;
     for t in 1..=T {
         let q = (N as f64 - 1.0) / N as f64;
-        assert!((theory[t].0 - q.powi(t as i32) * tr0).abs() < 1e-12 * tr0, "the recursion reproduces SPEC's mean");
+        assert!((theory[t].0 - q.powi(t as i32) * tr0).abs() < 1e-12 * tr0, "the recursion reproduces docs/model.md's mean");
         assert_close(&format!("E tr Sigma_{t} (MLE)"), trace[t].mean, theory[t].0, (theory[t].1 / trace[t].n).sqrt());
         cumulative += theory[t - 1].0 / N as f64;
         assert!((cumulative - tr0 * (1.0 - q.powi(t as i32))).abs() < 1e-12);
@@ -449,7 +449,7 @@ fn unbiased_refit_keeps_the_trace_a_martingale() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4. Singular and tiny covariances (SPEC 3, "Singular covariances").
+// 4. Singular and tiny covariances (docs/model.md section 3, "Singular covariances").
 // ---------------------------------------------------------------------------------------------
 
 /// The covariances of the singular tests: exactly zero, `1e-200 I` (below the smallest
@@ -576,7 +576,7 @@ fn posterior_of_a_covariance_below_the_resolution_of_its_mean_is_one_hot() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 5. Temperature (SPEC 4).
+// 5. Temperature (docs/model.md section 4).
 // ---------------------------------------------------------------------------------------------
 
 /// `tau_T` on random distributions (some with zeros): `T = 1` is the identity bit for bit; the
@@ -622,7 +622,7 @@ fn text_temperature_is_identity_at_one_and_sharpens_below_and_flattens_above() {
     }
 }
 
-/// The text phase samples captions from `tau_T(p)` (SPEC 2): with one-hot posteriors
+/// The text phase samples captions from `tau_T(p)` (docs/model.md section 2): with one-hot posteriors
 /// (well-separated conditionals) `N p' ~ Multinomial(N, tau_T(p))`, so `E p'_i = tau_T(p)_i`
 /// with standard error `sqrt(q_i (1 - q_i) / (N R))` exactly. The posterior's prior is `p`
 /// itself, which with one-hot posteriors does not matter; 2 temperatures x 5 texts = 10 checks.
@@ -650,7 +650,7 @@ fn text_phase_samples_captions_from_the_tempered_distribution() {
 }
 
 /// Under a text temperature the captions come from `q = tau_T(p)` but the posterior keeps the
-/// model's own prior `p` (SPEC 3), so with overlapping conditionals
+/// model's own prior `p` (docs/model.md section 3), so with overlapping conditionals
 /// `E p'_i = E_{y ~ sum_k q_k N(mu_k, s2 I)} [Z_i(y; p)]`, computed by quadrature. A posterior
 /// under `q` instead would give `E p' = q` exactly (the martingale identity for the tempered
 /// model); the test first checks that the two predictions differ by many standard errors, so
@@ -774,7 +774,7 @@ fn image_temperature_scales_the_refit_in_a_world() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 6. Allocation (SPEC 3).
+// 6. Allocation (docs/model.md section 3).
 // ---------------------------------------------------------------------------------------------
 
 /// The caption counts of a batch: `n_i ~ Binomial(N, p_i)`. Mean and variance of each count over
@@ -886,7 +886,7 @@ fn texts_with_fewer_than_two_samples_keep_their_conditional() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 7. The Matthew effect (SPEC 3 and 7).
+// 7. The Matthew effect (docs/model.md section 3 and 7).
 // ---------------------------------------------------------------------------------------------
 
 /// Frozen text at `P0`, binomial allocation, MLE, 20 rounds: a rare text gets fewer samples, so

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Vectorised numpy reference for one coevo training round (SPEC.md sections 1-3).
+"""Vectorised numpy reference for one coevo training round (docs/model.md sections 1-3).
 
 This is the baseline the Rust engine is timed against: the version a competent researcher would write
 with numpy, not a straw man. One round = text phase (captioner refit) then image phase (per-text MLE

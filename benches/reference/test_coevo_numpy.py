@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Self-test of the numpy reference (benches/reference/coevo_numpy.py) against SPEC.md section 3.
+"""Self-test of the numpy reference (benches/reference/coevo_numpy.py) against docs/model.md section 3.
 
 Run with `python3 -m pytest benches/reference` or plain `python3 benches/reference/test_coevo_numpy.py`
 (from an interpreter that has numpy, e.g. target/bench-venv/bin/python).

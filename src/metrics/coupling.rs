@@ -1,4 +1,4 @@
-//! Coupling between a text model and a conditional model (SPEC section 7).
+//! Coupling between a text model and a conditional model (docs/model.md section 7).
 
 /// `sum_i p_i x_i`: the p-weighted mean of a per-text quantity (e.g. the image trace).
 pub fn weighted_mean(p: &[f64], x: &[f64]) -> f64 {

@@ -1,4 +1,4 @@
-//! Per-text metrics of a Gaussian conditional (SPEC section 7).
+//! Per-text metrics of a Gaussian conditional (docs/model.md section 7).
 
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 

@@ -1,4 +1,4 @@
-//! Metrics of SPEC section 7, as plain functions of model parameters, and the tidy rows they
+//! Metrics of docs/model.md section 7, as plain functions of model parameters, and the tidy rows they
 //! are reported in.
 //!
 //! - [`text`]: diversity of a text model (Gini-Simpson, entropy, support, spread, ...).

@@ -1,4 +1,4 @@
-//! Diversity of a text model `p` (SPEC section 7).
+//! Diversity of a text model `p` (docs/model.md section 7).
 
 /// Probabilities above this count as alive in [`support`] and [`spread`].
 pub const SUPPORT_EPSILON: f64 = 1e-12;

@@ -77,7 +77,7 @@ pub trait ConditionalModel: Send + Sync {
         Err(ModelError::new("load_state", format!("this {} model does not support checkpoints", self.modality())))
     }
     /// Mean and covariance of text `text`'s conditional, when the model can give them: the
-    /// Frechet distance between two models (recursive stability, SPEC section 8) is computed
+    /// Frechet distance between two models (recursive stability, docs/model.md section 8) is computed
     /// from these moments, exactly for Gaussians and as FID's Gaussian approximation otherwise.
     /// `None` (the default) when the model does not expose them.
     fn moments(&self, text: usize) -> Option<(DVector<f64>, DMatrix<f64>)> {

@@ -1,11 +1,11 @@
 //! The mathematics of the ecosystem, free of any ECS machinery.
 //!
 //! - [`text`]: the categorical text model, temperature, multinomial batches and the
-//!   soft-posterior captioner refit (SPEC sections 1-4).
+//!   soft-posterior captioner refit (docs/model.md sections 1-4).
 //! - [`gaussian`]: the conditional Gaussian image model, its one regularised
 //!   factorisation, sampling, log-densities and per-text maximum-likelihood refit.
 //! - [`conditional`]: the trait every conditional model (built-in or plugin) meets.
-//! - [`policy`]: the data policies of SPEC section 6.
+//! - [`policy`]: the data policies of docs/model.md section 6.
 //! - [`batch`]: caption-grouped batches: pooling and the checks on what a model returns.
 
 pub mod batch;

@@ -1,4 +1,4 @@
-//! Data policies: what a model trains on across generations (SPEC section 6).
+//! Data policies: what a model trains on across generations (docs/model.md section 6).
 
 use serde::{Deserialize, Serialize};
 

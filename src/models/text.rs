@@ -1,4 +1,4 @@
-//! The categorical text model and the captioner refit (SPEC sections 1, 3 and 4).
+//! The categorical text model and the captioner refit (docs/model.md sections 1, 3 and 4).
 
 use rand::Rng;
 use rand_distr::{Binomial, Distribution};
@@ -63,7 +63,7 @@ impl TextModel {
         }
     }
 
-    /// Appends a new text with mass `eps`: `p <- ((1 - eps) p, eps)` (SPEC section 5, `new_text`).
+    /// Appends a new text with mass `eps`: `p <- ((1 - eps) p, eps)` (docs/model.md section 5, `new_text`).
     /// The initial distribution gains a zero entry, so drift metrics count the new text as drift.
     pub fn append_text(&mut self, eps: f64) {
         for p in &mut self.p {
@@ -80,7 +80,7 @@ impl TextModel {
         }
     }
 
-    /// Mixes in an external distribution: `p <- (1 - eps) p + eps r` (SPEC section 5).
+    /// Mixes in an external distribution: `p <- (1 - eps) p + eps r` (docs/model.md section 5).
     /// Under `Accumulate` the stored counts are mixed the same way, so the injection persists.
     pub fn mix(&mut self, eps: f64, r: &[f64]) {
         for (p, r) in self.p.iter_mut().zip(r) {
@@ -141,7 +141,7 @@ pub fn multinomial_counts<R: Rng + ?Sized>(n: u64, probs: &[f64], rng: &mut R, o
     }
 }
 
-/// Adds the caption posterior of every sample to `soft_counts` (SPEC section 3, text phase).
+/// Adds the caption posterior of every sample to `soft_counts` (docs/model.md section 3, text phase).
 ///
 /// `log_likelihood` is `n x K` row-major: `log_likelihood[j*K + i] = sum_m log q_m(y_j^m | i)`.
 /// The posterior is `Z_i(y) = p_i q(y|i) / sum_k p_k q(y|k)`, computed in log space with the

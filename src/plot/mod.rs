@@ -4,7 +4,7 @@
 //!   replicates, the mean and a 5-95% band (from `aggregate.csv`).
 //! - `trace_<model>`: trace of every text's image covariance on a log axis (mean over
 //!   replicates), with the theoretical contraction `((n-1)/n)^(t N_t) tr Sigma_0` dashed in the
-//!   same colour (SPEC section 3: exact for `Fixed(n)` allocation and a frozen text model; for
+//!   same colour (docs/model.md section 3: exact for `Fixed(n)` allocation and a frozen text model; for
 //!   binomial allocation `n = N p0_i`, the expected count, as a reference).
 //! - `drift_<model>`: local and cumulative drift (replicate 0, log axis) with the phases of
 //!   `phases.csv` shaded behind them.

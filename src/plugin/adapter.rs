@@ -1,7 +1,7 @@
 //! A model of a plugin library seen as a [`ConditionalModel`], so the world's systems run it
 //! exactly like the built-in Gaussian image model.
 //!
-//! Data policies keep the built-in models' semantics (SPEC section 6):
+//! Data policies keep the built-in models' semantics (docs/model.md section 6):
 //! - `Replace`: the plugin refits on the batch the image phase gives it.
 //! - `Fresh { lambda }`: the plugin is created with `Replace`; [`data_policy`] reports `Fresh`,
 //!   so the image phase pools real samples from [`sample_initial`] with the synthetic ones

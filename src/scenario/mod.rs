@@ -48,7 +48,7 @@ pub struct Scenario {
     /// Where results go.
     #[serde(default)]
     pub output: OutputSpec,
-    /// Recursive stability (SPEC section 8): the perturbation `coevo stability` applies to a
+    /// Recursive stability (docs/model.md section 8): the perturbation `coevo stability` applies to a
     /// twin world. Ignored by `coevo run`.
     #[serde(default)]
     pub stability: Option<StabilitySpec>,
@@ -77,7 +77,7 @@ pub enum EntitySpec {
     CorpusInjector(CorpusInjectorSpec),
     /// Pools external images into an image model's refit (Algorithm 3).
     UserContentInjector(UserContentInjectorSpec),
-    /// A conditional model of any modality from a plugin library (SPEC section 9).
+    /// A conditional model of any modality from a plugin library (docs/model.md section 9).
     PluginModel(PluginModelSpec),
 }
 
@@ -255,7 +255,7 @@ impl Default for Covariance {
     }
 }
 
-/// A temperature sampler: changes how its target samples (SPEC section 4).
+/// A temperature sampler: changes how its target samples (docs/model.md section 4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemperatureSpec {
@@ -278,7 +278,7 @@ pub struct GaussianSpec {
     pub covariance: Covariance,
 }
 
-/// A corpus injector (SPEC section 5, Algorithm 2): after the text phase, with probability
+/// A corpus injector (docs/model.md section 5, Algorithm 2): after the text phase, with probability
 /// `alpha`, `p <- (1 - eps) p + eps r`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -311,7 +311,7 @@ pub enum Injection {
     NewText,
 }
 
-/// A user-content injector (SPEC section 5, Algorithm 3): `n0` external images per text are
+/// A user-content injector (docs/model.md section 5, Algorithm 3): `n0` external images per text are
 /// pooled with the generated ones before every image refit of the target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -360,7 +360,7 @@ pub struct StabilitySpec {
     pub perturb: Option<Perturbation>,
 }
 
-/// One perturbation of a scenario's initial data or parameters (SPEC section 8). It changes
+/// One perturbation of a scenario's initial data or parameters (docs/model.md section 8). It changes
 /// the model's starting point and its real-data source together, as perturbing the initial
 /// real dataset does in Fu et al.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

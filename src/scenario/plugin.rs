@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::{Allocation, DataPolicy};
 
-/// A conditional model provided by a plugin library (SPEC section 9): like an image model, one
+/// A conditional model provided by a plugin library (docs/model.md section 9): like an image model, one
 /// conditional distribution per text of the text model it is conditioned on, but of any
 /// modality and implemented by a shared library loaded at run time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ pub struct PluginModelSpec {
 /// The feed of a conditional model: `[(text model, weight), ...]`. In its image phase the
 /// captions of a batch are drawn from the mixture `sum_t w_t tau_T(p_t)` of these text models
 /// (weights normalised to sum to 1; the text models must have the same texts), so several text
-/// models' output is pooled into the data the model trains on (SPEC section 9). Empty: the
+/// models' output is pooled into the data the model trains on (docs/model.md section 9). Empty: the
 /// text model the model is conditioned on, alone. The caption posterior of each text model
 /// still uses the conditionals conditioned on it, whatever their feed.
 pub type Feed = Vec<(String, f64)>;

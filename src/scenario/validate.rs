@@ -154,7 +154,7 @@ impl Checker<'_> {
         self.policy(&s.data);
     }
 
-    /// A conditional model's `feed` (SPEC section 9): distinct text models with the same texts
+    /// A conditional model's `feed` (docs/model.md section 9): distinct text models with the same texts
     /// as `conditioned_on`, positive finite weights, and no `NewText` injection that would
     /// give one of them a text the others lack.
     fn feed(&mut self, feed: &[(String, f64)], conditioned_on: &str, texts: Option<usize>, kinds: &HashMap<&str, &EntitySpec>) {

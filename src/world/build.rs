@@ -50,8 +50,8 @@ pub(super) fn build_world(
     Ok(world)
 }
 
-/// The systems every world runs: the text phase and the image phase of SPEC section 3, with
-/// the real data of the data policies (SPEC section 6).
+/// The systems every world runs: the text phase and the image phase of docs/model.md section 3, with
+/// the real data of the data policies (docs/model.md section 6).
 fn add_core_systems(ctx: &mut BuildContext<'_>) {
     use super::{RoundPart::*, Stage, record_failure};
     ctx.add_systems(Prepare, Stage::Prepare, begin_round)

@@ -76,7 +76,7 @@ pub struct Targets(pub Entity);
 pub struct TargetedBy(Vec<Entity>);
 
 /// The text models whose captions a conditional model's image phase draws from, with weights
-/// summing to 1 (SPEC section 9: several text models' batches pooled into one feed). Absent:
+/// summing to 1 (docs/model.md section 9: several text models' batches pooled into one feed). Absent:
 /// the text model it is conditioned on, alone.
 #[derive(Component, Debug, Clone)]
 pub struct Feed(pub Vec<(Entity, f64)>);
@@ -103,7 +103,7 @@ pub struct Temperature {
     pub t: f64,
 }
 
-/// A corpus injector (SPEC section 5, Algorithm 2): after the text phase, with probability
+/// A corpus injector (docs/model.md section 5, Algorithm 2): after the text phase, with probability
 /// `alpha`, its target's `p <- (1 - eps) p + eps r`.
 #[derive(Component, Debug, Clone)]
 pub struct CorpusInjector {
@@ -117,7 +117,7 @@ pub struct CorpusInjector {
     pub fired: bool,
 }
 
-/// A user-content injector (SPEC section 5, Algorithm 3): `n0` external samples per text are
+/// A user-content injector (docs/model.md section 5, Algorithm 3): `n0` external samples per text are
 /// pooled with the generated ones before every refit of its target.
 #[derive(Component, Debug)]
 pub struct UserContentInjector {
@@ -132,7 +132,7 @@ pub struct UserContentInjector {
 #[derive(Component, Debug, Clone, Copy)]
 pub struct SamplingTemperature(pub f64);
 
-/// The batch of a text model's text phase in flight (SPEC section 3): captions drawn from
+/// The batch of a text model's text phase in flight (docs/model.md section 3): captions drawn from
 /// `tau_T(p)`, the log-likelihood of each caption's samples under every text (filled by the
 /// conditional models), the real captions of a fresh-data policy, and the soft counts the
 /// refit uses. Buffers are reused from phase to phase.
@@ -166,7 +166,7 @@ pub struct ExternalBatch {
     pub samples: Vec<f64>,
 }
 
-/// The batch of a conditional model's image phase in flight (SPEC sections 3, 5, 6): the
+/// The batch of a conditional model's image phase in flight (docs/model.md sections 3, 5, 6): the
 /// generated samples, the real samples of a fresh-data policy, and external batches, pooled
 /// by text for the refit. In the text phase `samples` also holds the model's samples of the
 /// text model's captions. Buffers are reused from phase to phase.

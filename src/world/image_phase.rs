@@ -1,4 +1,4 @@
-//! The image phase (SPEC section 3), one system per step: each unfrozen conditional model
+//! The image phase (docs/model.md section 3), one system per step: each unfrozen conditional model
 //! allocates its batch's captions (by its allocation; real ones too under a fresh-data
 //! policy) and generates a sample per caption (Generate); the real samples of the fresh-data
 //! policy join the batch (Curate), after which other features may add theirs (user content)
@@ -57,7 +57,7 @@ pub fn allocate_captions(
     }
 }
 
-/// The caption distributions of a fed model's image phase (SPEC section 9): the mixture
+/// The caption distributions of a fed model's image phase (docs/model.md section 9): the mixture
 /// `sum_t w_t tau_T(p_t)` of its feed's text models into `sampling_p`, and `sum_t w_t p0_t`,
 /// the distribution of real captions, into `real_p`. Validation guarantees the text models
 /// share K.

@@ -1,9 +1,9 @@
-//! Stabilisers (SPEC section 5) as features: corpus injection into text models after the
+//! Stabilisers (docs/model.md section 5) as features: corpus injection into text models after the
 //! text phase, and user content pooled into the image refits.
 //!
 //! Each injector draws from its own random stream, so adding an injector changes no model's
 //! numbers but through what it injects, and two worlds that differ only in a perturbation see
-//! the same injection events (common random numbers, SPEC section 8).
+//! the same injection events (common random numbers, docs/model.md section 8).
 
 use std::sync::Arc;
 

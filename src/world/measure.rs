@@ -1,4 +1,4 @@
-//! Measurement (SPEC section 7) as a feature: every text model's diversity and every
+//! Measurement (docs/model.md section 7) as a feature: every text model's diversity and every
 //! conditional model's per-text metrics and coupling, into [`Measurements`], in scenario
 //! order. Influences add their own rows in the Report stage, after these.
 

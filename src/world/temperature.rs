@@ -1,4 +1,4 @@
-//! Temperature samplers (SPEC section 4) as a feature: each `Temperature` entity sets the
+//! Temperature samplers (docs/model.md section 4) as a feature: each `Temperature` entity sets the
 //! temperature its target samples at, before the round and before round 0's measurement.
 
 use bevy_ecs::prelude::*;

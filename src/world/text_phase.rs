@@ -1,4 +1,4 @@
-//! The text phase (SPEC section 3), one system per step: each unfrozen text model draws a
+//! The text phase (docs/model.md section 3), one system per step: each unfrozen text model draws a
 //! batch of captions from `tau_T(p)` (Generate), every conditional model of it generates a
 //! sample per caption and adds its log-likelihoods under every text (Generate), a fresh-data
 //! policy adds real captions (Curate), and the model refits `p` on the caption posterior

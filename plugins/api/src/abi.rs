@@ -84,7 +84,7 @@ pub const COEVO_POLICY_ACCUMULATE: u32 = 1;
 /// conditional and `1 - lambda` synthetic ones, same total size.
 pub const COEVO_POLICY_FRESH: u32 = 2;
 
-/// Data policy of a model (SPEC section 6), passed by value to `create`.
+/// Data policy of a model (docs/model.md section 6), passed by value to `create`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CoevoDataPolicy {

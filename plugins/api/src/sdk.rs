@@ -59,7 +59,7 @@ macro_rules! plugin_bail {
     };
 }
 
-/// What a model trains on across generations (SPEC section 6), decoded from [`CoevoDataPolicy`].
+/// What a model trains on across generations (docs/model.md section 6), decoded from [`CoevoDataPolicy`].
 ///
 /// **What a plugin receives from coevo:** only [`Replace`](DataPolicy::Replace) and
 /// [`Accumulate { initial: 0 }`](DataPolicy::Accumulate), never [`Fresh`](DataPolicy::Fresh).

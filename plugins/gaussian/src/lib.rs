@@ -1,6 +1,6 @@
 //! # coevo-plugin-gaussian
 //!
-//! coevo's built-in image model (SPEC section 3) written as a plugin with the SDK: per text a
+//! coevo's built-in image model (docs/model.md section 3) written as a plugin with the SDK: per text a
 //! Gaussian `N(mu_i, Sigma_i)` in `R^d`, sampled through the eigendecomposition of `Sigma_i`
 //! (eigenvalues clamped at the built-in model's floor where a covariance is singular), scored
 //! by its log-density, refitted per text by maximum likelihood from centred sufficient

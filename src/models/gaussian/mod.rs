@@ -1,4 +1,4 @@
-//! The conditional Gaussian image model `q(y|i) = N(mu_i, Sigma_i)` (SPEC sections 1-3).
+//! The conditional Gaussian image model `q(y|i) = N(mu_i, Sigma_i)` (docs/model.md sections 1-3).
 //!
 //! - this file: the model, its refit and its [`ConditionalModel`] implementation;
 //! - `factor`: the one regularised factorisation of a covariance (floors, `regularized`);
@@ -171,7 +171,7 @@ impl GaussianImageModel {
     }
 
     /// Replaces text `i`'s parameters by the estimate from `stats`, if it holds at least two
-    /// samples (fewer carry no evidence about a covariance: SPEC section 3).
+    /// samples (fewer carry no evidence about a covariance: docs/model.md section 3).
     fn set_estimate(mu: &mut DVector<f64>, sigma: &mut DMatrix<f64>, stats: &SufficientStats, estimator: Estimator) {
         if stats.count < 2.0 {
             return;
