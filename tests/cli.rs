@@ -633,22 +633,11 @@ const CLI_ONLY: &[&str] = &["indicatif", "signal_hook", "clap", "clap_complete",
 
 #[test]
 fn the_library_never_names_the_cli_crates() {
-    fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                rust_files(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
+    let files = crate::common::rust_files(&src);
     // The binary: src/main.rs and its modules in src/main/.
     let (cli, library): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| f.starts_with(src.join("main")) || *f == src.join("main.rs"));
-    assert!(library.len() >= 30 && library.contains(&src.join("run.rs")), "the library's files were not found: {library:?}");
+    assert!(library.len() >= 30 && library.contains(&src.join("lib.rs")), "the library's files were not found: {library:?}");
     let mut violations = Vec::new();
     for file in &library {
         let names = identifiers(&std::fs::read_to_string(file).unwrap());

@@ -6,7 +6,7 @@
 //! Run it alone with `cargo test --test tests layers::`.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Bottom to top. A module may use the modules before it, never those after it.
 const LAYERS: &[&str] = &[
@@ -26,17 +26,6 @@ const LAYERS: &[&str] = &[
     "plot",        // figures from output folders
     "bench",       // timing helpers for the benchmarks
 ];
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("src is readable") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
 
 /// The top-level modules a line of code names through `crate::` (comments skipped).
 fn crate_paths(line: &str) -> BTreeSet<String> {
@@ -65,9 +54,7 @@ fn crate_paths(line: &str) -> BTreeSet<String> {
 #[test]
 fn modules_depend_only_on_modules_below_them() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    files.sort();
+    let files = crate::common::rust_files(&src);
     let mut violations = Vec::new();
     for file in &files {
         let relative = file.strip_prefix(&src).expect("under src");
