@@ -403,136 +403,158 @@ fn text_count(init: &TextInit) -> usize {
     }
 }
 
+impl<'a> Checker<'a> {
+    /// The scenario's own fields: name, rounds, replicates, collapse thresholds, a text model.
+    fn top_level(&mut self, scenario: &Scenario) {
+        let c = self;
+        if scenario.name.trim().is_empty() || scenario.name.contains(['/', '\\']) {
+            c.fail(
+                "name",
+                format!("scenario name {:?} must be non-empty and contain no path separator (it names the output folder)", scenario.name),
+            );
+        }
+        c.at_least("rounds", scenario.rounds, 1, "the number of rounds");
+        c.at_least("replicates", scenario.replicates, 1, "the number of replicates");
+        for (key, v) in [("collapse", scenario.collapse.text_gini), ("collapse", scenario.collapse.image_trace_ratio)] {
+            if !(v > 0.0 && v < 1.0) {
+                c.fail(key, format!("collapse thresholds must lie strictly between 0 and 1, got {v}"));
+            }
+        }
+        if !scenario.entities.iter().any(|e| matches!(e, EntitySpec::TextModel(_))) {
+            c.fail("entities", "a scenario needs at least one TextModel");
+        }
+    }
+
+    /// Entity names: usable in CSV output, and unique (entities are wired by name).
+    fn names(&mut self, scenario: &'a Scenario) {
+        let c = self;
+        let mut seen = HashSet::new();
+        for (i, e) in scenario.entities.iter().enumerate() {
+            c.current = Some((i, e.name().to_string()));
+            c.kind = e.kind();
+            let name = e.name();
+            if name.is_empty() || name.contains([',', '"', '\n', '\r']) {
+                c.fail(
+                    "name",
+                    format!("entity name {name:?} must be non-empty and contain no comma, quote or newline (it appears in CSV output)"),
+                );
+            }
+            if !seen.insert(name) {
+                c.fail("name", format!("two entities are called `{name}`; names must be unique because entities are wired by name"));
+            }
+        }
+    }
+
+    /// Wiring: a conditional model names a text model. `conditioned_on` links are followed
+    /// first so a loop is reported as the loop it is, not as a kind mismatch.
+    fn wiring(&mut self, scenario: &Scenario, kinds: &HashMap<&str, &EntitySpec>) {
+        let c = self;
+        for (i, e) in scenario.entities.iter().enumerate() {
+            c.current = Some((i, e.name().to_string()));
+            c.kind = e.kind();
+            if let Some(conditioned_on) = e.conditioned_on() {
+                let name = e.name();
+                if conditioned_on == name {
+                    c.fail(
+                        "conditioned_on",
+                        format!("`{name}` is conditioned on itself; a conditional model must be conditioned on a TextModel"),
+                    );
+                    continue;
+                }
+                if let Some(cycle) = conditioning_cycle(scenario, name) {
+                    c.fail("conditioned_on", format!("conditioning cycle {}: conditioning must end at a TextModel", cycle.join(" -> ")));
+                    continue;
+                }
+                let texts = match kinds.get(conditioned_on) {
+                    None => {
+                        c.fail(
+                            "conditioned_on",
+                            format!("no entity is called `{conditioned_on}`; valid text models: {}", names_of(scenario, "TextModel")),
+                        );
+                        None
+                    }
+                    Some(EntitySpec::TextModel(t)) => Some(text_count(&t.initial)),
+                    Some(other) => {
+                        c.fail(
+                            "conditioned_on",
+                            format!(
+                                "`{conditioned_on}` is a {}, but a conditional model must be conditioned on a TextModel ({})",
+                                other.kind(),
+                                names_of(scenario, "TextModel")
+                            ),
+                        );
+                        None
+                    }
+                };
+                match e {
+                    EntitySpec::ImageModel(s) => c.image_model(s, texts),
+                    EntitySpec::PluginModel(s) => c.plugin_model(s),
+                    _ => {}
+                }
+                c.feed(e.feed(), conditioned_on, texts, kinds);
+            }
+        }
+    }
+
+    /// Every entity's values, and the influences' targets.
+    fn values(&mut self, scenario: &Scenario, kinds: &HashMap<&str, &EntitySpec>) {
+        let c = self;
+        let mut tempered: HashMap<&str, &str> = HashMap::new();
+        for (i, e) in scenario.entities.iter().enumerate() {
+            c.current = Some((i, e.name().to_string()));
+            c.kind = e.kind();
+            match e {
+                EntitySpec::TextModel(s) => {
+                    match &s.initial {
+                        TextInit::Uniform(k) => c.at_least("initial", *k, 1, "Uniform(K): the number of texts"),
+                        TextInit::Probabilities(p) => c.probabilities("initial", p),
+                    }
+                    c.at_least("batch", s.batch, 1, "the batch size N");
+                    c.at_least("steps", s.steps, 1, "text phases per round M");
+                    c.policy(&s.data);
+                }
+                EntitySpec::Temperature(s) => {
+                    if !(s.t.is_finite() && s.t > 0.0) {
+                        c.fail(
+                            "t",
+                            format!("temperature T = {} is invalid: T must be a finite number > 0 (T < 1 sharpens, T > 1 flattens)", s.t),
+                        );
+                    }
+                    match kinds.get(s.target.as_str()) {
+                        None => c.fail(
+                            "target",
+                            format!("no entity is called `{}`; a Temperature targets a TextModel, ImageModel or PluginModel", s.target),
+                        ),
+                        Some(EntitySpec::TextModel(_) | EntitySpec::ImageModel(_) | EntitySpec::PluginModel(_)) => {
+                            if let Some(other) = tempered.insert(&s.target, &s.name) {
+                                c.fail(
+                                    "target",
+                                    format!("`{}` already has the temperature sampler `{other}`; one sampler per model", s.target),
+                                );
+                            }
+                        }
+                        Some(other) => c.fail(
+                            "target",
+                            format!("`{}` is a {}; a Temperature targets a TextModel, ImageModel or PluginModel", s.target, other.kind()),
+                        ),
+                    }
+                }
+                EntitySpec::CorpusInjector(s) => c.corpus_injector(s, kinds),
+                EntitySpec::UserContentInjector(s) => c.user_content_injector(s, kinds),
+                EntitySpec::ImageModel(_) | EntitySpec::PluginModel(_) => {}
+            }
+        }
+    }
+}
+
 /// Checks a parsed scenario, returning every problem found.
 pub fn validate(scenario: &Scenario) -> Result<(), Vec<Problem>> {
     let mut c = Checker { problems: Vec::new(), current: None, kind: "", _scenario: scenario };
-    if scenario.name.trim().is_empty() || scenario.name.contains(['/', '\\']) {
-        c.fail(
-            "name",
-            format!("scenario name {:?} must be non-empty and contain no path separator (it names the output folder)", scenario.name),
-        );
-    }
-    c.at_least("rounds", scenario.rounds, 1, "the number of rounds");
-    c.at_least("replicates", scenario.replicates, 1, "the number of replicates");
-    for (key, v) in [("collapse", scenario.collapse.text_gini), ("collapse", scenario.collapse.image_trace_ratio)] {
-        if !(v > 0.0 && v < 1.0) {
-            c.fail(key, format!("collapse thresholds must lie strictly between 0 and 1, got {v}"));
-        }
-    }
-    if !scenario.entities.iter().any(|e| matches!(e, EntitySpec::TextModel(_))) {
-        c.fail("entities", "a scenario needs at least one TextModel");
-    }
-
-    let mut seen = HashSet::new();
     let kinds: HashMap<&str, &EntitySpec> = scenario.entities.iter().map(|e| (e.name(), e)).collect();
-    for (i, e) in scenario.entities.iter().enumerate() {
-        c.current = Some((i, e.name().to_string()));
-        c.kind = e.kind();
-        let name = e.name();
-        if name.is_empty() || name.contains([',', '"', '\n', '\r']) {
-            c.fail(
-                "name",
-                format!("entity name {name:?} must be non-empty and contain no comma, quote or newline (it appears in CSV output)"),
-            );
-        }
-        if !seen.insert(name) {
-            c.fail("name", format!("two entities are called `{name}`; names must be unique because entities are wired by name"));
-        }
-    }
-
-    // Wiring: a conditional model names a text model. Follow `conditioned_on` links first so
-    // a loop is reported as the loop it is, not as a kind mismatch.
-    for (i, e) in scenario.entities.iter().enumerate() {
-        c.current = Some((i, e.name().to_string()));
-        c.kind = e.kind();
-        if let Some(conditioned_on) = e.conditioned_on() {
-            let name = e.name();
-            if conditioned_on == name {
-                c.fail(
-                    "conditioned_on",
-                    format!("`{name}` is conditioned on itself; a conditional model must be conditioned on a TextModel"),
-                );
-                continue;
-            }
-            if let Some(cycle) = conditioning_cycle(scenario, name) {
-                c.fail("conditioned_on", format!("conditioning cycle {}: conditioning must end at a TextModel", cycle.join(" -> ")));
-                continue;
-            }
-            let texts = match kinds.get(conditioned_on) {
-                None => {
-                    c.fail(
-                        "conditioned_on",
-                        format!("no entity is called `{conditioned_on}`; valid text models: {}", names_of(scenario, "TextModel")),
-                    );
-                    None
-                }
-                Some(EntitySpec::TextModel(t)) => Some(text_count(&t.initial)),
-                Some(other) => {
-                    c.fail(
-                        "conditioned_on",
-                        format!(
-                            "`{conditioned_on}` is a {}, but a conditional model must be conditioned on a TextModel ({})",
-                            other.kind(),
-                            names_of(scenario, "TextModel")
-                        ),
-                    );
-                    None
-                }
-            };
-            match e {
-                EntitySpec::ImageModel(s) => c.image_model(s, texts),
-                EntitySpec::PluginModel(s) => c.plugin_model(s),
-                _ => {}
-            }
-            c.feed(e.feed(), conditioned_on, texts, &kinds);
-        }
-    }
-
-    let mut tempered: HashMap<&str, &str> = HashMap::new();
-    for (i, e) in scenario.entities.iter().enumerate() {
-        c.current = Some((i, e.name().to_string()));
-        c.kind = e.kind();
-        match e {
-            EntitySpec::TextModel(s) => {
-                match &s.initial {
-                    TextInit::Uniform(k) => c.at_least("initial", *k, 1, "Uniform(K): the number of texts"),
-                    TextInit::Probabilities(p) => c.probabilities("initial", p),
-                }
-                c.at_least("batch", s.batch, 1, "the batch size N");
-                c.at_least("steps", s.steps, 1, "text phases per round M");
-                c.policy(&s.data);
-            }
-            EntitySpec::Temperature(s) => {
-                if !(s.t.is_finite() && s.t > 0.0) {
-                    c.fail(
-                        "t",
-                        format!("temperature T = {} is invalid: T must be a finite number > 0 (T < 1 sharpens, T > 1 flattens)", s.t),
-                    );
-                }
-                match kinds.get(s.target.as_str()) {
-                    None => c.fail(
-                        "target",
-                        format!("no entity is called `{}`; a Temperature targets a TextModel, ImageModel or PluginModel", s.target),
-                    ),
-                    Some(EntitySpec::TextModel(_) | EntitySpec::ImageModel(_) | EntitySpec::PluginModel(_)) => {
-                        if let Some(other) = tempered.insert(&s.target, &s.name) {
-                            c.fail(
-                                "target",
-                                format!("`{}` already has the temperature sampler `{other}`; one sampler per model", s.target),
-                            );
-                        }
-                    }
-                    Some(other) => c.fail(
-                        "target",
-                        format!("`{}` is a {}; a Temperature targets a TextModel, ImageModel or PluginModel", s.target, other.kind()),
-                    ),
-                }
-            }
-            EntitySpec::CorpusInjector(s) => c.corpus_injector(s, &kinds),
-            EntitySpec::UserContentInjector(s) => c.user_content_injector(s, &kinds),
-            EntitySpec::ImageModel(_) | EntitySpec::PluginModel(_) => {}
-        }
-    }
+    c.top_level(scenario);
+    c.names(scenario);
+    c.wiring(scenario, &kinds);
+    c.values(scenario, &kinds);
     if let Some(perturbation) = scenario.stability.as_ref().and_then(|s| s.perturb.as_ref()) {
         c.current = None;
         c.kind = "";
