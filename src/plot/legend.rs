@@ -1,6 +1,6 @@
 //! Legends drawn in a right margin, outside the plotting area, so they never cover data.
 //!
-//! A figure splits its drawing area with [`split`], draws its chart on the left part and its
+//! A figure lays out its drawing area with [`layout`], draws its chart on the left part and its
 //! legend entries with [`draw_legend`] on the right part.
 
 use plotters::coord::Shift;
@@ -31,20 +31,23 @@ fn width(entries: &[Entry]) -> u32 {
     (48 + chars * FONT * 6 / 10).clamp(120, 380)
 }
 
-/// Splits `root` into the plotting area (left) and the legend margin (right) for `entries`.
-pub(super) fn split<DB: DrawingBackend>(
+/// Writes `title` across the top of `root` and splits the rest into the plotting area (left)
+/// and the legend margin (right) for `entries`.
+pub(super) fn layout<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
+    title: &str,
     entries: &[Entry],
-) -> (DrawingArea<DB, Shift>, DrawingArea<DB, Shift>) {
-    let total = root.dim_in_pixel().0;
-    root.split_horizontally(total.saturating_sub(width(entries)))
+) -> Result<(DrawingArea<DB, Shift>, DrawingArea<DB, Shift>), String> {
+    let below = root.titled(title, ("sans-serif", 20)).map_err(err)?;
+    let total = below.dim_in_pixel().0;
+    Ok(below.split_horizontally(total.saturating_sub(width(entries))))
 }
 
-/// Draws `entries` top-down in `area` (a margin from [`split`]), below the caption's height.
+/// Draws `entries` top-down in `area` (a margin from [`layout`]), from the top.
 pub(super) fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[Entry]) -> Result<(), String> {
     let font = ("sans-serif", FONT).into_font();
     for (i, (label, mark)) in entries.iter().enumerate() {
-        let y = 60 + 24 * i as i32;
+        let y = 24 + 24 * i as i32;
         let (x0, x1) = (6, 30);
         match *mark {
             Mark::Line(c) => area.draw(&PathElement::new(vec![(x0, y), (x1, y)], c.stroke_width(2))).map_err(err)?,

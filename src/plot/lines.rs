@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::legend::{Entry, Mark, draw_legend, split};
+use super::legend::{Entry, Mark, draw_legend, layout};
 use super::{Figure, Key, Series, bad_file, color, err, round_label, save};
 use crate::experiment::grid::SweepManifest;
 use crate::output::tidy::{parse, read_csv};
@@ -88,6 +88,14 @@ fn y_range(p: &Panel) -> Range<f64> {
     lo..hi + 0.05 * (hi - lo)
 }
 
+/// A parameter value for an axis label: at most 6 decimals, trailing zeros dropped
+/// (`0.30000000000000004` reads `0.3`).
+fn short_number(v: f64) -> String {
+    let s = format!("{v:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.to_string() }
+}
+
 /// Finite `(x, y)` pairs.
 fn finite(x: &[f64], y: &[f64]) -> Vec<(f64, f64)> {
     x.iter().zip(y).filter(|(a, b)| a.is_finite() && b.is_finite()).map(|(&a, &b)| (a, b)).collect()
@@ -97,8 +105,7 @@ impl Figure for Lines {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
         root.fill(&WHITE).map_err(err)?;
         let entries = self.entries();
-        let (plot, legend) = split(root, &entries);
-        let plot = plot.titled(&self.title, ("sans-serif", 20)).map_err(err)?;
+        let (plot, legend) = layout(root, &self.title, &entries)?;
         let n = self.panels.len().max(1);
         let height = plot.dim_in_pixel().1;
         let breaks: Vec<u32> = (1..n as u32).map(|k| k * height / n as u32).collect();
@@ -119,7 +126,7 @@ impl Figure for Lines {
                     if (v - k).abs() < 1e-6 && k >= 0.0 && (k as usize) < c.len() { c[k as usize].clone() } else { String::new() }
                 }
                 None if integer_x => round_label(v),
-                None => format!("{v}"),
+                None => short_number(*v),
             };
             let mut mesh = chart.configure_mesh();
             mesh.x_desc(&self.x_desc).y_desc(&panel.y_desc).x_label_formatter(&x_format).label_style(("sans-serif", 15));

@@ -34,7 +34,7 @@ use crate::scenario::{EntitySpec, Scenario};
 mod legend;
 mod lines;
 
-use legend::{Entry, Mark, draw_legend, split};
+use legend::{Entry, Mark, draw_legend, layout};
 
 /// Pixel size of the PNGs (SVGs use the same user units).
 const SIZE: (u32, u32) = (960, 600);
@@ -228,9 +228,8 @@ impl Figure for Diversity {
         if replicates > 1 {
             entries.push(("5-95% band".into(), Mark::Patch(color(0), 0.2)));
         }
-        let (area, legend) = split(root, &entries);
+        let (area, legend) = layout(root, &caption, &entries)?;
         let mut chart = ChartBuilder::on(&area)
-            .caption(caption, ("sans-serif", 22))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
@@ -303,9 +302,9 @@ impl Figure for Trace {
         let mut entries: Vec<Entry> =
             self.lines.iter().map(|l| (format!("text {} (n = {:.0})", l.text, l.n), Mark::Line(color(l.text)))).collect();
         entries.push(("theory ((n-1)/n)^(t N_t) tr Sigma_0".into(), Mark::Dashed(BLACK)));
-        let (area, legend) = split(root, &entries);
+        let caption = format!("{}: image trace per text (solid) vs ((n-1)/n)^t, {n_label} (dashed)", self.title);
+        let (area, legend) = layout(root, &caption, &entries)?;
         let mut chart = ChartBuilder::on(&area)
-            .caption(format!("{}: image trace per text (solid) vs ((n-1)/n)^t, {n_label} (dashed)", self.title), ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(70)
@@ -390,9 +389,9 @@ impl Figure for Drift {
         for p in [ChainPhase::Active, ChainPhase::Slow, ChainPhase::Stationary] {
             entries.push((format!("phase: {p}"), Mark::Patch(phase_color(p), 1.0)));
         }
-        let (area, legend) = split(root, &entries);
+        let caption = format!("{}: drift of the generational chain (replicate 0), phases shaded", self.model);
+        let (area, legend) = layout(root, &caption, &entries)?;
         let mut chart = ChartBuilder::on(&area)
-            .caption(format!("{}: drift of the generational chain (replicate 0), phases shaded", self.model), ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(70)
