@@ -72,8 +72,10 @@ fn save(figure: &impl Figure, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, Ru
     Ok(vec![svg, png])
 }
 
-/// What `coevo plot` accepts, for the error on any other folder.
-const EXPECTED: &str = "a run folder (aggregate.csv, from `coevo run`), a sweep folder (sweep.csv and sweep.json, from `coevo sweep` or `coevo merge`) or a stability folder (divergence.csv, from `coevo stability`)";
+/// The folder kinds `coevo plot` accepts (run, sweep, stability), for the errors.
+const RUN: &str = "a run folder (aggregate.csv, from `coevo run`)";
+const SWEEP: &str = "a sweep folder (sweep.csv and sweep.json, from `coevo sweep` or `coevo merge`)";
+const STABILITY: &str = "a stability folder (divergence.csv, from `coevo stability`)";
 
 /// Draws every figure the folder's files allow into `out`; returns the files written. A folder
 /// of none of the kinds coevo writes, or one with nothing to plot, is an error (never an
@@ -83,7 +85,7 @@ pub fn plot_dir(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
     let is_sweep = dir.join("sweep.csv").exists() && dir.join("sweep.json").exists();
     let is_stability = dir.join("divergence.csv").exists();
     if !is_run && !is_sweep && !is_stability {
-        return Err(RunFailure::BadInput(format!("{} is not a folder coevo plots: expected {EXPECTED}", dir.display())));
+        return Err(RunFailure::BadInput(format!("{} is neither {RUN}, {SWEEP} nor {STABILITY}", dir.display())));
     }
     std::fs::create_dir_all(out).map_err(|source| RunFailure::Io { path: out.to_path_buf(), source })?;
     let mut files = Vec::new();
@@ -98,7 +100,7 @@ pub fn plot_dir(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
     }
     if files.is_empty() {
         return Err(RunFailure::BadInput(format!(
-            "{} has no rows to plot (an empty or unfinished run, sweep or stability folder?): expected {EXPECTED}",
+            "{} has nothing to plot (no model has a row in its files): expected a finished run, sweep or stability folder: {RUN}, {SWEEP} or {STABILITY}",
             dir.display()
         )));
     }
