@@ -309,7 +309,12 @@ pub(super) fn plot_sweep_lines(dir: &Path, out: &Path, manifest: &SweepManifest)
             models.push((r.model.clone(), r.metric.clone()));
         }
     }
-    let name = dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    // The scenario file's name (the output folder's name when the manifest has none).
+    let name = Path::new(&manifest.scenario_file)
+        .file_stem()
+        .or_else(|| dir.file_name())
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut files = Vec::new();
     for (mi, (model, metric)) in models.iter().enumerate() {
         for (k, parameter) in manifest.parameters.iter().enumerate() {
