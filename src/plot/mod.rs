@@ -31,6 +31,11 @@ use crate::output::tidy::{parse, read_csv};
 use crate::run::RunFailure;
 use crate::scenario::{EntitySpec, Scenario};
 
+mod legend;
+mod lines;
+
+use legend::{Entry, Mark, draw_legend, layout};
+
 /// Pixel size of the PNGs (SVGs use the same user units).
 const SIZE: (u32, u32) = (960, 600);
 
@@ -67,15 +72,20 @@ fn save(figure: &impl Figure, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, Ru
     Ok(vec![svg, png])
 }
 
-/// Draws every figure the folder's files allow into `out`; returns the files written.
+/// The folder kinds `coevo plot` accepts (run, sweep, stability), for the errors.
+const RUN: &str = "a run folder (aggregate.csv, from `coevo run`)";
+const SWEEP: &str = "a sweep folder (sweep.csv and sweep.json, from `coevo sweep` or `coevo merge`)";
+const STABILITY: &str = "a stability folder (divergence.csv, from `coevo stability`)";
+
+/// Draws every figure the folder's files allow into `out`; returns the files written. A folder
+/// of none of the kinds coevo writes, or one with nothing to plot, is an error (never an
+/// empty `figures/`).
 pub fn plot_dir(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
     let is_run = dir.join("aggregate.csv").exists();
     let is_sweep = dir.join("sweep.csv").exists() && dir.join("sweep.json").exists();
-    if !is_run && !is_sweep {
-        return Err(RunFailure::BadInput(format!(
-            "{} is neither a run folder (aggregate.csv, from `coevo run`) nor a sweep folder (sweep.csv and sweep.json, from `coevo sweep` or `coevo merge`)",
-            dir.display()
-        )));
+    let is_stability = dir.join("divergence.csv").exists();
+    if !is_run && !is_sweep && !is_stability {
+        return Err(RunFailure::BadInput(format!("{} is neither {RUN}, {SWEEP} nor {STABILITY}", dir.display())));
     }
     std::fs::create_dir_all(out).map_err(|source| RunFailure::Io { path: out.to_path_buf(), source })?;
     let mut files = Vec::new();
@@ -84,6 +94,15 @@ pub fn plot_dir(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
     }
     if is_sweep {
         files.extend(plot_sweep(dir, out)?);
+    }
+    if is_stability {
+        files.extend(lines::plot_stability(dir, out)?);
+    }
+    if files.is_empty() {
+        return Err(RunFailure::BadInput(format!(
+            "{} has nothing to plot (no model has a row in its files): expected a finished run, sweep or stability folder: {RUN}, {SWEEP} or {STABILITY}",
+            dir.display()
+        )));
     }
     Ok(files)
 }
@@ -183,6 +202,7 @@ fn plot_run(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
             files.extend(save(&drift, out, &format!("drift_{}", img.name))?);
         }
     }
+    files.extend(lines::plot_conditional_diversity(dir, out, &scenario.name, &agg)?);
     Ok(files)
 }
 
@@ -206,8 +226,12 @@ impl Figure for Diversity {
         } else {
             format!("{}: text diversity", self.title)
         };
-        let mut chart = ChartBuilder::on(root)
-            .caption(caption, ("sans-serif", 22))
+        let mut entries: Vec<Entry> = self.models.iter().enumerate().map(|(i, (name, _))| (name.clone(), Mark::Line(color(i)))).collect();
+        if replicates > 1 {
+            entries.push(("5-95% band".into(), Mark::Patch(color(0), 0.2)));
+        }
+        let (area, legend) = layout(root, &caption, &entries)?;
+        let mut chart = ChartBuilder::on(&area)
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
@@ -221,7 +245,7 @@ impl Figure for Diversity {
             .label_style(("sans-serif", 15))
             .draw()
             .map_err(err)?;
-        for (i, (name, s)) in self.models.iter().enumerate() {
+        for (i, (_, s)) in self.models.iter().enumerate() {
             let c = color(i);
             if s.n > 1 {
                 let band: Vec<(f64, f64)> = s
@@ -233,19 +257,9 @@ impl Figure for Diversity {
                     .collect();
                 chart.draw_series(std::iter::once(Polygon::new(band, c.mix(0.2).filled()))).map_err(err)?;
             }
-            chart
-                .draw_series(LineSeries::new(s.rounds.iter().copied().zip(s.mean.iter().copied()), c.stroke_width(2)))
-                .map_err(err)?
-                .label(name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            chart.draw_series(LineSeries::new(s.rounds.iter().copied().zip(s.mean.iter().copied()), c.stroke_width(2))).map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 15))
-            .draw()
-            .map_err(err)
+        draw_legend(&legend, &entries)
     }
 }
 
@@ -287,8 +301,12 @@ impl Figure for Trace {
         let theory: Vec<Vec<(f64, f64)>> = self.lines.iter().map(|l| self.theory(l)).collect();
         let y = log_range(self.lines.iter().flat_map(|l| l.series.mean.iter().copied()));
         let n_label = if self.fixed { "n".to_string() } else { "n = N p0_i".to_string() };
-        let mut chart = ChartBuilder::on(root)
-            .caption(format!("{}: image trace per text (solid) vs ((n-1)/n)^t, {n_label} (dashed)", self.title), ("sans-serif", 20))
+        let mut entries: Vec<Entry> =
+            self.lines.iter().map(|l| (format!("text {} (n = {:.0})", l.text, l.n), Mark::Line(color(l.text)))).collect();
+        entries.push(("theory ((n-1)/n)^(t N_t) tr Sigma_0".into(), Mark::Dashed(BLACK)));
+        let caption = format!("{}: image trace per text (solid) vs ((n-1)/n)^t, {n_label} (dashed)", self.title);
+        let (area, legend) = layout(root, &caption, &entries)?;
+        let mut chart = ChartBuilder::on(&area)
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(70)
@@ -308,11 +326,7 @@ impl Figure for Trace {
         let mut drawn: Vec<(u64, u64)> = Vec::new();
         for (line, th) in self.lines.iter().zip(&theory) {
             let c = color(line.text);
-            chart
-                .draw_series(LineSeries::new(positive(&line.series.rounds, &line.series.mean), c.stroke_width(2)))
-                .map_err(err)?
-                .label(format!("text {} (n = {:.0})", line.text, line.n))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            chart.draw_series(LineSeries::new(positive(&line.series.rounds, &line.series.mean), c.stroke_width(2))).map_err(err)?;
             let key = (line.n.to_bits(), line.series.mean.first().copied().unwrap_or(0.0).to_bits());
             if drawn.contains(&key) {
                 continue;
@@ -322,21 +336,9 @@ impl Figure for Trace {
                 self.lines.iter().filter(|l| (l.n.to_bits(), l.series.mean.first().copied().unwrap_or(0.0).to_bits()) == key).count() > 1;
             let tc = if shared { BLACK } else { c };
             let visible: Vec<(f64, f64)> = th.iter().copied().filter(|(_, v)| *v >= y.start).collect();
-            let series = chart.draw_series(DashedLineSeries::new(visible, 6, 4, tc.stroke_width(2))).map_err(err)?;
-            if drawn.len() == 1 {
-                series
-                    .label("theory ((n-1)/n)^(t N_t) tr Sigma_0")
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 8, y), (x + 12, y), (x + 20, y)], BLACK.stroke_width(1)));
-            }
+            chart.draw_series(DashedLineSeries::new(visible, 6, 4, tc.stroke_width(2))).map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(err)
+        draw_legend(&legend, &entries)
     }
 }
 
@@ -381,8 +383,17 @@ impl Figure for Drift {
         root.fill(&WHITE).map_err(err)?;
         let y = log_range(self.local.iter().chain(&self.cumulative).copied());
         let x = 0.0..self.rounds.last().copied().unwrap_or(1.0) + 0.5;
-        let mut chart = ChartBuilder::on(root)
-            .caption(format!("{}: drift of the generational chain (replicate 0), phases shaded", self.model), ("sans-serif", 20))
+        let curves = [
+            ("local drift (to last round)", &self.local, RGBColor(31, 119, 180)),
+            ("cumulative drift (to round 0)", &self.cumulative, BLACK),
+        ];
+        let mut entries: Vec<Entry> = curves.iter().map(|(name, _, c)| (name.to_string(), Mark::Line(*c))).collect();
+        for p in [ChainPhase::Active, ChainPhase::Slow, ChainPhase::Stationary] {
+            entries.push((format!("phase: {p}"), Mark::Patch(phase_color(p), 1.0)));
+        }
+        let caption = format!("{}: drift of the generational chain (replicate 0), phases shaded", self.model);
+        let (area, legend) = layout(root, &caption, &entries)?;
+        let mut chart = ChartBuilder::on(&area)
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(70)
@@ -410,32 +421,10 @@ impl Figure for Drift {
             .label_style(("sans-serif", 15))
             .draw()
             .map_err(err)?;
-        for (i, (name, values)) in
-            [("local drift (to last round)", &self.local), ("cumulative drift (to round 0)", &self.cumulative)].into_iter().enumerate()
-        {
-            let c = if i == 0 { RGBColor(31, 119, 180) } else { BLACK };
-            chart
-                .draw_series(LineSeries::new(positive(&self.rounds, values), c.stroke_width(2)))
-                .map_err(err)?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        for (_, values, c) in curves {
+            chart.draw_series(LineSeries::new(positive(&self.rounds, values), c.stroke_width(2))).map_err(err)?;
         }
-        for p in [ChainPhase::Active, ChainPhase::Slow, ChainPhase::Stationary] {
-            // Legend entries for the shading (an empty series with a label).
-            chart
-                .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
-                .map_err(err)?
-                .label(format!("phase: {p}"))
-                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 20, y + 6)], phase_color(p).filled()));
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(err)
+        draw_legend(&legend, &entries)
     }
 }
 
@@ -457,9 +446,10 @@ fn plot_sweep(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
     let path = dir.join("sweep.json");
     let bytes = std::fs::read(&path).map_err(|e| bad_file(&path, e))?;
     let manifest: SweepManifest = serde_json::from_slice(&bytes).map_err(|e| bad_file(&path, e))?;
+    let mut files = lines::plot_sweep_lines(dir, out, &manifest)?;
     if manifest.parameters.len() != 2 {
-        tracing::info!("the heat map needs a sweep over exactly two parameters; this one has {}", manifest.parameters.len());
-        return Ok(Vec::new());
+        // The heat map needs a sweep over exactly two parameters.
+        return Ok(files);
     }
     let csv = dir.join("sweep.csv");
     let header = crate::experiment::grid::sweep_header(&manifest.parameters);
@@ -481,7 +471,6 @@ fn plot_sweep(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
         Ok(())
     })
     .map_err(|e| bad_file(&csv, e))?;
-    let mut files = Vec::new();
     for (model, points) in maps {
         let mut x_values: Vec<String> = Vec::new();
         let mut y_values: Vec<String> = Vec::new();
