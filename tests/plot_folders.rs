@@ -8,8 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-mod common;
-use common::{coevo, scratch, stderr, stdout};
+use crate::common::{coevo, scratch, stderr, stdout};
 
 /// Runs `coevo plot dir`, asserts it succeeded, and returns the figures folder.
 fn plot(dir: &Path) -> PathBuf {
@@ -94,18 +93,11 @@ fn a_two_parameter_sweep_gets_heat_maps_and_one_marginal_figure_per_parameter() 
 fn a_stability_folder_gets_a_divergence_figure_per_model() {
     let dir = scratch("plot_folders", "stability");
     let out_dir = dir.join("out");
-    let out = coevo(&[
-        "stability",
-        "scenarios/stability_replace.ron",
-        "--rounds",
-        "6",
-        "--replicates",
-        "2",
-        "--out",
-        out_dir.to_str().unwrap(),
-        "-q",
-    ]);
+    let out =
+        coevo(&["stability", "scenarios/stability_replace.ron", "--rounds", "6", "--replicates", "2", "--out", out_dir.to_str().unwrap()]);
     assert!(out.status.success(), "coevo stability failed: {}", stderr(&out));
+    // The run names the next step, which the rest of this test takes.
+    assert!(stdout(&out).ends_with(&format!("next: coevo plot {}\n", out_dir.display())), "{}", stdout(&out));
     let figures = plot(&out_dir);
     assert_figure(&figures, "divergence_captioner");
     assert_figure(&figures, "divergence_painter");

@@ -15,6 +15,7 @@ mod experiments;
 #[cfg(unix)]
 mod interrupt;
 mod layers;
+mod plot_folders;
 mod plugins;
 mod readme;
 mod scenario_errors;

@@ -74,8 +74,8 @@ pub fn stability(path: &Path, perturb: Option<String>, out: Option<PathBuf>, arg
     }
     let outcome = coevo::stability::run_stability(&scenario, &source, path, &options)?;
     if !args.quiet {
-        // `coevo plot` draws runs and sweeps, not divergences: no hint.
-        print_results(&outcome.summary.report(), &outcome.out_dir, false);
+        // `coevo plot` draws the divergence of every model of a stability folder.
+        print_results(&outcome.summary.report(), &outcome.out_dir, true);
     }
     Ok(())
 }
@@ -100,9 +100,8 @@ pub fn sweep(
             o.computed,
             o.out_dir.join("sweep.csv").display()
         );
-        // `coevo plot` draws a heat map of a whole sweep over two parameters, nothing else.
-        let parameters = scenario.sweep.as_ref().map_or(0, |s| s.parameters.len());
-        if o.done == o.points && parameters == 2 {
+        // `coevo plot` draws a sweep once every point is done (its table is then whole).
+        if o.done == o.points {
             print_hint(&o.out_dir);
         }
     }
