@@ -31,13 +31,16 @@ fn width(entries: &[Entry]) -> u32 {
     (48 + chars * FONT * 6 / 10).clamp(120, 380)
 }
 
+/// The plotting area and, to its right, the legend's.
+type PlotAndLegend<DB> = (DrawingArea<DB, Shift>, DrawingArea<DB, Shift>);
+
 /// Writes `title` across the top of `root` and splits the rest into the plotting area (left)
 /// and the legend margin (right) for `entries`.
 pub(super) fn layout<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     entries: &[Entry],
-) -> Result<(DrawingArea<DB, Shift>, DrawingArea<DB, Shift>), String> {
+) -> Result<PlotAndLegend<DB>, String> {
     let below = root.titled(title, ("sans-serif", 20)).map_err(err)?;
     let total = below.dim_in_pixel().0;
     Ok(below.split_horizontally(total.saturating_sub(width(entries))))

@@ -206,11 +206,14 @@ pub(super) fn plot_conditional_diversity(
     Ok(files)
 }
 
+/// A model's name and one of its metrics.
+type ModelMetric = (String, String);
+
 /// `divergence_<model>` for every model of a `coevo stability` folder's `divergence.csv`.
 pub(super) fn plot_stability(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
     let path = dir.join("divergence.csv");
     // (model, metric) in file order -> round -> values over replicates.
-    let mut series: Vec<((String, String), BTreeMap<u64, Vec<f64>>)> = Vec::new();
+    let mut series: Vec<(ModelMetric, BTreeMap<u64, Vec<f64>>)> = Vec::new();
     read_csv(&path, crate::output::METRICS_HEADER, |n, f| {
         if !f[3].is_empty() {
             return Ok(());
