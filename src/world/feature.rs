@@ -14,9 +14,9 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::system::ScheduleSystem;
 
 use super::{EntityName, RandomStream, RoundPart, RoundSchedules, ScenarioEntities, ScenarioOrder, Stage, WorldInfo};
-use crate::resolve::{BuildError, Resolved};
+use crate::resolve::{BuildError, Resolved, ResolvedEntity};
 use crate::rng::entity_stream;
-use crate::scenario::Scenario;
+use crate::scenario::{EntitySpec, Scenario};
 
 /// An influence on a round: its entities, components and systems, registered in one place.
 pub trait RoundFeature: Send + Sync {
@@ -36,7 +36,36 @@ pub struct BuildContext<'a> {
     pub(super) schedules: &'a mut RoundSchedules,
 }
 
-impl BuildContext<'_> {
+/// One influence of the scenario, as a feature builds it: its position in the scenario, its
+/// spec, its entity and the entity of the model it acts on.
+pub struct Influence<'s, T> {
+    /// Index in the scenario's `entities` (and in [`Resolved::entities`]).
+    pub index: usize,
+    /// Its spec.
+    pub spec: &'s T,
+    /// Its entity.
+    pub entity: Entity,
+    /// The entity of its target.
+    pub target: Entity,
+}
+
+impl<'a> BuildContext<'a> {
+    /// The scenario's influences that `pick` selects (by kind), in scenario order, wired to
+    /// their targets by the resolved scenario.
+    pub fn influences<T>(&self, pick: impl Fn(&'a EntitySpec) -> Option<&'a T>) -> Vec<Influence<'a, T>> {
+        let scenario: &'a Scenario = self.scenario;
+        scenario
+            .entities
+            .iter()
+            .enumerate()
+            .filter_map(|(index, spec)| {
+                let spec = pick(spec)?;
+                let ResolvedEntity::Influence { target, .. } = self.resolved.entities[index] else { return None };
+                Some(Influence { index, spec, entity: self.scenario_entity(index), target: self.scenario_entity(target) })
+            })
+            .collect()
+    }
+
     /// The entity called `name` (a model or influence of the scenario, or one spawned by a
     /// feature), or a build error naming `by`, the entity that refers to it.
     pub fn entity(&self, by: &str, name: &str) -> Result<Entity, BuildError> {

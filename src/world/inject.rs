@@ -26,16 +26,14 @@ pub struct CorpusInjection;
 
 impl RoundFeature for CorpusInjection {
     fn build(&self, ctx: &mut BuildContext<'_>) -> Result<(), BuildError> {
-        let mut any = false;
-        for (order, spec) in ctx.scenario.entities.iter().enumerate() {
-            let EntitySpec::CorpusInjector(s) = spec else { continue };
-            let (e, target) = (ctx.scenario_entity(order), ctx.entity(&s.name, &s.target)?);
+        let injectors = ctx.influences(|e| if let EntitySpec::CorpusInjector(s) = e { Some(s) } else { None });
+        for i in &injectors {
+            let s = i.spec;
             let injector = CorpusInjector { alpha: s.alpha, eps: s.eps, distribution: s.distribution.clone(), fired: false };
             let stream = ctx.stream(&s.name);
-            ctx.world.entity_mut(e).insert((injector, Targets(target), stream));
-            any = true;
+            ctx.world.entity_mut(i.entity).insert((injector, Targets(i.target), stream));
         }
-        if any {
+        if !injectors.is_empty() {
             ctx.add_systems(RoundPart::Inject, Stage::Curate, corpus_injection.pipe(record_failure)).add_systems(
                 RoundPart::Measure,
                 Stage::Report,
@@ -136,11 +134,10 @@ pub struct UserContent;
 
 impl RoundFeature for UserContent {
     fn build(&self, ctx: &mut BuildContext<'_>) -> Result<(), BuildError> {
-        let mut any = false;
-        for (order, spec) in ctx.scenario.entities.iter().enumerate() {
-            let EntitySpec::UserContentInjector(s) = spec else { continue };
-            let (e, target) = (ctx.scenario_entity(order), ctx.entity(&s.name, &s.target)?);
-            let source = match &ctx.resolved.entities[order] {
+        let injectors = ctx.influences(|e| if let EntitySpec::UserContentInjector(s) = e { Some(s) } else { None });
+        for i in &injectors {
+            let (s, e, target) = (i.spec, i.entity, i.target);
+            let source = match &ctx.resolved.entities[i.index] {
                 ResolvedEntity::Influence { source: Some(g), .. } => {
                     let g = g.clone();
                     Some(GaussianImageModel::new(g.means, g.covariances, Estimator::Mle, DataPolicy::Replace, g.new_text))
@@ -149,9 +146,8 @@ impl RoundFeature for UserContent {
             };
             let stream = ctx.stream(&s.name);
             ctx.world.entity_mut(e).insert((UserContentInjector { n0: s.n0 as usize, source }, Targets(target), stream));
-            any = true;
         }
-        if any {
+        if !injectors.is_empty() {
             ctx.add_systems(RoundPart::ImagePhase, Stage::Curate, user_content.pipe(record_failure));
         }
         Ok(())

@@ -41,7 +41,7 @@ use bevy_ecs::system::ScheduleSystem;
 
 pub use crate::resolve::BuildError;
 pub use components::*;
-pub use feature::{BuildContext, RoundFeature};
+pub use feature::{BuildContext, Influence, RoundFeature};
 pub use image_phase::{allocate_captions, fresh_images, generate_images, refit_conditionals};
 pub use inject::{CorpusInjection, UserContent};
 pub use measure::Measure;

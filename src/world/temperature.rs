@@ -12,14 +12,11 @@ pub struct Temperatures;
 
 impl RoundFeature for Temperatures {
     fn build(&self, ctx: &mut BuildContext<'_>) -> Result<(), BuildError> {
-        let mut any = false;
-        for (order, spec) in ctx.scenario.entities.iter().enumerate() {
-            let EntitySpec::Temperature(s) = spec else { continue };
-            let (e, target) = (ctx.scenario_entity(order), ctx.entity(&s.name, &s.target)?);
-            ctx.world.entity_mut(e).insert((Temperature { t: s.t }, Targets(target)));
-            any = true;
+        let samplers = ctx.influences(|e| if let EntitySpec::Temperature(s) = e { Some(s) } else { None });
+        for i in &samplers {
+            ctx.world.entity_mut(i.entity).insert((Temperature { t: i.spec.t }, Targets(i.target)));
         }
-        if any {
+        if !samplers.is_empty() {
             ctx.add_systems(RoundPart::Prepare, Stage::Prepare, sync_temperatures).add_systems(
                 RoundPart::Measure,
                 Stage::Prepare,
