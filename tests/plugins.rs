@@ -14,7 +14,7 @@ use bevy_ecs::prelude::*;
 use coevo::models::text::multinomial_counts;
 use coevo::plugin::PluginState;
 use coevo::rng::Stream;
-use coevo::world::{ConditionalAgent, RandomStream, ScenarioOrder, TextAgent};
+use coevo::world::{ConditionalAgent, RandomStream, ScenarioEntities, TextAgent};
 use coevo::{Scenario, Simulation};
 
 use crate::common::{coevo, coevo_with, scratch, stderr, stdout, text_p};
@@ -197,12 +197,9 @@ fn the_manifest_names_the_plugin_library_and_version() {
 
 // ---------------------------------------------------------------- docs/model.md section 9: the caption posterior
 
-/// Sorted conditional-model entities of a world.
+/// The conditional-model entities of a world, in scenario order.
 fn conditionals(world: &mut World) -> Vec<Entity> {
-    let mut q = world.query_filtered::<(Entity, &ScenarioOrder), With<ConditionalAgent>>();
-    let mut v: Vec<(ScenarioOrder, Entity)> = q.iter(world).map(|(e, o)| (*o, e)).collect();
-    v.sort();
-    v.into_iter().map(|(_, e)| e).collect()
+    world.resource::<ScenarioEntities>().conditionals.clone()
 }
 
 #[test]

@@ -31,9 +31,9 @@ pub(super) fn build_world(
     world.insert_resource(Measuring(true));
     world.insert_resource(Failure::default());
     let mut entities = ScenarioEntities::default();
-    for (order, spec) in scenario.entities.iter().enumerate() {
+    for spec in &scenario.entities {
         let name: Arc<str> = Arc::from(spec.name());
-        let e = world.spawn((EntityName(name.clone()), ScenarioOrder(order))).id();
+        let e = world.spawn(EntityName(name.clone())).id();
         entities.all.push(e);
         entities.by_name.insert(name, e);
     }

@@ -21,11 +21,6 @@ use crate::rng::Stream;
 #[derive(Component, Debug, Clone)]
 pub struct EntityName(pub Arc<str>);
 
-/// Position of the entity in the scenario (entities a [`RoundFeature`](super::RoundFeature)
-/// spawns from code come after the scenario's, in the order they are spawned).
-#[derive(Component, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ScenarioOrder(pub usize);
-
 /// The entity's own random stream.
 #[derive(Component)]
 pub struct RandomStream(pub Stream);
@@ -225,7 +220,8 @@ impl ImageBatch {
 /// order, never in query order, so results do not depend on archetype layout.
 #[derive(Resource, Debug, Default)]
 pub struct ScenarioEntities {
-    /// Every entity, by [`ScenarioOrder`].
+    /// Every entity, in scenario order (entities a [`RoundFeature`](super::RoundFeature)
+    /// spawns from code come after the scenario's, in the order they are spawned).
     pub all: Vec<Entity>,
     /// Text models, in scenario order.
     pub texts: Vec<Entity>,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bevy_ecs::prelude::*;
 use bevy_ecs::system::ScheduleSystem;
 
-use super::{EntityName, RandomStream, RoundPart, RoundSchedules, ScenarioEntities, ScenarioOrder, Stage, WorldInfo};
+use super::{EntityName, RandomStream, RoundPart, RoundSchedules, ScenarioEntities, Stage, WorldInfo};
 use crate::resolve::{BuildError, Resolved, ResolvedEntity};
 use crate::rng::entity_stream;
 use crate::scenario::{EntitySpec, Scenario};
@@ -94,9 +94,8 @@ impl<'a> BuildContext<'a> {
         if self.world.resource::<ScenarioEntities>().by_name.contains_key(name) {
             return Err(BuildError { entity: name.to_string(), message: "an entity of this name already exists".into() });
         }
-        let order = ScenarioOrder(self.world.resource::<ScenarioEntities>().all.len());
         let name: Arc<str> = Arc::from(name);
-        let e = self.world.spawn((EntityName(name.clone()), order, bundle)).id();
+        let e = self.world.spawn((EntityName(name.clone()), bundle)).id();
         let mut entities = self.world.resource_mut::<ScenarioEntities>();
         entities.all.push(e);
         entities.by_name.insert(name, e);
