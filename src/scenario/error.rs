@@ -478,8 +478,17 @@ fn locate(source: &str, entity: Option<(usize, &str)>, key: &str) -> Option<(usi
             find_key_at_depth(&cleaned, body.clone(), key).or_else(|| find_key_at_depth(&cleaned, body, "name")).unwrap_or(span.open)
         }
         None => {
-            let body = cleaned.find('(').map_or(0..cleaned.len(), |open| open + 1..matching_close(&cleaned, open));
-            find_key_at_depth(&cleaned, body, key).or_else(|| find_key(&cleaned, key))?
+            // A dotted path (`output.every`) is followed section by section; where a part is
+            // not written (a default), the deepest section found is named.
+            let mut body = cleaned.find('(').map_or(0..cleaned.len(), |open| open + 1..matching_close(&cleaned, open));
+            let mut found = None;
+            for part in key.split('.') {
+                let Some(at) = find_key_at_depth(&cleaned, body.clone(), part) else { break };
+                found = Some(at);
+                let Some(open) = cleaned[at..].find(['(', '[']).map(|i| at + i) else { break };
+                body = open + 1..matching_close(&cleaned, open);
+            }
+            found.or_else(|| find_key(&cleaned, key))?
         }
     };
     let line = source[..offset].matches('\n').count() + 1;

@@ -8,16 +8,18 @@
 
 pub mod diagnostics;
 mod error;
+pub mod output;
 mod plugin;
 pub mod sweep;
 mod validate;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 pub use diagnostics::DiagnosticsSpec;
 pub use error::{ScenarioError, ScenarioErrors};
+pub use output::{AggregateWhen, OutputSpec, StopSpec, StopWhen, TableFormat};
 pub use plugin::{Feed, PluginModelSpec};
 pub use sweep::{Sweep, SweepParameter, SweepValue};
 
@@ -45,9 +47,12 @@ pub struct Scenario {
     /// When a model counts as collapsed (for the summary).
     #[serde(default)]
     pub collapse: CollapseSpec,
-    /// Where results go.
+    /// Where results go and which rows are recorded.
     #[serde(default)]
     pub output: OutputSpec,
+    /// When a replicate stops before `rounds` (docs/model.md section 13); default: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopSpec>,
     /// Recursive stability (docs/model.md section 8): the perturbation `coevo stability` applies to a
     /// twin world. Ignored by `coevo run`.
     #[serde(default)]
@@ -417,15 +422,6 @@ impl Default for CollapseSpec {
     fn default() -> Self {
         CollapseSpec { text_gini: default_text_gini(), image_trace_ratio: default_trace_ratio() }
     }
-}
-
-/// Where results are written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct OutputSpec {
-    /// Output folder (default `out/<scenario name>`); the CLI's `--out` overrides it.
-    #[serde(default)]
-    pub dir: Option<PathBuf>,
 }
 
 /// The RON dialect of scenario files: newtype variants may be written without their inner
