@@ -4,27 +4,34 @@
 //! `checkpoint.json` (written atomically every `--checkpoint-every K` rounds) holds:
 //! - the scenario: its source text, file name and SHA-256 (as in `manifest.json`), and the
 //!   effective seed, rounds and replicates (command-line overrides included);
-//! - the round reached and the byte lengths of `metrics.csv` and `aggregate.csv` at that
-//!   round: a resumed run truncates both there (dropping rows of rounds after the checkpoint
-//!   that a killed run had written) and appends;
+//! - the round reached and the byte lengths of `metrics.csv`, `aggregate.csv` and
+//!   `phases.csv` at that round: a resumed run truncates them there (dropping rows of rounds
+//!   after the checkpoint that a killed run had written) and appends;
+//! - the effective `output` section (command-line overrides included) and the run's
+//!   observers: the summary tracker (collapse rounds, steady-state sums, early-stop streaks
+//!   and stops) and the drift chains that label `phases.csv`. They are stored rather than
+//!   rebuilt from the tables because the tables may hold every k-th round or some metrics
+//!   only, while the observers see every row;
 //! - per world, the round counter and per entity (by name) its ChaCha8 stream position
 //!   (seed, stream, word position), its text model (`p`, `p0`, accumulated counts) and its
 //!   conditional model's [`save_state`](crate::models::ConditionalModel::save_state).
 //!
-//! The summary tracker is not stored twice: it is a pure function of the metric rows, so a
-//! resumed run rebuilds it by replaying `metrics.csv` up to the checkpoint. Numbers are stored
-//! as the hexadecimal bits of each `f64` (16 digits per value): exact, NaN-safe, and
-//! independent of any decimal parser.
+//! World numbers are stored as the hexadecimal bits of each `f64` (16 digits per value):
+//! exact, NaN-safe, and independent of any decimal parser. The observers are stored as RON,
+//! whose floats are Rust's shortest round-trip decimals (NaN and inf included): exact too.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::diagnostics::DriftChains;
+use crate::output::SummaryTracker;
 use crate::rng::Stream;
+use crate::scenario::OutputSpec;
 use crate::world::{ConditionalAgent, EntityName, RandomStream, RoundCounter, ScenarioEntities, Simulation, TextAgent};
 
 /// Format tag of `checkpoint.json`.
-pub const FORMAT: &str = "coevo-checkpoint-v1";
+pub const FORMAT: &str = "coevo-checkpoint-v2";
 
 /// File name of the checkpoint inside an output folder.
 pub const FILE: &str = "checkpoint.json";
@@ -52,6 +59,12 @@ pub struct Checkpoint {
     pub metrics_bytes: u64,
     /// Length of `aggregate.csv` in bytes after `round`.
     pub aggregate_bytes: u64,
+    /// Length of `phases.csv` in bytes after `round`.
+    pub phases_bytes: u64,
+    /// The effective `output` section.
+    pub output: OutputSpec,
+    /// The [`Observers`] at `round`, as RON.
+    pub observers: String,
     /// One state per replicate, in replicate order.
     pub worlds: Vec<WorldState>,
 }
@@ -213,6 +226,27 @@ pub fn restore(sim: &mut Simulation, state: &WorldState) -> Result<(), String> {
     Ok(())
 }
 
+/// What follows a run's rows besides the tables: stored in a checkpoint as RON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Observers {
+    /// Summary, collapse rounds and early stops.
+    pub summary: SummaryTracker,
+    /// The drift chains of `phases.csv`.
+    pub phases: DriftChains,
+}
+
+impl Observers {
+    /// As RON text (exact floats).
+    pub fn encode(&self) -> String {
+        ron::to_string(self).expect("observers serialise")
+    }
+
+    /// Back from [`encode`](Self::encode)'s text.
+    pub fn decode(text: &str) -> Result<Observers, String> {
+        ron::from_str(text).map_err(|e| format!("observers: {e}"))
+    }
+}
+
 impl Checkpoint {
     /// Writes `dir/checkpoint.json` atomically.
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
@@ -222,10 +256,18 @@ impl Checkpoint {
     /// Reads `path`, checking its format tag.
     pub fn read(path: &Path) -> Result<Checkpoint, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let c: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a coevo checkpoint: {e}", path.display()))?;
-        if c.format != FORMAT {
-            return Err(format!("{}: checkpoint format `{}`, this coevo reads `{FORMAT}`", path.display(), c.format));
+        let not_ours = |e: serde_json::Error| format!("{}: not a coevo checkpoint: {e}", path.display());
+        // The format tag first, so an older checkpoint is named as such rather than as a
+        // missing field.
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(not_ours)?;
+        let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("(none)");
+        if format != FORMAT {
+            return Err(format!(
+                "{}: checkpoint format `{format}`, this coevo reads `{FORMAT}` (a checkpoint of an older coevo cannot be resumed: rerun the scenario)",
+                path.display()
+            ));
         }
+        let c: Checkpoint = serde_json::from_value(value).map_err(not_ours)?;
         if c.worlds.len() as u64 != c.replicates {
             return Err(format!("{}: {} world states for {} replicates", path.display(), c.worlds.len(), c.replicates));
         }

@@ -80,7 +80,7 @@ pub fn relative_changes(curve: &[f64], window: usize, noise_z: f64) -> Vec<f64> 
 
 /// `delta_t` of a curve fed one round at a time, in `O(window)` memory, so that labelling a
 /// run's phases costs the same memory after 10 rounds as after a million.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RelativeChange {
     w: usize,
     noise_z: f64,
@@ -165,6 +165,7 @@ pub struct PhaseRecord<'a> {
 }
 
 /// The drift chain of one conditional model in one replicate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Chain {
     replicate: u64,
     model: std::sync::Arc<str>,
@@ -180,10 +181,34 @@ struct Chain {
 /// in `O(window)` memory per replicate and model whatever the number of rounds: the round
 /// loop shows it each replicate's rows of each round (the order `metrics.csv` is written in),
 /// and it emits that round's [`PhaseRecord`]s, in the order the models' rows came.
+///
+/// Its state goes into checkpoints (serialised without the index, which is rebuilt).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "ChainsState", into = "ChainsState")]
 pub struct DriftChains {
     spec: DiagnosticsSpec,
     chains: Vec<Chain>,
     index: std::collections::HashMap<(u64, std::sync::Arc<str>), usize>,
+}
+
+/// What a checkpoint stores of [`DriftChains`].
+#[derive(Serialize, Deserialize)]
+struct ChainsState {
+    spec: DiagnosticsSpec,
+    chains: Vec<Chain>,
+}
+
+impl From<ChainsState> for DriftChains {
+    fn from(state: ChainsState) -> Self {
+        let index = state.chains.iter().enumerate().map(|(i, c)| ((c.replicate, c.model.clone()), i)).collect();
+        DriftChains { spec: state.spec, chains: state.chains, index }
+    }
+}
+
+impl From<DriftChains> for ChainsState {
+    fn from(chains: DriftChains) -> Self {
+        ChainsState { spec: chains.spec, chains: chains.chains }
+    }
 }
 
 impl DriftChains {

@@ -270,6 +270,6 @@ pub fn run_stability(scenario: &Scenario, source: &str, file: &Path, options: &R
     let (completed, result) = drive(&mut twins, scenario, options, &out_dir.join("divergence.csv"), |r, rows| summary.observe(r, rows));
     let summary_path = out_dir.join("summary.json");
     write_atomic(&summary_path, &serde_json::to_vec_pretty(&summary).expect("summary serialises")).map_err(io_error(&summary_path))?;
-    manifest.finish(completed, result)?;
+    manifest.finish(completed, None, result)?;
     Ok(StabilityOutcome { out_dir, summary })
 }

@@ -7,7 +7,7 @@ use crate::common::{bytes, coevo, coevo_command, ok, scratch, stderr, wait_until
 
 /// Starts `coevo run scenario --checkpoint-every every` into `out`, kills it (SIGKILL) as soon
 /// as its first checkpoint is on disk, and returns the checkpoint's path.
-fn kill_after_first_checkpoint(scenario: &Path, out: &Path, every: &str) -> PathBuf {
+pub fn kill_after_first_checkpoint(scenario: &Path, out: &Path, every: &str) -> PathBuf {
     let mut child = coevo_command(&["run", scenario.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q", "--checkpoint-every", every])
         .spawn()
         .expect("coevo starts");

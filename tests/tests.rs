@@ -18,6 +18,7 @@ mod layers;
 mod plot_folders;
 mod plugins;
 mod readme;
+mod recording;
 mod scenario_errors;
 mod scenarios;
 mod stabilisers;

@@ -40,6 +40,16 @@ pub struct RunArgs {
     /// Worker threads for replicates [default: all cores]. Results do not depend on it.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub threads: Option<u64>,
+    /// Record every K-th round only (round 0 and the last always) [scenario: output.every].
+    /// Summaries, collapse rounds and early stops still see every round.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pub every: Option<u64>,
+    /// Record only these metrics, comma-separated [scenario: output.metrics].
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub metrics: Option<Vec<String>>,
+    /// Record model-level rows only, no per-text rows [scenario: output.per_text: false].
+    #[arg(long)]
+    pub no_per_text: bool,
     /// Print nothing but errors (no progress bar, no summary).
     #[arg(long, short)]
     pub quiet: bool,

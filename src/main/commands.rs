@@ -22,6 +22,7 @@ fn load(args: &RunArgs, path: &Path, out: Option<PathBuf>) -> Result<(Scenario, 
     scenario.seed = args.seed.unwrap_or(scenario.seed);
     scenario.rounds = args.rounds.unwrap_or(scenario.rounds);
     scenario.replicates = args.replicates.unwrap_or(scenario.replicates);
+    record_overrides(&mut scenario, args)?;
     set_threads(args.threads);
     let options = RunOptions {
         out_dir: out,
@@ -31,6 +32,24 @@ fn load(args: &RunArgs, path: &Path, out: Option<PathBuf>) -> Result<(Scenario, 
         ..Default::default()
     };
     Ok((scenario, source, options))
+}
+
+/// Applies `--every`, `--metrics` and `--no-per-text` to the scenario's `output` section and
+/// checks the result as the scenario's own section is checked (an unknown metric name is
+/// refused with the list of valid ones).
+fn record_overrides(scenario: &mut Scenario, args: &RunArgs) -> Result<(), CliError> {
+    let output = &mut scenario.output;
+    output.every = args.every.unwrap_or(output.every);
+    if args.metrics.is_some() {
+        output.metrics.clone_from(&args.metrics);
+    }
+    output.per_text &= !args.no_per_text;
+    let has_plugins = scenario.entities.iter().any(|e| matches!(e, coevo::scenario::EntitySpec::PluginModel(_)));
+    let problems = coevo::scenario::output::check(output, scenario.stop.as_ref(), has_plugins);
+    match problems.first() {
+        None => Ok(()),
+        Some(p) => Err(CliError::BadInput(format!("--{}: {}", p.key.trim_start_matches("output."), p.message))),
+    }
 }
 
 /// Sizes rayon's global pool (the replicates' workers).

@@ -22,7 +22,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-pub use summary::{ModelSummary, Summary, SummaryTracker, format_level};
+pub use summary::{ModelSummary, StoppedEarly, Summary, SummaryTracker, format_level};
 
 use crate::metrics::MetricRow;
 pub use crate::metrics::format_value;

@@ -1,6 +1,7 @@
 //! `phases.csv`: the drift phase of every conditional model per replicate and round, written
 //! as the run goes from the labels [`DriftChains`] emits (see `crate::diagnostics` for the
 //! definitions). Rows are in the order of `metrics.csv`: by round, then replicate, then model.
+//! The chains see every round; only the rounds the `output` section records are written.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -27,12 +28,26 @@ impl PhasesWriter {
         Ok(PhasesWriter { chains: DriftChains::new(spec), out, error: None })
     }
 
-    /// Labels one replicate's rows of one round; the first write error is kept for
-    /// [`end_round`](Self::end_round).
-    pub fn observe(&mut self, replicate: u64, rows: &[MetricRow]) {
+    /// Opens an existing `phases.csv` cut back to `len` bytes (a checkpoint's) to append to,
+    /// with the chains as they were at that checkpoint.
+    pub fn resume(path: &Path, len: u64, chains: DriftChains) -> io::Result<Self> {
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        file.set_len(len)?;
+        let out = BufWriter::new(std::fs::OpenOptions::new().append(true).open(path)?);
+        Ok(PhasesWriter { chains, out, error: None })
+    }
+
+    /// The chains' state (what a checkpoint stores).
+    pub fn chains(&self) -> &DriftChains {
+        &self.chains
+    }
+
+    /// Labels one replicate's rows of one round, writing the labels if `record`; the first
+    /// write error is kept for [`end_round`](Self::end_round).
+    pub fn observe(&mut self, replicate: u64, rows: &[MetricRow], record: bool) {
         let (out, error) = (&mut self.out, &mut self.error);
         self.chains.observe(replicate, rows, |r: PhaseRecord<'_>| {
-            if error.is_none() {
+            if record && error.is_none() {
                 let written = writeln!(
                     out,
                     "{},{},{},{},{},{},{},{}",

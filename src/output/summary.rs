@@ -1,14 +1,22 @@
-//! The end-of-run summary: final diversity per model and the round at which it collapsed.
+//! The end-of-run summary: final diversity per model and the round at which it collapsed,
+//! and the early-stop rule (docs/model.md section 13), which is a function of the same state:
+//! a replicate stops once every model has collapsed, or every text model is absorbed, for
+//! `patience` rounds in a row.
+//!
+//! The tracker sees every round of every replicate whatever the `output` section records, so
+//! summaries, collapse rounds and stops do not depend on what is written. Its state is stored
+//! in checkpoints ([`SummaryTracker`] is `Serialize`/`Deserialize`), so a resumed run needs
+//! no replay of the tables (which may hold every k-th round only).
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::metrics::{MetricRow, names};
-use crate::scenario::CollapseSpec;
+use crate::scenario::{CollapseSpec, StopSpec, StopWhen};
 
 /// What the summary says about one model in one replicate.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSummary {
     /// Model name.
     pub model: String,
@@ -32,24 +40,52 @@ pub struct ModelSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub regularized: Option<f64>,
     /// The steady-state level: the mean of the diversity metric over the last 10% of the
-    /// planned rounds (at least one), once the run has reached them.
+    /// planned rounds (at least one), once the run has reached them. A replicate that stopped
+    /// early counts as holding its last value over the rounds it did not run (exact for a text
+    /// model once absorbed, whose `p` can no longer change; an upper bound for an image
+    /// model's trace, which keeps contracting).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steady_level: Option<f64>,
+}
+
+impl ModelSummary {
+    /// Whether the model counts as collapsed at its last observed round: a text model's
+    /// Gini-Simpson index below `text_gini`, a conditional model's p-weighted diversity below
+    /// `image_trace_ratio` times its initial value.
+    pub fn is_collapsed(&self, collapse: &CollapseSpec) -> bool {
+        if self.kind == "text" { self.last < collapse.text_gini } else { self.last < collapse.image_trace_ratio * self.initial }
+    }
+}
+
+/// Where and why a replicate stopped before the planned rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoppedEarly {
+    /// The last round it ran (its rows of that round are recorded).
+    pub round: u64,
+    /// The condition that held `patience` rounds in a row.
+    pub reason: StopWhen,
 }
 
 /// The summary of a run: per replicate, per model.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
-    /// Rounds completed.
+    /// Rounds completed (by the replicate that ran longest).
     pub rounds: u64,
     /// `replicates[r]` lists the models of replicate `r` in scenario order.
     pub replicates: Vec<Vec<ModelSummary>>,
+    /// Per replicate, where it stopped early (`null`: it ran every round); present when the
+    /// scenario has a `stop` section.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<Vec<Option<StoppedEarly>>>,
 }
 
-/// Follows the metric rows of a run and builds the [`Summary`].
-#[derive(Debug, Clone)]
+/// Follows the metric rows of a run and builds the [`Summary`]; decides early stops.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SummaryTracker {
     collapse: CollapseSpec,
+    stop: Option<StopSpec>,
+    /// Planned rounds.
+    planned: u64,
     rounds: u64,
     /// First round of the steady-state window.
     steady_from: u64,
@@ -58,26 +94,60 @@ pub struct SummaryTracker {
     /// summed in round order as the rows arrive.
     steady: Vec<BTreeMap<usize, (f64, u64)>>,
     order: Vec<Vec<String>>,
+    /// Per replicate: rounds in a row the stop condition has held.
+    streak: Vec<u64>,
+    stopped: Vec<Option<StoppedEarly>>,
 }
 
 impl SummaryTracker {
     /// A tracker for `replicates` worlds of `rounds` planned rounds with the given collapse
-    /// thresholds. The steady-state window is the last 10% of the planned rounds (at least
-    /// one): rounds `t > rounds - ceil(rounds / 10)`.
-    pub fn new(collapse: CollapseSpec, replicates: usize, rounds: u64) -> Self {
+    /// thresholds and stop rule. The steady-state window is the last 10% of the planned
+    /// rounds (at least one): rounds `t > rounds - ceil(rounds / 10)`.
+    pub fn new(collapse: CollapseSpec, stop: Option<StopSpec>, replicates: usize, rounds: u64) -> Self {
         let tail = rounds.div_ceil(10).max(1);
         SummaryTracker {
             collapse,
+            stop,
+            planned: rounds,
             rounds: 0,
             steady_from: rounds + 1 - tail.min(rounds + 1),
             replicates: vec![BTreeMap::new(); replicates],
             steady: vec![BTreeMap::new(); replicates],
             order: vec![Vec::new(); replicates],
+            streak: vec![0; replicates],
+            stopped: vec![None; replicates],
         }
     }
 
-    /// Takes in one round's rows of replicate `replicate`.
-    pub fn observe(&mut self, replicate: usize, rows: &[MetricRow]) {
+    /// Whether replicate `replicate` has stopped early.
+    pub fn has_stopped(&self, replicate: usize) -> bool {
+        self.stopped[replicate].is_some()
+    }
+
+    /// Takes in one round's rows of replicate `replicate`; returns whether the replicate
+    /// stops after this round (its stop condition has now held `patience` training rounds
+    /// in a row, round 0 not counted).
+    pub fn observe(&mut self, replicate: usize, rows: &[MetricRow]) -> bool {
+        self.take(replicate, rows);
+        let (Some(stop), Some(round)) = (&self.stop, rows.first().map(|r| r.round)) else { return false };
+        if round == 0 || round >= self.planned {
+            return false;
+        }
+        let models = self.replicates[replicate].values();
+        let holds = match stop.when {
+            StopWhen::AllCollapsed => models.clone().all(|m| m.is_collapsed(&self.collapse)),
+            StopWhen::Absorbed => models.filter(|m| m.kind == "text").all(|m| m.support == Some(1.0)),
+        };
+        let streak = &mut self.streak[replicate];
+        *streak = if holds { *streak + 1 } else { 0 };
+        if *streak >= stop.patience {
+            self.stopped[replicate] = Some(StoppedEarly { round, reason: stop.when });
+            return true;
+        }
+        false
+    }
+
+    fn take(&mut self, replicate: usize, rows: &[MetricRow]) {
         let models = &mut self.replicates[replicate];
         let order = &mut self.order[replicate];
         for row in rows {
@@ -118,7 +188,7 @@ impl SummaryTracker {
                     let s = models.entry(index).or_insert_with(|| entry("text", names::GINI_SIMPSON));
                     s.last = row.value;
                     in_window(row.value);
-                    if s.collapsed_at.is_none() && row.value < self.collapse.text_gini {
+                    if s.collapsed_at.is_none() && s.is_collapsed(&self.collapse) {
                         s.collapsed_at = Some(row.round);
                     }
                 }
@@ -131,7 +201,7 @@ impl SummaryTracker {
                     let s = models.entry(index).or_insert_with(|| entry("conditional", m));
                     s.last = row.value;
                     in_window(row.value);
-                    if s.collapsed_at.is_none() && row.value < self.collapse.image_trace_ratio * s.initial {
+                    if s.collapsed_at.is_none() && s.is_collapsed(&self.collapse) {
                         s.collapsed_at = Some(row.round);
                     }
                 }
@@ -152,16 +222,26 @@ impl SummaryTracker {
 
     /// The summary so far.
     pub fn summary(&self) -> Summary {
+        let window = self.planned + 1 - self.steady_from;
         let replicates = self
             .replicates
             .iter()
             .zip(&self.steady)
-            .map(|(models, steady)| {
-                let level = |i: &usize| steady.get(i).map(|(sum, n)| sum / *n as f64);
-                models.iter().map(|(i, m)| ModelSummary { steady_level: level(i), ..m.clone() }).collect()
+            .zip(&self.stopped)
+            .map(|((models, steady), stopped)| {
+                let level = |i: &usize, m: &ModelSummary| match stopped {
+                    // Held at its last value over the window rounds it did not run.
+                    Some(_) => {
+                        let (sum, n) = steady.get(i).copied().unwrap_or((0.0, 0));
+                        Some((sum + m.last * (window - n) as f64) / window as f64)
+                    }
+                    None => steady.get(i).map(|(sum, n)| sum / *n as f64),
+                };
+                models.iter().map(|(i, m)| ModelSummary { steady_level: level(i, m), ..m.clone() }).collect()
             })
             .collect();
-        Summary { rounds: self.rounds, replicates }
+        let stopped_early = self.stop.is_some().then(|| self.stopped.clone());
+        Summary { rounds: self.rounds, replicates, stopped_early }
     }
 }
 
@@ -202,8 +282,23 @@ impl Summary {
             }
             out.push('\n');
         }
+        let stops: Vec<&StoppedEarly> = self.stopped_early.iter().flatten().flatten().collect();
+        if let Some(first) = stops.first() {
+            let rounds: Vec<u64> = stops.iter().map(|s| s.round).collect();
+            let reason = match first.reason {
+                StopWhen::AllCollapsed => "every model collapsed",
+                StopWhen::Absorbed => "every text model absorbed",
+            };
+            let _ = writeln!(out, "stopped early ({reason}) in {}/{r} replicates, at round {}", stops.len(), rounds_list(&rounds));
+        }
         out
     }
+}
+
+/// `12` for one round, else `min..max (median m)`.
+fn rounds_list(rounds: &[u64]) -> String {
+    let (min, max) = (rounds.iter().min().copied().unwrap_or(0), rounds.iter().max().copied().unwrap_or(0));
+    if min == max { min.to_string() } else { format!("{min}..{max} (median {})", median(rounds)) }
 }
 
 /// The one format of the numbers summaries print (diversities, divergences): four

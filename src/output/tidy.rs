@@ -8,8 +8,6 @@
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
-use crate::metrics::MetricRow;
-
 /// One row of `metrics.csv`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsRow {
@@ -78,24 +76,4 @@ pub fn read_metrics(path: &Path, mut each: impl FnMut(MetricsRow)) -> io::Result
         });
         Ok(())
     })
-}
-
-/// Reads `metrics.csv` back as the round loop produced it: `each(replicate, rows)` for every
-/// replicate's rows of every round, in file order (what resuming a run replays into the
-/// summary and the phase labels).
-pub fn replay_rounds(path: &Path, mut each: impl FnMut(u64, &[MetricRow])) -> io::Result<()> {
-    let mut rows: Vec<MetricRow> = Vec::new();
-    let mut key = (0, 0);
-    read_metrics(path, |row| {
-        if !rows.is_empty() && key != (row.replicate, row.round) {
-            each(key.0, &rows);
-            rows.clear();
-        }
-        key = (row.replicate, row.round);
-        rows.push(MetricRow { round: row.round, model: row.model.into(), text: row.text, metric: row.metric.into(), value: row.value });
-    })?;
-    if !rows.is_empty() {
-        each(key.0, &rows);
-    }
-    Ok(())
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{RunFailure, io_error};
-use crate::output::write_atomic;
+use crate::output::{StoppedEarly, write_atomic};
 use crate::resolve::{Resolved, ResolvedEntity};
 use crate::rng::RNG_ALGORITHM;
 use crate::scenario::{EntitySpec, Scenario};
@@ -26,6 +26,10 @@ struct Manifest<'a> {
     rounds_completed: u64,
     scenario: &'a Scenario,
     resolved: Vec<ResolvedModel>,
+    /// Per replicate, where and why it stopped early (`null`: it ran every round); only in the
+    /// final manifest of a scenario with a `stop` section.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stopped_early: Option<&'a [Option<StoppedEarly>]>,
 }
 
 /// The initial parameters each model resolved to, defaults included.
@@ -105,6 +109,10 @@ impl<'a> ManifestWriter<'a> {
 
     /// Writes the manifest with `status` after `completed` rounds.
     pub(crate) fn write(&self, status: &str, completed: u64) -> Result<(), RunFailure> {
+        self.write_with(status, completed, None)
+    }
+
+    fn write_with(&self, status: &str, completed: u64, stopped_early: Option<&[Option<StoppedEarly>]>) -> Result<(), RunFailure> {
         let manifest = Manifest {
             coevo_version: env!("CARGO_PKG_VERSION"),
             scenario_file: self.file.display().to_string(),
@@ -117,23 +125,26 @@ impl<'a> ManifestWriter<'a> {
             rounds_completed: completed,
             scenario: self.scenario,
             resolved: resolve(self.scenario),
+            stopped_early,
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
         write_atomic(&self.path, &json).map_err(io_error(&self.path))
     }
 
-    /// Writes the final status (`complete` or `failed: ...`) and passes the result on.
-    pub(crate) fn finish(&self, completed: u64, result: Result<(), RunFailure>) -> Result<(), RunFailure> {
-        match result {
-            Ok(()) => self.write("complete", completed),
-            Err(e @ RunFailure::Interrupted { .. }) => {
-                self.write("interrupted", completed)?;
-                Err(e)
-            }
-            Err(e) => {
-                self.write(&format!("failed: {e}"), completed)?;
-                Err(e)
-            }
-        }
+    /// Writes the final status (`complete` or `failed: ...`) with where replicates stopped
+    /// early, and passes the result on.
+    pub(crate) fn finish(
+        &self,
+        completed: u64,
+        stopped_early: Option<&[Option<StoppedEarly>]>,
+        result: Result<(), RunFailure>,
+    ) -> Result<(), RunFailure> {
+        let status = match &result {
+            Ok(()) => "complete".to_string(),
+            Err(RunFailure::Interrupted { .. }) => "interrupted".to_string(),
+            Err(e) => format!("failed: {e}"),
+        };
+        self.write_with(&status, completed, stopped_early)?;
+        result
     }
 }

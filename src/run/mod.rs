@@ -19,7 +19,8 @@ use rounds::drive_from;
 pub use rounds::{Rounds, drive};
 use tables::{TablePaths, Tables};
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, Observers};
+use crate::output::phases::PhasesWriter;
 use crate::output::{Summary, SummaryTracker, write_atomic};
 use crate::scenario::Scenario;
 use crate::world::{BuildError, RunError, Simulation};
@@ -131,7 +132,7 @@ pub fn run(scenario: &Scenario, source: &str, file: &Path, options: &RunOptions)
     let sims: Vec<Simulation> = (0..scenario.replicates).map(|r| Simulation::new(scenario, r)).collect::<Result<_, _>>()?;
     let manifest = ManifestWriter::new(&out_dir, scenario, source, file);
     manifest.write("running", 0)?;
-    let tracker = SummaryTracker::new(scenario.collapse.clone(), sims.len(), scenario.rounds);
+    let tracker = SummaryTracker::new(scenario.collapse.clone(), scenario.stop.clone(), sims.len(), scenario.rounds);
     let tables = Tables::create(&out_dir, scenario)?;
     let source = RunSource { text: source, file };
     continue_run(sims, scenario, &source, options, &out_dir, &manifest, tracker, tables, 0)
@@ -185,20 +186,14 @@ pub fn resume(out_dir: &Path, options: &RunOptions) -> Result<RunOutcome, RunFai
     scenario.seed = checkpoint.seed;
     scenario.rounds = checkpoint.rounds;
     scenario.replicates = checkpoint.replicates;
+    scenario.output = checkpoint.output.clone();
+    let observers = Observers::decode(&checkpoint.observers).map_err(|e| bad(format!("{}: {e}", path.display())))?;
     let mut sims: Vec<Simulation> = (0..scenario.replicates).map(|r| Simulation::new(&scenario, r)).collect::<Result<_, _>>()?;
     for (sim, state) in sims.iter_mut().zip(&checkpoint.worlds) {
         crate::checkpoint::restore(sim, state).map_err(|e| bad(format!("{}: {e}", path.display())))?;
     }
-    let mut tables = Tables::truncate(out_dir, checkpoint.metrics_bytes, checkpoint.aggregate_bytes, &scenario)?;
-    // The summary and the phase labels are functions of the metric rows: replay them.
-    let mut tracker = SummaryTracker::new(scenario.collapse.clone(), sims.len(), scenario.rounds);
-    let metrics_path = out_dir.join("metrics.csv");
-    crate::output::tidy::replay_rounds(&metrics_path, |replicate, rows| {
-        tracker.observe(replicate as usize, rows);
-        tables.phases.observe(replicate, rows);
-    })
-    .map_err(io_error(&metrics_path))?;
-    tables.phases.end_round().map_err(io_error(&tables.paths.phases))?;
+    let tables = Tables::truncate(out_dir, &checkpoint, observers.phases)?;
+    let tracker = observers.summary;
     let manifest = ManifestWriter::new(out_dir, &scenario, &checkpoint.scenario_source, &file);
     manifest.write("running", checkpoint.round)?;
     let source = RunSource { text: &checkpoint.scenario_source, file: &file };
@@ -231,18 +226,19 @@ fn continue_run(
     options: &RunOptions,
     out_dir: &Path,
     manifest: &ManifestWriter<'_>,
-    mut tracker: SummaryTracker,
+    tracker: SummaryTracker,
     tables: Tables,
     start: u64,
 ) -> Result<RunOutcome, RunFailure> {
     let checkpoint_path = out_dir.join(crate::checkpoint::FILE);
-    let checkpoint = |round: u64, sims: &mut [Simulation], tables: &TablePaths| -> Result<(), RunFailure> {
+    let checkpoint = |round: u64, sims: &mut [Simulation], tables: &TablePaths, phases: &PhasesWriter, tracker: &SummaryTracker| {
         let Some(k) = options.checkpoint_every else { return Ok(()) };
         if round == 0 || !round.is_multiple_of(k) || round >= scenario.rounds {
             return Ok(());
         }
         let worlds = sims.iter().map(crate::checkpoint::capture).collect::<Result<Vec<_>, _>>().map_err(RunFailure::BadInput)?;
-        let (metrics_bytes, aggregate_bytes) = tables.lengths()?;
+        let (metrics_bytes, aggregate_bytes, phases_bytes) = tables.lengths()?;
+        let observers = Observers { summary: tracker.clone(), phases: phases.chains().clone() };
         let c = Checkpoint {
             format: crate::checkpoint::FORMAT.to_string(),
             scenario_file: source.file.display().to_string(),
@@ -254,19 +250,34 @@ fn continue_run(
             round,
             metrics_bytes,
             aggregate_bytes,
+            phases_bytes,
+            output: scenario.output.clone(),
+            observers: observers.encode(),
             worlds,
         };
         c.write(out_dir).map_err(io_error(&checkpoint_path))?;
         manifest.write("running", round)
     };
-    let (completed, result) = drive_from(&mut sims, scenario, options, tables, start, |r, rows| tracker.observe(r, rows), checkpoint);
+    let live = (0..sims.len()).map(|r| !tracker.has_stopped(r)).collect();
+    let tracker = std::cell::RefCell::new(tracker);
+    let (completed, result) = drive_from(
+        &mut sims,
+        scenario,
+        options,
+        tables,
+        start,
+        live,
+        |r, rows| tracker.borrow_mut().observe(r, rows),
+        |round, sims, tables, phases| checkpoint(round, sims, tables, phases, &tracker.borrow()),
+    );
+    let tracker = tracker.into_inner();
     let summary = tracker.summary();
     let summary_path = out_dir.join("summary.json");
     write_atomic(&summary_path, &serde_json::to_vec_pretty(&summary).expect("summary serialises")).map_err(io_error(&summary_path))?;
     if result.is_ok() {
         remove_if_present(&checkpoint_path)?;
     }
-    manifest.finish(completed, result)?;
+    manifest.finish(completed, summary.stopped_early.as_deref(), result)?;
     tracing::info!(rounds = completed, dir = %out_dir.display(), "run complete");
     Ok(RunOutcome { out_dir: out_dir.to_path_buf(), summary })
 }

@@ -2,6 +2,7 @@
 //! written in replicate order (so files do not depend on the thread count), observed, and
 //! checkpointed; an interrupt stops the loop between rounds.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -12,7 +13,7 @@ use crate::metrics::MetricRow;
 use crate::output::MetricsWriter;
 use crate::output::aggregate::AggregateWriter;
 use crate::output::phases::PhasesWriter;
-use crate::scenario::Scenario;
+use crate::scenario::{OutputSpec, Scenario};
 use crate::world::{RunError, Simulation};
 
 /// Something that advances round by round and reports tidy metric rows: one world, or the
@@ -41,111 +42,163 @@ impl Rounds for Simulation {
 /// Advances `worlds` (one per replicate) round-synchronously, in parallel, from round 0 to
 /// `scenario.rounds`, appending every round's rows in replicate order to the tidy table at
 /// `table` and showing them to `observe`. Returns the last completed round and how it ended;
-/// rounds completed before a failure are on disk.
+/// rounds completed before a failure are on disk. Every row of every round is written (the
+/// `output` section's thinning applies to runs, whose tables are metric rows, not to this
+/// table's divergences), and no world stops early.
 pub fn drive<W: Rounds>(
     worlds: &mut [W],
     scenario: &Scenario,
     options: &RunOptions,
     table: &Path,
-    observe: impl FnMut(usize, &[MetricRow]),
+    mut observe: impl FnMut(usize, &[MetricRow]),
 ) -> (u64, Result<(), RunFailure>) {
     let writer = match MetricsWriter::create(table) {
         Ok(w) => w,
         Err(e) => return (0, Err(io_error(table)(e))),
     };
-    drive_rounds(worlds, scenario, options, table, writer, None, None, 0, observe, |_, _| Ok(()))
+    let loop_ = RoundLoop { scenario, options, record: &OutputSpec::default(), start: 0, live: vec![true; worlds.len()] };
+    let observe = |r: usize, rows: &[MetricRow]| {
+        observe(r, rows);
+        false
+    };
+    loop_.run(worlds, (table, writer), None, None, observe, |_, _, _| Ok(()))
 }
 
-/// [`drive`] for a run's worlds from round `start`, also writing `aggregate.csv` and calling
-/// `after_round` (checkpoints) once a round's rows are on disk.
+/// [`drive`] for a run's worlds from round `start`, also writing `aggregate.csv` and
+/// `phases.csv`, recording what `scenario.output` asks, and calling `after_round`
+/// (checkpoints) once a round's rows are on disk. `observe` sees every row of every live
+/// replicate and says whether the replicate stops early after this round; `live` says which
+/// replicates still run (all of them, unless a checkpoint is resumed after some stopped).
+#[expect(clippy::too_many_arguments, reason = "a run's worlds, scenario, options, tables, start round, live replicates and two hooks")]
 pub(super) fn drive_from(
     worlds: &mut [Simulation],
     scenario: &Scenario,
     options: &RunOptions,
     tables: Tables,
     start: u64,
-    observe: impl FnMut(usize, &[MetricRow]),
-    mut after_round: impl FnMut(u64, &mut [Simulation], &TablePaths) -> Result<(), RunFailure>,
+    live: Vec<bool>,
+    observe: impl FnMut(usize, &[MetricRow]) -> bool,
+    mut after_round: impl FnMut(u64, &mut [Simulation], &TablePaths, &PhasesWriter) -> Result<(), RunFailure>,
 ) -> (u64, Result<(), RunFailure>) {
-    let Tables { metrics, aggregate, phases, paths } = tables;
+    let Tables { metrics, aggregate, mut phases, paths } = tables;
+    let loop_ = RoundLoop { scenario, options, record: &scenario.output, start, live };
     let aggregate = Some((aggregate, paths.aggregate.clone()));
-    let phases = Some((phases, paths.phases.clone()));
-    drive_rounds(worlds, scenario, options, &paths.metrics, metrics, aggregate, phases, start, observe, |round, worlds| {
-        after_round(round, worlds, &paths)
+    let phases_path = paths.phases.clone();
+    loop_.run(worlds, (&paths.metrics, metrics), aggregate, Some((&mut phases, phases_path)), observe, |round, worlds, phases| {
+        after_round(round, worlds, &paths, phases.expect("a run labels phases"))
     })
 }
 
-/// The round loop shared by [`drive`] and [`drive_from`].
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the one round loop behind drive and drive_from: worlds, scenario, options, the tables it writes, the start round and two hooks"
-)]
-fn drive_rounds<W: Rounds>(
-    worlds: &mut [W],
-    scenario: &Scenario,
-    options: &RunOptions,
-    table: &Path,
-    mut writer: MetricsWriter,
-    mut aggregate: Option<(AggregateWriter, PathBuf)>,
-    mut phases: Option<(PhasesWriter, PathBuf)>,
+/// The round loop shared by [`drive`] and [`drive_from`]: what it runs and records.
+struct RoundLoop<'a> {
+    scenario: &'a Scenario,
+    options: &'a RunOptions,
+    /// Which rounds and rows reach the tables.
+    record: &'a OutputSpec,
     start: u64,
-    mut observe: impl FnMut(usize, &[MetricRow]),
-    mut after_round: impl FnMut(u64, &mut [W]) -> Result<(), RunFailure>,
-) -> (u64, Result<(), RunFailure>) {
-    let progress = options.progress.as_deref();
-    // Training rounds 1..start are done already when a checkpoint is resumed.
-    if let Some(p) = progress {
-        p.start(&scenario.name, scenario.rounds, start.saturating_sub(1));
-    }
-    let mut completed = start.saturating_sub(1);
-    let mut result = Ok(());
-    for round in start..=scenario.rounds {
-        let outcomes: Vec<Result<(), RunError>> = worlds.par_iter_mut().map(|w| if round == 0 { w.measure() } else { w.step() }).collect();
-        if let Some(e) = outcomes.into_iter().find_map(Result::err) {
-            result = Err(e.into());
-            break;
+    /// Replicates still running.
+    live: Vec<bool>,
+}
+
+impl RoundLoop<'_> {
+    fn run<W: Rounds>(
+        mut self,
+        worlds: &mut [W],
+        (table, mut writer): (&Path, MetricsWriter),
+        mut aggregate: Option<(AggregateWriter, PathBuf)>,
+        mut phases: Option<(&mut PhasesWriter, PathBuf)>,
+        mut observe: impl FnMut(usize, &[MetricRow]) -> bool,
+        mut after_round: impl FnMut(u64, &mut [W], Option<&PhasesWriter>) -> Result<(), RunFailure>,
+    ) -> (u64, Result<(), RunFailure>) {
+        let (scenario, rounds) = (self.scenario, self.scenario.rounds);
+        let progress = self.options.progress.as_deref();
+        // Training rounds 1..start are done already when a checkpoint is resumed.
+        if let Some(p) = progress {
+            p.start(&scenario.name, rounds, self.start.saturating_sub(1));
         }
-        if let Err(e) = writer.write_round(worlds.iter().enumerate().map(|(r, w)| (r as u64, w.rows()))) {
-            result = Err(io_error(table)(e));
-            break;
-        }
-        if let Some((agg, path)) = &mut aggregate
-            && let Err(e) = agg.write_round(worlds.iter().map(|w| w.rows()))
-        {
-            result = Err(io_error(path)(e));
-            break;
-        }
-        if let Some((labels, path)) = &mut phases {
-            for (r, w) in worlds.iter().enumerate() {
-                labels.observe(r as u64, w.rows());
+        let mut completed = self.start.saturating_sub(1);
+        let mut result = Ok(());
+        for round in self.start..=rounds {
+            if !self.live.contains(&true) {
+                break;
             }
-            if let Err(e) = labels.end_round() {
+            let live = &self.live;
+            let outcomes: Vec<Result<(), RunError>> = worlds
+                .par_iter_mut()
+                .zip(live.par_iter())
+                .map(|(w, &on)| {
+                    if !on {
+                        Ok(())
+                    } else if round == 0 {
+                        w.measure()
+                    } else {
+                        w.step()
+                    }
+                })
+                .collect();
+            if let Some(e) = outcomes.into_iter().find_map(Result::err) {
+                result = Err(e.into());
+                break;
+            }
+            // Every live replicate's rows are observed (summary, early stop, phases); a round is
+            // recorded if the output section records it, and a replicate's last round always.
+            let recorded = self.record.records_round(round, rounds);
+            let running: Vec<usize> = (0..worlds.len()).filter(|&r| self.live[r]).collect();
+            let stopping: Vec<bool> = running.iter().map(|&r| observe(r, worlds[r].rows())).collect();
+            let writes: Vec<(u64, Cow<'_, [MetricRow]>)> = running
+                .iter()
+                .zip(&stopping)
+                .filter(|&(_, &stops)| recorded || stops)
+                .map(|(&r, _)| (r as u64, self.record.select(worlds[r].rows())))
+                .collect();
+            if let Err(e) = writer.write_round(writes.iter().map(|(r, rows)| (*r, &**rows))) {
+                result = Err(io_error(table)(e));
+                break;
+            }
+            if recorded
+                && let Some((agg, path)) = &mut aggregate
+                && let Err(e) = agg.write_round(
+                    running.iter().map(|&r| self.record.select(worlds[r].rows())).collect::<Vec<_>>().iter().map(|rows| &**rows),
+                )
+            {
                 result = Err(io_error(path)(e));
                 break;
             }
+            if let Some((labels, path)) = &mut phases {
+                for (&r, &stops) in running.iter().zip(&stopping) {
+                    labels.observe(r as u64, worlds[r].rows(), recorded || stops);
+                }
+                if let Err(e) = labels.end_round() {
+                    result = Err(io_error(path)(e));
+                    break;
+                }
+            }
+            for (&r, &stops) in running.iter().zip(&stopping) {
+                if stops {
+                    self.live[r] = false;
+                    tracing::info!(replicate = r, round, "replicate stopped early");
+                }
+            }
+            completed = round;
+            tracing::debug!(round, "round complete");
+            // Round 0 measures the initial state: it is not a training round.
+            if round > 0
+                && let Some(p) = progress
+            {
+                p.advance(1);
+            }
+            if let Err(e) = after_round(round, worlds, phases.as_ref().map(|(p, _)| &**p)) {
+                result = Err(e);
+                break;
+            }
+            if round < rounds && self.options.interrupt.as_ref().is_some_and(|flag| flag.load(std::sync::atomic::Ordering::Relaxed)) {
+                result = Err(RunFailure::Interrupted { round });
+                break;
+            }
         }
-        for (r, w) in worlds.iter().enumerate() {
-            observe(r, w.rows());
+        if let Some(p) = progress {
+            p.finish();
         }
-        completed = round;
-        tracing::debug!(round, "round complete");
-        // Round 0 measures the initial state: it is not a training round.
-        if round > 0
-            && let Some(p) = progress
-        {
-            p.advance(1);
-        }
-        if let Err(e) = after_round(round, worlds) {
-            result = Err(e);
-            break;
-        }
-        if round < scenario.rounds && options.interrupt.as_ref().is_some_and(|flag| flag.load(std::sync::atomic::Ordering::Relaxed)) {
-            result = Err(RunFailure::Interrupted { round });
-            break;
-        }
+        (completed, result)
     }
-    if let Some(p) = progress {
-        p.finish();
-    }
-    (completed, result)
 }

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{RunFailure, io_error};
+use crate::checkpoint::Checkpoint;
+use crate::diagnostics::DriftChains;
 use crate::output::MetricsWriter;
 use crate::output::aggregate::AggregateWriter;
 use crate::output::phases::PhasesWriter;
@@ -29,10 +31,10 @@ impl TablePaths {
         TablePaths { metrics: out_dir.join("metrics.csv"), aggregate: out_dir.join("aggregate.csv"), phases: out_dir.join("phases.csv") }
     }
 
-    /// Current byte lengths of `metrics.csv` and `aggregate.csv`.
-    pub(super) fn lengths(&self) -> Result<(u64, u64), RunFailure> {
+    /// Current byte lengths of `metrics.csv`, `aggregate.csv` and `phases.csv`.
+    pub(super) fn lengths(&self) -> Result<(u64, u64, u64), RunFailure> {
         let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).map_err(io_error(p));
-        Ok((len(&self.metrics)?, len(&self.aggregate)?))
+        Ok((len(&self.metrics)?, len(&self.aggregate)?, len(&self.phases)?))
     }
 }
 
@@ -48,11 +50,12 @@ impl Tables {
         })
     }
 
-    /// Cuts `metrics.csv` and `aggregate.csv` back to the given lengths (a checkpoint's) and
-    /// opens them to append; `phases.csv` starts anew, for the caller to replay.
-    pub(super) fn truncate(out_dir: &Path, metrics_bytes: u64, aggregate_bytes: u64, scenario: &Scenario) -> Result<Self, RunFailure> {
+    /// Cuts the tables back to a checkpoint's lengths and opens them to append, the phase
+    /// labels continuing from the checkpoint's drift chains.
+    pub(super) fn truncate(out_dir: &Path, checkpoint: &Checkpoint, chains: DriftChains) -> Result<Self, RunFailure> {
         let paths = TablePaths::of(out_dir);
-        for (path, len) in [(&paths.metrics, metrics_bytes), (&paths.aggregate, aggregate_bytes)] {
+        let c = checkpoint;
+        for (path, len) in [(&paths.metrics, c.metrics_bytes), (&paths.aggregate, c.aggregate_bytes), (&paths.phases, c.phases_bytes)] {
             let file = std::fs::OpenOptions::new().write(true).open(path).map_err(io_error(path))?;
             let have = file.metadata().map_err(io_error(path))?.len();
             if have < len {
@@ -66,7 +69,7 @@ impl Tables {
         Ok(Tables {
             metrics: MetricsWriter::append(&paths.metrics).map_err(io_error(&paths.metrics))?,
             aggregate: AggregateWriter::append(&paths.aggregate).map_err(io_error(&paths.aggregate))?,
-            phases: PhasesWriter::create(&paths.phases, &scenario.diagnostics).map_err(io_error(&paths.phases))?,
+            phases: PhasesWriter::resume(&paths.phases, c.phases_bytes, chains).map_err(io_error(&paths.phases))?,
             paths,
         })
     }

@@ -5,12 +5,13 @@
 //! phases and the early-stop test see every round of every replicate; `every`, `metrics` and
 //! `per_text` only choose which of those rows reach the tables.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::validate::Problem;
-use crate::metrics::names;
+use crate::metrics::{MetricRow, names};
 
 /// Where results are written and which rows are recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +68,15 @@ impl OutputSpec {
     /// Whether a row of metric `metric` (per text when `per_text`) is recorded.
     pub fn records_metric(&self, metric: &str, per_text: bool) -> bool {
         (self.per_text || !per_text) && self.metrics.as_ref().is_none_or(|m| m.iter().any(|n| n == metric))
+    }
+
+    /// The rows of `rows` that are recorded (borrowed as they are when every metric is).
+    pub fn select<'r>(&self, rows: &'r [MetricRow]) -> Cow<'r, [MetricRow]> {
+        if self.per_text && self.metrics.is_none() {
+            Cow::Borrowed(rows)
+        } else {
+            Cow::Owned(rows.iter().filter(|r| self.records_metric(&r.metric, r.text.is_some())).cloned().collect())
+        }
     }
 
     /// Whether the aggregate table is written for a run of `replicates` replicates.
