@@ -17,7 +17,7 @@ use coevo::rng::Stream;
 use coevo::world::{ConditionalAgent, RandomStream, ScenarioEntities, TextAgent};
 use coevo::{Scenario, Simulation};
 
-use crate::common::{coevo, coevo_with, scratch, stderr, stdout, text_p};
+use crate::common::{coevo, coevo_with, read, scratch, stderr, stdout, text_p};
 
 /// Every plugin package the tests load.
 const PLUGINS: [&str; 8] = [
@@ -769,4 +769,21 @@ fn plugins_check_tells_the_author_what_to_fix() {
     let (code, _, err) = plugins_check("no/such/libplugin.so", "{}");
     assert_eq!(code, Some(2));
     assert!(err.contains("no/such/libplugin.so") && err.contains("not found"), "{err}");
+}
+
+#[test]
+fn output_metrics_may_name_a_plugins_metrics_and_unknown_ones_are_refused_once_it_is_loaded() {
+    let base = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/plugin_audio.ron"))
+        .replace("library: \"audio\"", &format!("library: {:?}", audio_library()))
+        .replace("rounds: 300,", "rounds: 3,");
+    let with = |metrics: &str| base.replace("entities: [", &format!("output: (metrics: [{metrics}]),\n    entities: ["));
+    let file = Path::new("inline.ron");
+    // The plugin's own per-text `diversity` and its p-weighted mean are valid names.
+    let mut good = Scenario::parse(&with("\"diversity\", \"weighted_diversity\", \"gini_simpson\""), file).unwrap();
+    coevo::plugin::check_scenario(&mut good, file).unwrap_or_else(|p| panic!("{p:?}"));
+    let mut bad = Scenario::parse(&with("\"diversity\", \"pitch_spread\""), file).unwrap();
+    let problems = coevo::plugin::check_scenario(&mut bad, file).expect_err("an unknown metric is refused");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "output.metrics");
+    assert!(problems[0].message.contains("unknown metric \"pitch_spread\"") && problems[0].message.contains("diversity"), "{problems:?}");
 }

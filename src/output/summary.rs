@@ -328,3 +328,56 @@ fn median(v: &[u64]) -> u64 {
     v.sort_unstable();
     v[v.len() / 2]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(round: u64, gini: f64, weighted_trace: f64) -> Vec<MetricRow> {
+        let row =
+            |model: &str, metric: &str, value: f64| MetricRow { round, model: model.into(), text: None, metric: metric.into(), value };
+        vec![
+            row("captioner", names::GINI_SIMPSON, gini),
+            row("captioner", names::SUPPORT, 2.0),
+            row("painter", "weighted_trace", weighted_trace),
+        ]
+    }
+
+    #[test]
+    fn all_collapsed_stops_after_patience_rounds_of_every_model_below_its_threshold() {
+        let collapse = CollapseSpec { text_gini: 0.01, image_trace_ratio: 0.01 };
+        let stop = StopSpec { when: StopWhen::AllCollapsed, patience: 3 };
+        let mut tracker = SummaryTracker::new(collapse, Some(stop), 1, 100);
+        // Initial trace 1: the image model collapses below 0.01. Round 2: only the text model
+        // has collapsed; rounds 3-4 both, round 5 the image model is back above (the streak
+        // restarts), rounds 6-8 both: the replicate stops at round 8.
+        let series = [(0, 0.5, 1.0), (1, 0.3, 0.5), (2, 0.005, 0.5), (3, 0.005, 0.005), (4, 0.004, 0.005), (5, 0.004, 0.02)];
+        for (round, gini, trace) in series {
+            assert!(!tracker.observe(0, &rows(round, gini, trace)), "round {round}");
+        }
+        assert!(!tracker.observe(0, &rows(6, 0.004, 0.009)));
+        assert!(!tracker.observe(0, &rows(7, 0.004, 0.009)));
+        assert!(tracker.observe(0, &rows(8, 0.0, 0.001)));
+        let summary = tracker.summary();
+        assert_eq!(summary.stopped_early, Some(vec![Some(StoppedEarly { round: 8, reason: StopWhen::AllCollapsed })]));
+        // Collapse rounds are first crossings, as without a stop rule.
+        assert_eq!(summary.replicates[0][0].collapsed_at, Some(2));
+        assert_eq!(summary.replicates[0][1].collapsed_at, Some(3));
+        // The steady window (rounds 91..=100, 10 rounds) holds the last values of a stopped
+        // replicate.
+        assert_eq!(summary.replicates[0][0].steady_level, Some(0.0));
+        assert_eq!(summary.replicates[0][1].steady_level, Some(0.001));
+    }
+
+    #[test]
+    fn the_state_goes_through_a_checkpoint_bit_for_bit() {
+        let mut tracker = SummaryTracker::new(CollapseSpec::default(), Some(StopSpec { when: StopWhen::Absorbed, patience: 2 }), 2, 10);
+        for round in 0..10 {
+            let odd = [0.1 + round as f64 / 3.0, f64::NAN, f64::INFINITY, -0.0, 1e-310][round as usize % 5];
+            tracker.observe(0, &rows(round, odd, 1.0 / 3.0));
+        }
+        let back: SummaryTracker = ron::from_str(&ron::to_string(&tracker).unwrap()).unwrap();
+        assert_eq!(format!("{:?}", back.summary()), format!("{:?}", tracker.summary()));
+        assert_eq!(format!("{back:?}"), format!("{tracker:?}"));
+    }
+}

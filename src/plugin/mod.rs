@@ -52,6 +52,7 @@ pub fn check_scenario(scenario: &mut Scenario, file: &Path) -> Result<(), Vec<Pr
         })
         .collect();
     let mut problems = Vec::new();
+    let mut plugin_metrics: Vec<String> = Vec::new();
     for (i, entity) in scenario.entities.iter_mut().enumerate() {
         let EntitySpec::PluginModel(spec) = entity else { continue };
         let problem = |key: &str, message: String| Problem {
@@ -93,9 +94,17 @@ pub fn check_scenario(scenario: &mut Scenario, file: &Path) -> Result<(), Vec<Pr
                     model.metric_names()
                 ),
             )),
-            Ok(_) => spec.resolved = Some(path),
+            Ok(model) => {
+                spec.resolved = Some(path);
+                plugin_metrics.extend(model.metric_names().iter().cloned());
+                plugin_metrics.push(crate::metrics::names::weighted(DIVERSITY_METRIC));
+            }
             Err(e) => problems.push(problem("params", e.to_string())),
         }
+    }
+    // `output.metrics` can name a plugin's metrics: checked now that they are known.
+    if problems.is_empty() && scenario.entities.iter().any(|e| matches!(e, EntitySpec::PluginModel(_))) {
+        problems.extend(crate::scenario::output::check_metric_names(&scenario.output, &plugin_metrics));
     }
     if problems.is_empty() { Ok(()) } else { Err(problems) }
 }

@@ -175,26 +175,37 @@ pub fn builtin_metrics() -> Vec<String> {
 /// built-in ones unless the scenario has plugin models (whose names are known once their
 /// libraries are loaded: see `coevo::resolve`).
 pub fn check(output: &OutputSpec, stop: Option<&StopSpec>, has_plugins: bool) -> Vec<Problem> {
+    let problem = |key: &str, message: &str| Problem { entity: None, kind: "", key: key.into(), message: message.into() };
     let mut problems = Vec::new();
-    let mut fail = |key: &str, message: String| problems.push(Problem { entity: None, kind: "", key: key.into(), message });
     if output.every == 0 {
-        fail("output.every", "every must be at least 1 (record every k-th round; 1 records all)".into());
+        problems.push(problem("output.every", "every must be at least 1 (record every k-th round; 1 records all)"));
     }
-    if let Some(metrics) = &output.metrics {
-        if metrics.is_empty() {
-            fail("output.metrics", "an empty list records nothing; leave `metrics` out to record every metric".into());
-        }
-        if !has_plugins {
-            let known = builtin_metrics();
-            for m in metrics.iter().filter(|m| !known.contains(m)) {
-                fail("output.metrics", format!("unknown metric {m:?}; valid metrics: {}", known.join(", ")));
-            }
-        }
+    if output.metrics.as_ref().is_some_and(Vec::is_empty) {
+        problems.push(problem("output.metrics", "an empty list records nothing; leave `metrics` out to record every metric"));
     }
-    if let Some(stop) = stop
-        && stop.patience == 0
-    {
-        fail("stop.patience", "patience must be at least 1 round (the condition must hold that many rounds in a row)".into());
+    if !has_plugins {
+        problems.extend(check_metric_names(output, &[]));
+    }
+    if stop.is_some_and(|s| s.patience == 0) {
+        problems.push(problem("stop.patience", "patience must be at least 1 round (the condition must hold that many rounds in a row)"));
     }
     problems
+}
+
+/// Problems of `output.metrics`: names that are neither built in nor in `plugin_metrics` (the
+/// names the scenario's plugin models report, once their libraries are loaded).
+pub fn check_metric_names(output: &OutputSpec, plugin_metrics: &[String]) -> Vec<Problem> {
+    let Some(metrics) = &output.metrics else { return Vec::new() };
+    let mut known = builtin_metrics();
+    known.extend(plugin_metrics.iter().filter(|m| !known.contains(m)).cloned().collect::<Vec<_>>());
+    metrics
+        .iter()
+        .filter(|m| !known.contains(m))
+        .map(|m| Problem {
+            entity: None,
+            kind: "",
+            key: "output.metrics".into(),
+            message: format!("unknown metric {m:?}; valid metrics: {}", known.join(", ")),
+        })
+        .collect()
 }
