@@ -42,9 +42,9 @@ impl Rounds for Simulation {
 /// Advances `worlds` (one per replicate) round-synchronously, in parallel, from round 0 to
 /// `scenario.rounds`, appending every round's rows in replicate order to the tidy table at
 /// `table` and showing them to `observe`. Returns the last completed round and how it ended;
-/// rounds completed before a failure are on disk. Every row of every round is written (the
-/// `output` section's thinning applies to runs, whose tables are metric rows, not to this
-/// table's divergences), and no world stops early.
+/// rounds completed before a failure are on disk. Rounds are thinned by `output.every` (the
+/// metric selection applies to runs' metric rows, not to this table's own quantities, e.g.
+/// divergences), `observe` sees every round, and no world stops early.
 pub fn drive<W: Rounds>(
     worlds: &mut [W],
     scenario: &Scenario,
@@ -56,7 +56,8 @@ pub fn drive<W: Rounds>(
         Ok(w) => w,
         Err(e) => return (0, Err(io_error(table)(e))),
     };
-    let loop_ = RoundLoop { scenario, options, record: &OutputSpec::default(), start: 0, live: vec![true; worlds.len()] };
+    let record = OutputSpec { every: scenario.output.every, ..OutputSpec::default() };
+    let loop_ = RoundLoop { scenario, options, record: &record, start: 0, live: vec![true; worlds.len()] };
     let observe = |r: usize, rows: &[MetricRow]| {
         observe(r, rows);
         false
