@@ -194,3 +194,39 @@ fn bad_recording_and_stop_sections_are_refused_with_the_field_named() {
         assert!(!dir.join("o").exists(), "{flag} {value}: a refused run wrote its folder");
     }
 }
+
+#[test]
+fn a_sweep_of_stopping_points_summarises_each_replicate_at_its_last_round() {
+    // Every replicate absorbs and stops: its text diversity is exactly 0 from absorption on,
+    // so the held steady level is exactly 0, every replicate counts as collapsed, and the
+    // drift phase at each replicate's own last round is read (not the planned last round's).
+    let dir = scratch("recording", "sweep");
+    let source = ABSORBING
+        .replace("STOP", "stop: (when: Absorbed, patience: 2),\n    sweep: (parameters: [(path: \"captioner.batch\", values: [15, 25])]),");
+    let scenario = write(&dir, "s.ron", &source);
+    let out = dir.join("sweep");
+    ok(&["sweep", scenario.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"]);
+    let table = read(&out.join("sweep.csv"));
+    let header: Vec<&str> = table.lines().next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name}"));
+    let rows: Vec<Vec<&str>> = table.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 4, "two points, two models each");
+    let mut points: Vec<_> = std::fs::read_dir(out.join("points")).unwrap().map(|e| e.unwrap().path()).collect();
+    points.sort();
+    for row in &rows {
+        if row[column("model")] == "captioner" {
+            assert_eq!(row[column("steady_mean")], "0.0", "{row:?}");
+            assert_eq!(row[column("collapsed_fraction")], "1.0", "{row:?}");
+            continue;
+        }
+        // The phase of each replicate's last row in the point's phases.csv.
+        let phases = points[row[column("point")].parse::<usize>().unwrap()].join("phases.csv");
+        let mut last: BTreeMap<String, String> = BTreeMap::new();
+        for l in lines(&phases) {
+            last.insert(field(&l, 0).to_string(), field(&l, 7).to_string());
+        }
+        assert_eq!(last.len(), 4, "every replicate has phases");
+        let stationary = last.values().filter(|p| *p == "stationary").count() as f64 / 4.0;
+        assert_eq!(row[column("stationary_fraction")], format!("{stationary:?}"), "{row:?}");
+    }
+}

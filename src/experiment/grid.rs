@@ -304,17 +304,16 @@ fn run_point(
 
 /// The `sweep.csv` rows of one completed point.
 fn point_rows(index: usize, sweep: &Sweep, out: &Path, summary: &Summary) -> std::io::Result<String> {
-    let rounds = summary.rounds;
     let Some(first) = summary.replicates.first() else { return Ok(String::new()) };
     let replicates = summary.replicates.len();
     let mut last_phase: BTreeMap<(String, u64), String> = BTreeMap::new();
     let phases = out.join("phases.csv");
     if phases.exists() {
+        // Rows come in round order and each replicate's last round is always recorded (the
+        // planned last round, or the one it stopped early at): the last row per replicate and
+        // model is its phase at its last round.
         crate::output::tidy::read_csv(&phases, crate::output::phases::PHASES_HEADER, |n, f| {
-            let round: u64 = crate::output::tidy::parse(&phases, n, "round", f[1])?;
-            if round == rounds {
-                last_phase.insert((f[2].to_string(), crate::output::tidy::parse(&phases, n, "replicate", f[0])?), f[7].to_string());
-            }
+            last_phase.insert((f[2].to_string(), crate::output::tidy::parse(&phases, n, "replicate", f[0])?), f[7].to_string());
             Ok(())
         })?;
     }
