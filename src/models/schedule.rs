@@ -34,7 +34,7 @@ pub enum Schedule<T> {
 }
 
 /// The numbers a [`Schedule`] can carry: real parameters (`f64`) and counts (`u64`).
-pub trait ScheduleValue: Copy + PartialEq + std::fmt::Display {
+pub trait ScheduleValue: Copy + PartialEq + std::fmt::Display + std::fmt::Debug {
     /// `a + w (b - a)` for `w` in `[0, 1]`, in the type: a count is rounded to the nearest
     /// whole number (so a ramp of counts schedules counts, never a fraction of a sample).
     fn between(a: Self, b: Self, w: f64) -> Self;
@@ -124,10 +124,10 @@ impl<T: ScheduleValue> Schedule<T> {
                     return Some("Steps([]) has no point; give at least one (round, value), e.g. Steps([(1, 0.0), (500, 0.1)])".into());
                 };
                 if first > 1 {
+                    let missing = if first == 2 { "round 1 has".to_string() } else { format!("rounds 1 to {} have", first - 1) };
                     return Some(format!(
-                        "Steps starts at round {first}, so rounds 1 to {} have no value: start with a point at round 0 or 1, \
-                         e.g. Steps([(1, {v}), ...]) for the value before round {first}",
-                        first - 1
+                        "Steps starts at round {first}, so {missing} no value: start with a point at round 0 or 1, \
+                         e.g. Steps([(1, {v:?}), ...]) for the value before round {first}"
                     ));
                 }
                 points.windows(2).find(|w| w[1].0 <= w[0].0).map(|w| {
@@ -177,9 +177,13 @@ enum Shape<T> {
     Ramp { from: (u64, T), to: (u64, T) },
 }
 
-/// How a number of type `T` is described in a message.
-fn kind_of<T: 'static>() -> &'static str {
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<u64>() { "a whole number >= 0" } else { "a number" }
+/// How a number of type `T`, and a schedule of them, are described in a message.
+fn kind_of<T: 'static>() -> (&'static str, &'static str) {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<u64>() {
+        ("a whole number >= 0", "whole numbers")
+    } else {
+        ("a number", "numbers")
+    }
 }
 
 impl<'de, T: Deserialize<'de> + 'static> Deserialize<'de> for Schedule<T> {
@@ -187,11 +191,10 @@ impl<'de, T: Deserialize<'de> + 'static> Deserialize<'de> for Schedule<T> {
         // An untagged enum's own message ("did not match any variant") names no form; say
         // which forms are valid.
         let written = Written::<T>::deserialize(deserializer).map_err(|_| {
+            let (one, many) = kind_of::<T>();
             de::Error::custom(format!(
-                "expected {} or a schedule: Steps([(round, value), ...]) or Ramp(from: (round, value), to: (round, value)), \
-                 rounds being whole numbers >= 0 and values {}",
-                kind_of::<T>(),
-                kind_of::<T>()
+                "expected {one} or a schedule of {many}: Steps([(round, value), ...]) or \
+                 Ramp(from: (round, value), to: (round, value)), rounds being whole numbers"
             ))
         })?;
         Ok(match written {
@@ -231,7 +234,7 @@ mod tests {
     fn a_wrong_form_says_what_would_be_valid() {
         for bad in ["Stepz([(1, 0.0)])", "Steps([(1, \"a\")])", "Ramp(from: (1, 0.0))", "\"x\""] {
             let e = ron::<f64>(bad).unwrap_err();
-            assert!(e.contains("Steps([(round, value), ...])") && e.contains("a number"), "{bad}: {e}");
+            assert!(e.contains("Steps([(round, value), ...])") && e.contains("a number or a schedule"), "{bad}: {e}");
         }
         let e = ron::<u64>("0.5").unwrap_err();
         assert!(e.contains("a whole number >= 0"), "{e}");
@@ -256,7 +259,8 @@ mod tests {
     #[test]
     fn shapes_that_leave_a_round_without_a_value_are_named() {
         assert!(Schedule::<f64>::Steps(vec![]).shape_problem().unwrap().contains("no point"));
-        assert!(Schedule::Steps(vec![(2, 0.5)]).shape_problem().unwrap().contains("rounds 1 to 1 have no value"));
+        assert!(Schedule::Steps(vec![(2, 0.5)]).shape_problem().unwrap().contains("round 1 has no value"));
+        assert!(Schedule::Steps(vec![(9, 0.5)]).shape_problem().unwrap().contains("rounds 1 to 8 have no value"));
         assert!(Schedule::Steps(vec![(0, 0.5), (5, 0.1), (5, 0.2)]).shape_problem().unwrap().contains("round 5 follows round 5"));
         assert!(Schedule::Ramp { from: (5, 0.0), to: (5, 1.0) }.shape_problem().unwrap().contains("after the `from` round"));
         assert_eq!(Schedule::Steps(vec![(0, 0.5), (5, 0.1)]).shape_problem(), None);

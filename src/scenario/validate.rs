@@ -58,7 +58,7 @@ impl Checker<'_> {
 
     fn policy(&mut self, policy: &DataPolicy) {
         if let DataPolicy::Fresh { lambda } = policy {
-            self.schedule("data", "Fresh(lambda: ..)", lambda, |l| (0.0..=1.0).contains(&l), |at, l| {
+            self.schedule("data", Some("Fresh(lambda: ..)"), lambda, |l| (0.0..=1.0).contains(&l), |at, l| {
                 format!("Fresh(lambda: {l}){at}: the real-data fraction lambda must lie in [0, 1]")
             });
         }
@@ -69,17 +69,18 @@ impl Checker<'_> {
     /// every declared point. The valid ranges are intervals, so values in range at the points
     /// are in range at every round (steps take the points' values, a ramp interpolates between
     /// them). `message(at, value)` says what is wrong with a value, `at` being empty for a
-    /// plain number and ` at round r` for a point of a schedule.
+    /// plain number and ` at round r` for a point of a schedule. `label` names the value inside
+    /// the field, when the field holds more than the schedule (`Fresh(lambda: ..)` in `data`).
     fn schedule<T: ScheduleValue>(
         &mut self,
         key: &str,
-        label: &str,
+        label: Option<&str>,
         schedule: &Schedule<T>,
         in_range: impl Fn(T) -> bool,
         message: impl Fn(&str, T) -> String,
     ) {
         if let Some(problem) = schedule.shape_problem() {
-            self.fail(key, format!("{label}: {problem}"));
+            self.fail(key, label.map_or(problem.clone(), |l| format!("{l}: {problem}")));
             return;
         }
         for (round, value) in schedule.points() {
@@ -306,7 +307,7 @@ impl Checker<'_> {
 
     /// A fraction that must lie in `[0, 1]` (a probability, a mixing weight), possibly scheduled.
     fn unit_interval(&mut self, key: &str, value: &Schedule<f64>, what: &str) {
-        self.schedule(key, key, value, |v| (0.0..=1.0).contains(&v), |at, v| format!("{key} = {v}{at}: {what} must lie in [0, 1]"));
+        self.schedule(key, None, value, |v| (0.0..=1.0).contains(&v), |at, v| format!("{key} = {v}{at}: {what} must lie in [0, 1]"));
     }
 }
 
@@ -361,7 +362,7 @@ impl Checker<'_> {
 
     fn user_content_injector(&mut self, s: &UserContentInjectorSpec, kinds: &HashMap<&str, &EntitySpec>) {
         // Every whole number >= 0 is a valid n0 (0 adds nothing), so only the shape is checked.
-        self.schedule("n0", "n0", &s.n0, |_| true, |_, _| String::new());
+        self.schedule("n0", None, &s.n0, |_| true, |_, _| String::new());
         self.window(s.active.as_ref());
         let target = self.target("target", &s.target, &["ImageModel", "PluginModel"], "a UserContentInjector", kinds);
         if let UserSource::Gaussian(g) = &s.source {
@@ -559,7 +560,7 @@ impl<'a> Checker<'a> {
                     c.policy(&s.data);
                 }
                 EntitySpec::Temperature(s) => {
-                    c.schedule("t", "t", &s.t, |t| t.is_finite() && t > 0.0, |at, t| {
+                    c.schedule("t", None, &s.t, |t| t.is_finite() && t > 0.0, |at, t| {
                         format!("temperature T = {t}{at} is invalid: T must be a finite number > 0 (T < 1 sharpens, T > 1 flattens)")
                     });
                     c.window(s.active.as_ref());
