@@ -20,6 +20,7 @@ mod plugins;
 mod readme;
 mod scenario_errors;
 mod scenarios;
+mod schedules;
 mod stabilisers;
 mod theory;
 
