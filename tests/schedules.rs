@@ -8,6 +8,8 @@
 //! - A schedule constant at the plain value, and a window covering every round, give output
 //!   byte-identical to the plain number; a corpus injector switched on by a window fires
 //!   exactly where the same injector with `alpha` stepped from 0 does (same stream use).
+//! - Schedules and windows are written to the manifest as given, read back from a sweep
+//!   point's RON, and continue exactly across a checkpoint.
 //! - Injection switched on late pulls text diversity from its collapsing course up to the
 //!   floor the theory predicts, round by round (exact expectation, tolerance from the standard
 //!   error over replicates).
@@ -202,6 +204,37 @@ fn the_manifest_shows_schedules_and_windows_and_plain_numbers_as_written() {
     assert_eq!(entities[4]["UserContentInjector"]["n0"], serde_json::json!({"Ramp": {"from": [1, 0], "to": [40, 8]}}));
     assert_eq!(entities[4]["UserContentInjector"]["active"], serde_json::json!({"from": 5, "until": 50}));
     assert_eq!(entities[0]["TextModel"]["data"], serde_json::json!({"Fresh": {"lambda": 0.2}}));
+}
+
+#[test]
+fn scheduled_scenarios_survive_the_round_trips_of_sweeps_and_checkpoints() {
+    // A sweep point's scenario is written as RON (its manifest hashes it, its checkpoint embeds
+    // it) and read back; a checkpoint restores the round, from which every schedule is
+    // evaluated, so a world restored mid-schedule continues exactly as the uninterrupted one.
+    let source = platform(
+        "Ramp(from: (1, 1.5), to: (20, 0.7))",
+        "Steps([(1, 0.0), (10, 0.6)])",
+        "0.1",
+        "Ramp(from: (5, 0), to: (25, 9))",
+        "Steps([(0, 0.0), (15, 0.3)])",
+        ", active: (from: 4, until: 40)",
+    );
+    let s = scenario(&source);
+    let written = coevo::experiment::grid::point_source(&s);
+    assert_eq!(scenario(&written), s, "a point's RON does not read back as the same scenario:\n{written}");
+
+    let mut whole = Simulation::new(&s, 1).unwrap();
+    let mut resumed = Simulation::new(&s, 1).unwrap();
+    for _ in 0..12 {
+        whole.step().unwrap();
+    }
+    let state = coevo::checkpoint::capture(&whole).unwrap();
+    coevo::checkpoint::restore(&mut resumed, &state).unwrap();
+    for _ in 12..s.rounds {
+        let a = whole.step().unwrap().to_vec();
+        let b = resumed.step().unwrap();
+        assert!(a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.value.to_bits() == y.value.to_bits()), "round {}", a[0].round);
+    }
 }
 
 // ------------------------------------------------------------------ dynamics
