@@ -190,7 +190,11 @@ fn inject_late_diversity_recovers_once_the_injectors_switch_on() {
             for t in 1..=s.rounds {
                 let rows = sim.step().unwrap();
                 let fired = metric(rows, "corpus", "injected", None);
-                if t < from { before += fired } else { after += fired }
+                if t < from {
+                    before += fired
+                } else {
+                    after += fired
+                }
                 if t >= average_from {
                     gini += metric(rows, "late", "gini_simpson", None);
                     trace += per_text(rows, "late_painter", "trace", 5).iter().sum::<f64>() / k;

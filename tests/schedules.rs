@@ -310,7 +310,11 @@ fn rejects(fixture: &str, expected: &[&str]) {
 fn steps_out_of_order_are_rejected_with_the_field() {
     rejects(
         "steps_out_of_order",
-        &["steps_out_of_order.ron:10:13: entities[1] (CorpusInjector \"inject\").alpha", "round 400 follows round 500", "strictly increase"],
+        &[
+            "steps_out_of_order.ron:10:13: entities[1] (CorpusInjector \"inject\").alpha",
+            "round 400 follows round 500",
+            "strictly increase",
+        ],
     );
 }
 
@@ -332,7 +336,11 @@ fn a_value_out_of_range_at_any_point_is_rejected_with_the_round() {
 fn a_reversed_window_is_rejected() {
     rejects(
         "window_reversed",
-        &["window_reversed.ron:12:13: entities[2] (UserContentInjector \"uploads\").active", "from: 800 until: 500", "`until` must be >= `from`"],
+        &[
+            "window_reversed.ron:12:13: entities[2] (UserContentInjector \"uploads\").active",
+            "from: 800 until: 500",
+            "`until` must be >= `from`",
+        ],
     );
 }
 

@@ -114,7 +114,8 @@ pub fn build_conditional(spec: &PluginModelSpec, p0: &[f64], stream: &mut Stream
     };
     let fit_stream = Stream::from_rng(stream);
     let params = serde_json::to_string(&spec.params).expect("a JSON value serialises");
-    let mut model = PluginConditional::new(&table, &spec.model, &params, p0.len(), spec.data.clone(), fit_stream).map_err(|e| e.to_string())?;
+    let mut model =
+        PluginConditional::new(&table, &spec.model, &params, p0.len(), spec.data.clone(), fit_stream).map_err(|e| e.to_string())?;
     if let DataPolicy::Accumulate { initial } = spec.data {
         let mut counts = Vec::new();
         multinomial_counts(initial, p0, stream, &mut counts);

@@ -58,9 +58,13 @@ impl Checker<'_> {
 
     fn policy(&mut self, policy: &DataPolicy) {
         if let DataPolicy::Fresh { lambda } = policy {
-            self.schedule("data", Some("Fresh(lambda: ..)"), lambda, |l| (0.0..=1.0).contains(&l), |at, l| {
-                format!("Fresh(lambda: {l}){at}: the real-data fraction lambda must lie in [0, 1]")
-            });
+            self.schedule(
+                "data",
+                Some("Fresh(lambda: ..)"),
+                lambda,
+                |l| (0.0..=1.0).contains(&l),
+                |at, l| format!("Fresh(lambda: {l}){at}: the real-data fraction lambda must lie in [0, 1]"),
+            );
         }
     }
 
@@ -560,9 +564,15 @@ impl<'a> Checker<'a> {
                     c.policy(&s.data);
                 }
                 EntitySpec::Temperature(s) => {
-                    c.schedule("t", None, &s.t, |t| t.is_finite() && t > 0.0, |at, t| {
-                        format!("temperature T = {t}{at} is invalid: T must be a finite number > 0 (T < 1 sharpens, T > 1 flattens)")
-                    });
+                    c.schedule(
+                        "t",
+                        None,
+                        &s.t,
+                        |t| t.is_finite() && t > 0.0,
+                        |at, t| {
+                            format!("temperature T = {t}{at} is invalid: T must be a finite number > 0 (T < 1 sharpens, T > 1 flattens)")
+                        },
+                    );
                     c.window(s.active.as_ref());
                     match kinds.get(s.target.as_str()) {
                         None => c.fail(
