@@ -8,9 +8,10 @@
 
 use coevo::Scenario;
 use coevo::metrics::MetricRow;
+use coevo::scenario::EntitySpec;
 use rayon::prelude::*;
 
-use crate::common::{mean_se, metric, per_text, ready};
+use crate::common::{Z, mean_se, metric, per_text, ready};
 
 /// Runs replicate `replicate` of `scenario` round by round, up to `scenario.rounds` or until
 /// `done(rows)` holds; returns the rows of round 0, of every round listed in `keep`, and of
@@ -162,4 +163,96 @@ fn matthew_rare_texts_lose_image_diversity_first() {
     let m: Vec<f64> = runs.iter().map(|run| metric(run.last().unwrap(), "painter", "matthew_index", None)).collect();
     let (mean, se) = mean_se(&m);
     assert!(mean > 0.0 && mean > 3.0 * se, "Matthew index {mean:.3} +- {se:.3} is not positive; per replicate {m:?}");
+}
+
+#[test]
+fn inject_late_diversity_recovers_once_the_injectors_switch_on() {
+    // The file's platforms with 16 replicates of 1500 rounds (the file: 4 of 2000). Its two
+    // injectors act on `late` from round `from` = 500 on (their `active` window).
+    let mut s = ready("inject_late");
+    s.replicates = 16;
+    s.rounds = 1500;
+    let Some(EntitySpec::CorpusInjector(corpus)) = s.entity("corpus") else { panic!("inject_late.ron has a corpus injector") };
+    let (alpha, eps, from) = (corpus.alpha.constant().unwrap(), corpus.eps.constant().unwrap(), corpus.active.unwrap().from);
+    let Some(EntitySpec::UserContentInjector(users)) = s.entity("uploads") else { panic!("inject_late.ron has user content") };
+    assert_eq!(users.active.map(|w| w.from), Some(from), "both injectors switch on together");
+    let n0 = users.n0.constant().unwrap() as f64;
+    let (k, n, t0, average_from) = (5.0, 1000.0, 0.2, 1000u64);
+    let rounds_averaged = (s.rounds - average_from + 1) as f64;
+
+    // Per replicate: injections before and from `from`, and the time averages over rounds
+    // 1000-1500 of late's gini_simpson and of late_painter's trace averaged over texts.
+    let per_replicate: Vec<(f64, f64, f64, f64)> = (0..s.replicates)
+        .into_par_iter()
+        .map(|r| {
+            let mut sim = coevo::Simulation::new(&s, r).expect("world builds");
+            let (mut before, mut after, mut gini, mut trace) = (0.0, 0.0, 0.0, 0.0);
+            for t in 1..=s.rounds {
+                let rows = sim.step().unwrap();
+                let fired = metric(rows, "corpus", "injected", None);
+                if t < from {
+                    before += fired
+                } else {
+                    after += fired
+                }
+                if t >= average_from {
+                    gini += metric(rows, "late", "gini_simpson", None);
+                    trace += per_text(rows, "late_painter", "trace", 5).iter().sum::<f64>() / k;
+                }
+            }
+            (before, after, gini / rounds_averaged, trace / rounds_averaged)
+        })
+        .collect();
+
+    // Exact: outside its window the injector never fires (its `injected` metric reads 0).
+    assert!(per_replicate.iter().all(|r| r.0 == 0.0), "injections before round {from}: {per_replicate:?}");
+    // From the window on, one Bernoulli(alpha) per round and replicate: Binomial(n, alpha).
+    let trials = (s.replicates * (s.rounds - from + 1)) as f64;
+    let fired: f64 = per_replicate.iter().map(|r| r.1).sum();
+    let se = (trials * alpha * (1.0 - alpha)).sqrt();
+    assert!((fired - trials * alpha).abs() <= Z * se, "{fired} injections in {trials} active rounds, alpha = {alpha}");
+
+    // Text diversity. Whatever the conditionals, a text phase gives E[H' | p] >= (1 - 1/N) H
+    // (docs/model.md section 3), and a uniform injection maps H exactly to (1 - eps)^2 H +
+    // c (1 - 1/K), c = 1 - (1 - eps)^2, with probability alpha (tests/stabilisers.rs). So from
+    // round `from`, whatever H was then (>= 0), E H_t >= L_t with L_{from-1} = 0 and
+    //     L_t = rho L_{t-1} + alpha c (1 - 1/K),   rho = (1 - alpha c)(1 - 1/N),
+    // which climbs to the floor H* = 0.72. The mean over replicates of the time average over
+    // rounds 1000-1500 must not lie below the same average of L by more than Z standard errors.
+    let c = 1.0 - (1.0 - eps).powi(2);
+    let rho = (1.0 - alpha * c) * (1.0 - 1.0 / n);
+    let mut lower = 0.0;
+    let mut lower_average = 0.0;
+    for t in from..=s.rounds {
+        lower = rho * lower + alpha * c * (1.0 - 1.0 / k);
+        if t >= average_from {
+            lower_average += lower / rounds_averaged;
+        }
+    }
+    let (gini, gini_se) = mean_se(&per_replicate.iter().map(|r| r.2).collect::<Vec<_>>());
+    assert!(gini >= lower_average - Z * gini_se, "late gini_simpson {gini:.3} +- {gini_se:.3} below the bound {lower_average:.3}");
+    assert!(lower_average > 0.7, "the bound itself says diversity came back: {lower_average}");
+
+    // Image diversity. With n model samples of a text pooled with n0 user images and an MLE
+    // refit, the expected trace and squared fidelity follow a linear recursion whose fixed
+    // point is T*(n) = g n0 T0 / (1 - g n), g = (M - 1)/M^2 + n / (M^2 (2n + n0)), M = n + n0
+    // (derived in tests/stabilisers.rs). Under binomial allocation n changes from round to
+    // round (0 <= n <= N), and each round's expected update moves (trace, fidelity^2) towards
+    // the fixed point of that round's n by a convex combination, so the stationary expected
+    // trace lies between the smallest and the largest T*(n) over n = 0..N: 0.90 T0 to 0.95 T0.
+    // The transient from round 500 decays at least as fast as (1 - n0 / (N + n0))^t, below
+    // 1% of T0 by round 1000, inside the standard error. Texts are averaged within a
+    // replicate (they share the text model), replicates are the independent units.
+    let fixed_point = |n: f64| {
+        let m = n + n0;
+        let g = (m - 1.0) / (m * m) + n / (m * m * (2.0 * n + n0));
+        g * n0 * t0 / (1.0 - g * n)
+    };
+    let stars: Vec<f64> = (0..=n as u64).map(|n| fixed_point(n as f64)).collect();
+    let (lo, hi) = stars.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+    let (trace, trace_se) = mean_se(&per_replicate.iter().map(|r| r.3).collect::<Vec<_>>());
+    assert!(
+        trace >= lo - Z * trace_se && trace <= hi + Z * trace_se,
+        "late_painter mean trace {trace:.4} +- {trace_se:.4} outside the fixed points [{lo:.4}, {hi:.4}]"
+    );
 }

@@ -305,10 +305,10 @@ fn hot_temperature_with_accumulated_data_makes_the_survivors_uniform() {
         .entities
         .iter()
         .find_map(|e| match e {
-            EntitySpec::Temperature(x) if x.target == "captioner" => Some(x.t),
+            EntitySpec::Temperature(x) if x.target == "captioner" => x.t.constant(),
             _ => None,
         })
-        .expect("a temperature sampler on the captioner");
+        .expect("a constant temperature sampler on the captioner");
     let (n, l, a) = (50.0, 20.0, 1.0 - 1.0 / t);
     let (t0, rounds) = (300u64, s.rounds);
     let mut lost = 0;
@@ -521,7 +521,7 @@ fn lambda_outside_the_unit_interval() {
 
 #[test]
 fn negative_n0() {
-    rejects("n0_negative", &["n0_negative.ron:8:", "`n0` expects a non-negative whole number"]);
+    rejects("n0_negative", &["n0_negative.ron:8:", "(UserContentInjector \"users\").n0", "expected a whole number >= 0 or a schedule"]);
 }
 
 #[test]

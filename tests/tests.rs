@@ -21,6 +21,7 @@ mod readme;
 mod recording;
 mod scenario_errors;
 mod scenarios;
+mod schedules;
 mod stabilisers;
 mod theory;
 

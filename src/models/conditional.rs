@@ -49,7 +49,7 @@ pub trait ConditionalModel: Send + Sync {
     fn add_log_likelihood(&mut self, samples: &[f64], out: &mut [f64]) -> Result<(), ModelError>;
     /// The data policy the model's refit honours (the image phase mixes in real data under
     /// `Fresh`; the model keeps its own statistics under `Accumulate`).
-    fn data_policy(&self) -> DataPolicy;
+    fn data_policy(&self) -> &DataPolicy;
     /// Refits on a pooled batch grouped by caption, honouring the model's data policy.
     fn fit(&mut self, counts: &[usize], samples: &[f64]) -> Result<(), ModelError>;
     /// Marks the start of a round: the parameters now are "last round's" for local drift.

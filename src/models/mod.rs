@@ -6,6 +6,7 @@
 //!   factorisation, sampling, log-densities and per-text maximum-likelihood refit.
 //! - [`conditional`]: the trait every conditional model (built-in or plugin) meets.
 //! - [`policy`]: the data policies of docs/model.md section 6.
+//! - [`schedule`]: parameters that change over rounds (docs/model.md section 12).
 //! - [`batch`]: caption-grouped batches: pooling and the checks on what a model returns.
 
 pub mod batch;
@@ -13,9 +14,11 @@ pub mod conditional;
 pub mod gaussian;
 pub mod linalg;
 pub mod policy;
+pub mod schedule;
 pub mod text;
 
 pub use conditional::{ConditionalModel, ModelError, PerTextMetrics};
 pub use gaussian::{Allocation, Estimator, GaussianImageModel};
 pub use policy::DataPolicy;
+pub use schedule::{Schedule, ScheduleValue};
 pub use text::TextModel;

@@ -180,8 +180,8 @@ impl ConditionalModel for PluginConditional {
         Ok(())
     }
 
-    fn data_policy(&self) -> DataPolicy {
-        self.policy
+    fn data_policy(&self) -> &DataPolicy {
+        &self.policy
     }
 
     fn fit(&mut self, counts: &[usize], samples: &[f64]) -> Result<(), ModelError> {

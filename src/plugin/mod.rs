@@ -84,7 +84,7 @@ pub fn check_scenario(scenario: &mut Scenario, file: &Path) -> Result<(), Vec<Pr
             continue;
         };
         let params = serde_json::to_string(&spec.params).expect("a JSON value serialises");
-        match PluginConditional::new(&table, &spec.model, &params, k, spec.data, Stream::from_seed([0; 32])) {
+        match PluginConditional::new(&table, &spec.model, &params, k, spec.data.clone(), Stream::from_seed([0; 32])) {
             Ok(model) if !model.metric_names().iter().any(|m| m == DIVERSITY_METRIC) => problems.push(problem(
                 "model",
                 format!(
@@ -123,7 +123,8 @@ pub fn build_conditional(spec: &PluginModelSpec, p0: &[f64], stream: &mut Stream
     };
     let fit_stream = Stream::from_rng(stream);
     let params = serde_json::to_string(&spec.params).expect("a JSON value serialises");
-    let mut model = PluginConditional::new(&table, &spec.model, &params, p0.len(), spec.data, fit_stream).map_err(|e| e.to_string())?;
+    let mut model =
+        PluginConditional::new(&table, &spec.model, &params, p0.len(), spec.data.clone(), fit_stream).map_err(|e| e.to_string())?;
     if let DataPolicy::Accumulate { initial } = spec.data {
         let mut counts = Vec::new();
         multinomial_counts(initial, p0, stream, &mut counts);

@@ -62,6 +62,8 @@ impl ScenarioError {
                 | E::ExpectedOption
                 | E::ExpectedUnit
                 | E::InvalidValueForType { .. }
+                // A custom message of a value's own deserializer (a schedule that fits no form).
+                | E::Message(_)
         );
         let field = if value_error { field_before(source, line, col) } else { None };
         let for_field = field.as_ref().map_or_else(String::new, |f| format!("`{f}` "));

@@ -23,6 +23,7 @@ pub use output::{AggregateWhen, OutputSpec, StopSpec, StopWhen, TableFormat};
 pub use plugin::{Feed, PluginModelSpec};
 pub use sweep::{Sweep, SweepParameter, SweepValue};
 
+pub use crate::models::Schedule;
 use crate::models::{Allocation, DataPolicy, Estimator};
 
 /// A whole scenario file.
@@ -96,6 +97,16 @@ impl EntitySpec {
             EntitySpec::CorpusInjector(s) => &s.name,
             EntitySpec::UserContentInjector(s) => &s.name,
             EntitySpec::PluginModel(s) => &s.name,
+        }
+    }
+
+    /// The window of rounds an influence acts in (`None`: every round; models have none).
+    pub fn active(&self) -> Option<&Window> {
+        match self {
+            EntitySpec::Temperature(s) => s.active.as_ref(),
+            EntitySpec::CorpusInjector(s) => s.active.as_ref(),
+            EntitySpec::UserContentInjector(s) => s.active.as_ref(),
+            EntitySpec::TextModel(_) | EntitySpec::ImageModel(_) | EntitySpec::PluginModel(_) => None,
         }
     }
 
@@ -268,8 +279,35 @@ pub struct TemperatureSpec {
     pub name: String,
     /// The text model (softmax of `log p / T`) or image model (covariance times `T`) it acts on.
     pub target: String,
-    /// Temperature `T > 0`.
-    pub t: f64,
+    /// Temperature `T > 0`, possibly scheduled over rounds.
+    pub t: Schedule<f64>,
+    /// The rounds it acts in (default: every round); outside them its target samples at `T = 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<Window>,
+}
+
+/// The rounds an influence acts in (docs/model.md section 12): `from` to `until`, both included
+/// (`until` absent: to the end of the run). Outside its window an influence does nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// First round it acts in (rounds count from 1; default 1).
+    #[serde(default = "first_round")]
+    pub from: u64,
+    /// Last round it acts in (default: none, to the end of the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<u64>,
+}
+
+fn first_round() -> u64 {
+    1
+}
+
+impl Window {
+    /// Whether round `round` lies in the window.
+    pub fn contains(&self, round: u64) -> bool {
+        round >= self.from && self.until.is_none_or(|until| round <= until)
+    }
 }
 
 /// One Gaussian `N(mean, covariance)` (the prior of a new text).
@@ -292,13 +330,16 @@ pub struct CorpusInjectorSpec {
     pub name: String,
     /// The text model it injects into.
     pub target: String,
-    /// Probability of an injection in a round, in `[0, 1]`.
-    pub alpha: f64,
-    /// Mixing weight of an injection, in `[0, 1]`.
-    pub eps: f64,
+    /// Probability of an injection in a round, in `[0, 1]`, possibly scheduled over rounds.
+    pub alpha: Schedule<f64>,
+    /// Mixing weight of an injection, in `[0, 1]`, possibly scheduled over rounds.
+    pub eps: Schedule<f64>,
     /// The injection distribution `r` (default `Uniform`).
     #[serde(default)]
     pub distribution: Injection,
+    /// The rounds it acts in (default: every round); outside them it never injects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<Window>,
 }
 
 /// The distribution `r` a corpus injector mixes in.
@@ -325,11 +366,14 @@ pub struct UserContentInjectorSpec {
     pub name: String,
     /// The image model whose refits get the external images.
     pub target: String,
-    /// External images per text per image phase.
-    pub n0: u64,
+    /// External images per text per image phase, possibly scheduled over rounds.
+    pub n0: Schedule<u64>,
     /// Where the images come from (default `Initial`).
     #[serde(default)]
     pub source: UserSource,
+    /// The rounds it acts in (default: every round); outside them it adds no image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<Window>,
 }
 
 /// The source of user content.

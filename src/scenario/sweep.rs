@@ -14,7 +14,10 @@
 //!   (`captioner.data.lambda` reaches `Fresh(lambda: ..)`);
 //! - a number swept onto an enum variant with one numeric payload replaces the payload
 //!   (`painter.covariance: 0.05` turns `Isotropic(0.1)` into `Isotropic(0.05)`,
-//!   `painter.allocation: 50` turns `Fixed(100)` into `Fixed(50)`).
+//!   `painter.allocation: 50` turns `Fixed(100)` into `Fixed(50)`);
+//! - a number swept onto a scheduled parameter (docs/model.md section 12) replaces the whole
+//!   schedule with that constant (`inject.alpha: 0.5` turns `Steps([(1, 0.0), (500, 1.0)])`
+//!   into `0.5`); a window's rounds are fields like any other (`inject.active.from`).
 //!
 //! A string value replaces the field whole (a unit variant such as `"Unbiased"`).
 
@@ -24,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Problem, Scenario};
+use crate::models::schedule::SCHEDULE_VARIANTS;
 
 /// The `sweep` section of a scenario.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -206,6 +210,8 @@ fn set(root: &mut Value, path: &str, value: &SweepValue) -> Result<(), String> {
     }
     let new = value.to_json();
     match current {
+        // A schedule (`{"Steps": ..}`, `{"Ramp": ..}`): a number makes it that constant.
+        Value::Object(o) if o.len() == 1 && new.is_number() && SCHEDULE_VARIANTS.iter().any(|v| o.contains_key(*v)) => *current = new,
         // An enum variant with one scalar payload (`Isotropic(0.1)`, `Fixed(100)`): a number
         // replaces the payload.
         Value::Object(o) if o.len() == 1 && new.is_number() => {
@@ -344,15 +350,40 @@ mod tests {
         assert_eq!(img.allocation, crate::models::Allocation::Fixed(7));
         let s = one("captioner.data.lambda", SweepValue::Float(0.5)).unwrap();
         let EntitySpec::TextModel(t) = &s.entities[0] else { panic!() };
-        assert_eq!(t.data, crate::models::DataPolicy::Fresh { lambda: 0.5 });
+        assert_eq!(t.data, crate::models::DataPolicy::Fresh { lambda: 0.5.into() });
         let s = one("heat.t", SweepValue::Unsigned(2)).unwrap();
         let EntitySpec::Temperature(t) = &s.entities[2] else { panic!() };
-        assert_eq!(t.t, 2.0);
+        assert_eq!(t.t, 2.0.into());
         let s = one("painter.estimator", SweepValue::Text("Unbiased".into())).unwrap();
         let EntitySpec::ImageModel(img) = &s.entities[1] else { panic!() };
         assert_eq!(img.estimator, crate::models::Estimator::Unbiased);
         assert_eq!(one("seed", SweepValue::Unsigned(9)).unwrap().seed, 9);
         assert_eq!(one("collapse.text_gini", SweepValue::Float(0.2)).unwrap().collapse.text_gini, 0.2);
+    }
+
+    #[test]
+    fn a_number_swept_onto_a_schedule_makes_it_constant_and_windows_sweep_by_field() {
+        let src = r#"Scenario(name: "s", rounds: 3, entities: [
+            TextModel(name: "captioner", data: Fresh(lambda: Ramp(from: (1, 0.0), to: (3, 0.5)))),
+            CorpusInjector(name: "inject", target: "captioner", alpha: Steps([(1, 0.0), (2, 1.0)]), eps: 0.1,
+                active: (from: 2)),
+        ])"#;
+        let base = Scenario::parse(src, Path::new("base.ron")).unwrap();
+        let set = |path: &str, v: SweepValue| apply(&base, &[(path.to_string(), v)]);
+        let s = set("inject.alpha", SweepValue::Float(0.5)).unwrap();
+        let EntitySpec::CorpusInjector(inj) = &s.entities[1] else { panic!() };
+        assert_eq!((inj.alpha.clone(), inj.active), (0.5.into(), Some(crate::scenario::Window { from: 2, until: None })));
+        let s = set("captioner.data.lambda", SweepValue::Unsigned(1)).unwrap();
+        let EntitySpec::TextModel(t) = &s.entities[0] else { panic!() };
+        assert_eq!(t.data, crate::models::DataPolicy::Fresh { lambda: 1.0.into() });
+        let s = set("inject.active.from", SweepValue::Unsigned(3)).unwrap();
+        let EntitySpec::CorpusInjector(inj) = &s.entities[1] else { panic!() };
+        assert_eq!(inj.active.map(|w| w.from), Some(3));
+        // A swept value is validated like a written one.
+        let e = set("inject.alpha", SweepValue::Float(1.5)).unwrap_err();
+        assert!(e.contains("alpha = 1.5") && e.contains("[0, 1]"), "{e}");
+        let e = set("inject.active.from", SweepValue::Unsigned(0)).unwrap_err();
+        assert!(e.contains("rounds count from 1"), "{e}");
     }
 
     #[test]

@@ -7,9 +7,9 @@ use nalgebra::{DMatrix, SymmetricEigen};
 
 use super::{
     CorpusInjectorSpec, Covariance, EntitySpec, GaussianSpec, ImageModelSpec, Injection, Means, Perturbation, PluginModelSpec, Scenario,
-    TextInit, UserContentInjectorSpec, UserSource,
+    TextInit, UserContentInjectorSpec, UserSource, Window,
 };
-use crate::models::{Allocation, DataPolicy};
+use crate::models::{Allocation, DataPolicy, Schedule, ScheduleValue};
 
 /// Tolerance on `sum p = 1`: loose enough for hand-written decimals like `0.1` (ten of which
 /// sum to `0.9999999999999999`), tight enough to catch a genuine typo.
@@ -57,10 +57,58 @@ impl Checker<'_> {
     }
 
     fn policy(&mut self, policy: &DataPolicy) {
-        if let DataPolicy::Fresh { lambda } = *policy
-            && !(0.0..=1.0).contains(&lambda)
+        if let DataPolicy::Fresh { lambda } = policy {
+            self.schedule(
+                "data",
+                Some("Fresh(lambda: ..)"),
+                lambda,
+                |l| (0.0..=1.0).contains(&l),
+                |at, l| format!("Fresh(lambda: {l}){at}: the real-data fraction lambda must lie in [0, 1]"),
+            );
+        }
+    }
+
+    /// A scheduled parameter (docs/model.md section 12) written under `key`: its shape (steps
+    /// start at round 0 or 1, rounds increase; a ramp ends after it starts) and its value at
+    /// every declared point. The valid ranges are intervals, so values in range at the points
+    /// are in range at every round (steps take the points' values, a ramp interpolates between
+    /// them). `message(at, value)` says what is wrong with a value, `at` being empty for a
+    /// plain number and ` at round r` for a point of a schedule. `label` names the value inside
+    /// the field, when the field holds more than the schedule (`Fresh(lambda: ..)` in `data`).
+    fn schedule<T: ScheduleValue>(
+        &mut self,
+        key: &str,
+        label: Option<&str>,
+        schedule: &Schedule<T>,
+        in_range: impl Fn(T) -> bool,
+        message: impl Fn(&str, T) -> String,
+    ) {
+        if let Some(problem) = schedule.shape_problem() {
+            self.fail(key, label.map_or(problem.clone(), |l| format!("{l}: {problem}")));
+            return;
+        }
+        for (round, value) in schedule.points() {
+            if !in_range(value) {
+                let at = if schedule.constant().is_some() { String::new() } else { format!(" at round {round}") };
+                self.fail(key, message(&at, value));
+                return;
+            }
+        }
+    }
+
+    /// The window of rounds an influence acts in: starts at round 1 or later, ends no earlier.
+    fn window(&mut self, window: Option<&Window>) {
+        let Some(w) = window else { return };
+        if w.from == 0 {
+            self.fail("active", "active.from = 0: rounds count from 1 (round 0 is the initial state); write from: 1 for the first round");
+        }
+        if let Some(until) = w.until
+            && until < w.from
         {
-            self.fail("data", format!("Fresh(lambda: {lambda}): the real-data fraction lambda must lie in [0, 1]"));
+            self.fail(
+                "active",
+                format!("active window from: {} until: {until} is empty: `until` must be >= `from` (both rounds are included)", w.from),
+            );
         }
     }
 
@@ -261,11 +309,9 @@ impl Checker<'_> {
         self.shared_covariance(key, &g.covariance, d);
     }
 
-    /// A fraction that must lie in `[0, 1]` (a probability, a mixing weight).
-    fn unit_interval(&mut self, key: &str, value: f64, what: &str) {
-        if !(0.0..=1.0).contains(&value) {
-            self.fail(key, format!("{key} = {value}: {what} must lie in [0, 1]"));
-        }
+    /// A fraction that must lie in `[0, 1]` (a probability, a mixing weight), possibly scheduled.
+    fn unit_interval(&mut self, key: &str, value: &Schedule<f64>, what: &str) {
+        self.schedule(key, None, value, |v| (0.0..=1.0).contains(&v), |at, v| format!("{key} = {v}{at}: {what} must lie in [0, 1]"));
     }
 }
 
@@ -297,8 +343,9 @@ impl Checker<'_> {
     }
 
     fn corpus_injector(&mut self, s: &CorpusInjectorSpec, kinds: &HashMap<&str, &EntitySpec>) {
-        self.unit_interval("alpha", s.alpha, "the injection probability alpha");
-        self.unit_interval("eps", s.eps, "the mixing weight eps");
+        self.unit_interval("alpha", &s.alpha, "the injection probability alpha");
+        self.unit_interval("eps", &s.eps, "the mixing weight eps");
+        self.window(s.active.as_ref());
         let texts = match self.target("target", &s.target, &["TextModel"], "a CorpusInjector", kinds) {
             Some(EntitySpec::TextModel(t)) => Some(text_count(&t.initial)),
             _ => None,
@@ -318,6 +365,9 @@ impl Checker<'_> {
     }
 
     fn user_content_injector(&mut self, s: &UserContentInjectorSpec, kinds: &HashMap<&str, &EntitySpec>) {
+        // Every whole number >= 0 is a valid n0 (0 adds nothing), so only the shape is checked.
+        self.schedule("n0", None, &s.n0, |_| true, |_, _| String::new());
+        self.window(s.active.as_ref());
         let target = self.target("target", &s.target, &["ImageModel", "PluginModel"], "a UserContentInjector", kinds);
         if let UserSource::Gaussian(g) = &s.source {
             match target {
@@ -514,12 +564,16 @@ impl<'a> Checker<'a> {
                     c.policy(&s.data);
                 }
                 EntitySpec::Temperature(s) => {
-                    if !(s.t.is_finite() && s.t > 0.0) {
-                        c.fail(
-                            "t",
-                            format!("temperature T = {} is invalid: T must be a finite number > 0 (T < 1 sharpens, T > 1 flattens)", s.t),
-                        );
-                    }
+                    c.schedule(
+                        "t",
+                        None,
+                        &s.t,
+                        |t| t.is_finite() && t > 0.0,
+                        |at, t| {
+                            format!("temperature T = {t}{at} is invalid: T must be a finite number > 0 (T < 1 sharpens, T > 1 flattens)")
+                        },
+                    );
+                    c.window(s.active.as_ref());
                     match kinds.get(s.target.as_str()) {
                         None => c.fail(
                             "target",

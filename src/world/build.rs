@@ -34,6 +34,9 @@ pub(super) fn build_world(
     for spec in &scenario.entities {
         let name: Arc<str> = Arc::from(spec.name());
         let e = world.spawn(EntityName(name.clone())).id();
+        if let Some(&window) = spec.active() {
+            world.entity_mut(e).insert(ActiveWindow(window));
+        }
         entities.all.push(e);
         entities.by_name.insert(name, e);
     }
@@ -76,7 +79,7 @@ fn spawn_text_models(ctx: &mut BuildContext<'_>) {
         let EntitySpec::TextModel(s) = spec else { continue };
         let e = ctx.scenario_entity(order);
         let RandomStream(mut stream) = ctx.stream(&s.name);
-        let model = TextModel::new(ctx.resolved.p0(order).to_vec(), s.data, &mut stream);
+        let model = TextModel::new(ctx.resolved.p0(order).to_vec(), s.data.clone(), &mut stream);
         let agent = TextAgent { model, batch: s.batch, steps: s.steps };
         let mut entity = ctx.world.entity_mut(e);
         entity.insert((RandomStream(stream), agent, SamplingTemperature(1.0), CaptionBatch::default()));
@@ -127,7 +130,7 @@ fn spawn_conditional_models(ctx: &mut BuildContext<'_>) -> Result<(), BuildError
 /// the text model's `p0` and images from the initial conditionals.
 fn gaussian_model(s: &ImageModelSpec, initial: &Gaussians, p0: &[f64], stream: &mut crate::rng::Stream) -> GaussianImageModel {
     let g = initial.clone();
-    let mut model = GaussianImageModel::new(g.means, g.covariances, s.estimator, s.data, g.new_text);
+    let mut model = GaussianImageModel::new(g.means, g.covariances, s.estimator, s.data.clone(), g.new_text);
     if let DataPolicy::Accumulate { initial } = s.data {
         let mut counts = Vec::new();
         multinomial_counts(initial, p0, stream, &mut counts);

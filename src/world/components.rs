@@ -14,8 +14,9 @@ use bevy_ecs::prelude::*;
 
 use super::RunError;
 use crate::metrics::MetricRow;
-use crate::models::{Allocation, ConditionalModel, GaussianImageModel, TextModel};
+use crate::models::{Allocation, ConditionalModel, GaussianImageModel, Schedule, TextModel};
 use crate::rng::Stream;
+use crate::scenario::Window;
 
 /// The scenario name of an entity.
 #[derive(Component, Debug, Clone)]
@@ -92,20 +93,32 @@ impl Feed {
 pub struct Frozen;
 
 /// A temperature sampler entity.
-#[derive(Component, Debug, Clone, Copy)]
+#[derive(Component, Debug, Clone)]
 pub struct Temperature {
-    /// `T > 0`.
-    pub t: f64,
+    /// `T > 0`, over rounds.
+    pub t: Schedule<f64>,
+}
+
+/// The rounds an influence acts in (docs/model.md section 12); an influence without one acts
+/// in every round. Its systems ask [`ActiveWindow::admits`].
+#[derive(Component, Debug, Clone, Copy)]
+pub struct ActiveWindow(pub Window);
+
+impl ActiveWindow {
+    /// Whether an influence with `window` (none: always) acts in round `round`.
+    pub fn admits(window: Option<&ActiveWindow>, round: u64) -> bool {
+        window.is_none_or(|w| w.0.contains(round))
+    }
 }
 
 /// A corpus injector (docs/model.md section 5, Algorithm 2): after the text phase, with probability
 /// `alpha`, its target's `p <- (1 - eps) p + eps r`.
 #[derive(Component, Debug, Clone)]
 pub struct CorpusInjector {
-    /// Probability of an injection per round.
-    pub alpha: f64,
-    /// Mixing weight.
-    pub eps: f64,
+    /// Probability of an injection per round, over rounds.
+    pub alpha: Schedule<f64>,
+    /// Mixing weight, over rounds.
+    pub eps: Schedule<f64>,
     /// The injection distribution `r`.
     pub distribution: crate::scenario::Injection,
     /// Whether it injected in the current round (reported as the `injected` metric).
@@ -116,8 +129,8 @@ pub struct CorpusInjector {
 /// pooled with the generated ones before every refit of its target.
 #[derive(Component, Debug)]
 pub struct UserContentInjector {
-    /// External samples per text per image phase.
-    pub n0: usize,
+    /// External samples per text per image phase, over rounds.
+    pub n0: Schedule<u64>,
     /// Where they come from: `None` for the target's initial conditionals, else this model
     /// (its current parameters, which never train).
     pub source: Option<GaussianImageModel>,

@@ -21,6 +21,7 @@ type Texts<'w, 's> = Query<'w, 's, (&'static TextAgent, &'static SamplingTempera
 /// cleared.
 pub fn allocate_captions(
     phase: Res<PhaseIndex>,
+    round: Res<RoundCounter>,
     entities: Res<ScenarioEntities>,
     texts: Texts,
     mut conditionals: Query<(&ConditionalAgent, &ConditionedOn, Option<&Feed>, &mut ImageBatch, &mut RandomStream), Without<Frozen>>,
@@ -35,7 +36,7 @@ pub fn allocate_captions(
         let policy = c.model.data_policy();
         match c.allocation {
             Allocation::Binomial => {
-                let real = policy.real_count(c.batch as usize);
+                let real = policy.real_count(c.batch as usize, round.0);
                 match feed {
                     Some(feed) => feed_mixture(feed, &texts, batch),
                     None => {
@@ -47,7 +48,7 @@ pub fn allocate_captions(
                 multinomial_counts(real as u64, &batch.real_p, &mut stream.0, &mut batch.real_counts);
             }
             Allocation::Fixed(n) => {
-                let real = policy.real_count(n);
+                let real = policy.real_count(n, round.0);
                 batch.counts.clear();
                 batch.counts.resize(text.model.num_texts(), n - real);
                 batch.real_counts.clear();

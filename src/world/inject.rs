@@ -4,6 +4,11 @@
 //! Each injector draws from its own random stream, so adding an injector changes no model's
 //! numbers but through what it injects, and two worlds that differ only in a perturbation see
 //! the same injection events (common random numbers, docs/model.md section 8).
+//!
+//! Scheduled parameters (docs/model.md section 12) are read at the current round, and an
+//! injector outside its active window does nothing. A corpus injector still makes its one
+//! Bernoulli draw in an inactive round, so its stream is where it would be without the
+//! window: two worlds that differ only in a window or a schedule see the same draws.
 
 use std::sync::Arc;
 
@@ -29,7 +34,8 @@ impl RoundFeature for CorpusInjection {
         let injectors = ctx.influences(|e| if let EntitySpec::CorpusInjector(s) = e { Some(s) } else { None });
         for i in &injectors {
             let s = i.spec;
-            let injector = CorpusInjector { alpha: s.alpha, eps: s.eps, distribution: s.distribution.clone(), fired: false };
+            let injector =
+                CorpusInjector { alpha: s.alpha.clone(), eps: s.eps.clone(), distribution: s.distribution.clone(), fired: false };
             let stream = ctx.stream(&s.name);
             ctx.world.entity_mut(i.entity).insert((injector, Targets(i.target), stream));
         }
@@ -53,31 +59,33 @@ pub struct InjectionBuffers {
 }
 
 /// Corpus injection, once per round after the text phase: every injector, in scenario order,
-/// makes exactly one Bernoulli(`alpha`) draw from its own stream (whatever `alpha`, so the
-/// stream's use does not depend on it) and, on success, mixes its distribution into its
-/// target: `p <- (1 - eps) p + eps r`. `NewText` appends text `K + 1` with mass `eps` and
-/// gives every conditional model of the target a conditional for it.
+/// makes exactly one Bernoulli(`alpha`) draw from its own stream (whatever `alpha`, and
+/// whether or not the round is in its active window, so the stream's use depends on neither)
+/// and, on success in an active round, mixes its distribution into its target:
+/// `p <- (1 - eps) p + eps r`, with `alpha` and `eps` at the current round. `NewText` appends
+/// text `K + 1` with mass `eps` and gives every conditional model of the target a
+/// conditional for it.
 ///
 /// A frozen text model is injected into too: freezing stops a model's own refit, while the
 /// corpus it generates from is changed from outside.
 pub fn corpus_injection(
     entities: Res<ScenarioEntities>,
     round: Res<RoundCounter>,
-    mut injectors: Query<(&mut CorpusInjector, &Targets, &mut RandomStream)>,
+    mut injectors: Query<(&mut CorpusInjector, &Targets, &mut RandomStream, Option<&ActiveWindow>)>,
     mut texts: Query<(&mut TextAgent, Option<&Conditionals>)>,
     mut conditionals: Query<(&mut ConditionalAgent, &EntityName)>,
     mut buf: Local<InjectionBuffers>,
 ) -> Result<(), RunError> {
     for &e in &entities.all {
-        let Ok((mut injector, target, mut stream)) = injectors.get_mut(e) else { continue };
+        let Ok((mut injector, target, mut stream, window)) = injectors.get_mut(e) else { continue };
         // One uniform draw per round: `u < alpha` is Bernoulli(alpha), and alpha = 1 always fires.
         let u: f64 = stream.0.random();
-        injector.fired = u < injector.alpha;
+        injector.fired = ActiveWindow::admits(window, round.0) && u < injector.alpha.at(round.0);
         let Ok((mut text, of_text)) = texts.get_mut(target.0) else { continue };
         if !injector.fired {
             continue;
         }
-        let eps = injector.eps;
+        let eps = injector.eps.at(round.0);
         if let Injection::NewText = injector.distribution {
             text.model.append_text(eps);
             for c in of_text.into_iter().flat_map(|c| c.iter()) {
@@ -110,8 +118,9 @@ fn injection_distribution(distribution: &Injection, k: usize, stream: &mut Strea
     }
 }
 
-/// Appends each corpus injector's `injected` metric (1 if it injected this round, else 0)
-/// to the round's [`Measurements`], after the models' rows.
+/// Appends each corpus injector's `injected` metric (1 if it injected this round, else 0,
+/// which it always is outside its active window) to the round's [`Measurements`], after the
+/// models' rows.
 pub fn measure_injectors(
     entities: Res<ScenarioEntities>,
     round: Res<RoundCounter>,
@@ -145,7 +154,7 @@ impl RoundFeature for UserContent {
                 _ => None,
             };
             let stream = ctx.stream(&s.name);
-            ctx.world.entity_mut(e).insert((UserContentInjector { n0: s.n0 as usize, source }, Targets(target), stream));
+            ctx.world.entity_mut(e).insert((UserContentInjector { n0: s.n0.clone(), source }, Targets(target), stream));
         }
         if !injectors.is_empty() {
             ctx.add_systems(RoundPart::ImagePhase, Stage::Curate, user_content.pipe(record_failure));
@@ -154,13 +163,15 @@ impl RoundFeature for UserContent {
     }
 }
 
-/// Curate: every user-content injector of a conditional model in this phase adds one
-/// external batch (from its own stream, in scenario order).
+/// Curate: every user-content injector of a conditional model in this phase that is in its
+/// active window adds one external batch of `n0` (at the current round) samples per text
+/// (from its own stream, in scenario order). Outside its window it adds nothing and draws
+/// nothing.
 pub fn user_content(
     entities: Res<ScenarioEntities>,
     round: Res<RoundCounter>,
     mut targets: Query<(&mut ConditionalAgent, &mut ImageBatch, &TargetedBy)>,
-    mut injectors: Query<(&mut UserContentInjector, &mut RandomStream, &EntityName)>,
+    mut injectors: Query<(&mut UserContentInjector, &mut RandomStream, &EntityName, Option<&ActiveWindow>)>,
 ) -> Result<(), RunError> {
     for &e in &entities.conditionals {
         let Ok((mut c, mut batch, targeted_by)) = targets.get_mut(e) else { continue };
@@ -168,9 +179,13 @@ pub fn user_content(
             continue;
         }
         for source in targeted_by.iter() {
-            let Ok((mut injector, mut stream, name)) = injectors.get_mut(source) else { continue };
+            let Ok((mut injector, mut stream, name, window)) = injectors.get_mut(source) else { continue };
+            if !ActiveWindow::admits(window, round.0) {
+                continue;
+            }
+            let n0 = injector.n0.at(round.0) as usize;
             let external = batch.push_external();
-            draw_user_content(&mut injector, &mut *c.model, &mut stream.0, &mut external.counts, &mut external.samples)
+            draw_user_content(&mut injector, n0, &mut *c.model, &mut stream.0, &mut external.counts, &mut external.samples)
                 .map_err(|source| RunError::model(round.0, name, source))?;
         }
     }
@@ -181,6 +196,7 @@ pub fn user_content(
 /// injector's source, with the injector's stream, into `counts`/`out` (grouped by text).
 pub fn draw_user_content(
     injector: &mut UserContentInjector,
+    n0: usize,
     target: &mut dyn ConditionalModel,
     rng: &mut Stream,
     counts: &mut Vec<usize>,
@@ -188,7 +204,7 @@ pub fn draw_user_content(
 ) -> Result<(), ModelError> {
     let k = target.num_texts();
     counts.clear();
-    counts.resize(k, injector.n0);
+    counts.resize(k, n0);
     match &mut injector.source {
         None => target.sample_initial(counts, rng, out)?,
         Some(source) => {
@@ -200,5 +216,5 @@ pub fn draw_user_content(
             source.sample(counts, 1.0, rng, out)?;
         }
     }
-    check_len("user content", out.len(), k * injector.n0 * target.dim())
+    check_len("user content", out.len(), k * n0 * target.dim())
 }

@@ -1,5 +1,8 @@
 //! Temperature samplers (docs/model.md section 4) as a feature: each `Temperature` entity sets the
 //! temperature its target samples at, before the round and before round 0's measurement.
+//!
+//! A scheduled temperature is evaluated at the current round (docs/model.md section 12); outside
+//! the sampler's active window its target samples at `T = 1`, as if it had no sampler.
 
 use bevy_ecs::prelude::*;
 
@@ -14,7 +17,7 @@ impl RoundFeature for Temperatures {
     fn build(&self, ctx: &mut BuildContext<'_>) -> Result<(), BuildError> {
         let samplers = ctx.influences(|e| if let EntitySpec::Temperature(s) = e { Some(s) } else { None });
         for i in &samplers {
-            ctx.world.entity_mut(i.entity).insert((Temperature { t: i.spec.t }, Targets(i.target)));
+            ctx.world.entity_mut(i.entity).insert((Temperature { t: i.spec.t.clone() }, Targets(i.target)));
         }
         if !samplers.is_empty() {
             ctx.add_systems(RoundPart::Prepare, Stage::Prepare, sync_temperatures).add_systems(
@@ -27,16 +30,18 @@ impl RoundFeature for Temperatures {
     }
 }
 
-/// Copies every sampler's temperature onto its target, in scenario order.
+/// Copies every sampler's temperature at the current round onto its target, in scenario
+/// order (`T = 1` outside the sampler's window; validation allows one sampler per model).
 pub fn sync_temperatures(
     entities: Res<ScenarioEntities>,
-    samplers: Query<(&Temperature, &Targets)>,
+    round: Res<RoundCounter>,
+    samplers: Query<(&Temperature, &Targets, Option<&ActiveWindow>)>,
     mut targets: Query<&mut SamplingTemperature>,
 ) {
     for &e in &entities.all {
-        let Ok((t, target)) = samplers.get(e) else { continue };
+        let Ok((t, target, window)) = samplers.get(e) else { continue };
         if let Ok(mut s) = targets.get_mut(target.0) {
-            s.0 = t.t;
+            s.0 = if ActiveWindow::admits(window, round.0) { t.t.at(round.0) } else { 1.0 };
         }
     }
 }

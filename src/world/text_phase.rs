@@ -16,6 +16,7 @@ use crate::models::text::{accumulate_caption_posterior, multinomial_counts, temp
 /// clears the log-likelihood matrix for its conditionals.
 pub fn draw_captions(
     phase: Res<PhaseIndex>,
+    round: Res<RoundCounter>,
     entities: Res<ScenarioEntities>,
     mut texts: Query<(&TextAgent, &mut CaptionBatch, &mut RandomStream, &SamplingTemperature), Without<Frozen>>,
 ) {
@@ -26,7 +27,7 @@ pub fn draw_captions(
         if !batch.active {
             continue;
         }
-        batch.real = agent.model.policy.real_count(agent.batch as usize);
+        batch.real = agent.model.policy.real_count(agent.batch as usize, round.0);
         tempered(&agent.model.p, temperature.0, &mut batch.sampling_p);
         multinomial_counts(agent.batch - batch.real as u64, &batch.sampling_p, &mut stream.0, &mut batch.counts);
         let n: usize = batch.counts.iter().sum();

@@ -98,6 +98,7 @@ impl GaussianImageModel {
         new_text_prior: (DVector<f64>, DMatrix<f64>),
     ) -> Self {
         let d = mu0.first().map_or(new_text_prior.0.len(), |m| m.len());
+        let accumulating = matches!(policy, DataPolicy::Accumulate { .. });
         let mut model = GaussianImageModel {
             d,
             mu: mu0.clone(),
@@ -122,7 +123,7 @@ impl GaussianImageModel {
             eigen: EigenWorkspace::new(d),
             normals: Vec::new(),
         };
-        if let DataPolicy::Accumulate { .. } = policy {
+        if accumulating {
             model.accumulated = vec![SufficientStats::empty(d); model.mu.len()];
         }
         model
@@ -242,8 +243,8 @@ impl ConditionalModel for GaussianImageModel {
         Ok(())
     }
 
-    fn data_policy(&self) -> DataPolicy {
-        self.policy
+    fn data_policy(&self) -> &DataPolicy {
+        &self.policy
     }
 
     fn fit(&mut self, counts: &[usize], samples: &[f64]) -> Result<(), ModelError> {
