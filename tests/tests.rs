@@ -21,6 +21,7 @@ mod readme;
 mod scenario_errors;
 mod scenarios;
 mod stabilisers;
+mod tables;
 mod theory;
 
 /// With `autotests = false`, a file added to `tests/` runs only once it is declared above: this

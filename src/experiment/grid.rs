@@ -26,8 +26,8 @@ use sha2::{Digest, Sha256};
 use crate::output::aggregate::Stats;
 use crate::output::{Summary, format_value, write_atomic};
 use crate::run::{Progress, RunFailure, RunOptions};
-use crate::scenario::Scenario;
 use crate::scenario::Sweep;
+use crate::scenario::{Scenario, TableFormat};
 
 /// A deterministic share of a sweep: the points with `index % count == index_of_shard`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +251,11 @@ fn sweep_hash(scenario: &Scenario, source: &str) -> String {
     let mut h = Sha256::new();
     h.update(source.as_bytes());
     h.update(format!("seed={} rounds={} replicates={}", scenario.seed, scenario.rounds, scenario.replicates).as_bytes());
+    // `--format parquet` too, so a folder's points never mix formats (CSV, the default, adds
+    // nothing: folders from before the option keep their identity).
+    if scenario.output.format != TableFormat::Csv {
+        h.update(format!(" format={:?}", scenario.output.format).as_bytes());
+    }
     format!("{:x}", h.finalize())
 }
 

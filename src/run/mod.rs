@@ -17,9 +17,10 @@ mod tables;
 pub(crate) use manifest::ManifestWriter;
 use rounds::drive_from;
 pub use rounds::{Rounds, drive};
-use tables::{TablePaths, Tables};
+use tables::Tables;
 
 use crate::checkpoint::Checkpoint;
+use crate::output::parquet::TableMark;
 use crate::output::{Summary, SummaryTracker, write_atomic};
 use crate::scenario::Scenario;
 use crate::world::{BuildError, RunError, Simulation};
@@ -126,7 +127,19 @@ pub fn output_dir(scenario: &Scenario, options: &RunOptions) -> PathBuf {
 /// whatever the number of threads.
 pub fn run(scenario: &Scenario, source: &str, file: &Path, options: &RunOptions) -> Result<RunOutcome, RunFailure> {
     let out_dir = output_dir(scenario, options);
+    let stale = tables::stale_tables(&out_dir, scenario);
+    // Tables of another run that this one would not overwrite: refused, or removed with --force
+    // (a folder must never mix two runs' tables).
+    if let (Some((table, why)), false) = (stale.first(), options.force) {
+        return Err(RunFailure::BadInput(format!(
+            "{} is {why}: it is left from another run; pass --force to remove it, or --out DIR to write elsewhere",
+            table.display()
+        )));
+    }
     prepare_output(&out_dir, options.force)?;
+    for (table, _) in stale {
+        remove_if_present(&table)?;
+    }
     remove_if_present(&out_dir.join(crate::checkpoint::FILE))?;
     let sims: Vec<Simulation> = (0..scenario.replicates).map(|r| Simulation::new(scenario, r)).collect::<Result<_, _>>()?;
     let manifest = ManifestWriter::new(&out_dir, scenario, source, file);
@@ -185,20 +198,23 @@ pub fn resume(out_dir: &Path, options: &RunOptions) -> Result<RunOutcome, RunFai
     scenario.seed = checkpoint.seed;
     scenario.rounds = checkpoint.rounds;
     scenario.replicates = checkpoint.replicates;
+    scenario.output.format = checkpoint.table_format;
     let mut sims: Vec<Simulation> = (0..scenario.replicates).map(|r| Simulation::new(&scenario, r)).collect::<Result<_, _>>()?;
     for (sim, state) in sims.iter_mut().zip(&checkpoint.worlds) {
         crate::checkpoint::restore(sim, state).map_err(|e| bad(format!("{}: {e}", path.display())))?;
     }
-    let mut tables = Tables::truncate(out_dir, checkpoint.metrics_bytes, checkpoint.aggregate_bytes, &scenario)?;
+    let (metrics_mark, aggregate_mark) = checkpoint.table_marks().map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    let mut tables = Tables::resume(out_dir, &scenario, &metrics_mark, &aggregate_mark)?;
     // The summary and the phase labels are functions of the metric rows: replay them.
     let mut tracker = SummaryTracker::new(scenario.collapse.clone(), sims.len(), scenario.rounds);
-    let metrics_path = out_dir.join("metrics.csv");
+    let metrics_path = tables.metrics.1.clone();
+    let (phases, phases_path) = tables.phases.as_mut().expect("a run's tables include the phases");
     crate::output::tidy::replay_rounds(&metrics_path, |replicate, rows| {
         tracker.observe(replicate as usize, rows);
-        tables.phases.observe(replicate, rows);
+        phases.observe(replicate, rows);
     })
     .map_err(io_error(&metrics_path))?;
-    tables.phases.end_round().map_err(io_error(&tables.paths.phases))?;
+    phases.end_round().map_err(io_error(phases_path))?;
     let manifest = ManifestWriter::new(out_dir, &scenario, &checkpoint.scenario_source, &file);
     manifest.write("running", checkpoint.round)?;
     let source = RunSource { text: &checkpoint.scenario_source, file: &file };
@@ -236,13 +252,14 @@ fn continue_run(
     start: u64,
 ) -> Result<RunOutcome, RunFailure> {
     let checkpoint_path = out_dir.join(crate::checkpoint::FILE);
-    let checkpoint = |round: u64, sims: &mut [Simulation], tables: &TablePaths| -> Result<(), RunFailure> {
+    let checkpoint = |round: u64, sims: &mut [Simulation], tables: &mut Tables| -> Result<(), RunFailure> {
         let Some(k) = options.checkpoint_every else { return Ok(()) };
         if round == 0 || !round.is_multiple_of(k) || round >= scenario.rounds {
             return Ok(());
         }
         let worlds = sims.iter().map(crate::checkpoint::capture).collect::<Result<Vec<_>, _>>().map_err(RunFailure::BadInput)?;
-        let (metrics_bytes, aggregate_bytes) = tables.lengths()?;
+        let (metrics, aggregate) = tables.marks()?;
+        let footer = |mark: &TableMark| mark.footer.as_deref().map(crate::checkpoint::encode_bytes);
         let c = Checkpoint {
             format: crate::checkpoint::FORMAT.to_string(),
             scenario_file: source.file.display().to_string(),
@@ -252,8 +269,11 @@ fn continue_run(
             rounds: scenario.rounds,
             replicates: scenario.replicates,
             round,
-            metrics_bytes,
-            aggregate_bytes,
+            table_format: scenario.output.format,
+            metrics_bytes: metrics.bytes,
+            aggregate_bytes: aggregate.bytes,
+            metrics_footer: footer(&metrics),
+            aggregate_footer: footer(&aggregate),
             worlds,
         };
         c.write(out_dir).map_err(io_error(&checkpoint_path))?;

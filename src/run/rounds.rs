@@ -2,16 +2,13 @@
 //! written in replicate order (so files do not depend on the thread count), observed, and
 //! checkpointed; an interrupt stops the loop between rounds.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::tables::{TablePaths, Tables};
+use super::tables::Tables;
 use super::{RunFailure, RunOptions, io_error};
 use crate::metrics::MetricRow;
-use crate::output::MetricsWriter;
-use crate::output::aggregate::AggregateWriter;
-use crate::output::phases::PhasesWriter;
 use crate::scenario::Scenario;
 use crate::world::{RunError, Simulation};
 
@@ -40,8 +37,8 @@ impl Rounds for Simulation {
 
 /// Advances `worlds` (one per replicate) round-synchronously, in parallel, from round 0 to
 /// `scenario.rounds`, appending every round's rows in replicate order to the tidy table at
-/// `table` and showing them to `observe`. Returns the last completed round and how it ended;
-/// rounds completed before a failure are on disk.
+/// `table` (CSV) and showing them to `observe`. Returns the last completed round and how it
+/// ended; rounds completed before a failure are on disk.
 pub fn drive<W: Rounds>(
     worlds: &mut [W],
     scenario: &Scenario,
@@ -49,48 +46,25 @@ pub fn drive<W: Rounds>(
     table: &Path,
     observe: impl FnMut(usize, &[MetricRow]),
 ) -> (u64, Result<(), RunFailure>) {
-    let writer = match MetricsWriter::create(table) {
-        Ok(w) => w,
-        Err(e) => return (0, Err(io_error(table)(e))),
+    let tables = match Tables::single(table) {
+        Ok(t) => t,
+        Err(e) => return (0, Err(e)),
     };
-    drive_rounds(worlds, scenario, options, table, writer, None, None, 0, observe, |_, _| Ok(()))
+    drive_from(worlds, scenario, options, tables, 0, observe, |_, _, _| Ok(()))
 }
 
-/// [`drive`] for a run's worlds from round `start`, also writing `aggregate.csv` and calling
-/// `after_round` (checkpoints) once a round's rows are on disk.
-pub(super) fn drive_from(
-    worlds: &mut [Simulation],
-    scenario: &Scenario,
-    options: &RunOptions,
-    tables: Tables,
-    start: u64,
-    observe: impl FnMut(usize, &[MetricRow]),
-    mut after_round: impl FnMut(u64, &mut [Simulation], &TablePaths) -> Result<(), RunFailure>,
-) -> (u64, Result<(), RunFailure>) {
-    let Tables { metrics, aggregate, phases, paths } = tables;
-    let aggregate = Some((aggregate, paths.aggregate.clone()));
-    let phases = Some((phases, paths.phases.clone()));
-    drive_rounds(worlds, scenario, options, &paths.metrics, metrics, aggregate, phases, start, observe, |round, worlds| {
-        after_round(round, worlds, &paths)
-    })
-}
-
-/// The round loop shared by [`drive`] and [`drive_from`].
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the one round loop behind drive and drive_from: worlds, scenario, options, the tables it writes, the start round and two hooks"
-)]
-fn drive_rounds<W: Rounds>(
+/// The round loop of [`drive`] and of a run (from round `start`, writing its [`Tables`] and
+/// calling `after_round`, for checkpoints, once a round's rows are written). The tables are
+/// closed however the loop ends (completed, failed or interrupted), so every round written is
+/// in them.
+pub(super) fn drive_from<W: Rounds>(
     worlds: &mut [W],
     scenario: &Scenario,
     options: &RunOptions,
-    table: &Path,
-    mut writer: MetricsWriter,
-    mut aggregate: Option<(AggregateWriter, PathBuf)>,
-    mut phases: Option<(PhasesWriter, PathBuf)>,
+    mut tables: Tables,
     start: u64,
     mut observe: impl FnMut(usize, &[MetricRow]),
-    mut after_round: impl FnMut(u64, &mut [W]) -> Result<(), RunFailure>,
+    mut after_round: impl FnMut(u64, &mut [W], &mut Tables) -> Result<(), RunFailure>,
 ) -> (u64, Result<(), RunFailure>) {
     let progress = options.progress.as_deref();
     // Training rounds 1..start are done already when a checkpoint is resumed.
@@ -105,17 +79,18 @@ fn drive_rounds<W: Rounds>(
             result = Err(e.into());
             break;
         }
+        let (writer, table) = &mut tables.metrics;
         if let Err(e) = writer.write_round(worlds.iter().enumerate().map(|(r, w)| (r as u64, w.rows()))) {
             result = Err(io_error(table)(e));
             break;
         }
-        if let Some((agg, path)) = &mut aggregate
+        if let Some((agg, path)) = &mut tables.aggregate
             && let Err(e) = agg.write_round(worlds.iter().map(|w| w.rows()))
         {
             result = Err(io_error(path)(e));
             break;
         }
-        if let Some((labels, path)) = &mut phases {
+        if let Some((labels, path)) = &mut tables.phases {
             for (r, w) in worlds.iter().enumerate() {
                 labels.observe(r as u64, w.rows());
             }
@@ -135,7 +110,7 @@ fn drive_rounds<W: Rounds>(
         {
             p.advance(1);
         }
-        if let Err(e) = after_round(round, worlds) {
+        if let Err(e) = after_round(round, worlds, &mut tables) {
             result = Err(e);
             break;
         }
@@ -143,6 +118,12 @@ fn drive_rounds<W: Rounds>(
             result = Err(RunFailure::Interrupted { round });
             break;
         }
+    }
+    // A failure to close is reported unless the loop already failed (its error says more).
+    if let Err(e) = tables.close()
+        && result.is_ok()
+    {
+        result = Err(e);
     }
     if let Some(p) = progress {
         p.finish();
