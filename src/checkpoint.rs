@@ -286,4 +286,12 @@ mod tests {
         assert!(v.iter().zip(&back).all(|(a, b)| a.to_bits() == b.to_bits()));
         assert!(decode_f64s("abc").is_err());
     }
+
+    #[test]
+    fn byte_strings_round_trip() {
+        let b: Vec<u8> = (0..=255).collect();
+        assert_eq!(decode_bytes(&encode_bytes(&b)).unwrap(), b);
+        assert_eq!(encode_bytes(&[0x0f, 0xa0]), "0fa0");
+        assert!(decode_bytes("abc").is_err() && decode_bytes("zz").is_err());
+    }
 }

@@ -3,7 +3,7 @@
 //! Layout of a sweep's output folder:
 //! - `sweep.json`: the sweep's identity (scenario hash, parameter paths, number of points)
 //!   and which shard this folder ran;
-//! - `points/NNNN/`: one complete run output per point (`metrics.csv`, `aggregate.csv`,
+//! - `points/NNNN/`: one complete run output per point (`metrics` and `aggregate` tables,
 //!   `phases.csv`, `summary.json`, `manifest.json`), plus `done.json` written atomically when
 //!   the point completed: a rerun of the sweep skips these points, and resumes a point that
 //!   has a `checkpoint.json` from it;

@@ -1,4 +1,7 @@
-//! `aggregate.csv`: every metric summarised over replicates, round by round.
+//! The aggregate table: every metric summarised over replicates, round by round; the
+//! [`Aggregator`] that computes it (for either format, and for `coevo plot` from the metrics of
+//! a run that wrote none) and the `aggregate.csv` writer (`aggregate.parquet`:
+//! [`crate::output::parquet`]).
 //!
 //! Columns: `round,model,text,metric,n,mean,se,q05,q50,q95`. For each round, model, text
 //! (empty for model-level metrics) and metric, over the replicates that reported a value that
