@@ -4,14 +4,17 @@
 //! `checkpoint.json` (written atomically every `--checkpoint-every K` rounds) holds:
 //! - the scenario: its source text, file name and SHA-256 (as in `manifest.json`), and the
 //!   effective seed, rounds and replicates (command-line overrides included);
-//! - the round reached and the byte lengths of `metrics.csv`, `aggregate.csv` and
-//!   `phases.csv` at that round: a resumed run truncates them there (dropping rows of rounds
-//!   after the checkpoint that a killed run had written) and appends;
-//! - the effective `output` section (command-line overrides included) and the run's
-//!   observers: the summary tracker (collapse rounds, steady-state sums, early-stop streaks
-//!   and stops) and the drift chains that label `phases.csv`. They are stored rather than
-//!   rebuilt from the tables because the tables may hold every k-th round or some metrics
-//!   only, while the observers see every row;
+//! - the round reached, and where the `metrics` and `aggregate` tables and `phases.csv` ended
+//!   at that round: a resumed run cuts them back there (dropping rows of rounds after the
+//!   checkpoint that a killed run had written) and appends. For CSV that is a length; for
+//!   Parquet the length of the row groups and the footer that followed them (the next row
+//!   group overwrites the footer on disk), so that a Parquet table is made whole again even if
+//!   the kill left it without a footer (see `coevo::output::parquet`);
+//! - the effective `output` section (command-line overrides included: the table format,
+//!   what is recorded) and the run's observers: the summary tracker (collapse rounds,
+//!   steady-state sums, early-stop streaks and stops) and the drift chains that label
+//!   `phases.csv`. They are stored rather than rebuilt from the tables because the tables may
+//!   hold every k-th round or some metrics only, while the observers see every row;
 //! - per world, the round counter and per entity (by name) its ChaCha8 stream position
 //!   (seed, stream, word position), its text model (`p`, `p0`, accumulated counts) and its
 //!   conditional model's [`save_state`](crate::models::ConditionalModel::save_state).
@@ -26,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::diagnostics::DriftChains;
 use crate::output::SummaryTracker;
+use crate::output::parquet::TableMark;
 use crate::rng::Stream;
 use crate::scenario::OutputSpec;
 use crate::world::{ConditionalAgent, EntityName, RandomStream, RoundCounter, ScenarioEntities, Simulation, TextAgent};
@@ -55,16 +59,23 @@ pub struct Checkpoint {
     pub replicates: u64,
     /// Rounds completed.
     pub round: u64,
-    /// Length of `metrics.csv` in bytes after `round`.
+    /// Where `metrics` ends after `round`, in bytes: the CSV's length, or the length of the
+    /// Parquet file's row groups.
     pub metrics_bytes: u64,
-    /// Length of `aggregate.csv` in bytes after `round`.
+    /// Where `aggregate` ends after `round`, in bytes (0 when the run writes no aggregate).
     pub aggregate_bytes: u64,
     /// Length of `phases.csv` in bytes after `round`.
     pub phases_bytes: u64,
-    /// The effective `output` section.
+    /// The effective `output` section (its `format` is the tables').
     pub output: OutputSpec,
     /// The [`Observers`] at `round`, as RON.
     pub observers: String,
+    /// Parquet: the footer (hex) that followed `metrics`' row groups after `round`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_footer: Option<String>,
+    /// Parquet: the footer (hex) that followed `aggregate`'s row groups after `round`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_footer: Option<String>,
     /// One state per replicate, in replicate order.
     pub worlds: Vec<WorldState>,
 }
@@ -136,20 +147,47 @@ pub fn decode_f64s(s: &str) -> Result<Vec<f64>, String> {
         .collect()
 }
 
+/// Encodes bytes as hexadecimal, 2 digits each.
+pub fn encode_bytes(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Decodes [`encode_bytes`].
+pub fn decode_bytes(s: &str) -> Result<Vec<u8>, String> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return Err(format!("a byte string must be 2 hex digits per byte, got {} characters", s.len()));
+    }
+    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| format!("byte {i}: {e}"))).collect()
+}
+
+impl Checkpoint {
+    /// Where `metrics` and `aggregate` ended at the checkpoint.
+    pub fn table_marks(&self) -> Result<(TableMark, TableMark), String> {
+        let footer = |hex: &Option<String>, table: &str| {
+            hex.as_deref().map(decode_bytes).transpose().map_err(|e| format!("the footer of the {table} table: {e}"))
+        };
+        Ok((
+            TableMark { bytes: self.metrics_bytes, footer: footer(&self.metrics_footer, "metrics")? },
+            TableMark { bytes: self.aggregate_bytes, footer: footer(&self.aggregate_footer, "aggregate")? },
+        ))
+    }
+}
+
 fn stream_state(s: &Stream) -> StreamState {
-    let seed: String = s.get_seed().iter().map(|b| format!("{b:02x}")).collect();
-    StreamState { seed, stream: s.get_stream(), word_pos: s.get_word_pos().to_string() }
+    StreamState { seed: encode_bytes(&s.get_seed()), stream: s.get_stream(), word_pos: s.get_word_pos().to_string() }
 }
 
 fn restore_stream(state: &StreamState) -> Result<Stream, String> {
     use rand::SeedableRng;
-    if state.seed.len() != 64 || !state.seed.is_ascii() {
-        return Err("a stream seed must be 64 hex digits".into());
-    }
-    let mut seed = [0u8; 32];
-    for (i, b) in seed.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&state.seed[2 * i..2 * i + 2], 16).map_err(|e| format!("stream seed: {e}"))?;
-    }
+    let seed: [u8; 32] = decode_bytes(&state.seed)
+        .map_err(|e| format!("stream seed: {e}"))?
+        .try_into()
+        .map_err(|_| "a stream seed must be 64 hex digits".to_string())?;
     let pos: u128 = state.word_pos.parse().map_err(|e| format!("stream word_pos `{}`: {e}", state.word_pos))?;
     let mut s = Stream::from_seed(seed);
     s.set_stream(state.stream);
@@ -285,5 +323,13 @@ mod tests {
         let back = decode_f64s(&encode_f64s(&v)).unwrap();
         assert!(v.iter().zip(&back).all(|(a, b)| a.to_bits() == b.to_bits()));
         assert!(decode_f64s("abc").is_err());
+    }
+
+    #[test]
+    fn byte_strings_round_trip() {
+        let b: Vec<u8> = (0..=255).collect();
+        assert_eq!(decode_bytes(&encode_bytes(&b)).unwrap(), b);
+        assert_eq!(encode_bytes(&[0x0f, 0xa0]), "0fa0");
+        assert!(decode_bytes("abc").is_err() && decode_bytes("zz").is_err());
     }
 }

@@ -61,9 +61,11 @@ fn init_logging() {
 /// Runs one command.
 fn dispatch(command: Command) -> Result<(), CliError> {
     match command {
-        Command::Run { scenario, out, checkpoint_every, args } => commands::run(&scenario, out, checkpoint_every, &args),
+        Command::Run { scenario, out, format, checkpoint_every, args } => commands::run(&scenario, out, format, checkpoint_every, &args),
         Command::Resume { dir, checkpoint_every, threads, quiet } => commands::resume(&dir, checkpoint_every, threads, quiet),
-        Command::Sweep { scenario, out, shard, checkpoint_every, args } => commands::sweep(&scenario, out, shard, checkpoint_every, &args),
+        Command::Sweep { scenario, out, format, shard, checkpoint_every, args } => {
+            commands::sweep(&scenario, out, format, shard, checkpoint_every, &args)
+        }
         Command::Merge { dirs, out } => commands::merge(&dirs, &out),
         Command::Plot { dir, out } => commands::plot(&dir, out),
         Command::Stability { scenario, perturb, out, args } => commands::stability(&scenario, perturb, out, &args),

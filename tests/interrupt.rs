@@ -1,7 +1,9 @@
 //! SIGTERM (a scheduler's time limit, `kill`) and SIGINT (Ctrl-C) stop a run cleanly: the
 //! round in flight is finished and written whole, the manifest says `interrupted` with the
-//! last complete round, and the exit code is 130. (SIGKILL cannot be caught; what it can
-//! leave is documented on `MetricsWriter::write_round` and tested in `tests/cli.rs`.)
+//! last complete round, and the exit code is 130; a Parquet table is closed (its footer
+//! written) with every completed round. (SIGKILL cannot be caught; what it can leave is
+//! documented on `MetricsWriter::write_round` and `coevo::output::parquet`, and tested in
+//! `tests/cli.rs` and `tests/tables.rs`.)
 //!
 //! Unix only: declared under `#[cfg(unix)]` in `tests/tests.rs` (signals are sent with `kill`).
 
@@ -43,9 +45,55 @@ fn interrupt_with(signal: &str, dir: &Path) {
     assert_eq!(rows_per_round.len() as u64, last + 1);
 }
 
+/// Sends `signal` to a Parquet run once its first row group is on disk: the file is closed
+/// with every completed round (a complete Parquet file, whole rounds, the last the manifest's).
+fn interrupt_parquet(signal: &str, dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/coevolve.ron");
+    let mut child = coevo_command(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--rounds",
+        "10000000",
+        "--format",
+        "parquet",
+        "-q",
+        "--out",
+        dir.to_str().unwrap(),
+    ])
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("coevo starts");
+    let metrics = dir.join("metrics.parquet");
+    // A new table is a valid empty file of a few hundred bytes; a row group makes it grow.
+    wait_until(&mut child, "a row group in metrics.parquet", || std::fs::metadata(&metrics).map_or(0, |m| m.len()) >= 20_000);
+    let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("coevo exits");
+    assert_eq!(out.status.code(), Some(130), "{signal}: stderr {}", String::from_utf8_lossy(&out.stderr));
+
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["status"], "interrupted");
+    let last = manifest["rounds_completed"].as_u64().unwrap();
+    let mut rows_per_round = std::collections::BTreeMap::<u64, usize>::new();
+    coevo::output::tidy::read_metrics(&metrics, |row| *rows_per_round.entry(row.round).or_default() += 1)
+        .unwrap_or_else(|e| panic!("{signal}: metrics.parquet is not readable: {e}"));
+    assert_eq!(*rows_per_round.keys().next_back().unwrap(), last, "{signal}: the manifest names the last round in the table");
+    let per_round = rows_per_round[&0];
+    assert!(rows_per_round.values().all(|&n| n == per_round), "{signal}: a round is incomplete");
+    assert_eq!(rows_per_round.len() as u64, last + 1);
+}
+
 #[test]
 fn sigterm_and_sigint_stop_after_a_whole_round() {
     let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interrupt");
     interrupt_with("TERM", &base.join("term"));
     interrupt_with("INT", &base.join("int"));
+}
+
+#[test]
+fn sigterm_and_sigint_close_a_parquet_table_with_every_round() {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interrupt");
+    interrupt_parquet("TERM", &base.join("parquet_term"));
+    interrupt_parquet("INT", &base.join("parquet_int"));
 }

@@ -1,6 +1,7 @@
 //! `coevo plot` on every kind of folder coevo writes (issue "A newcomer's first hour", item 5):
-//! a sweep over one parameter, a sweep over two, a `coevo stability` folder and a run with a
-//! plugin model each get their figures as non-empty SVG and PNG files; a folder of no known
+//! a sweep over one parameter, a sweep over two, a `coevo stability` folder, a run with a
+//! plugin model and a one-replicate run in Parquet each get their figures as non-empty SVG and
+//! PNG files; a folder of no known
 //! kind exits 2 and names the kinds `coevo plot` expects.
 //!
 //! Each test runs the built `coevo` binary on a short scenario in its own scratch folder. The
@@ -133,12 +134,27 @@ fn a_plugin_model_gets_a_diversity_figure() {
 }
 
 #[test]
+fn a_parquet_run_of_one_replicate_gets_its_figures() {
+    // One replicate writes no aggregate table: the figures are drawn from the metrics, here
+    // read from Parquet.
+    let dir = scratch("plot_folders", "parquet");
+    let out_dir = dir.join("out");
+    let out = coevo(&["run", "scenarios/coevolve.ron", "--rounds", "30", "--format", "parquet", "--out", out_dir.to_str().unwrap(), "-q"]);
+    assert!(out.status.success(), "coevo run failed: {}", stderr(&out));
+    assert!(out_dir.join("metrics.parquet").exists() && !out_dir.join("aggregate.parquet").exists());
+    let figures = plot(&out_dir);
+    for stem in ["diversity", "trace_painter", "drift_painter", "diversity_painter"] {
+        assert_figure(&figures, stem);
+    }
+}
+
+#[test]
 fn a_folder_coevo_did_not_write_exits_2_and_names_the_expected_kinds() {
     let dir = scratch("plot_folders", "empty");
     let out = coevo(&["plot", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
     let message = stderr(&out);
-    for expected in ["run folder", "aggregate.csv", "sweep folder", "sweep.csv", "stability folder", "divergence.csv"] {
+    for expected in ["run folder", "metrics.csv", "metrics.parquet", "sweep folder", "sweep.csv", "stability folder", "divergence.csv"] {
         assert!(message.contains(expected), "the message should name `{expected}`: {message}");
     }
     assert!(!dir.join("figures").exists(), "no figures folder for a folder coevo cannot plot");

@@ -23,6 +23,7 @@ mod scenario_errors;
 mod scenarios;
 mod schedules;
 mod stabilisers;
+mod tables;
 mod theory;
 
 /// With `autotests = false`, a file added to `tests/` runs only once it is declared above: this

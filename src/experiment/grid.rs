@@ -3,7 +3,7 @@
 //! Layout of a sweep's output folder:
 //! - `sweep.json`: the sweep's identity (scenario hash, parameter paths, number of points)
 //!   and which shard this folder ran;
-//! - `points/NNNN/`: one complete run output per point (`metrics.csv`, `aggregate.csv`,
+//! - `points/NNNN/`: one complete run output per point (`metrics` and `aggregate` tables,
 //!   `phases.csv`, `summary.json`, `manifest.json`), plus `done.json` written atomically when
 //!   the point completed: a rerun of the sweep skips these points, and resumes a point that
 //!   has a `checkpoint.json` from it;
@@ -26,8 +26,8 @@ use sha2::{Digest, Sha256};
 use crate::output::aggregate::Stats;
 use crate::output::{Summary, format_value, write_atomic};
 use crate::run::{Progress, RunFailure, RunOptions};
-use crate::scenario::Scenario;
 use crate::scenario::Sweep;
+use crate::scenario::{Scenario, TableFormat};
 
 /// A deterministic share of a sweep: the points with `index % count == index_of_shard`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +251,11 @@ fn sweep_hash(scenario: &Scenario, source: &str) -> String {
     let mut h = Sha256::new();
     h.update(source.as_bytes());
     h.update(format!("seed={} rounds={} replicates={}", scenario.seed, scenario.rounds, scenario.replicates).as_bytes());
+    // `--format parquet` too, so a folder's points never mix formats (CSV, the default, adds
+    // nothing: folders from before the option keep their identity).
+    if scenario.output.format != TableFormat::Csv {
+        h.update(format!(" format={:?}", scenario.output.format).as_bytes());
+    }
     format!("{:x}", h.finalize())
 }
 

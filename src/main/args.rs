@@ -55,11 +55,21 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
+/// The table formats of `--format` (the scenario's `output.format`).
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    /// Comma-separated text.
+    Csv,
+    /// Apache Parquet, zstd-compressed.
+    Parquet,
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Run a scenario and write its output folder.
     ///
-    /// Writes metrics.csv (tidy: replicate,round,model,text,metric,value), manifest.json and
+    /// Writes metrics.csv or metrics.parquet (tidy: replicate,round,model,text,metric,value),
+    /// aggregate.csv or .parquet (with 2 replicates or more), phases.csv, manifest.json and
     /// summary.json, and prints the final diversity of each model and the round it collapsed.
     Run {
         /// The scenario file (RON).
@@ -67,6 +77,9 @@ pub enum Command {
         /// Output folder [default: the scenario's output.dir, else out/<scenario name>].
         #[arg(long, short)]
         out: Option<PathBuf>,
+        /// Table format of metrics and aggregate [default: the scenario's output.format, else csv].
+        #[arg(long, value_enum)]
+        format: Option<Format>,
         /// Write the whole state to checkpoint.json every K rounds, so that `coevo resume`
         /// can continue an interrupted run exactly.
         #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
@@ -102,6 +115,10 @@ pub enum Command {
         /// Output folder [default: out/<scenario name>-sweep].
         #[arg(long, short)]
         out: Option<PathBuf>,
+        /// Table format of every point's metrics and aggregate [default: the scenario's
+        /// output.format, else csv].
+        #[arg(long, value_enum)]
+        format: Option<Format>,
         /// Run only shard i of n (points with index % n == i), e.g. for a Slurm job array:
         /// --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT. Join the shards with `coevo merge`.
         #[arg(long, value_name = "i/n")]

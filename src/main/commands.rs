@@ -9,8 +9,9 @@ use clap::CommandFactory as _;
 use coevo::Scenario;
 use coevo::experiment::grid::{Shard, SweepOptions};
 use coevo::run::RunOptions;
+use coevo::scenario::TableFormat;
 
-use crate::args::{BenchArgs, Cli, RunArgs};
+use crate::args::{BenchArgs, Cli, Format, RunArgs};
 use crate::error::CliError;
 use crate::progress::Bar;
 use crate::signals::interrupt_flag;
@@ -60,9 +61,26 @@ fn set_threads(threads: Option<u64>) {
     }
 }
 
+/// Applies `--format` to the scenario (so the manifest and checkpoints record it).
+fn set_format(scenario: &mut Scenario, format: Option<Format>) {
+    if let Some(f) = format {
+        scenario.output.format = match f {
+            Format::Csv => TableFormat::Csv,
+            Format::Parquet => TableFormat::Parquet,
+        };
+    }
+}
+
 /// `coevo run`.
-pub fn run(path: &Path, out: Option<PathBuf>, checkpoint_every: Option<u64>, args: &RunArgs) -> Result<(), CliError> {
-    let (scenario, source, mut options) = load(args, path, out)?;
+pub fn run(
+    path: &Path,
+    out: Option<PathBuf>,
+    format: Option<Format>,
+    checkpoint_every: Option<u64>,
+    args: &RunArgs,
+) -> Result<(), CliError> {
+    let (mut scenario, source, mut options) = load(args, path, out)?;
+    set_format(&mut scenario, format);
     if scenario.sweep.is_some() && !args.quiet {
         eprintln!("note: {} has a sweep section; `coevo run` runs the base scenario only (use `coevo sweep`)", path.display());
     }
@@ -103,11 +121,13 @@ pub fn stability(path: &Path, perturb: Option<String>, out: Option<PathBuf>, arg
 pub fn sweep(
     path: &Path,
     out: Option<PathBuf>,
+    format: Option<Format>,
     shard: Option<String>,
     checkpoint_every: Option<u64>,
     args: &RunArgs,
 ) -> Result<(), CliError> {
-    let (scenario, source, options) = load(args, path, None)?;
+    let (mut scenario, source, options) = load(args, path, None)?;
+    set_format(&mut scenario, format);
     let shard = shard.map(|s| s.parse::<Shard>()).transpose().map_err(|e| CliError::BadInput(format!("--shard: {e}")))?;
     let sweep_options = SweepOptions { out_dir: out, shard, force: options.force, progress: options.progress, checkpoint_every };
     let o = coevo::experiment::grid::run_sweep(&scenario, &source, path, &sweep_options)?;

@@ -1,4 +1,7 @@
-//! `aggregate.csv`: every metric summarised over replicates, round by round.
+//! The aggregate table: every metric summarised over replicates, round by round; the
+//! [`Aggregator`] that computes it (for either format, and for `coevo plot` from the metrics of
+//! a run that wrote none) and the `aggregate.csv` writer (`aggregate.parquet`:
+//! [`crate::output::parquet`]).
 //!
 //! Columns: `round,model,text,metric,n,mean,se,q05,q50,q95`. For each round, model, text
 //! (empty for model-level metrics) and metric, over the replicates that reported a value that
@@ -72,37 +75,37 @@ pub fn quantile(v: &[f64], a: f64) -> f64 {
 
 type Key = (Arc<str>, Option<u32>, Arc<str>);
 
-/// Appends one block of rows per round to `aggregate.csv`.
-pub struct AggregateWriter {
-    file: File,
-    line: String,
+/// One row of the aggregate table: a metric of a model (of a text, for per-text metrics) at a
+/// round, summarised over the replicates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateRow<'a> {
+    /// Round.
+    pub round: u64,
+    /// Model name.
+    pub model: &'a str,
+    /// Text index, for per-text metrics.
+    pub text: Option<u32>,
+    /// Metric name.
+    pub metric: &'a str,
+    /// The statistics over replicates.
+    pub stats: Stats,
+}
+
+/// Groups one round's rows of every replicate by model, text and metric, and summarises each
+/// group: what the aggregate table holds, whatever its format (and what `coevo plot` computes
+/// from the metrics of a run that wrote no aggregate table). Its buffers are reused from round
+/// to round.
+#[derive(Debug, Default)]
+pub struct Aggregator {
     index: HashMap<Key, usize>,
     keys: Vec<(Key, u64)>,
     values: Vec<Vec<f64>>,
 }
 
-impl AggregateWriter {
-    /// Creates (truncates) `path` and writes the header.
-    pub fn create(path: &Path) -> io::Result<Self> {
-        let mut file = File::create(path)?;
-        file.write_all(AGGREGATE_HEADER.as_bytes())?;
-        file.flush()?;
-        Ok(Self::with_file(file))
-    }
-
-    /// Opens an existing `aggregate.csv` to append to (resuming a run).
-    pub fn append(path: &Path) -> io::Result<Self> {
-        Ok(Self::with_file(OpenOptions::new().append(true).open(path)?))
-    }
-
-    fn with_file(file: File) -> Self {
-        AggregateWriter { file, line: String::new(), index: HashMap::new(), keys: Vec::new(), values: Vec::new() }
-    }
-
-    /// Summarises one round's rows of every replicate (in replicate order) and appends them
-    /// with a single write.
-    pub fn write_round<'a>(&mut self, replicates: impl IntoIterator<Item = &'a [MetricRow]>) -> io::Result<()> {
-        use std::fmt::Write as _;
+impl Aggregator {
+    /// Summarises one round's rows of every replicate (in replicate order): one row per key,
+    /// in the order keys first appear.
+    pub fn round<'a>(&mut self, replicates: impl IntoIterator<Item = &'a [MetricRow]>) -> impl Iterator<Item = AggregateRow<'_>> {
         self.index.clear();
         self.keys.clear();
         for v in &mut self.values {
@@ -126,9 +129,47 @@ impl AggregateWriter {
                 self.values[i].push(row.value);
             }
         }
+        self.keys.iter().zip(&self.values).map(|(((model, text, metric), round), values)| AggregateRow {
+            round: *round,
+            model,
+            text: *text,
+            metric,
+            stats: Stats::of(values),
+        })
+    }
+}
+
+/// Appends one block of rows per round to `aggregate.csv`.
+pub struct AggregateWriter {
+    file: File,
+    line: String,
+    aggregator: Aggregator,
+}
+
+impl AggregateWriter {
+    /// Creates (truncates) `path` and writes the header.
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let mut file = File::create(path)?;
+        file.write_all(AGGREGATE_HEADER.as_bytes())?;
+        file.flush()?;
+        Ok(Self::with_file(file))
+    }
+
+    /// Opens an existing `aggregate.csv` to append to (resuming a run).
+    pub fn append(path: &Path) -> io::Result<Self> {
+        Ok(Self::with_file(OpenOptions::new().append(true).open(path)?))
+    }
+
+    fn with_file(file: File) -> Self {
+        AggregateWriter { file, line: String::new(), aggregator: Aggregator::default() }
+    }
+
+    /// Summarises one round's rows of every replicate (in replicate order) and appends them
+    /// with a single write.
+    pub fn write_round<'a>(&mut self, replicates: impl IntoIterator<Item = &'a [MetricRow]>) -> io::Result<()> {
+        use std::fmt::Write as _;
         self.line.clear();
-        for (((model, text, metric), round), values) in self.keys.iter().zip(&self.values) {
-            let s = Stats::of(values);
+        for AggregateRow { round, model, text, metric, stats: s } in self.aggregator.round(replicates) {
             let _ = write!(self.line, "{round},{model},");
             if let Some(t) = text {
                 let _ = write!(self.line, "{t}");

@@ -1,21 +1,31 @@
 //! Writers of a run's output folder.
 //!
-//! - `metrics.csv`: tidy long table `replicate,round,model,text,metric,value`, one row per
-//!   replicate, round, model, text (empty for model-level metrics) and metric. Each round is
-//!   appended with a single write and flushed, so a killed run leaves every completed round
-//!   readable and at most the round in flight missing (or, if a SIGKILL lands inside that one
-//!   write, cut short: see [`MetricsWriter::write_round`]; SIGINT and SIGTERM stop the CLI
-//!   between rounds, so they never cut one).
+//! - `metrics`: tidy long table `replicate,round,model,text,metric,value`, one row per
+//!   replicate, round, model, text (empty for model-level metrics) and metric, in the
+//!   scenario's `output.format`:
+//!   - `metrics.csv`: each round is appended with a single write and flushed, so a killed run
+//!     leaves every completed round readable and at most the round in flight missing (or, if a
+//!     SIGKILL lands inside that one write, cut short: see [`MetricsWriter::write_round`]);
+//!   - `metrics.parquet` ([`parquet`]): written in row groups, a complete file after each, so a
+//!     killed run leaves every row group written before it (unless the kill lands inside the
+//!     write of one: see the module).
+//!
+//!   SIGINT and SIGTERM stop the CLI between rounds, so they never cut a round, and every
+//!   table is closed with every completed round.
 //! - `manifest.json`: coevo version, scenario file and hash, seed, resolved parameters, RNG
 //!   algorithm, and how many rounds completed; rewritten atomically (write then rename).
 //! - `summary.json`: final diversity and round of collapse per model, written at the end.
-//! - [`aggregate`]: `aggregate.csv`, every metric summarised over replicates per round.
+//! - [`aggregate`]: `aggregate`, every metric summarised over replicates per round (with at
+//!   least 2 replicates, or when asked), in the same format.
 //! - [`phases`]: `phases.csv`, the drift phase labels, streamed as rounds complete.
-//! - [`tidy`]: reading the tidy tables back (resume, sweeps, plots).
+//! - [`table`]: the metrics and aggregate tables in either format, behind one type each.
+//! - [`tidy`]: reading the tidy tables back (resume, sweeps, plots), whatever their format.
 
 pub mod aggregate;
+pub mod parquet;
 pub mod phases;
 mod summary;
+pub mod table;
 pub mod tidy;
 
 use std::fs::{self, File};

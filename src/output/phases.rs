@@ -1,6 +1,6 @@
 //! `phases.csv`: the drift phase of every conditional model per replicate and round, written
 //! as the run goes from the labels [`DriftChains`] emits (see `crate::diagnostics` for the
-//! definitions). Rows are in the order of `metrics.csv`: by round, then replicate, then model.
+//! definitions). Rows are in the order of the metrics table: by round, then replicate, then model.
 //! The chains see every round; only the rounds the `output` section records are written.
 
 use std::fs::File;

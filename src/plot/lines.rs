@@ -10,7 +10,8 @@
 //!   replicates with their min-max range as a band, from `divergence.csv`.
 //! - `diversity_<model>` (a run folder, every conditional model, plugins included): the
 //!   p-weighted diversity metric named in `summary.json` (`diversity_metric`) against round,
-//!   mean and 5-95% band over replicates, from `aggregate.csv`.
+//!   mean and 5-95% band over replicates, from the aggregate table (or computed from the
+//!   metrics when the run wrote none).
 
 use std::collections::BTreeMap;
 use std::ops::Range;

@@ -1,7 +1,8 @@
 //! Figures of a run or sweep folder (`coevo plot`), as SVG and PNG.
 //!
 //! - `diversity`: Gini-Simpson diversity of every text model against round; with several
-//!   replicates, the mean and a 5-95% band (from `aggregate.csv`).
+//!   replicates, the mean and a 5-95% band (from the aggregate table, or computed from the
+//!   metrics when the run wrote none).
 //! - `trace_<model>`: trace of every text's image covariance on a log axis (mean over
 //!   replicates), with the theoretical contraction `((n-1)/n)^(t N_t) tr Sigma_0` dashed in the
 //!   same colour (docs/model.md section 3: exact for `Fixed(n)` allocation and a frozen text model; for
@@ -25,9 +26,10 @@ use crate::diagnostics::ChainPhase;
 use crate::experiment::grid::SweepManifest;
 use crate::metrics::names;
 use crate::models::Allocation;
-use crate::output::aggregate::AGGREGATE_HEADER;
+use crate::output::aggregate::AggregateRow;
 use crate::output::phases::PHASES_HEADER;
-use crate::output::tidy::{parse, read_csv};
+use crate::output::table::find_table;
+use crate::output::tidy::{self, parse, read_csv};
 use crate::run::RunFailure;
 use crate::scenario::{EntitySpec, Scenario};
 
@@ -73,7 +75,7 @@ fn save(figure: &impl Figure, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, Ru
 }
 
 /// The folder kinds `coevo plot` accepts (run, sweep, stability), for the errors.
-const RUN: &str = "a run folder (aggregate.csv, from `coevo run`)";
+const RUN: &str = "a run folder (metrics.csv or metrics.parquet, from `coevo run`)";
 const SWEEP: &str = "a sweep folder (sweep.csv and sweep.json, from `coevo sweep` or `coevo merge`)";
 const STABILITY: &str = "a stability folder (divergence.csv, from `coevo stability`)";
 
@@ -81,7 +83,8 @@ const STABILITY: &str = "a stability folder (divergence.csv, from `coevo stabili
 /// of none of the kinds coevo writes, or one with nothing to plot, is an error (never an
 /// empty `figures/`).
 pub fn plot_dir(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
-    let is_run = dir.join("aggregate.csv").exists();
+    let tables = |stem| find_table(dir, stem).map_err(|e| RunFailure::BadInput(e.to_string()));
+    let is_run = tables("metrics")?.is_some() || tables("aggregate")?.is_some();
     let is_sweep = dir.join("sweep.csv").exists() && dir.join("sweep.json").exists();
     let is_stability = dir.join("divergence.csv").exists();
     if !is_run && !is_sweep && !is_stability {
@@ -107,7 +110,7 @@ pub fn plot_dir(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
     Ok(files)
 }
 
-/// One series of `aggregate.csv`: per round, mean, q05, q95 and the replicate count.
+/// One series of the aggregate table: per round, mean, q05, q95 and the replicate count.
 #[derive(Debug, Default, Clone)]
 struct Series {
     rounds: Vec<f64>,
@@ -123,20 +126,24 @@ fn bad_file(path: &Path, e: impl std::fmt::Display) -> RunFailure {
     RunFailure::BadInput(format!("{}: {e}", path.display()))
 }
 
+/// Every series of the run's aggregate table, in either format; for a run that wrote none
+/// (one replicate, or `aggregate: Never`), computed from its metrics table.
 fn read_aggregate(dir: &Path) -> Result<BTreeMap<Key, Series>, RunFailure> {
-    let path = dir.join("aggregate.csv");
     let mut out: BTreeMap<Key, Series> = BTreeMap::new();
-    read_csv(&path, AGGREGATE_HEADER, |n, f| {
-        let text = if f[2].is_empty() { None } else { Some(parse(&path, n, "text", f[2])?) };
-        let s = out.entry((f[1].to_string(), text, f[3].to_string())).or_default();
-        s.rounds.push(parse::<u64>(&path, n, "round", f[0])? as f64);
-        s.n = s.n.max(parse(&path, n, "n", f[4])?);
-        s.mean.push(parse(&path, n, "mean", f[5])?);
-        s.q05.push(parse(&path, n, "q05", f[7])?);
-        s.q95.push(parse(&path, n, "q95", f[9])?);
-        Ok(())
-    })
-    .map_err(|e| bad_file(&path, e))?;
+    let add = |row: AggregateRow<'_>| {
+        let s = out.entry((row.model.to_string(), row.text, row.metric.to_string())).or_default();
+        s.rounds.push(row.round as f64);
+        s.n = s.n.max(row.stats.n);
+        s.mean.push(row.stats.mean);
+        s.q05.push(row.stats.q05);
+        s.q95.push(row.stats.q95);
+    };
+    let found = |stem| find_table(dir, stem).map_err(|e| RunFailure::BadInput(e.to_string()));
+    if let Some(path) = found("aggregate")? {
+        tidy::read_aggregate(&path, add).map_err(|e| bad_file(&path, e))?;
+    } else if let Some(path) = found("metrics")? {
+        tidy::aggregate_metrics(&path, add).map_err(|e| bad_file(&path, e))?;
+    }
     Ok(out)
 }
 

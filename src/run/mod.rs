@@ -17,10 +17,10 @@ mod tables;
 pub(crate) use manifest::ManifestWriter;
 use rounds::drive_from;
 pub use rounds::{Rounds, drive};
-use tables::{TablePaths, Tables};
+use tables::Tables;
 
 use crate::checkpoint::{Checkpoint, Observers};
-use crate::output::phases::PhasesWriter;
+use crate::output::parquet::TableMark;
 use crate::output::{Summary, SummaryTracker, write_atomic};
 use crate::scenario::Scenario;
 use crate::world::{BuildError, RunError, Simulation};
@@ -127,7 +127,19 @@ pub fn output_dir(scenario: &Scenario, options: &RunOptions) -> PathBuf {
 /// whatever the number of threads.
 pub fn run(scenario: &Scenario, source: &str, file: &Path, options: &RunOptions) -> Result<RunOutcome, RunFailure> {
     let out_dir = output_dir(scenario, options);
+    let stale = tables::stale_tables(&out_dir, scenario);
+    // Tables of another run that this one would not overwrite: refused, or removed with --force
+    // (a folder must never mix two runs' tables).
+    if let (Some((table, why)), false) = (stale.first(), options.force) {
+        return Err(RunFailure::BadInput(format!(
+            "{} is {why}: it is left from another run; pass --force to remove it, or --out DIR to write elsewhere",
+            table.display()
+        )));
+    }
     prepare_output(&out_dir, options.force)?;
+    for (table, _) in stale {
+        remove_if_present(&table)?;
+    }
     remove_if_present(&out_dir.join(crate::checkpoint::FILE))?;
     let sims: Vec<Simulation> = (0..scenario.replicates).map(|r| Simulation::new(scenario, r)).collect::<Result<_, _>>()?;
     let manifest = ManifestWriter::new(&out_dir, scenario, source, file);
@@ -192,7 +204,8 @@ pub fn resume(out_dir: &Path, options: &RunOptions) -> Result<RunOutcome, RunFai
     for (sim, state) in sims.iter_mut().zip(&checkpoint.worlds) {
         crate::checkpoint::restore(sim, state).map_err(|e| bad(format!("{}: {e}", path.display())))?;
     }
-    let tables = Tables::truncate(out_dir, &checkpoint, observers.phases)?;
+    let marks = checkpoint.table_marks().map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    let tables = Tables::resume(out_dir, &scenario, (&marks.0, &marks.1), checkpoint.phases_bytes, observers.phases)?;
     let tracker = observers.summary;
     let manifest = ManifestWriter::new(out_dir, &scenario, &checkpoint.scenario_source, &file);
     manifest.write("running", checkpoint.round)?;
@@ -231,14 +244,16 @@ fn continue_run(
     start: u64,
 ) -> Result<RunOutcome, RunFailure> {
     let checkpoint_path = out_dir.join(crate::checkpoint::FILE);
-    let checkpoint = |round: u64, sims: &mut [Simulation], tables: &TablePaths, phases: &PhasesWriter, tracker: &SummaryTracker| {
+    let checkpoint = |round: u64, sims: &mut [Simulation], tables: &mut Tables, tracker: &SummaryTracker| -> Result<(), RunFailure> {
         let Some(k) = options.checkpoint_every else { return Ok(()) };
         if round == 0 || !round.is_multiple_of(k) || round >= scenario.rounds {
             return Ok(());
         }
         let worlds = sims.iter().map(crate::checkpoint::capture).collect::<Result<Vec<_>, _>>().map_err(RunFailure::BadInput)?;
-        let (metrics_bytes, aggregate_bytes, phases_bytes) = tables.lengths()?;
-        let observers = Observers { summary: tracker.clone(), phases: phases.chains().clone() };
+        let (metrics, aggregate) = tables.marks()?;
+        let footer = |mark: &TableMark| mark.footer.as_deref().map(crate::checkpoint::encode_bytes);
+        let (phases_bytes, chains) = tables.phases_mark()?;
+        let observers = Observers { summary: tracker.clone(), phases: chains };
         let c = Checkpoint {
             format: crate::checkpoint::FORMAT.to_string(),
             scenario_file: source.file.display().to_string(),
@@ -248,8 +263,10 @@ fn continue_run(
             rounds: scenario.rounds,
             replicates: scenario.replicates,
             round,
-            metrics_bytes,
-            aggregate_bytes,
+            metrics_bytes: metrics.bytes,
+            aggregate_bytes: aggregate.bytes,
+            metrics_footer: footer(&metrics),
+            aggregate_footer: footer(&aggregate),
             phases_bytes,
             output: scenario.output.clone(),
             observers: observers.encode(),
@@ -268,7 +285,7 @@ fn continue_run(
         start,
         live,
         |r, rows| tracker.borrow_mut().observe(r, rows),
-        |round, sims, tables, phases| checkpoint(round, sims, tables, phases, &tracker.borrow()),
+        |round, sims, tables| checkpoint(round, sims, tables, &tracker.borrow()),
     );
     let tracker = tracker.into_inner();
     let summary = tracker.summary();

@@ -3,16 +3,13 @@
 //! checkpointed; an interrupt stops the loop between rounds.
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::tables::{TablePaths, Tables};
+use super::tables::Tables;
 use super::{RunFailure, RunOptions, io_error};
 use crate::metrics::MetricRow;
-use crate::output::MetricsWriter;
-use crate::output::aggregate::AggregateWriter;
-use crate::output::phases::PhasesWriter;
 use crate::scenario::{OutputSpec, Scenario};
 use crate::world::{RunError, Simulation};
 
@@ -41,10 +38,10 @@ impl Rounds for Simulation {
 
 /// Advances `worlds` (one per replicate) round-synchronously, in parallel, from round 0 to
 /// `scenario.rounds`, appending every round's rows in replicate order to the tidy table at
-/// `table` and showing them to `observe`. Returns the last completed round and how it ended;
-/// rounds completed before a failure are on disk. Rounds are thinned by `output.every` (the
-/// metric selection applies to runs' metric rows, not to this table's own quantities, e.g.
-/// divergences), `observe` sees every round, and no world stops early.
+/// `table` (CSV) and showing them to `observe`. Returns the last completed round and how it
+/// ended; rounds completed before a failure are on disk. Rounds are thinned by `output.every`
+/// (the metric selection applies to runs' metric rows, not to this table's own quantities,
+/// e.g. divergences), `observe` sees every round, and no world stops early.
 pub fn drive<W: Rounds>(
     worlds: &mut [W],
     scenario: &Scenario,
@@ -52,9 +49,9 @@ pub fn drive<W: Rounds>(
     table: &Path,
     mut observe: impl FnMut(usize, &[MetricRow]),
 ) -> (u64, Result<(), RunFailure>) {
-    let writer = match MetricsWriter::create(table) {
-        Ok(w) => w,
-        Err(e) => return (0, Err(io_error(table)(e))),
+    let tables = match Tables::single(table) {
+        Ok(t) => t,
+        Err(e) => return (0, Err(e)),
     };
     let record = OutputSpec { every: scenario.output.every, ..OutputSpec::default() };
     let loop_ = RoundLoop { scenario, options, record: &record, start: 0, live: vec![true; worlds.len()] };
@@ -62,14 +59,15 @@ pub fn drive<W: Rounds>(
         observe(r, rows);
         false
     };
-    loop_.run(worlds, (table, writer), None, None, observe, |_, _, _| Ok(()))
+    loop_.run(worlds, tables, observe, |_, _, _| Ok(()))
 }
 
-/// [`drive`] for a run's worlds from round `start`, also writing `aggregate.csv` and
-/// `phases.csv`, recording what `scenario.output` asks, and calling `after_round`
-/// (checkpoints) once a round's rows are on disk. `observe` sees every row of every live
-/// replicate and says whether the replicate stops early after this round; `live` says which
-/// replicates still run (all of them, unless a checkpoint is resumed after some stopped).
+/// The round loop of a run: from round `start`, writing its [`Tables`] as `scenario.output`
+/// asks and calling `after_round` (checkpoints) once a round's rows are written. `observe`
+/// sees every row of every live replicate and says whether the replicate stops early after
+/// this round; `live` says which replicates still run (all of them, unless a checkpoint is
+/// resumed after some stopped). The tables are closed however the loop ends (completed,
+/// failed or interrupted), so every round written is in them.
 #[expect(clippy::too_many_arguments, reason = "a run's worlds, scenario, options, tables, start round, live replicates and two hooks")]
 pub(super) fn drive_from(
     worlds: &mut [Simulation],
@@ -79,15 +77,9 @@ pub(super) fn drive_from(
     start: u64,
     live: Vec<bool>,
     observe: impl FnMut(usize, &[MetricRow]) -> bool,
-    mut after_round: impl FnMut(u64, &mut [Simulation], &TablePaths, &PhasesWriter) -> Result<(), RunFailure>,
+    after_round: impl FnMut(u64, &mut [Simulation], &mut Tables) -> Result<(), RunFailure>,
 ) -> (u64, Result<(), RunFailure>) {
-    let Tables { metrics, aggregate, mut phases, paths } = tables;
-    let loop_ = RoundLoop { scenario, options, record: &scenario.output, start, live };
-    let aggregate = Some((aggregate, paths.aggregate.clone()));
-    let phases_path = paths.phases.clone();
-    loop_.run(worlds, (&paths.metrics, metrics), aggregate, Some((&mut phases, phases_path)), observe, |round, worlds, phases| {
-        after_round(round, worlds, &paths, phases.expect("a run labels phases"))
-    })
+    RoundLoop { scenario, options, record: &scenario.output, start, live }.run(worlds, tables, observe, after_round)
 }
 
 /// The round loop shared by [`drive`] and [`drive_from`]: what it runs and records.
@@ -105,11 +97,9 @@ impl RoundLoop<'_> {
     fn run<W: Rounds>(
         mut self,
         worlds: &mut [W],
-        (table, mut writer): (&Path, MetricsWriter),
-        mut aggregate: Option<(AggregateWriter, PathBuf)>,
-        mut phases: Option<(&mut PhasesWriter, PathBuf)>,
+        mut tables: Tables,
         mut observe: impl FnMut(usize, &[MetricRow]) -> bool,
-        mut after_round: impl FnMut(u64, &mut [W], Option<&PhasesWriter>) -> Result<(), RunFailure>,
+        mut after_round: impl FnMut(u64, &mut [W], &mut Tables) -> Result<(), RunFailure>,
     ) -> (u64, Result<(), RunFailure>) {
         let (scenario, rounds) = (self.scenario, self.scenario.rounds);
         let progress = self.options.progress.as_deref();
@@ -152,12 +142,13 @@ impl RoundLoop<'_> {
                 .filter(|&(_, &stops)| recorded || stops)
                 .map(|(&r, _)| (r as u64, self.record.select(worlds[r].rows())))
                 .collect();
+            let (writer, table) = &mut tables.metrics;
             if let Err(e) = writer.write_round(writes.iter().map(|(r, rows)| (*r, &**rows))) {
                 result = Err(io_error(table)(e));
                 break;
             }
             if recorded
-                && let Some((agg, path)) = &mut aggregate
+                && let Some((agg, path)) = &mut tables.aggregate
                 && let Err(e) = agg.write_round(
                     running.iter().map(|&r| self.record.select(worlds[r].rows())).collect::<Vec<_>>().iter().map(|rows| &**rows),
                 )
@@ -165,7 +156,7 @@ impl RoundLoop<'_> {
                 result = Err(io_error(path)(e));
                 break;
             }
-            if let Some((labels, path)) = &mut phases {
+            if let Some((labels, path)) = &mut tables.phases {
                 for (&r, &stops) in running.iter().zip(&stopping) {
                     labels.observe(r as u64, worlds[r].rows(), recorded || stops);
                 }
@@ -188,7 +179,7 @@ impl RoundLoop<'_> {
             {
                 p.advance(1);
             }
-            if let Err(e) = after_round(round, worlds, phases.as_ref().map(|(p, _)| &**p)) {
+            if let Err(e) = after_round(round, worlds, &mut tables) {
                 result = Err(e);
                 break;
             }
@@ -196,6 +187,12 @@ impl RoundLoop<'_> {
                 result = Err(RunFailure::Interrupted { round });
                 break;
             }
+        }
+        // A failure to close is reported unless the loop already failed (its error says more).
+        if let Err(e) = tables.close()
+            && result.is_ok()
+        {
+            result = Err(e);
         }
         if let Some(p) = progress {
             p.finish();

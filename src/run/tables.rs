@@ -1,76 +1,144 @@
-//! The tables a run appends to round by round, created fresh or cut back to a checkpoint.
+//! The tables a run appends to round by round, in the scenario's `output.format`: created
+//! fresh, or cut back to a checkpoint; marked at checkpoints; closed when the loop ends.
 
 use std::path::{Path, PathBuf};
 
 use super::{RunFailure, io_error};
-use crate::checkpoint::Checkpoint;
 use crate::diagnostics::DriftChains;
 use crate::output::MetricsWriter;
-use crate::output::aggregate::AggregateWriter;
+use crate::output::parquet::TableMark;
 use crate::output::phases::PhasesWriter;
-use crate::scenario::Scenario;
+use crate::output::table::{AggregateTable, MetricsTable, table_path};
+use crate::scenario::{Scenario, TableFormat};
 
-/// The tables a run appends to round by round: `metrics.csv`, `aggregate.csv` and
-/// `phases.csv`.
+/// The tables a run appends to round by round, each with its file: `metrics`, `aggregate`
+/// (when [`writes_aggregate`](crate::scenario::OutputSpec::writes_aggregate)) and
+/// `phases.csv` (a run's; a stability run writes its divergence table only).
 pub(crate) struct Tables {
-    pub(super) metrics: MetricsWriter,
-    pub(super) aggregate: AggregateWriter,
-    pub(super) phases: PhasesWriter,
-    pub(super) paths: TablePaths,
+    pub(super) metrics: (MetricsTable, PathBuf),
+    pub(super) aggregate: Option<(AggregateTable, PathBuf)>,
+    pub(super) phases: Option<(PhasesWriter, PathBuf)>,
 }
 
-/// Where a run's tables are.
-pub(crate) struct TablePaths {
-    pub(super) metrics: PathBuf,
-    pub(super) aggregate: PathBuf,
-    pub(super) phases: PathBuf,
-}
+/// The tables every format has, by name (what a folder's stale tables are looked for among).
+const STEMS: [&str; 2] = ["metrics", "aggregate"];
 
-impl TablePaths {
-    pub(super) fn of(out_dir: &Path) -> Self {
-        TablePaths { metrics: out_dir.join("metrics.csv"), aggregate: out_dir.join("aggregate.csv"), phases: out_dir.join("phases.csv") }
+/// The tables of another run that a run of `scenario` would leave in `out_dir` beside its own,
+/// each with why: those of the other format, and an aggregate table this run does not write.
+pub(super) fn stale_tables(out_dir: &Path, scenario: &Scenario) -> Vec<(PathBuf, String)> {
+    let output = &scenario.output;
+    let mut stale = Vec::new();
+    for stem in STEMS {
+        for format in [TableFormat::Csv, TableFormat::Parquet] {
+            let path = table_path(out_dir, stem, format);
+            if !path.exists() {
+                continue;
+            }
+            if format != output.format {
+                stale.push((path, format!("a {format:?} table, but this run writes output.format: {:?}", output.format)));
+            } else if stem == "aggregate" && !output.writes_aggregate(scenario.replicates) {
+                stale.push((
+                    path,
+                    format!(
+                        "an aggregate table, which this run does not write (output.aggregate: {:?} with {} replicate(s))",
+                        output.aggregate, scenario.replicates
+                    ),
+                ));
+            }
+        }
     }
-
-    /// Current byte lengths of `metrics.csv`, `aggregate.csv` and `phases.csv`.
-    pub(super) fn lengths(&self) -> Result<(u64, u64, u64), RunFailure> {
-        let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).map_err(io_error(p));
-        Ok((len(&self.metrics)?, len(&self.aggregate)?, len(&self.phases)?))
-    }
+    stale
 }
 
 impl Tables {
-    /// Creates the tables (with their headers) in `out_dir`.
+    /// The table of a run that writes one tidy table only (a stability run's divergence).
+    pub(super) fn single(table: &Path) -> Result<Self, RunFailure> {
+        let writer = MetricsWriter::create(table).map_err(io_error(table))?;
+        Ok(Tables { metrics: (MetricsTable::Csv(writer, table.to_path_buf()), table.to_path_buf()), aggregate: None, phases: None })
+    }
+
+    /// Creates the tables in `out_dir`.
     pub(super) fn create(out_dir: &Path, scenario: &Scenario) -> Result<Self, RunFailure> {
-        let paths = TablePaths::of(out_dir);
+        let format = scenario.output.format;
+        let metrics = table_path(out_dir, "metrics", format);
+        let aggregate = scenario.output.writes_aggregate(scenario.replicates).then(|| table_path(out_dir, "aggregate", format));
+        let phases = out_dir.join("phases.csv");
         Ok(Tables {
-            metrics: MetricsWriter::create(&paths.metrics).map_err(io_error(&paths.metrics))?,
-            aggregate: AggregateWriter::create(&paths.aggregate).map_err(io_error(&paths.aggregate))?,
-            phases: PhasesWriter::create(&paths.phases, &scenario.diagnostics).map_err(io_error(&paths.phases))?,
-            paths,
+            metrics: (MetricsTable::create(&metrics, format).map_err(io_error(&metrics))?, metrics),
+            aggregate: match aggregate {
+                Some(path) => Some((AggregateTable::create(&path, format).map_err(io_error(&path))?, path)),
+                None => None,
+            },
+            phases: Some((PhasesWriter::create(&phases, &scenario.diagnostics).map_err(io_error(&phases))?, phases)),
         })
     }
 
-    /// Cuts the tables back to a checkpoint's lengths and opens them to append, the phase
-    /// labels continuing from the checkpoint's drift chains.
-    pub(super) fn truncate(out_dir: &Path, checkpoint: &Checkpoint, chains: DriftChains) -> Result<Self, RunFailure> {
-        let paths = TablePaths::of(out_dir);
-        let c = checkpoint;
-        for (path, len) in [(&paths.metrics, c.metrics_bytes), (&paths.aggregate, c.aggregate_bytes), (&paths.phases, c.phases_bytes)] {
-            let file = std::fs::OpenOptions::new().write(true).open(path).map_err(io_error(path))?;
-            let have = file.metadata().map_err(io_error(path))?.len();
-            if have < len {
-                return Err(RunFailure::BadInput(format!(
-                    "{} has {have} bytes but the checkpoint was taken after {len}: the table was truncated or replaced",
-                    path.display()
-                )));
+    /// Cuts the tables in `out_dir` back to a checkpoint's marks and opens them to append;
+    /// `phases.csv` is cut back to `phases_bytes` and labelled on from the checkpoint's
+    /// drift chains.
+    pub(super) fn resume(
+        out_dir: &Path,
+        scenario: &Scenario,
+        (metrics, aggregate): (&TableMark, &TableMark),
+        phases_bytes: u64,
+        chains: DriftChains,
+    ) -> Result<Self, RunFailure> {
+        let format = scenario.output.format;
+        let bad = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e: std::io::Error| match e.kind() {
+                std::io::ErrorKind::InvalidData => RunFailure::BadInput(e.to_string()),
+                _ => RunFailure::Io { path, source: e },
             }
-            file.set_len(len).map_err(io_error(path))?;
+        };
+        let metrics_path = table_path(out_dir, "metrics", format);
+        let metrics = MetricsTable::resume(&metrics_path, format, metrics).map_err(bad(&metrics_path))?;
+        let aggregate = match scenario.output.writes_aggregate(scenario.replicates).then(|| table_path(out_dir, "aggregate", format)) {
+            Some(path) => Some((AggregateTable::resume(&path, format, aggregate).map_err(bad(&path))?, path)),
+            None => None,
+        };
+        let phases = out_dir.join("phases.csv");
+        let have = std::fs::metadata(&phases).map_err(io_error(&phases))?.len();
+        if have < phases_bytes {
+            return Err(RunFailure::BadInput(format!(
+                "{} has {have} bytes but the checkpoint was taken after {phases_bytes}: the table was truncated or replaced",
+                phases.display()
+            )));
         }
         Ok(Tables {
-            metrics: MetricsWriter::append(&paths.metrics).map_err(io_error(&paths.metrics))?,
-            aggregate: AggregateWriter::append(&paths.aggregate).map_err(io_error(&paths.aggregate))?,
-            phases: PhasesWriter::resume(&paths.phases, c.phases_bytes, chains).map_err(io_error(&paths.phases))?,
-            paths,
+            metrics: (metrics, metrics_path),
+            aggregate,
+            phases: Some((PhasesWriter::resume(&phases, phases_bytes, chains).map_err(io_error(&phases))?, phases)),
         })
+    }
+
+    /// The length of `phases.csv` after the rounds written so far (its rows are flushed
+    /// round by round), and its drift chains: what a checkpoint stores of the phase labels.
+    pub(super) fn phases_mark(&self) -> Result<(u64, DriftChains), RunFailure> {
+        let (writer, path) = self.phases.as_ref().expect("a run's tables include the phases");
+        let len = std::fs::metadata(path).map_err(io_error(path))?.len();
+        Ok((len, writer.chains().clone()))
+    }
+
+    /// Where `metrics` and `aggregate` (a default mark when there is none) stand after the
+    /// rounds written so far: a checkpoint's marks.
+    pub(super) fn marks(&mut self) -> Result<(TableMark, TableMark), RunFailure> {
+        let (metrics, path) = &mut self.metrics;
+        let metrics = metrics.mark().map_err(io_error(path))?;
+        let aggregate = match &mut self.aggregate {
+            Some((table, path)) => table.mark().map_err(io_error(path))?,
+            None => TableMark::default(),
+        };
+        Ok((metrics, aggregate))
+    }
+
+    /// Ends the tables: every round written is in their files.
+    pub(super) fn close(self) -> Result<(), RunFailure> {
+        let (metrics, path) = self.metrics;
+        metrics.close().map_err(io_error(&path))?;
+        if let Some((aggregate, path)) = self.aggregate {
+            aggregate.close().map_err(io_error(&path))?;
+        }
+        Ok(())
     }
 }
