@@ -65,7 +65,8 @@ pub enum MetricsTable {
     /// `metrics.csv`.
     Csv(MetricsWriter, PathBuf),
     /// `metrics.parquet`.
-    Parquet(MetricsParquet),
+    /// Boxed: a Parquet writer's buffers and schema are large next to a CSV file handle.
+    Parquet(Box<MetricsParquet>),
 }
 
 impl MetricsTable {
@@ -73,7 +74,7 @@ impl MetricsTable {
     pub fn create(path: &Path, format: TableFormat) -> io::Result<Self> {
         Ok(match format {
             TableFormat::Csv => MetricsTable::Csv(MetricsWriter::create(path)?, path.to_path_buf()),
-            TableFormat::Parquet => MetricsTable::Parquet(MetricsParquet::create(path)?),
+            TableFormat::Parquet => MetricsTable::Parquet(Box::new(MetricsParquet::create(path)?)),
         })
     }
 
@@ -84,7 +85,7 @@ impl MetricsTable {
                 cut_csv(path, mark)?;
                 MetricsTable::Csv(MetricsWriter::append(path)?, path.to_path_buf())
             }
-            TableFormat::Parquet => MetricsTable::Parquet(MetricsParquet::resume(path, mark)?),
+            TableFormat::Parquet => MetricsTable::Parquet(Box::new(MetricsParquet::resume(path, mark)?)),
         })
     }
 
@@ -108,7 +109,7 @@ impl MetricsTable {
     pub fn close(self) -> io::Result<()> {
         match self {
             MetricsTable::Csv(..) => Ok(()),
-            MetricsTable::Parquet(w) => w.close(),
+            MetricsTable::Parquet(w) => (*w).close(),
         }
     }
 }
@@ -118,7 +119,8 @@ pub enum AggregateTable {
     /// `aggregate.csv`.
     Csv(AggregateWriter, PathBuf),
     /// `aggregate.parquet`.
-    Parquet(AggregateParquet),
+    /// Boxed, as [`MetricsTable::Parquet`].
+    Parquet(Box<AggregateParquet>),
 }
 
 impl AggregateTable {
@@ -126,7 +128,7 @@ impl AggregateTable {
     pub fn create(path: &Path, format: TableFormat) -> io::Result<Self> {
         Ok(match format {
             TableFormat::Csv => AggregateTable::Csv(AggregateWriter::create(path)?, path.to_path_buf()),
-            TableFormat::Parquet => AggregateTable::Parquet(AggregateParquet::create(path)?),
+            TableFormat::Parquet => AggregateTable::Parquet(Box::new(AggregateParquet::create(path)?)),
         })
     }
 
@@ -137,7 +139,7 @@ impl AggregateTable {
                 cut_csv(path, mark)?;
                 AggregateTable::Csv(AggregateWriter::append(path)?, path.to_path_buf())
             }
-            TableFormat::Parquet => AggregateTable::Parquet(AggregateParquet::resume(path, mark)?),
+            TableFormat::Parquet => AggregateTable::Parquet(Box::new(AggregateParquet::resume(path, mark)?)),
         })
     }
 
@@ -161,7 +163,7 @@ impl AggregateTable {
     pub fn close(self) -> io::Result<()> {
         match self {
             AggregateTable::Csv(..) => Ok(()),
-            AggregateTable::Parquet(w) => w.close(),
+            AggregateTable::Parquet(w) => (*w).close(),
         }
     }
 }
