@@ -25,6 +25,8 @@ struct Manifest<'a> {
     status: &'a str,
     rounds_completed: u64,
     scenario: &'a Scenario,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    datasets: Vec<crate::checkpoint::DatasetRecord>,
     resolved: Vec<ResolvedModel>,
 }
 
@@ -116,6 +118,7 @@ impl<'a> ManifestWriter<'a> {
             status,
             rounds_completed: completed,
             scenario: self.scenario,
+            datasets: crate::checkpoint::DatasetRecord::of(self.scenario),
             resolved: resolve(self.scenario),
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
