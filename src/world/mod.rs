@@ -44,7 +44,7 @@ pub use crate::resolve::BuildError;
 pub use components::*;
 pub use feature::{BuildContext, Influence, RoundFeature};
 pub use image_phase::{allocate_captions, fresh_images, generate_images, refit_conditionals};
-pub use inject::{CorpusInjection, UserContent};
+pub use inject::{CorpusInjection, UserContent, draw_user_content};
 pub use measure::Measure;
 pub use real_data::{DataMetrics, measure_against_data};
 pub use temperature::Temperatures;
