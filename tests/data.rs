@@ -193,7 +193,12 @@ fn the_same_table_reads_alike_from_npy_npz_csv_and_parquet() {
     };
     let reference = read("x.npy", None, "y.npy");
     assert_eq!((reference.rows(), reference.dim(), reference.num_labels()), (n, d, 3));
-    for other in [read("t.npz", Some("emb"), "labels"), read("t.csv", None, "label"), read("t.csv", Some("x"), "label"), read("t.parquet", None, "label")] {
+    for other in [
+        read("t.npz", Some("emb"), "labels"),
+        read("t.csv", None, "label"),
+        read("t.csv", Some("x"), "label"),
+        read("t.parquet", None, "label"),
+    ] {
         for i in 0..3 {
             assert_eq!(other.label_rows(i), reference.label_rows(i), "{}", other.file().display());
         }
@@ -227,7 +232,8 @@ fn the_bootstrap_mean_of_n0_rows_has_the_label_mean_and_variance_s_over_n0() {
     let k = data.num_labels();
     let means: Vec<DVector<f64>> = (0..k).map(|i| data.label_stats(i).mean.clone()).collect();
     let covs: Vec<DMatrix<f64>> = (0..k).map(|i| data.label_covariance(i, Estimator::Mle, 0.0).unwrap()).collect();
-    let mut target = GaussianImageModel::new(means.clone(), covs.clone(), Estimator::Mle, DataPolicy::Replace, (means[0].clone(), covs[0].clone()));
+    let mut target =
+        GaussianImageModel::new(means.clone(), covs.clone(), Estimator::Mle, DataPolicy::Replace, (means[0].clone(), covs[0].clone()));
     let mut injector = UserContentInjector { n0, source: None, data: Some(data.clone()) };
     let mut rng = entity_stream(11, 0, "users");
     let (mut counts, mut out) = (Vec::new(), Vec::new());
@@ -251,11 +257,17 @@ fn the_bootstrap_mean_of_n0_rows_has_the_label_mean_and_variance_s_over_n0() {
             let x = &draws[li][j];
             let (mean, se) = mean_se(x);
             let expected_var = s[(j, j)] / n0 as f64;
-            assert!((mean - data.label_stats(label).mean[j]).abs() < Z * (expected_var / m as f64).sqrt(), "label {label} coordinate {j}: mean {mean} (SE {se})");
+            assert!(
+                (mean - data.label_stats(label).mean[j]).abs() < Z * (expected_var / m as f64).sqrt(),
+                "label {label} coordinate {j}: mean {mean} (SE {se})"
+            );
             let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (m - 1) as f64;
             let mu4 = x.iter().map(|v| (v - mean).powi(4)).sum::<f64>() / m as f64;
             let se_var = ((mu4 - var * var) / m as f64).sqrt();
-            assert!((var - expected_var).abs() < Z * se_var, "label {label} coordinate {j}: variance {var} vs S/n0 = {expected_var} (SE {se_var})");
+            assert!(
+                (var - expected_var).abs() < Z * se_var,
+                "label {label} coordinate {j}: variance {var} vs S/n0 = {expected_var} (SE {se_var})"
+            );
         }
     }
 }
@@ -353,7 +365,8 @@ fn augment_with_lambda_zero_stays_at_the_estimate_of_its_real_samples() {
     // Augment(lambda: 0): every refit sees the same real samples and nothing generated, so the
     // models move once, to the estimate from those samples, and never again.
     let dir = scratch("data", "augment0");
-    let text = digits_scenario("data: Augment(lambda: 0.0)", "").replace("initial: FromData(\"digits\"), batch: 500)", "initial: FromData(\"digits\"), batch: 500, data: Augment(lambda: 0.0))");
+    let text = digits_scenario("data: Augment(lambda: 0.0)", "")
+        .replace("initial: FromData(\"digits\"), batch: 500)", "initial: FromData(\"digits\"), batch: 500, data: Augment(lambda: 0.0))");
     let (scenario, _) = Scenario::load(&write(&dir, "s.ron", &text)).unwrap();
     let mut sim = Simulation::new(&scenario, 0).unwrap();
     let first = sim.step().unwrap().to_vec();

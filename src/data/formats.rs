@@ -31,7 +31,10 @@ pub(super) fn read(file: &Path, layout: &Layout, limit: Option<MemoryLimit>) -> 
                 return Err(DataError::new(
                     file,
                     None,
-                    format!("`labels` is {:?}: with a .npy vectors file, `labels` is the path of a second .npy file holding one integer label per row", layout.labels),
+                    format!(
+                        "`labels` is {:?}: with a .npy vectors file, `labels` is the path of a second .npy file holding one integer label per row",
+                        layout.labels
+                    ),
                 ));
             }
             let vectors = read_npy_vectors(open(file)?, file, None, limit)?;
@@ -99,7 +102,11 @@ fn elements<T: npyz::Deserialize, R: Read>(
     let mut out = Vec::with_capacity(len as usize);
     for (i, x) in reader.enumerate() {
         let x = x.map_err(|e| {
-            DataError::new(file, place(array), format!("truncated or unreadable: the header promises {len} values, reading value {i} failed ({e})"))
+            DataError::new(
+                file,
+                place(array),
+                format!("truncated or unreadable: the header promises {len} values, reading value {i} failed ({e})"),
+            )
         })?;
         out.push(convert(x).map_err(|m| DataError::new(file, place(array), format!("value {i}: {m}")))?);
     }
@@ -178,9 +185,9 @@ fn read_npy_labels<R: Read>(reader: R, file: &Path, array: Option<&str>) -> Resu
         (TypeChar::Uint, 1) => elements::<u8, _>(npy, file, array, |x| ints(x.into()))?,
         (TypeChar::Uint, 2) => elements::<u16, _>(npy, file, array, |x| ints(x.into()))?,
         (TypeChar::Uint, 4) => elements::<u32, _>(npy, file, array, |x| ints(x.into()))?,
-        (TypeChar::Uint, 8) => elements::<u64, _>(npy, file, array, |x| {
-            i64::try_from(x).map(|x| x as f64).map_err(|_| format!("label {x} is too large"))
-        })?,
+        (TypeChar::Uint, 8) => {
+            elements::<u64, _>(npy, file, array, |x| i64::try_from(x).map(|x| x as f64).map_err(|_| format!("label {x} is too large")))?
+        }
         _ => return Err(wrong(t.to_string())),
     };
     // Every label read fits exactly in an f64 (|label| < 2^53 checked below), so this is exact.
@@ -198,8 +205,8 @@ fn read_npy_labels<R: Read>(reader: R, file: &Path, array: Option<&str>) -> Resu
 }
 
 fn read_npz(file: &Path, layout: &Layout, limit: Option<MemoryLimit>) -> Result<Table, DataError> {
-    let mut archive = zip::ZipArchive::new(open(file)?)
-        .map_err(|e| DataError::new(file, None, format!("not a readable .npz (zip) archive: {e}")))?;
+    let mut archive =
+        zip::ZipArchive::new(open(file)?).map_err(|e| DataError::new(file, None, format!("not a readable .npz (zip) archive: {e}")))?;
     let names: Vec<String> = archive.file_names().filter_map(|n| n.ok()?.strip_suffix(".npy").map(str::to_string)).collect();
     let vectors_name = layout.vectors.clone().unwrap_or_else(|| DEFAULT_VECTORS.to_string());
     let mut entry = |name: &str, field: &str| {
@@ -238,7 +245,10 @@ fn vector_columns(headers: &[String], layout: &Layout) -> Result<Vec<usize>, Str
         },
     };
     if columns.is_empty() {
-        let which = layout.vectors.as_ref().map_or_else(|| "no column besides the labels'".to_string(), |v| format!("no column named or starting with `{v}`"));
+        let which = layout
+            .vectors
+            .as_ref()
+            .map_or_else(|| "no column besides the labels'".to_string(), |v| format!("no column named or starting with `{v}`"));
         return Err(format!("{which} holds vectors; the columns are {}", headers.join(", ")));
     }
     Ok(columns)
@@ -254,7 +264,11 @@ fn read_csv(file: &Path, layout: &Layout, limit: Option<MemoryLimit>) -> Result<
         .map(|h| h.trim().to_string())
         .collect();
     let label_column = headers.iter().position(|h| *h == layout.labels).ok_or_else(|| {
-        DataError::new(file, Some("line 1".into()), format!("no column `{}` for the labels; the columns are {}", layout.labels, headers.join(", ")))
+        DataError::new(
+            file,
+            Some("line 1".into()),
+            format!("no column `{}` for the labels; the columns are {}", layout.labels, headers.join(", ")),
+        )
     })?;
     let columns = vector_columns(&headers, layout).map_err(|m| DataError::new(file, Some("line 1".into()), m))?;
     let d = columns.len();
@@ -376,7 +390,11 @@ fn read_parquet(file: &Path, layout: &Layout, limit: Option<MemoryLimit>) -> Res
         let n = batch.num_rows();
         let label_col = batch.column(label_column);
         if let Some(i) = (0..n).find(|&i| label_col.is_null(i)) {
-            return Err(DataError::new(file, Some(format!("row {} (0-based), column `{}`", row0 + i, layout.labels)), "missing label (null)"));
+            return Err(DataError::new(
+                file,
+                Some(format!("row {} (0-based), column `{}`", row0 + i, layout.labels)),
+                "missing label (null)",
+            ));
         }
         let values =
             arrow_cast_int(label_col.as_ref()).ok_or_else(|| DataError::new(file, column(&layout.labels), "labels must be integers"))?;
@@ -395,7 +413,11 @@ fn read_parquet(file: &Path, layout: &Layout, limit: Option<MemoryLimit>) -> Res
                     _ => col.as_fixed_size_list().value(i),
                 };
                 if item.null_count() > 0 {
-                    return Err(DataError::new(file, Some(format!("row {} (0-based), column `{name}`", row0 + i)), "missing coordinate (null)"));
+                    return Err(DataError::new(
+                        file,
+                        Some(format!("row {} (0-based), column `{name}`", row0 + i)),
+                        "missing coordinate (null)",
+                    ));
                 }
                 let before = vectors.len();
                 floats(item.as_ref(), &mut vectors).map_err(|()| DataError::new(file, column(name), "list items must be floats"))?;
@@ -426,7 +448,11 @@ fn read_parquet(file: &Path, layout: &Layout, limit: Option<MemoryLimit>) -> Res
                 let col = batch.column(c);
                 if col.null_count() > 0 {
                     let i = (0..n).find(|&i| col.is_null(i)).unwrap_or(0);
-                    return Err(DataError::new(file, Some(format!("row {} (0-based), column `{}`", row0 + i, headers[c])), "missing value (null)"));
+                    return Err(DataError::new(
+                        file,
+                        Some(format!("row {} (0-based), column `{}`", row0 + i, headers[c])),
+                        "missing value (null)",
+                    ));
                 }
                 scratch.clear();
                 floats(col.as_ref(), &mut scratch).map_err(|()| DataError::new(file, column(&headers[c]), "values must be floats"))?;

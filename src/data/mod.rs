@@ -209,7 +209,11 @@ impl Dataset {
         let Table { d, vectors, labels, dtype } = table;
         let n = labels.len();
         if n == 0 || d == 0 {
-            return Err(DataError::new(file, None, format!("no data: {n} rows of {d} coordinates; a dataset needs at least one row and one coordinate")));
+            return Err(DataError::new(
+                file,
+                None,
+                format!("no data: {n} rows of {d} coordinates; a dataset needs at least one row and one coordinate"),
+            ));
         }
         if vectors.len() != n * d {
             return Err(DataError::new(file, None, format!("{} vector values for {n} labels of dimension {d}", vectors.len())));
@@ -376,7 +380,10 @@ impl RealSource for Dataset {
 fn covariance_of(stats: &SufficientStats, estimator: Estimator, shrinkage: f64) -> Result<DMatrix<f64>, String> {
     let (n, d) = (stats.count as usize, stats.mean.len());
     if n < 2 {
-        return Err(format!("has {n} row: a covariance needs at least 2 rows (and {} for a positive definite one in d = {d} without shrinkage)", d + 1));
+        return Err(format!(
+            "has {n} row: a covariance needs at least 2 rows (and {} for a positive definite one in d = {d} without shrinkage)",
+            d + 1
+        ));
     }
     let sample = &stats.scatter / estimator.divisor(stats.count);
     let sigma = if shrinkage > 0.0 { shrink_to_isotropic(&sample, shrinkage) } else { sample };
@@ -388,7 +395,9 @@ fn covariance_of(stats: &SufficientStats, estimator: Estimator, shrinkage: f64) 
     Err(if max <= 0.0 {
         format!("has {n} rows, all identical: their covariance is zero, and no shrinkage makes it positive definite")
     } else if shrinkage > 0.0 {
-        format!("has {n} rows whose covariance, shrunk by {shrinkage}, is still not positive definite (smallest eigenvalue {min:e}, largest {max:e}); raise the shrinkage")
+        format!(
+            "has {n} rows whose covariance, shrunk by {shrinkage}, is still not positive definite (smallest eigenvalue {min:e}, largest {max:e}); raise the shrinkage"
+        )
     } else if n <= d {
         format!(
             "has {n} rows: too few for a positive definite covariance in d = {d} (it needs at least {}); give the image model `shrinkage` > 0, or reduce the dimension",

@@ -148,8 +148,8 @@ pub fn plugins_list(dir: Option<PathBuf>) -> Result<(), CliError> {
 /// cannot be used is bad input (exit 2), with the same message a scenario would show.
 pub fn data_inspect(file: &Path, vectors: Option<String>, labels: String, max_memory_mb: Option<u64>) -> Result<(), CliError> {
     let layout = coevo::data::Layout { vectors, labels };
-    let report = coevo::data::inspect(file, &layout, coevo::data::MemoryLimit::new(max_memory_mb))
-        .map_err(|e| CliError::BadInput(e.to_string()))?;
+    let report =
+        coevo::data::inspect(file, &layout, coevo::data::MemoryLimit::new(max_memory_mb)).map_err(|e| CliError::BadInput(e.to_string()))?;
     print!("{report}");
     Ok(())
 }

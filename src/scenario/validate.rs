@@ -64,10 +64,8 @@ impl<'a> Checker<'a> {
             DataPolicy::Fresh { lambda } if !(0.0..=1.0).contains(&lambda) => {
                 self.fail("data", format!("Fresh(lambda: {lambda}): the real-data fraction lambda must lie in [0, 1]"))
             }
-            DataPolicy::Augment { lambda } if !(lambda.is_finite() && lambda >= 0.0) => self.fail(
-                "data",
-                format!("Augment(lambda: {lambda}): lambda, generated samples per real one, must be a finite number >= 0"),
-            ),
+            DataPolicy::Augment { lambda } if !(lambda.is_finite() && lambda >= 0.0) => self
+                .fail("data", format!("Augment(lambda: {lambda}): lambda, generated samples per real one, must be a finite number >= 0")),
             _ => {}
         }
     }
@@ -83,7 +81,10 @@ impl<'a> Checker<'a> {
                 None
             }
             None => {
-                self.fail(key, format!("no entity is called `{name}`; FromData and Data name a Dataset ({})", names_of(scenario, "Dataset")));
+                self.fail(
+                    key,
+                    format!("no entity is called `{name}`; FromData and Data name a Dataset ({})", names_of(scenario, "Dataset")),
+                );
                 None
             }
         }
@@ -427,7 +428,10 @@ impl Checker<'_> {
                         _ => None,
                     };
                     if matches!(g.means, Means::FromData(_)) || matches!(g.covariance, Covariance::FromData(_)) {
-                        self.fail("source", "a Gaussian source takes means and covariances written out; for real data use source: Data(\"<dataset>\")");
+                        self.fail(
+                            "source",
+                            "a Gaussian source takes means and covariances written out; for real data use source: Data(\"<dataset>\")",
+                        );
                     } else if image.dim >= 1 {
                         self.gaussians(&g.means, &g.covariance, image.dim as usize, texts, &image.conditioned_on);
                     }

@@ -151,7 +151,12 @@ impl RoundFeature for UserContent {
             {
                 return Err(BuildError {
                     entity: s.name.clone(),
-                    message: format!("its dataset has vectors of dimension {} but `{}` has dimension {}", data.dim(), s.target, c.model.dim()),
+                    message: format!(
+                        "its dataset has vectors of dimension {} but `{}` has dimension {}",
+                        data.dim(),
+                        s.target,
+                        c.model.dim()
+                    ),
                 });
             }
             let stream = ctx.stream(&s.name);
