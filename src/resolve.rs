@@ -341,10 +341,13 @@ fn new_text_prior(s: &ImageModelSpec, sigma0: &[DMatrix<f64>], data: Option<&Dat
     }
 }
 
+/// A mean and a covariance.
+pub type Moments = (DVector<f64>, DMatrix<f64>);
+
 /// The empirical moments of each label of `data` and of the whole: means and MLE covariances
 /// (divisor `n_i`), what the metrics against the data compare a model with (docs/model.md section
 /// 10).
-pub fn empirical_moments(data: &Dataset) -> (Vec<(DVector<f64>, DMatrix<f64>)>, (DVector<f64>, DMatrix<f64>)) {
+pub fn empirical_moments(data: &Dataset) -> (Vec<Moments>, Moments) {
     let moments = |s: &crate::models::gaussian::SufficientStats| (s.mean.clone(), &s.scatter / Estimator::Mle.divisor(s.count));
     ((0..data.num_labels()).map(|i| moments(data.label_stats(i))).collect(), moments(data.marginal()))
 }

@@ -38,7 +38,7 @@ pub(super) fn read(file: &Path, layout: &Layout, limit: Option<MemoryLimit>) -> 
                 ));
             }
             let vectors = read_npy_vectors(open(file)?, file, None, limit)?;
-            let labels = read_npy_labels(open(&labels_file)?, &labels_file, None)?;
+            let labels = read_npy_labels(open(&labels_file)?, &labels_file, None, limit)?;
             let table = join(file, vectors, labels)?;
             Ok((table, vec![file.to_path_buf(), labels_file]))
         }
@@ -99,7 +99,9 @@ fn elements<T: npyz::Deserialize, R: Read>(
 ) -> Result<Vec<f64>, DataError> {
     let len = npy.len();
     let reader = npy.data::<T>().map_err(|e| DataError::new(file, place(array), format!("cannot read its elements: {e}")))?;
-    let mut out = Vec::with_capacity(len as usize);
+    // Grown as values arrive (capacity capped): a header that promises more than the file
+    // holds fails as truncated, never as one huge allocation.
+    let mut out = Vec::with_capacity(len.min(1 << 20) as usize);
     for (i, x) in reader.enumerate() {
         let x = x.map_err(|e| {
             DataError::new(
@@ -161,12 +163,13 @@ fn read_npy_vectors<R: Read>(reader: R, file: &Path, array: Option<&str>, limit:
     Ok(Vectors { d: d as usize, values, dtype: dtype.to_string() })
 }
 
-fn read_npy_labels<R: Read>(reader: R, file: &Path, array: Option<&str>) -> Result<Vec<i64>, DataError> {
+fn read_npy_labels<R: Read>(reader: R, file: &Path, array: Option<&str>, limit: Option<MemoryLimit>) -> Result<Vec<i64>, DataError> {
     let npy = npy_header(reader, file, array)?;
     let shape = npy.shape().to_vec();
     if !matches!(shape.as_slice(), [_] | [_, 1]) {
         return Err(DataError::new(file, place(array), format!("the labels must be a 1-d array, one per row, got shape {shape:?}")));
     }
+    check_memory(file, shape[0], 0, limit, "from the labels' .npy header")?;
     let t = type_str(&npy);
     let wrong = |found: String| {
         DataError::new(
@@ -209,27 +212,28 @@ fn read_npz(file: &Path, layout: &Layout, limit: Option<MemoryLimit>) -> Result<
         zip::ZipArchive::new(open(file)?).map_err(|e| DataError::new(file, None, format!("not a readable .npz (zip) archive: {e}")))?;
     let names: Vec<String> = archive.file_names().filter_map(|n| n.ok()?.strip_suffix(".npy").map(str::to_string)).collect();
     let vectors_name = layout.vectors.clone().unwrap_or_else(|| DEFAULT_VECTORS.to_string());
-    let mut entry = |name: &str, field: &str| {
-        if !names.iter().any(|n| n == name) {
-            let mut listed = names.clone();
-            listed.sort();
-            return Err(DataError::new(
-                file,
-                None,
-                format!("no array `{name}` (the `{field}` of the dataset); the archive holds {}", listed.join(", ")),
-            ));
-        }
-        let mut bytes = Vec::new();
-        archive
-            .by_name(&format!("{name}.npy"))
-            .and_then(|mut f| f.read_to_end(&mut bytes).map_err(zip::result::ZipError::from))
-            .map_err(|e| DataError::new(file, place(Some(name)), format!("truncated or unreadable: {e}")))?;
-        Ok(bytes)
+    let missing = |name: &str, field: &str| {
+        let mut listed = names.clone();
+        listed.sort();
+        DataError::new(file, None, format!("no array `{name}` (the `{field}` of the dataset); the archive holds {}", listed.join(", ")))
     };
-    // The header is checked against the memory limit before the rest is decoded; the
-    // decompressed bytes of one array are held once.
-    let labels = read_npy_labels(entry(&layout.labels, "labels")?.as_slice(), file, Some(&layout.labels))?;
-    let vectors = read_npy_vectors(entry(&vectors_name, "vectors")?.as_slice(), file, Some(&vectors_name), limit)?;
+    for (name, field) in [(&layout.labels, "labels"), (&vectors_name, "vectors")] {
+        if !names.iter().any(|n| n == name) {
+            return Err(missing(name, field));
+        }
+    }
+    // Each array is decoded from the archive as a stream: the header is checked (against the
+    // memory limit, for the vectors) before any value is read.
+    let unreadable =
+        |name: &str, e: zip::result::ZipError| DataError::new(file, place(Some(name)), format!("truncated or unreadable: {e}"));
+    let labels = {
+        let entry = archive.by_name(&format!("{}.npy", layout.labels)).map_err(|e| unreadable(&layout.labels, e))?;
+        read_npy_labels(entry, file, Some(&layout.labels), limit)?
+    };
+    let vectors = {
+        let entry = archive.by_name(&format!("{vectors_name}.npy")).map_err(|e| unreadable(&vectors_name, e))?;
+        read_npy_vectors(entry, file, Some(&vectors_name), limit)?
+    };
     join(file, vectors, labels)
 }
 

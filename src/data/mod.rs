@@ -3,7 +3,7 @@
 //!
 //! A [`Dataset`] is `n` labelled vectors `(x_j, v_j)`: label `x_j` in `0..K` (a text), `v_j` in
 //! `R^d` (an image embedding). It is read from numpy `.npy`/`.npz`, CSV or Parquet
-//! ([`formats`]), checked (finite vectors, integer labels, every label `0..K` with at least one
+//! (`formats`), checked (finite vectors, integer labels, every label `0..K` with at least one
 //! row), grouped by label, and summarised once into each label's sufficient statistics and the
 //! marginal ones: initial models, the empirical real-data source (a bootstrap, [`Dataset::resample`])
 //! and the metrics against the data all read these. A run loads each dataset once and shares it

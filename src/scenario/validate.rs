@@ -492,10 +492,9 @@ impl Checker<'_> {
     fn text_index(&mut self, text: u64, image: &ImageModelSpec, kinds: &HashMap<&str, &EntitySpec>) {
         if let Some(EntitySpec::TextModel(t)) = kinds.get(image.conditioned_on.as_str())
             && let Some(k) = self._scenario.texts_of(t)
+            && text as usize >= k
         {
-            if text as usize >= k {
-                self.fail("perturb", format!("text = {text}: `{}` has K = {k} texts; valid indices are 0 to K - 1", image.conditioned_on));
-            }
+            self.fail("perturb", format!("text = {text}: `{}` has K = {k} texts; valid indices are 0 to K - 1", image.conditioned_on));
         }
     }
 }
