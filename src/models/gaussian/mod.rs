@@ -200,7 +200,7 @@ impl GaussianImageModel {
 
     /// Seeds the statistics the policy keeps with real data: `counts[i]` real samples of text
     /// `i` (the initial dataset of `Accumulate { initial }`, the fixed real samples of
-    /// `Augment`), from [`draw_real`](Self::draw_real).
+    /// `Augment`): bootstrap rows of its dataset, else draws of its initial conditionals.
     pub fn seed_accumulated(&mut self, counts: &[usize], rng: &mut Stream) {
         let mut buf = Vec::new();
         self.draw_real(counts, rng, &mut buf);
