@@ -191,6 +191,7 @@ fn the_same_table_reads_alike_from_npy_npz_csv_and_parquet() {
         Dataset::load(&dir.join(file), &Layout { vectors: vectors.map(String::from), labels: labels.into() }, None)
             .unwrap_or_else(|e| panic!("{file}: {e}"))
     };
+    write_parquet_list(&dir.join("list.parquet"), &vectors, &labels, d);
     let reference = read("x.npy", None, "y.npy");
     assert_eq!((reference.rows(), reference.dim(), reference.num_labels()), (n, d, 3));
     for other in [
@@ -198,6 +199,7 @@ fn the_same_table_reads_alike_from_npy_npz_csv_and_parquet() {
         read("t.csv", None, "label"),
         read("t.csv", Some("x"), "label"),
         read("t.parquet", None, "label"),
+        read("list.parquet", Some("emb"), "label"),
     ] {
         for i in 0..3 {
             assert_eq!(other.label_rows(i), reference.label_rows(i), "{}", other.file().display());
@@ -214,6 +216,19 @@ pub fn write_parquet(path: &Path, vectors: &[f64], labels: &[i64], d: usize) {
         columns.push((format!("x{c}"), Arc::new(Float64Array::from(values))));
     }
     let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+/// A Parquet file with an int64 `label` column and the vectors as one `list<double>` column
+/// `emb` (how pandas and pyarrow write an embedding column).
+fn write_parquet_list(path: &Path, vectors: &[f64], labels: &[i64], d: usize) {
+    use arrow_array::types::Float64Type;
+    use arrow_array::{ArrayRef, Int64Array, ListArray, RecordBatch};
+    let rows = vectors.chunks(d).map(|row| Some(row.iter().map(|v| Some(*v)).collect::<Vec<_>>()));
+    let emb: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(rows));
+    let batch = RecordBatch::try_from_iter([("label", Arc::new(Int64Array::from(labels.to_vec())) as ArrayRef), ("emb", emb)]).unwrap();
     let mut writer = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
     writer.write(&batch).unwrap();
     writer.close().unwrap();

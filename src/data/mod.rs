@@ -432,10 +432,12 @@ mod tests {
 
     #[test]
     fn refuses_gaps_negative_labels_and_non_finite_values() {
-        let gap = Dataset::from_table(Path::new("x"), String::new(), table(vec![0, 2], vec![0.0, 1.0], 1)).unwrap_err();
+        let gap = Dataset::from_table(Path::new("x"), String::new(), table(vec![0, 2, 2], vec![0.0, 1.0, 2.0], 1)).unwrap_err();
         assert!(gap.message.contains("label 1 has no rows"), "{gap}");
         let negative = Dataset::from_table(Path::new("x"), String::new(), table(vec![0, -1], vec![0.0, 1.0], 1)).unwrap_err();
         assert!(negative.message.contains("negative") && negative.place.as_deref() == Some("row 1 (0-based)"), "{negative}");
+        let beyond = Dataset::from_table(Path::new("x"), String::new(), table(vec![0, 5], vec![0.0, 1.0], 1)).unwrap_err();
+        assert!(beyond.message.contains("label 5 with only 2 rows"), "{beyond}");
         let nan = Dataset::from_table(Path::new("x"), String::new(), table(vec![0, 0], vec![0.0, 1.0, f64::NAN, 2.0], 2)).unwrap_err();
         assert_eq!(nan.place.as_deref(), Some("row 1 (0-based), coordinate 0"), "{nan}");
     }
