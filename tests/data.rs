@@ -420,3 +420,22 @@ fn data_inspect_reports_rows_dimension_labels_and_what_would_fail() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("missing.npz"), "{}", stderr(&bad));
 }
+
+#[test]
+fn user_content_from_initial_resamples_the_data_a_model_was_built_from() {
+    // A model built from a dataset takes its real data from it (docs/model.md section 10): user content
+    // with `source: Initial` is then the same bootstrap as `source: Data(..)` of that dataset,
+    // draw for draw from the injector's stream.
+    let dir = scratch("data", "initial_is_data");
+    let rows = |source: &str, file: &str| {
+        let extra = format!(r#"UserContentInjector(name: "users", target: "painter", n0: 5, source: {source}),"#);
+        let (scenario, _) = Scenario::load(&write(&dir, file, &digits_scenario("", &extra))).unwrap();
+        let mut sim = Simulation::new(&scenario, 0).unwrap();
+        (0..5).map(|_| sim.step().unwrap().to_vec()).collect::<Vec<_>>()
+    };
+    let (initial, data) = (rows("Initial", "initial.ron"), rows("Data(\"digits\")", "data.ron"));
+    for (a, b) in initial.iter().zip(&data) {
+        assert_eq!(per_text(a, "painter", "trace", 10), per_text(b, "painter", "trace", 10));
+        assert_eq!(per_text(a, "painter", "fidelity", 10), per_text(b, "painter", "fidelity", 10));
+    }
+}
