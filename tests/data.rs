@@ -439,3 +439,52 @@ fn user_content_from_initial_resamples_the_data_a_model_was_built_from() {
         assert_eq!(per_text(a, "painter", "fidelity", 10), per_text(b, "painter", "fidelity", 10));
     }
 }
+
+#[test]
+fn augment_settles_at_the_fixed_point_of_its_real_samples() {
+    // Augment(lambda: 1) with Fixed(20), MLE, a frozen text model: every refit of text i pools
+    // m = 20 fresh samples of the model with the same n_R = 20 real rows R_i (drawn once, a
+    // bootstrap of label i). Given R_i (scatter W_i, mean r_i) and with delta = mu - r_i, the
+    // pooled scatter is W_gen + W_i + (m n_R / M)(ybar - r_i)(ybar - r_i)^T, M = m + n_R, so
+    //   E T' = [(m - 1 + n_R/M) T + tr W_i + (m n_R / M) D] / M,   E D' = (m/M)^2 (D + T/m)
+    // (T = tr Sigma, D = |delta|^2): linear, with the fixed point D = q T / (m (1 - q)),
+    // q = (m/M)^2, and T = tr W_i / [M - m + 1 - n_R/M - n_R q / (M (1 - q))].
+    // tr W_i is read from a twin with lambda = 0: the same seed draws the same real rows (they
+    // are drawn when the world is built, before lambda is used), and its first refit is their
+    // MLE, trace tr W_i / n_R. Per replicate, the trace summed over the 10 texts and averaged
+    // over rounds 30-300 (the recursion's eigenvalues are about 0.49 and 0.25) is divided by
+    // its fixed point; the ratio has expectation 1, checked over 12 replicates with its SE.
+    let (m, nr) = (20.0f64, 20.0f64);
+    let big_m = m + nr;
+    let q = (m / big_m).powi(2);
+    let denominator = big_m - m + 1.0 - nr / big_m - nr * q / (big_m * (1.0 - q));
+    let dir = scratch("data", "augment_fixed_point");
+    let text = |lambda: &str| {
+        digits_scenario(&format!("allocation: Fixed(20), data: Augment(lambda: {lambda})"), "")
+            .replace("batch: 500)", "batch: 500, frozen: true)")
+            .replace("rounds: 10", "rounds: 300")
+    };
+    let (mut twin, _) = Scenario::load(&write(&dir, "zero.ron", &text("0.0"))).unwrap();
+    let (mut augment, _) = Scenario::load(&write(&dir, "one.ron", &text("1.0"))).unwrap();
+    twin.replicates = 12;
+    augment.replicates = 12;
+    let ratios: Vec<f64> = (0..augment.replicates)
+        .into_par_iter()
+        .map(|r| {
+            let mut real = Simulation::new(&twin, r).unwrap();
+            let w: f64 = per_text(real.step().unwrap(), "painter", "trace", 10).iter().sum::<f64>() * nr;
+            let mut sim = Simulation::new(&augment, r).unwrap();
+            let (mut sum, mut count) = (0.0, 0.0);
+            for round in 1..=augment.rounds {
+                let rows = sim.step().unwrap();
+                if round >= 30 {
+                    sum += per_text(rows, "painter", "trace", 10).iter().sum::<f64>();
+                    count += 1.0;
+                }
+            }
+            sum / count / (w / denominator)
+        })
+        .collect();
+    let (mean, se) = mean_se(&ratios);
+    assert!((mean - 1.0).abs() < Z * se, "trace / its fixed point: {mean} +- {se} ({ratios:?})");
+}
