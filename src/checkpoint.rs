@@ -4,6 +4,8 @@
 //! `checkpoint.json` (written atomically every `--checkpoint-every K` rounds) holds:
 //! - the scenario: its source text, file name and SHA-256 (as in `manifest.json`), and the
 //!   effective seed, rounds and replicates (command-line overrides included);
+//! - the datasets the scenario read (name, file, SHA-256 of their bytes): a resumed run reads
+//!   them again from the scenario's files and refuses one that changed;
 //! - the round reached, and where the `metrics` and `aggregate` tables and `phases.csv` ended
 //!   at that round: a resumed run cuts them back there (dropping rows of rounds after the
 //!   checkpoint that a killed run had written) and appends. For CSV that is a length; for
@@ -57,6 +59,9 @@ pub struct Checkpoint {
     pub rounds: u64,
     /// Effective number of replicates.
     pub replicates: u64,
+    /// The datasets the run read, in scenario order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub datasets: Vec<DatasetRecord>,
     /// Rounds completed.
     pub round: u64,
     /// Where `metrics` ends after `round`, in bytes: the CSV's length, or the length of the
@@ -78,6 +83,61 @@ pub struct Checkpoint {
     pub aggregate_footer: Option<String>,
     /// One state per replicate, in replicate order.
     pub worlds: Vec<WorldState>,
+}
+
+/// A dataset a run read: enough to recognise the same data again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    /// The `Dataset` entity's name.
+    pub name: String,
+    /// The data file as read (relative paths joined to the scenario's folder).
+    pub file: String,
+    /// SHA-256 of its bytes (see [`crate::data::Dataset::sha256`]).
+    pub sha256: String,
+    /// Rows.
+    pub rows: usize,
+    /// Dimension.
+    pub dim: usize,
+    /// Rows per label.
+    pub counts: Vec<usize>,
+}
+
+impl DatasetRecord {
+    /// The records of a loaded scenario's datasets, in scenario order.
+    pub fn of(scenario: &crate::scenario::Scenario) -> Vec<DatasetRecord> {
+        scenario
+            .datasets()
+            .into_iter()
+            .filter_map(|(name, data)| {
+                let data = data?;
+                Some(DatasetRecord {
+                    name: name.to_string(),
+                    file: data.file().display().to_string(),
+                    sha256: data.sha256().to_string(),
+                    rows: data.rows(),
+                    dim: data.dim(),
+                    counts: (0..data.num_labels()).map(|i| data.count(i)).collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// Refuses `now` (the datasets read again) unless they are the ones `recorded`.
+    pub fn check_unchanged(recorded: &[DatasetRecord], now: &[DatasetRecord]) -> Result<(), String> {
+        for r in recorded {
+            match now.iter().find(|n| n.name == r.name) {
+                Some(n) if n.sha256 == r.sha256 => {}
+                Some(n) => {
+                    return Err(format!(
+                        "dataset `{}` changed since the run started: {} had sha256 {}, {} now has {}; resuming would mix two datasets (start a new run)",
+                        r.name, r.file, r.sha256, n.file, n.sha256
+                    ));
+                }
+                None => return Err(format!("dataset `{}` ({}) is no longer in the scenario", r.name, r.file)),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The state of one world.

@@ -8,6 +8,7 @@
 //!
 //! - [`models`]: the maths (text model, conditional Gaussian, posteriors, estimators);
 //! - [`metrics`]: diversity, fidelity, Frechet distance, Matthew index;
+//! - [`data`]: datasets of labelled embeddings read from files, their moments and bootstrap;
 //! - [`scenario`]: the RON scenario schema and its validation;
 //! - [`resolve`]: loading a scenario file, and its initial state and wiring resolved once;
 //! - [`world`]: components, the round schedule and its systems;
@@ -24,6 +25,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod data;
 pub mod diagnostics;
 pub mod experiment;
 pub mod metrics;

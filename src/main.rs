@@ -28,7 +28,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use args::{Cli, Command, PluginsCommand};
+use args::{Cli, Command, DataCommand, PluginsCommand};
 use error::CliError;
 
 fn main() -> ExitCode {
@@ -73,6 +73,9 @@ fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Validate { scenarios } => commands::validate(&scenarios),
         Command::Plugins(PluginsCommand::List { dir }) => commands::plugins_list(dir),
         Command::Plugins(PluginsCommand::Check { library, params, model }) => commands::plugins_check(&library, &params, model.as_deref()),
+        Command::Data(DataCommand::Inspect { file, vectors, labels, max_memory_mb }) => {
+            commands::data_inspect(&file, vectors, labels, max_memory_mb)
+        }
         Command::Completions { shell } => commands::completions(shell),
         Command::Man => commands::man(),
     }

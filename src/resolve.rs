@@ -1,18 +1,23 @@
 //! From a scenario file to what worlds are built from.
 //!
-//! - [`Scenario::load`]: read, parse, validate (the pure schema in [`crate::scenario`]), then
-//!   load the plugin libraries it names and check its plugin models against them
-//!   ([`crate::plugin`]). This sits above both, so the schema never depends on the plugin host.
+//! - [`Scenario::load`]: read, parse, validate (the pure schema in [`crate::scenario`]), read
+//!   the datasets it declares ([`crate::data`], paths relative to the file) and validate again
+//!   with them, then load the plugin libraries it names and check its plugin models against
+//!   them ([`crate::plugin`]). This sits above both, so the schema never depends on the plugin
+//!   host. Every data file is read here, once, before anything is written.
 //! - [`Resolved`]: a validated scenario with every default and derived value worked out once:
 //!   initial text distributions, initial means and covariances as matrices, new-text priors,
 //!   wiring as entity indices, plugin library files. The world builder, the manifest, the
 //!   perturbations of recursive stability and the plots read it instead of re-deriving them.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nalgebra::{DMatrix, DVector};
 
-use crate::scenario::{Covariance, EntitySpec, ImageModelSpec, Means, Scenario, ScenarioError, ScenarioErrors, UserSource};
+use crate::data::{Dataset, MemoryLimit};
+use crate::models::Estimator;
+use crate::scenario::{Covariance, EntitySpec, ImageModelSpec, Means, Problem, Scenario, ScenarioError, ScenarioErrors, UserSource};
 
 impl Scenario {
     /// Reads, parses and validates a scenario file, then loads the plugin libraries it names
@@ -21,8 +26,52 @@ impl Scenario {
         let source = std::fs::read_to_string(file)
             .map_err(|e| ScenarioErrors::from(ScenarioError::Io { file: file.to_path_buf(), message: e.to_string() }))?;
         let mut scenario = Scenario::parse(&source, file)?;
+        scenario.load_data(file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
         crate::plugin::check_scenario(&mut scenario, file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
         Ok((scenario, source))
+    }
+
+    /// Reads every `Dataset` of a parsed scenario (paths relative to the folder of `file`, the
+    /// scenario file), then validates the scenario again with the data: its number of labels,
+    /// dimension and per-label covariances against the models built from it or fed by it. A
+    /// file that cannot be used is a problem located at the dataset's `file` field, naming the
+    /// data file and the place in it.
+    pub fn load_data(&mut self, file: &Path) -> Result<(), Vec<Problem>> {
+        let base = file.parent().unwrap_or(Path::new(""));
+        let mut problems = Vec::new();
+        let mut any = false;
+        for (i, entity) in self.entities.iter_mut().enumerate() {
+            let EntitySpec::Dataset(spec) = entity else { continue };
+            any = true;
+            let path = base.join(&spec.file);
+            match Dataset::load(&path, &spec.layout(), MemoryLimit::new(spec.max_memory_mb)) {
+                Ok(data) => spec.loaded = Some(Arc::new(data)),
+                Err(e) => problems.push(Problem {
+                    entity: Some((i, spec.name.clone())),
+                    kind: "Dataset",
+                    key: "file".to_string(),
+                    message: e.to_string(),
+                }),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        if any {
+            crate::scenario::validate(self)?;
+        }
+        Ok(())
+    }
+
+    /// The scenario's datasets as (name, loaded data), in scenario order.
+    pub fn datasets(&self) -> Vec<(&str, Option<&Arc<Dataset>>)> {
+        self.entities
+            .iter()
+            .filter_map(|e| match e {
+                EntitySpec::Dataset(d) => Some((d.name.as_str(), d.loaded.as_ref())),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -67,6 +116,9 @@ pub enum ResolvedEntity {
         initial: Option<Gaussians>,
         /// The plugin library file (plugin models loaded from a file).
         library: Option<PathBuf>,
+        /// The dataset it is built from: its real-data source and what the metrics against
+        /// the data compare it with.
+        data: Option<Arc<Dataset>>,
     },
     /// An influence (temperature sampler, injector) and the index of the model it acts on.
     Influence {
@@ -74,7 +126,11 @@ pub enum ResolvedEntity {
         target: usize,
         /// A user-content injector's Gaussian source, if it has one.
         source: Option<Gaussians>,
+        /// A user-content injector's dataset, if its source is `Data`.
+        data: Option<Arc<Dataset>>,
     },
+    /// A dataset.
+    Dataset(Option<Arc<Dataset>>),
 }
 
 /// A validated scenario's initial state and wiring, resolved once (see the module docs).
@@ -97,44 +153,57 @@ impl Resolved {
         };
         let texts_of = |by: &str, name: &str| -> Result<usize, BuildError> {
             match &scenario.entities[index(by, name)?] {
-                EntitySpec::TextModel(t) => Ok(t.initial.probabilities().len()),
+                EntitySpec::TextModel(t) => scenario.texts_of(t).ok_or_else(|| not_loaded(by, &t.initial_data_name())),
                 _ => Err(BuildError { entity: by.to_string(), message: format!("`{name}` is not a text model") }),
             }
         };
+        let data = |by: &str, name: &str| scenario.dataset(name).cloned().ok_or_else(|| not_loaded(by, name));
         let mut entities = Vec::with_capacity(scenario.entities.len());
         for spec in &scenario.entities {
             let name = spec.name();
             entities.push(match spec {
-                EntitySpec::TextModel(t) => ResolvedEntity::Text { p0: t.initial.probabilities() },
+                EntitySpec::TextModel(t) => {
+                    ResolvedEntity::Text { p0: scenario.initial_p(&t.initial).ok_or_else(|| not_loaded(name, &t.initial_data_name()))? }
+                }
+                EntitySpec::Dataset(d) => ResolvedEntity::Dataset(d.loaded.clone()),
                 EntitySpec::ImageModel(_) | EntitySpec::PluginModel(_) => {
                     let on = spec.conditioned_on().expect("a conditional model");
                     let feed = spec.feed().iter().map(|(t, w)| Ok((index(name, t)?, *w))).collect::<Result<_, BuildError>>()?;
-                    let (initial, library) = match spec {
-                        EntitySpec::ImageModel(s) => (Some(image_gaussians(s, texts_of(name, on)?)), None),
-                        EntitySpec::PluginModel(s) => (None, s.resolved.clone()),
+                    let (initial, library, source) = match spec {
+                        EntitySpec::ImageModel(s) => {
+                            let source = image_data_name(s).map(|n| data(name, n)).transpose()?;
+                            let gaussians = image_gaussians(s, texts_of(name, on)?, source.as_deref())
+                                .map_err(|message| BuildError { entity: name.to_string(), message })?;
+                            (Some(gaussians), None, source)
+                        }
+                        EntitySpec::PluginModel(s) => (None, s.resolved.clone(), None),
                         _ => unreachable!("matched above"),
                     };
-                    ResolvedEntity::Conditional { text: index(name, on)?, feed, initial, library }
+                    ResolvedEntity::Conditional { text: index(name, on)?, feed, initial, library, data: source }
                 }
-                EntitySpec::Temperature(s) => ResolvedEntity::Influence { target: index(name, &s.target)?, source: None },
-                EntitySpec::CorpusInjector(s) => ResolvedEntity::Influence { target: index(name, &s.target)?, source: None },
+                EntitySpec::Temperature(s) => ResolvedEntity::Influence { target: index(name, &s.target)?, source: None, data: None },
+                EntitySpec::CorpusInjector(s) => ResolvedEntity::Influence { target: index(name, &s.target)?, source: None, data: None },
                 EntitySpec::UserContentInjector(s) => {
-                    let source = match (&s.source, scenario.entity(&s.target)) {
-                        (UserSource::Initial, _) => None,
+                    let (source, from_data) = match (&s.source, scenario.entity(&s.target)) {
+                        (UserSource::Initial, _) => (None, None),
+                        (UserSource::Data(dataset), _) => (None, Some(data(name, dataset)?)),
                         (UserSource::Gaussian(g), Some(EntitySpec::ImageModel(image))) => {
                             let (k, d) = (texts_of(&image.name, &image.conditioned_on)?, image.dim as usize);
-                            let prior = new_text_prior(image, &initial_covariances(&image.covariance, k, d));
-                            Some(Gaussians {
+                            let target_data = image_data_name(image).map(|n| data(&image.name, n)).transpose()?;
+                            let target = image_gaussians(image, k, target_data.as_deref())
+                                .map_err(|message| BuildError { entity: image.name.clone(), message })?;
+                            let gaussians = Gaussians {
                                 means: initial_means(&g.means, k, d),
                                 covariances: initial_covariances(&g.covariance, k, d),
-                                new_text: prior,
-                            })
+                                new_text: target.new_text,
+                            };
+                            (Some(gaussians), None)
                         }
                         (UserSource::Gaussian(_), _) => {
                             return Err(BuildError { entity: s.name.clone(), message: format!("`{}` is not an image model", s.target) });
                         }
                     };
-                    ResolvedEntity::Influence { target: index(name, &s.target)?, source }
+                    ResolvedEntity::Influence { target: index(name, &s.target)?, source, data: from_data }
                 }
             });
         }
@@ -158,10 +227,55 @@ impl Resolved {
     }
 }
 
-fn image_gaussians(s: &ImageModelSpec, k: usize) -> Gaussians {
+/// A dataset a model needs that is not loaded (the scenario was parsed, not loaded).
+fn not_loaded(by: &str, dataset: &str) -> BuildError {
+    BuildError {
+        entity: by.to_string(),
+        message: format!(
+            "dataset `{dataset}` is not loaded: load the scenario from its file (Scenario::load), or call Scenario::load_data after Scenario::parse"
+        ),
+    }
+}
+
+impl crate::scenario::TextModelSpec {
+    /// The dataset its initial distribution comes from (empty if none), for messages.
+    fn initial_data_name(&self) -> String {
+        match &self.initial {
+            crate::scenario::TextInit::FromData(name) => name.clone(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// The dataset an image model is built from (its means' or its covariances'), if any.
+pub fn image_data_name(s: &ImageModelSpec) -> Option<&str> {
+    match (&s.means, &s.covariance) {
+        (Means::FromData(name), _) | (_, Covariance::FromData(name)) => Some(name),
+        _ => None,
+    }
+}
+
+/// An image model's initial Gaussians for `k` texts, from its spec and, for `FromData`, from
+/// `data` (docs/model.md section 10): label means, label covariances with the model's estimator
+/// and shrinkage. Validation has checked the covariances are positive definite; a failure
+/// here is reported all the same, never papered over.
+fn image_gaussians(s: &ImageModelSpec, k: usize, data: Option<&Dataset>) -> Result<Gaussians, String> {
     let d = s.dim as usize;
-    let covariances = initial_covariances(&s.covariance, k, d);
-    Gaussians { means: initial_means(&s.means, k, d), new_text: new_text_prior(s, &covariances), covariances }
+    let (means, covariances) = match data {
+        Some(data) => {
+            let means = match &s.means {
+                Means::FromData(_) => (0..k).map(|i| data.label_stats(i).mean.clone()).collect(),
+                other => initial_means(other, k, d),
+            };
+            let covariances = match &s.covariance {
+                Covariance::FromData(_) => (0..k).map(|i| data.label_covariance(i, s.estimator, s.shrinkage)).collect::<Result<_, _>>()?,
+                other => initial_covariances(other, k, d),
+            };
+            (means, covariances)
+        }
+        None => (initial_means(&s.means, k, d), initial_covariances(&s.covariance, k, d)),
+    };
+    Ok(Gaussians { means, new_text: new_text_prior(s, &covariances, data), covariances })
 }
 
 /// The paper's initial means: `(cos(2 pi i / K), sin(2 pi i / K))` for `i = 1..K`, padded
@@ -183,6 +297,7 @@ pub fn initial_means(spec: &Means, k: usize, d: usize) -> Vec<DVector<f64>> {
     match spec {
         Means::UnitCircle => unit_circle_means(k, d),
         Means::Explicit(m) => m.iter().map(|v| DVector::from_column_slice(v)).collect(),
+        Means::FromData(_) => unreachable!("means from data are resolved with their dataset"),
     }
 }
 
@@ -198,15 +313,41 @@ pub fn initial_covariances(spec: &Covariance, k: usize, d: usize) -> Vec<DMatrix
         Covariance::Diagonal(v) => vec![DMatrix::from_diagonal(&DVector::from_column_slice(v)); k],
         Covariance::Full(rows) => vec![rows_to_matrix(rows); k],
         Covariance::PerText(all) => all.iter().map(rows_to_matrix).collect(),
+        Covariance::FromData(_) => unreachable!("covariances from data are resolved with their dataset"),
     }
 }
 
 /// The conditional a text appended by a `NewText` injection starts from: the spec's `new_text`
-/// prior, else mean at the origin with the covariance of text 0.
-fn new_text_prior(s: &ImageModelSpec, sigma0: &[DMatrix<f64>]) -> (DVector<f64>, DMatrix<f64>) {
+/// prior, else mean at the origin with the covariance of text 0. A model built from data
+/// defaults to the data's marginal moments instead (a new caption's images look like the
+/// whole collection until it has its own): the marginal mean for means from data, the
+/// marginal covariance (estimator and shrinkage as the labels') for covariances from data.
+fn new_text_prior(s: &ImageModelSpec, sigma0: &[DMatrix<f64>], data: Option<&Dataset>) -> (DVector<f64>, DMatrix<f64>) {
     let d = s.dim as usize;
-    match &s.new_text {
-        Some(prior) => (DVector::from_column_slice(&prior.mean), initial_covariances(&prior.covariance, 1, d).remove(0)),
-        None => (DVector::zeros(d), sigma0.first().cloned().unwrap_or_else(|| DMatrix::identity(d, d) * 0.1)),
+    if let Some(prior) = &s.new_text {
+        return (DVector::from_column_slice(&prior.mean), initial_covariances(&prior.covariance, 1, d).remove(0));
     }
+    let text0 = || sigma0.first().cloned().unwrap_or_else(|| DMatrix::identity(d, d) * 0.1);
+    match data {
+        Some(data) => {
+            let mean = if matches!(s.means, Means::FromData(_)) { data.marginal().mean.clone() } else { DVector::zeros(d) };
+            let cov = match s.covariance {
+                Covariance::FromData(_) => data.marginal_covariance(s.estimator, s.shrinkage).unwrap_or_else(|_| text0()),
+                _ => text0(),
+            };
+            (mean, cov)
+        }
+        None => (DVector::zeros(d), text0()),
+    }
+}
+
+/// A mean and a covariance.
+pub type Moments = (DVector<f64>, DMatrix<f64>);
+
+/// The empirical moments of each label of `data` and of the whole: means and MLE covariances
+/// (divisor `n_i`), what the metrics against the data compare a model with (docs/model.md section
+/// 10).
+pub fn empirical_moments(data: &Dataset) -> (Vec<Moments>, Moments) {
+    let moments = |s: &crate::models::gaussian::SufficientStats| (s.mean.clone(), &s.scatter / Estimator::Mle.divisor(s.count));
+    ((0..data.num_labels()).map(|i| moments(data.label_stats(i))).collect(), moments(data.marginal()))
 }

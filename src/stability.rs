@@ -60,6 +60,12 @@ pub fn perturbed(scenario: &Scenario, perturbation: &Perturbation) -> Scenario {
                     (None, Covariance::Diagonal(v)) => v.iter_mut().for_each(|x| *x *= f),
                     (None, Covariance::Full(rows)) => scale_rows(rows),
                     (None, Covariance::PerText(all)) => all.iter_mut().for_each(scale_rows),
+                    // Covariances estimated from data: the resolved ones, scaled, written out.
+                    (None, covariance @ Covariance::FromData(_)) => {
+                        let mut all: Vec<Vec<Vec<f64>>> = g.covariances.iter().map(as_rows).collect();
+                        all.iter_mut().for_each(scale_rows);
+                        *covariance = Covariance::PerText(all);
+                    }
                     (Some(i), covariance) => {
                         let mut all: Vec<Vec<Vec<f64>>> = g.covariances.iter().map(as_rows).collect();
                         scale_rows(&mut all[*i as usize]);

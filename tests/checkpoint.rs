@@ -99,3 +99,68 @@ fn a_checkpoint_from_another_scenario_is_bad_input() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--checkpoint-every"));
 }
+
+/// Every kind of state data adds: a text model and an image model built from a dataset, the
+/// image model's `Augment` real samples (a bootstrap), `Fresh` real captions of the text model
+/// from the empirical label distribution, `Data` user content, and new texts (which have no
+/// rows), two replicates.
+fn with_data(vectors: &Path) -> String {
+    format!(
+        r#"Scenario(
+    name: "with_data",
+    seed: 78,
+    rounds: 200,
+    replicates: 2,
+    entities: [
+        Dataset(name: "digits", file: "{}", labels: "y.npy"),
+        TextModel(name: "captioner", initial: FromData("digits"), batch: 200, data: Fresh(lambda: 0.1)),
+        ImageModel(name: "painter", conditioned_on: "captioner", dim: 16, means: FromData("digits"), covariance: FromData("digits"), shrinkage: 0.05, batch: 200, data: Augment(lambda: 2.0)),
+        CorpusInjector(name: "newcomers", target: "captioner", alpha: 0.05, eps: 0.05, distribution: NewText),
+        UserContentInjector(name: "users", target: "painter", n0: 3, source: Data("digits")),
+    ],
+)"#,
+        vectors.display()
+    )
+}
+
+/// The shipped digits as a `.npy` pair in `dir` (rows grouped by label), the first two rows
+/// swapped if `swap`: the same data to every statistic, other bytes.
+fn digits_npy(dir: &Path, swap: bool) -> PathBuf {
+    use crate::data::{f64_bytes, i64_bytes, npy};
+    let data = coevo::data::Dataset::load(&crate::data::digits_path(), &coevo::data::Layout::default(), None).unwrap();
+    let mut vectors: Vec<f64> = (0..10).flat_map(|i| data.label_rows(i).to_vec()).collect();
+    let labels: Vec<i64> = (0..10).flat_map(|i| std::iter::repeat_n(i as i64, data.count(i))).collect();
+    if swap {
+        let (first, second) = vectors.split_at_mut(16);
+        first.swap_with_slice(&mut second[..16]);
+    }
+    std::fs::write(dir.join("y.npy"), npy("<i8", &[labels.len()], &i64_bytes(&labels))).unwrap();
+    let x = dir.join("x.npy");
+    std::fs::write(&x, npy("<f8", &[labels.len(), 16], &f64_bytes(&vectors))).unwrap();
+    x
+}
+
+#[test]
+fn a_run_with_a_dataset_resumes_to_exactly_the_uninterrupted_output_and_refuses_changed_data() {
+    let dir = scratch("checkpoint", "data");
+    let scenario = write(&dir, "s.ron", &with_data(&digits_npy(&dir, false)));
+    let s = scenario.to_str().unwrap();
+    let (whole, killed) = (dir.join("whole"), dir.join("killed"));
+    ok(&["run", s, "--out", whole.to_str().unwrap(), "-q"]);
+    let manifest = std::fs::read_to_string(whole.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"sha256\"") && manifest.contains("x.npy"), "the manifest records the dataset");
+    let checkpoint = kill_after_first_checkpoint(&scenario, &killed, "5");
+    let saved = bytes(&checkpoint);
+    ok(&["resume", killed.to_str().unwrap(), "-q"]);
+    for f in FILES {
+        assert!(bytes(&whole.join(f)) == bytes(&killed.join(f)), "{f} differs after resume");
+    }
+    // The data file changes under a checkpointed run (two rows of one label swapped: every
+    // statistic the same, the bytes not): resuming is refused, naming the dataset.
+    std::fs::write(&checkpoint, &saved).unwrap();
+    digits_npy(&dir, true);
+    let out = coevo(&["resume", killed.to_str().unwrap(), "-q"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("dataset `digits` changed since the run started") && err.contains("x.npy"), "{err}");
+}

@@ -13,6 +13,7 @@ const LAYERS: &[&str] = &[
     "rng",         // named, portable random streams
     "metrics",     // metric functions, names, the tidy row
     "models",      // the maths: text model, conditional Gaussian, batches, policies
+    "data",        // datasets read from files: checked, grouped by label, moments, bootstrap
     "scenario",    // the pure RON schema and its validation
     "plugin",      // the plugin host: libraries, the C ABI adapter
     "resolve",     // a scenario file made ready to build: parsed, validated, plugins checked

@@ -12,6 +12,7 @@ use coevo::scenario::EntitySpec;
 use rayon::prelude::*;
 
 use crate::common::{Z, mean_se, metric, per_text, ready};
+use crate::stabilisers::pooled_fixed_point;
 
 /// Runs replicate `replicate` of `scenario` round by round, up to `scenario.rounds` or until
 /// `done(rows)` holds; returns the rows of round 0, of every round listed in `keep`, and of
@@ -255,4 +256,52 @@ fn inject_late_diversity_recovers_once_the_injectors_switch_on() {
         trace >= lo - Z * trace_se && trace <= hi + Z * trace_se,
         "late_painter mean trace {trace:.4} +- {trace_se:.4} outside the fixed points [{lo:.4}, {hi:.4}]"
     );
+}
+
+#[test]
+fn aa_maker_port_starts_at_the_data_keeps_digit_images_near_it_and_text_mass_is_a_martingale() {
+    // The ported third-party experiment on the shipped digits, 8 replicates of 150 rounds (the
+    // file's 2000 rounds take about 40 s on one core).
+    let mut s = ready("aa_maker_port");
+    s.replicates = 8;
+    s.rounds = 150;
+    let data = s.dataset("digits").expect("loaded").clone();
+    let (eps, k) = (0.02f64, 10usize);
+    let trace_s: Vec<f64> = (0..k).map(|i| data.label_stats(i).scatter.trace() / data.count(i) as f64).collect();
+    let runs: Vec<(Vec<MetricRow>, f64, f64)> = (0..s.replicates)
+        .into_par_iter()
+        .map(|r| {
+            let mut sim = coevo::Simulation::new(&s, r).expect("world builds");
+            let first = sim.measure().unwrap().to_vec();
+            let mut injections = 0.0;
+            let mut last = Vec::new();
+            for _ in 0..s.rounds {
+                last = sim.step().unwrap().to_vec();
+                injections += metric(&last, "corpus", "injected", None);
+            }
+            // Mass of the ten digits, undone the (1 - eps) of each new-text injection.
+            let mass: f64 = per_text(&last, "captioner", "p", k).iter().sum::<f64>() / (1.0 - eps).powf(injections);
+            let ratio = per_text(&last, "painter", "trace", k).iter().zip(&trace_s).map(|(t, s)| t / s).sum::<f64>() / k as f64;
+            (first, mass, ratio)
+        })
+        .collect();
+    // Round 0: built from the data with the MLE, the model has the data's moments exactly.
+    for (first, ..) in &runs {
+        for (i, trace) in trace_s.iter().enumerate() {
+            assert!(metric(first, "painter", "frechet_to_data", Some(i as u32)) < 1e-10 * trace);
+        }
+        assert!(metric(first, "painter", "frechet_to_data_marginal", None) < 1e-10 * trace_s.iter().sum::<f64>());
+    }
+    // The text phase is a martingale (docs/model.md section 3) and a new-text injection multiplies the
+    // digits' mass by (1 - eps): mass / (1 - eps)^injections has expectation 1.
+    let (mean, se) = mean_se(&runs.iter().map(|r| r.1).collect::<Vec<_>>());
+    assert!((mean - 1.0).abs() < Z * se, "digit mass, injections undone: {mean} +- {se}");
+    // n0 = 10 real rows per text and image phase: for any number n of generated samples, the
+    // pooled MLE fixed point (tests/stabilisers.rs) lies between (n0 - 1)/n0 = 0.9 of the
+    // label's trace (n = 0) and 0.951 (n = N = 500), and the model starts at 1: the expected
+    // trace ratio stays in [0.9, 1] (without user content it would fall like ((n - 1)/n)^(2t)).
+    let (lo, hi) = (pooled_fixed_point(0.0, 10.0, 1.0).0, pooled_fixed_point(500.0, 10.0, 1.0).0);
+    assert!((lo - 0.9).abs() < 1e-12 && hi < 0.952);
+    let (mean, se) = mean_se(&runs.iter().map(|r| r.2).collect::<Vec<_>>());
+    assert!(mean > 0.9 - Z * se && mean < 1.0 + Z * se, "digit traces / data traces: {mean} +- {se}");
 }

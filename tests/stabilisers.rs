@@ -192,7 +192,7 @@ fn injection_distributions_mix_exactly() {
 ///     D* = (n T* + n0 T0) / (n0 (2n + n0)),
 ///     T* = g n0 T0 / (1 - g n),   g = (M - 1)/M^2 + n / (M^2 (2n + n0)).
 /// (As n0 grows T* -> T0; with n0 = 0 the recursion is the plain contraction (n-1)/n.)
-fn pooled_fixed_point(n: f64, n0: f64, t0: f64) -> (f64, f64) {
+pub(crate) fn pooled_fixed_point(n: f64, n0: f64, t0: f64) -> (f64, f64) {
     let m = n + n0;
     let g = (m - 1.0) / (m * m) + n / (m * m * (2.0 * n + n0));
     let t = g * n0 * t0 / (1.0 - g * n);

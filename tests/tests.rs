@@ -10,6 +10,8 @@ mod common;
 mod allocation;
 mod checkpoint;
 mod cli;
+mod data;
+mod data_errors;
 mod examples;
 mod experiments;
 #[cfg(unix)]

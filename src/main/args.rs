@@ -189,6 +189,9 @@ pub enum Command {
     /// Plugin libraries (conditional models of other modalities, loaded at run time).
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Data files a scenario's `Dataset` reads (labelled embeddings: .npy, .npz, .csv, .parquet).
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Print a shell completion script to stdout.
     ///
     /// E.g. `coevo completions bash > ~/.local/share/bash-completion/completions/coevo`,
@@ -222,6 +225,29 @@ pub enum PluginsCommand {
         /// Check only this model.
         #[arg(long)]
         model: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Print what coevo sees in a data file: rows, dimension, type, labels and their counts,
+    /// and what a scenario built on it would fail on (e.g. labels with too few rows for a
+    /// positive definite covariance). Exit 2 if the file cannot be used.
+    Inspect {
+        /// The data file (.npy, .npz, .csv, .parquet or .pq).
+        file: PathBuf,
+        /// The vectors' array (.npz), column or column prefix (CSV, Parquet) [default: the
+        /// `vectors` array of an .npz; every column but the labels' of a CSV or Parquet file].
+        #[arg(long)]
+        vectors: Option<String>,
+        /// The labels' array (.npz), column (CSV, Parquet), or .npy file next to a .npy of
+        /// vectors.
+        #[arg(long, default_value = "labels")]
+        labels: String,
+        /// Refuse files estimated to need more than this many MiB [default: the memory the
+        /// system reports available].
+        #[arg(long)]
+        max_memory_mb: Option<u64>,
     },
 }
 

@@ -183,6 +183,16 @@ pub fn plugins_list(dir: Option<PathBuf>) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `coevo data inspect`: the report is the library's ([`coevo::data::inspect`]); a file that
+/// cannot be used is bad input (exit 2), with the same message a scenario would show.
+pub fn data_inspect(file: &Path, vectors: Option<String>, labels: String, max_memory_mb: Option<u64>) -> Result<(), CliError> {
+    let layout = coevo::data::Layout { vectors, labels };
+    let report =
+        coevo::data::inspect(file, &layout, coevo::data::MemoryLimit::new(max_memory_mb)).map_err(|e| CliError::BadInput(e.to_string()))?;
+    print!("{report}");
+    Ok(())
+}
+
 /// `coevo plugins check`: the checks live in the library; this prints their report, and a
 /// failed check is a failure (exit 1) after the report.
 pub fn plugins_check(library: &str, params: &str, model: Option<&str>) -> Result<(), CliError> {

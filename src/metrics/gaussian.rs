@@ -49,6 +49,27 @@ pub fn frechet_sq_with_sqrt(mu1: &DVector<f64>, s1: &DMatrix<f64>, mu2: &DVector
     d2.max(0.0)
 }
 
+/// Mean and covariance of the mixture `sum_i p_i N(mu_i, s_i)`: `m = sum p_i mu_i`,
+/// `C = sum p_i s_i + sum p_i (mu_i - m)(mu_i - m)^T` (the law of total covariance, centred so
+/// that a small spread next to a large mean keeps its precision). Texts with `p_i = 0` drop out.
+pub fn mixture_moments(p: &[f64], moments: &[(DVector<f64>, DMatrix<f64>)]) -> (DVector<f64>, DMatrix<f64>) {
+    let d = moments.first().map_or(0, |(m, _)| m.len());
+    let mut mean = DVector::zeros(d);
+    for (w, (m, _)) in p.iter().zip(moments) {
+        mean.axpy(*w, m, 1.0);
+    }
+    let mut cov = DMatrix::zeros(d, d);
+    for (w, (m, s)) in p.iter().zip(moments) {
+        if *w == 0.0 {
+            continue;
+        }
+        let dm = m - &mean;
+        cov += s * *w;
+        cov.ger(*w, &dm, &dm, 1.0);
+    }
+    (mean, cov)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +86,14 @@ mod tests {
         let expected = 3.0f64.powi(2) + 1.0 + 4.0;
         let shifted = DVector::from_vec(vec![3.0, 0.0]);
         assert!((frechet_sq(&shifted, &a, &zero, &b) - expected).abs() < 1e-12);
+    }
+
+    #[test]
+    fn mixture_of_two_points_has_their_spread() {
+        // Two point masses at -1 and 1 with weights 1/4, 3/4: mean 1/2, variance 1 - 1/4.
+        let moments = [(DVector::from_vec(vec![-1.0]), DMatrix::zeros(1, 1)), (DVector::from_vec(vec![1.0]), DMatrix::zeros(1, 1))];
+        let (m, c) = mixture_moments(&[0.25, 0.75], &moments);
+        assert!((m[0] - 0.5).abs() < 1e-15 && (c[(0, 0)] - 0.75).abs() < 1e-15);
     }
 
     #[test]

@@ -38,6 +38,14 @@ pub const FRECHET_TO_INITIAL: &str = "frechet_to_initial";
 /// local drift of the diagnostics).
 pub const FRECHET_LOCAL: &str = "frechet_local";
 
+/// Image model built from a dataset, per text: squared Frechet distance between the conditional
+/// and the empirical moments (mean, MLE covariance) of the label's vectors (docs/model.md section 10).
+pub const FRECHET_TO_DATA: &str = "frechet_to_data";
+/// Image model built from a dataset: squared Frechet distance between the Gaussian with the
+/// model's marginal moments (the `p`-mixture's mean and covariance) and the data's marginal
+/// moments: an FID in the model's own embedding space (docs/model.md section 10).
+pub const FRECHET_TO_DATA_MARGINAL: &str = "frechet_to_data_marginal";
+
 /// Conditional model: prefix of the p-weighted mean of its diversity metric
 /// (`weighted_trace` for the Gaussian image model); see [`weighted`].
 pub const WEIGHTED_PREFIX: &str = "weighted_";

@@ -16,8 +16,9 @@ pub struct TextModel {
     pub p0: Vec<f64>,
     /// What each refit trains on.
     pub policy: DataPolicy,
-    /// Accumulated soft caption counts (only under [`DataPolicy::Accumulate`]): the
-    /// sufficient statistic of all data seen so far.
+    /// Caption counts the policy keeps across refits: the soft counts of all data seen so far
+    /// under [`DataPolicy::Accumulate`], the fixed real captions under [`DataPolicy::Augment`]
+    /// (see [`seed_real`](Self::seed_real)); empty otherwise.
     pub accumulated: Vec<f64>,
 }
 
@@ -34,6 +35,14 @@ impl TextModel {
         TextModel { p: p0.clone(), p0, policy, accumulated }
     }
 
+    /// Draws the fixed real captions of `Augment`: `n` captions from `p0` (the empirical label
+    /// distribution when `p0` comes from a dataset), drawn once with `rng`.
+    pub fn seed_real<R: Rng + ?Sized>(&mut self, n: u64, rng: &mut R) {
+        let mut counts = Vec::new();
+        multinomial_counts(n, &self.p0, rng, &mut counts);
+        self.accumulated = counts.iter().map(|&c| c as f64).collect();
+    }
+
     /// Number of texts `K`.
     pub fn num_texts(&self) -> usize {
         self.p.len()
@@ -47,6 +56,16 @@ impl TextModel {
     /// simplex to machine precision over arbitrarily many rounds.
     pub fn refit(&mut self, soft_counts: &[f64]) {
         debug_assert_eq!(soft_counts.len(), self.p.len());
+        if let DataPolicy::Augment { .. } = self.policy {
+            // The fixed real captions plus this refit's generated ones.
+            let total: f64 = soft_counts.iter().chain(&self.accumulated).sum();
+            if total > 0.0 {
+                for ((p, s), a) in self.p.iter_mut().zip(soft_counts).zip(&self.accumulated) {
+                    *p = (s + a) / total;
+                }
+            }
+            return;
+        }
         let source: &[f64] = if let DataPolicy::Accumulate { .. } = self.policy {
             for (a, s) in self.accumulated.iter_mut().zip(soft_counts) {
                 *a += s;
@@ -71,7 +90,10 @@ impl TextModel {
         }
         self.p.push(eps);
         self.p0.push(0.0);
-        if !self.accumulated.is_empty() {
+        if let DataPolicy::Augment { .. } = self.policy {
+            // No real caption names a text invented after the start.
+            self.accumulated.push(0.0);
+        } else if !self.accumulated.is_empty() {
             let total: f64 = self.accumulated.iter().sum();
             for a in &mut self.accumulated {
                 *a *= 1.0 - eps;
@@ -86,7 +108,8 @@ impl TextModel {
         for (p, r) in self.p.iter_mut().zip(r) {
             *p = (1.0 - eps) * *p + eps * r;
         }
-        if !self.accumulated.is_empty() {
+        // Under `Augment` the stored counts are the real captions, which an injection does not change.
+        if !self.accumulated.is_empty() && matches!(self.policy, DataPolicy::Accumulate { .. }) {
             let total: f64 = self.accumulated.iter().sum();
             for (a, r) in self.accumulated.iter_mut().zip(r) {
                 *a = (1.0 - eps) * *a + eps * r * total;

@@ -154,6 +154,13 @@ fn read_scenario(dir: &Path) -> Result<Scenario, RunFailure> {
     serde_json::from_value(manifest["scenario"].clone()).map_err(|e| bad_file(&path, format!("no readable scenario: {e}")))
 }
 
+/// The `p0` the manifest of run folder `dir` records for text model `name`.
+fn resolved_p0(dir: &Path, name: &str) -> Option<Vec<f64>> {
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).ok()?).ok()?;
+    let model = manifest["resolved"].as_array()?.iter().find(|m| m["name"] == name)?;
+    serde_json::from_value(model["p0"].clone()).ok()
+}
+
 const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -187,7 +194,8 @@ fn plot_run(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
     for e in &scenario.entities {
         let EntitySpec::ImageModel(img) = e else { continue };
         let Some(EntitySpec::TextModel(text)) = scenario.entity(&img.conditioned_on) else { continue };
-        let p0 = text.initial.probabilities();
+        // A text model built from data: its p0 is in the manifest's resolved state.
+        let Some(p0) = text.initial.probabilities().or_else(|| resolved_p0(dir, &text.name)) else { continue };
         let mut lines = Vec::new();
         for (i, p) in p0.iter().enumerate() {
             let Some(s) = agg.get(&(img.name.clone(), Some(i as u32), names::TRACE.into())) else { continue };

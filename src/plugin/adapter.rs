@@ -85,7 +85,8 @@ impl PluginConditional {
         use coevo_plugin_api::DataPolicy as Abi;
         let plugin_policy = match policy {
             DataPolicy::Accumulate { .. } => Abi::Accumulate { initial: 0 },
-            DataPolicy::Replace | DataPolicy::Fresh { .. } => Abi::Replace,
+            // Validation keeps `Augment` to the built-in models.
+            DataPolicy::Replace | DataPolicy::Fresh { .. } | DataPolicy::Augment { .. } => Abi::Replace,
         };
         let trained = library.create_by_name(model, params_json, num_texts, plugin_policy)?;
         let initial = library.create_by_name(model, params_json, num_texts, Abi::Replace)?;

@@ -47,7 +47,7 @@ pub fn check_scenario(scenario: &mut Scenario, file: &Path) -> Result<(), Vec<Pr
         .entities
         .iter()
         .filter_map(|e| match e {
-            EntitySpec::TextModel(t) => Some((t.name.clone(), t.initial.probabilities().len())),
+            EntitySpec::TextModel(t) => Some((t.name.clone(), scenario.texts_of(t)?)),
             _ => None,
         })
         .collect();

@@ -25,6 +25,8 @@ struct Manifest<'a> {
     status: &'a str,
     rounds_completed: u64,
     scenario: &'a Scenario,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    datasets: Vec<crate::checkpoint::DatasetRecord>,
     resolved: Vec<ResolvedModel>,
     /// Per replicate, where and why it stopped early (`null`: it ran every round); only in the
     /// final manifest of a scenario with a `stop` section.
@@ -124,6 +126,7 @@ impl<'a> ManifestWriter<'a> {
             status,
             rounds_completed: completed,
             scenario: self.scenario,
+            datasets: crate::checkpoint::DatasetRecord::of(self.scenario),
             resolved: resolve(self.scenario),
             stopped_early,
         };

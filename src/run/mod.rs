@@ -22,7 +22,7 @@ use tables::Tables;
 use crate::checkpoint::{Checkpoint, Observers};
 use crate::output::parquet::TableMark;
 use crate::output::{Summary, SummaryTracker, write_atomic};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, ScenarioErrors};
 use crate::world::{BuildError, RunError, Simulation};
 
 /// Told how a run advances, round by round: the CLI draws a progress bar from it, a caller
@@ -195,6 +195,10 @@ pub fn resume(out_dir: &Path, options: &RunOptions) -> Result<RunOutcome, RunFai
     }
     let file = PathBuf::from(&checkpoint.scenario_file);
     let mut scenario = Scenario::parse(&checkpoint.scenario_source, &file).map_err(|e| bad(e.to_string()))?;
+    // Datasets are read again from the scenario's files, and must be the ones the run read.
+    scenario.load_data(&file).map_err(|problems| bad(ScenarioErrors::invalid(&file, &checkpoint.scenario_source, problems).to_string()))?;
+    crate::checkpoint::DatasetRecord::check_unchanged(&checkpoint.datasets, &crate::checkpoint::DatasetRecord::of(&scenario))
+        .map_err(|e| bad(format!("{}: {e}", path.display())))?;
     scenario.seed = checkpoint.seed;
     scenario.rounds = checkpoint.rounds;
     scenario.replicates = checkpoint.replicates;
@@ -262,6 +266,7 @@ fn continue_run(
             seed: scenario.seed,
             rounds: scenario.rounds,
             replicates: scenario.replicates,
+            datasets: crate::checkpoint::DatasetRecord::of(scenario),
             round,
             metrics_bytes: metrics.bytes,
             aggregate_bytes: aggregate.bytes,

@@ -301,6 +301,7 @@ fn example(variant: &str) -> Option<&'static str> {
     const EXAMPLES: &[(&str, &str)] = &[
         ("Fresh", "Fresh(lambda: 0.2)"),
         ("Accumulate", "Accumulate(initial: 100)"),
+        ("Augment", "Augment(lambda: 0.5)"),
         ("TextInitial", "TextInitial(model: \"captioner\", initial: Probabilities([0.24, 0.19, 0.19, 0.19, 0.19]))"),
         ("MeanShift", "MeanShift(model: \"painter\", text: 0, shift: [0.1, 0.0])"),
         ("CovarianceScale", "CovarianceScale(model: \"painter\", factor: 1.5)"),

@@ -14,6 +14,7 @@ pub mod sweep;
 mod validate;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,7 @@ pub use output::{AggregateWhen, OutputSpec, StopSpec, StopWhen, TableFormat};
 pub use plugin::{Feed, PluginModelSpec};
 pub use sweep::{Sweep, SweepParameter, SweepValue};
 
+use crate::data::Dataset;
 pub use crate::models::Schedule;
 use crate::models::{Allocation, DataPolicy, Estimator};
 
@@ -85,6 +87,9 @@ pub enum EntitySpec {
     UserContentInjector(UserContentInjectorSpec),
     /// A conditional model of any modality from a plugin library (docs/model.md section 9).
     PluginModel(PluginModelSpec),
+    /// Labelled embeddings read from a file: models are built from it and it is the real-data
+    /// source of the models built from it (docs/model.md section 10).
+    Dataset(DatasetSpec),
 }
 
 impl EntitySpec {
@@ -97,6 +102,7 @@ impl EntitySpec {
             EntitySpec::CorpusInjector(s) => &s.name,
             EntitySpec::UserContentInjector(s) => &s.name,
             EntitySpec::PluginModel(s) => &s.name,
+            EntitySpec::Dataset(s) => &s.name,
         }
     }
 
@@ -106,7 +112,7 @@ impl EntitySpec {
             EntitySpec::Temperature(s) => s.active.as_ref(),
             EntitySpec::CorpusInjector(s) => s.active.as_ref(),
             EntitySpec::UserContentInjector(s) => s.active.as_ref(),
-            EntitySpec::TextModel(_) | EntitySpec::ImageModel(_) | EntitySpec::PluginModel(_) => None,
+            EntitySpec::TextModel(_) | EntitySpec::ImageModel(_) | EntitySpec::PluginModel(_) | EntitySpec::Dataset(_) => None,
         }
     }
 
@@ -119,6 +125,7 @@ impl EntitySpec {
             EntitySpec::CorpusInjector(_) => "CorpusInjector",
             EntitySpec::UserContentInjector(_) => "UserContentInjector",
             EntitySpec::PluginModel(_) => "PluginModel",
+            EntitySpec::Dataset(_) => "Dataset",
         }
     }
 
@@ -175,6 +182,8 @@ pub enum TextInit {
     Uniform(u64),
     /// Explicit probabilities (must be non-negative and sum to 1).
     Probabilities(Vec<f64>),
+    /// The empirical label distribution `n_i / n` of the named `Dataset` (K = its labels).
+    FromData(String),
 }
 
 impl Default for TextInit {
@@ -184,11 +193,13 @@ impl Default for TextInit {
 }
 
 impl TextInit {
-    /// The resolved initial probabilities.
-    pub fn probabilities(&self) -> Vec<f64> {
+    /// The initial probabilities written in the scenario (`None` for `FromData`, which needs
+    /// the dataset: see [`Scenario::initial_p`]).
+    pub fn probabilities(&self) -> Option<Vec<f64>> {
         match self {
-            TextInit::Uniform(k) => vec![1.0 / *k as f64; *k as usize],
-            TextInit::Probabilities(p) => p.clone(),
+            TextInit::Uniform(k) => Some(vec![1.0 / *k as f64; *k as usize]),
+            TextInit::Probabilities(p) => Some(p.clone()),
+            TextInit::FromData(_) => None,
         }
     }
 }
@@ -219,9 +230,13 @@ pub struct ImageModelSpec {
     /// How samples are allocated to texts (default `Binomial`).
     #[serde(default)]
     pub allocation: Allocation,
-    /// Covariance estimator (default `Mle`).
+    /// Covariance estimator (default `Mle`), also of covariances from data.
     #[serde(default)]
     pub estimator: Estimator,
+    /// Shrinkage `s` in `[0, 1]` of covariances from data towards their isotropic part,
+    /// `(1 - s) S_i + s (tr S_i / d) I` (default 0; only with `covariance: FromData`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shrinkage: f64,
     /// A frozen model skips its own refit but still generates.
     #[serde(default)]
     pub frozen: bool,
@@ -242,6 +257,10 @@ fn default_dim() -> u64 {
     2
 }
 
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
 /// Initial means of an image model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub enum Means {
@@ -250,6 +269,8 @@ pub enum Means {
     UnitCircle,
     /// One mean per text.
     Explicit(Vec<Vec<f64>>),
+    /// The mean of each label's vectors in the named `Dataset` (image models only).
+    FromData(String),
 }
 
 /// Initial covariances of an image model.
@@ -263,6 +284,9 @@ pub enum Covariance {
     Full(Vec<Vec<f64>>),
     /// One full matrix (rows) per text.
     PerText(Vec<Vec<Vec<f64>>>),
+    /// The sample covariance of each label's vectors in the named `Dataset`, with the image
+    /// model's estimator and `shrinkage` (image models only).
+    FromData(String),
 }
 
 impl Default for Covariance {
@@ -385,6 +409,9 @@ pub enum UserSource {
     /// Configured Gaussians, one per text of the target, given like an image model's
     /// `means` and `covariance`. Texts appended later use the target's `new_text` prior.
     Gaussian(GaussianSource),
+    /// Real vectors of the named `Dataset`: for text `i`, `n0` label-`i` rows drawn uniformly
+    /// with replacement (a bootstrap). Texts appended later have no rows and get none.
+    Data(String),
 }
 
 /// Per-text Gaussians of a [`UserSource::Gaussian`].
@@ -397,6 +424,43 @@ pub struct GaussianSource {
     /// Covariances (default `Isotropic(0.1)`).
     #[serde(default)]
     pub covariance: Covariance,
+}
+
+/// A dataset: labelled embeddings read from a file the user has (docs/model.md section 10). It is
+/// loaded once, when the scenario file is loaded ([`Scenario::load`](crate::Scenario)), and
+/// shared by every replicate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// Unique entity name, by which models and sources refer to it.
+    pub name: String,
+    /// The file: `.npy`, `.npz`, `.csv` or `.parquet`, relative to the scenario file's folder.
+    pub file: String,
+    /// Where the vectors are (see [`crate::data::Layout::vectors`]); default: the `vectors`
+    /// array of an `.npz`, every column but the labels' of a CSV or Parquet file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<String>,
+    /// Where the labels are (see [`crate::data::Layout::labels`]); default `labels`.
+    #[serde(default = "default_labels")]
+    pub labels: String,
+    /// Refuse to load more than this many MiB (estimated before reading); default: the memory
+    /// the system reports available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_mb: Option<u64>,
+    /// The data, once loaded (not part of the file format).
+    #[serde(skip)]
+    pub loaded: Option<Arc<Dataset>>,
+}
+
+fn default_labels() -> String {
+    crate::data::DEFAULT_LABELS.to_string()
+}
+
+impl DatasetSpec {
+    /// Where the vectors and labels are in the file.
+    pub fn layout(&self) -> crate::data::Layout {
+        crate::data::Layout { vectors: self.vectors.clone(), labels: self.labels.clone() }
+    }
 }
 
 /// The `stability` section: how the twin world of `coevo stability` differs.
@@ -496,6 +560,33 @@ impl Scenario {
     /// The entity spec called `name`.
     pub fn entity(&self, name: &str) -> Option<&EntitySpec> {
         self.entities.iter().find(|e| e.name() == name)
+    }
+
+    /// The loaded data of the `Dataset` entity called `name` (`None` if there is no such
+    /// entity or it is not loaded yet).
+    pub fn dataset(&self, name: &str) -> Option<&Arc<Dataset>> {
+        match self.entity(name) {
+            Some(EntitySpec::Dataset(d)) => d.loaded.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The initial text distribution `init` resolves to: as written, or the empirical label
+    /// distribution of its dataset (`None` while that is not loaded).
+    pub fn initial_p(&self, init: &TextInit) -> Option<Vec<f64>> {
+        match init {
+            TextInit::FromData(name) => self.dataset(name).map(|d| d.label_distribution()),
+            _ => init.probabilities(),
+        }
+    }
+
+    /// Number of texts `K` a text model starts with (`None` while its dataset is not loaded).
+    pub fn texts_of(&self, text: &TextModelSpec) -> Option<usize> {
+        match &text.initial {
+            TextInit::Uniform(k) => Some(*k as usize),
+            TextInit::Probabilities(p) => Some(p.len()),
+            TextInit::FromData(name) => self.dataset(name).map(|d| d.num_labels()),
+        }
     }
 }
 

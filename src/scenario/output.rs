@@ -163,6 +163,8 @@ pub fn builtin_metrics() -> Vec<String> {
         names::MATTHEW_INDEX,
         names::REGULARIZED,
         names::INJECTED,
+        names::FRECHET_TO_DATA,
+        names::FRECHET_TO_DATA_MARGINAL,
     ]
     .iter()
     .map(|s| s.to_string())

@@ -5,10 +5,13 @@ use std::collections::{HashMap, HashSet};
 
 use nalgebra::{DMatrix, SymmetricEigen};
 
+use std::sync::Arc;
+
 use super::{
-    CorpusInjectorSpec, Covariance, EntitySpec, GaussianSpec, ImageModelSpec, Injection, Means, Perturbation, PluginModelSpec, Scenario,
-    TextInit, UserContentInjectorSpec, UserSource, Window,
+    CorpusInjectorSpec, Covariance, DatasetSpec, EntitySpec, GaussianSpec, ImageModelSpec, Injection, Means, Perturbation, PluginModelSpec,
+    Scenario, TextInit, UserContentInjectorSpec, UserSource, Window,
 };
+use crate::data::Dataset;
 use crate::models::{Allocation, DataPolicy, Schedule, ScheduleValue};
 
 /// Tolerance on `sum p = 1`: loose enough for hand-written decimals like `0.1` (ten of which
@@ -45,7 +48,7 @@ struct Checker<'a> {
     _scenario: &'a Scenario,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
     fn fail(&mut self, key: &str, message: impl Into<String>) {
         self.problems.push(Problem { entity: self.current.clone(), kind: self.kind, key: key.to_string(), message: message.into() });
     }
@@ -65,6 +68,11 @@ impl Checker<'_> {
                 |l| (0.0..=1.0).contains(&l),
                 |at, l| format!("Fresh(lambda: {l}){at}: the real-data fraction lambda must lie in [0, 1]"),
             );
+        }
+        if let DataPolicy::Augment { lambda } = *policy
+            && !(lambda.is_finite() && lambda >= 0.0)
+        {
+            self.fail("data", format!("Augment(lambda: {lambda}): lambda, generated samples per real one, must be a finite number >= 0"));
         }
     }
 
@@ -108,6 +116,60 @@ impl Checker<'_> {
             self.fail(
                 "active",
                 format!("active window from: {} until: {until} is empty: `until` must be >= `from` (both rounds are included)", w.from),
+            );
+        }
+    }
+
+    /// The dataset `name` refers to from field `key`: an error unless a `Dataset` entity has
+    /// that name; its data once loaded (`None` before: the checks that need it wait).
+    fn dataset(&mut self, key: &str, name: &str) -> Option<&'a Arc<Dataset>> {
+        let scenario = self._scenario;
+        match scenario.entity(name) {
+            Some(EntitySpec::Dataset(d)) => d.loaded.as_ref(),
+            Some(other) => {
+                self.fail(key, format!("`{name}` is {}, not a Dataset ({})", with_article(other.kind()), names_of(scenario, "Dataset")));
+                None
+            }
+            None => {
+                self.fail(
+                    key,
+                    format!("no entity is called `{name}`; FromData and Data name a Dataset ({})", names_of(scenario, "Dataset")),
+                );
+                None
+            }
+        }
+    }
+
+    /// A loaded dataset used for the `k` texts of `text_model` in dimension `d` (`d` unknown
+    /// for a plugin model): one label per text, each with rows, and vectors of dimension `d`.
+    fn data_fits(&mut self, key: &str, name: &str, data: &Dataset, k: Option<usize>, d: Option<usize>, text_model: &str) {
+        if let Some(d) = d
+            && data.dim() != d
+        {
+            self.fail(
+                key,
+                format!("dataset `{name}` has vectors of dimension {} but the model has dim = {d}; set dim: {}", data.dim(), data.dim()),
+            );
+        }
+        let Some(k) = k else { return };
+        let kd = data.num_labels();
+        if kd > k {
+            self.fail(
+                key,
+                format!(
+                    "dataset `{name}` has labels 0 to {}, but `{text_model}` has K = {k} texts: labels {k} to {} are outside 0..K-1 (use initial: FromData(\"{name}\") for K = {kd})",
+                    kd - 1,
+                    kd - 1
+                ),
+            );
+        } else if kd < k {
+            self.fail(
+                key,
+                format!(
+                    "`{text_model}` has K = {k} texts but dataset `{name}` has labels 0 to {} only: texts {kd} to {} have no rows (every text needs at least one)",
+                    kd - 1,
+                    k - 1
+                ),
             );
         }
     }
@@ -179,6 +241,28 @@ impl Checker<'_> {
         if d == 0 {
             return;
         }
+        if !(0.0..=1.0).contains(&s.shrinkage) {
+            self.fail("shrinkage", format!("shrinkage = {}: the shrinkage s must lie in [0, 1]", s.shrinkage));
+        } else if s.shrinkage > 0.0 && !matches!(s.covariance, Covariance::FromData(_)) {
+            self.fail("shrinkage", "shrinkage applies to covariances estimated from data: use it with covariance: FromData(..)");
+        }
+        if let (Means::FromData(a), Covariance::FromData(b)) = (&s.means, &s.covariance)
+            && a != b
+        {
+            self.fail("covariance", format!("means come from `{a}` and covariances from `{b}`: a model is built from one dataset"));
+        }
+        for (key, name) in [("means", data_name_of_means(&s.means)), ("covariance", data_name_of_covariance(&s.covariance))] {
+            let Some(name) = name else { continue };
+            let Some(data) = self.dataset(key, name) else { continue };
+            self.data_fits(key, name, data, texts, Some(d), &s.conditioned_on);
+            if key == "covariance" && data.dim() == d && texts == Some(data.num_labels()) {
+                for i in 0..data.num_labels() {
+                    if let Err(why) = data.label_covariance(i, s.estimator, s.shrinkage) {
+                        self.fail(key, format!("dataset `{name}`: {why}"));
+                    }
+                }
+            }
+        }
         self.gaussians(&s.means, &s.covariance, d, texts, &s.conditioned_on);
         if let Some(prior) = &s.new_text {
             self.gaussian("new_text", prior, d);
@@ -200,6 +284,9 @@ impl Checker<'_> {
             self.at_least("allocation", n as u64, 1, "Fixed(n) samples per text");
         }
         self.policy(&s.data);
+        if let DataPolicy::Augment { .. } = s.data {
+            self.fail("data", "Augment is available to the built-in image models, not to plugin models; use Replace, Accumulate or Fresh");
+        }
     }
 
     /// A conditional model's `feed` (docs/model.md section 9): distinct text models with the same texts
@@ -220,7 +307,7 @@ impl Checker<'_> {
                 );
             }
             let Some(EntitySpec::TextModel(t)) = self.target("feed", name, &["TextModel"], "a feed", kinds) else { continue };
-            let k = text_count(&t.initial);
+            let Some(k) = self._scenario.texts_of(t) else { continue };
             if let Some(own) = texts
                 && k != own
             {
@@ -270,7 +357,7 @@ impl Checker<'_> {
                     self.fail("means", "means must be finite numbers");
                 }
             }
-            _ => {}
+            Means::FromData(_) | Means::UnitCircle => {}
         }
         if let Covariance::PerText(all) = covariance {
             if let Some(k) = texts
@@ -281,7 +368,7 @@ impl Checker<'_> {
             for (i, rows) in all.iter().enumerate() {
                 self.matrix("covariance", &format!("covariance [{i}]"), rows, d);
             }
-        } else {
+        } else if !matches!(covariance, Covariance::FromData(_)) {
             self.shared_covariance("covariance", covariance, d);
         }
     }
@@ -295,6 +382,7 @@ impl Checker<'_> {
             Covariance::Diagonal(v) => self.variances(key, v, d),
             Covariance::Full(rows) => self.matrix(key, "Full covariance", rows, d),
             Covariance::PerText(_) => self.fail(key, "a single Gaussian takes Isotropic, Diagonal or Full, not PerText"),
+            Covariance::FromData(_) => self.fail(key, "a single Gaussian takes Isotropic, Diagonal or Full, not FromData"),
             Covariance::Isotropic(_) => {}
         }
     }
@@ -347,7 +435,7 @@ impl Checker<'_> {
         self.unit_interval("eps", &s.eps, "the mixing weight eps");
         self.window(s.active.as_ref());
         let texts = match self.target("target", &s.target, &["TextModel"], "a CorpusInjector", kinds) {
-            Some(EntitySpec::TextModel(t)) => Some(text_count(&t.initial)),
+            Some(EntitySpec::TextModel(t)) => self._scenario.texts_of(t),
             _ => None,
         };
         match &s.distribution {
@@ -369,14 +457,34 @@ impl Checker<'_> {
         self.schedule("n0", None, &s.n0, |_| true, |_, _| String::new());
         self.window(s.active.as_ref());
         let target = self.target("target", &s.target, &["ImageModel", "PluginModel"], "a UserContentInjector", kinds);
+        if let UserSource::Data(name) = &s.source
+            && let Some(data) = self.dataset("source", name)
+            && let Some(target) = target
+        {
+            let on = target.conditioned_on().unwrap_or_default();
+            let texts = match kinds.get(on) {
+                Some(EntitySpec::TextModel(t)) => self._scenario.texts_of(t),
+                _ => None,
+            };
+            let d = match target {
+                EntitySpec::ImageModel(image) => Some(image.dim as usize),
+                _ => None,
+            };
+            self.data_fits("source", name, data, texts, d, on);
+        }
         if let UserSource::Gaussian(g) = &s.source {
             match target {
                 Some(EntitySpec::ImageModel(image)) => {
                     let texts = match kinds.get(image.conditioned_on.as_str()) {
-                        Some(EntitySpec::TextModel(t)) => Some(text_count(&t.initial)),
+                        Some(EntitySpec::TextModel(t)) => self._scenario.texts_of(t),
                         _ => None,
                     };
-                    if image.dim >= 1 {
+                    if matches!(g.means, Means::FromData(_)) || matches!(g.covariance, Covariance::FromData(_)) {
+                        self.fail(
+                            "source",
+                            "a Gaussian source takes means and covariances written out; for real data use source: Data(\"<dataset>\")",
+                        );
+                    } else if image.dim >= 1 {
                         self.gaussians(&g.means, &g.covariance, image.dim as usize, texts, &image.conditioned_on);
                     }
                 }
@@ -398,11 +506,15 @@ impl Checker<'_> {
         match p {
             Perturbation::TextInitial { model, initial } => {
                 let Some(EntitySpec::TextModel(t)) = self.target(KEY, model, &["TextModel"], "TextInitial", kinds) else { return };
-                let (k, perturbed) = (text_count(&t.initial), initial.probabilities());
                 match initial {
                     TextInit::Probabilities(q) => self.probabilities(KEY, q),
+                    TextInit::FromData(name) => {
+                        self.dataset(KEY, name);
+                    }
                     TextInit::Uniform(_) => {}
                 }
+                let scenario = self._scenario;
+                let (Some(k), Some(perturbed)) = (scenario.texts_of(t), scenario.initial_p(initial)) else { return };
                 if perturbed.len() != k {
                     self.fail(
                         KEY,
@@ -430,11 +542,11 @@ impl Checker<'_> {
     }
 
     fn text_index(&mut self, text: u64, image: &ImageModelSpec, kinds: &HashMap<&str, &EntitySpec>) {
-        if let Some(EntitySpec::TextModel(t)) = kinds.get(image.conditioned_on.as_str()) {
-            let k = text_count(&t.initial);
-            if text as usize >= k {
-                self.fail("perturb", format!("text = {text}: `{}` has K = {k} texts; valid indices are 0 to K - 1", image.conditioned_on));
-            }
+        if let Some(EntitySpec::TextModel(t)) = kinds.get(image.conditioned_on.as_str())
+            && let Some(k) = self._scenario.texts_of(t)
+            && text as usize >= k
+        {
+            self.fail("perturb", format!("text = {text}: `{}` has K = {k} texts; valid indices are 0 to K - 1", image.conditioned_on));
         }
     }
 }
@@ -445,12 +557,14 @@ fn with_article(kind: &str) -> String {
     format!("{article} {kind}")
 }
 
-/// Number of texts `K` of a text model spec.
-fn text_count(init: &TextInit) -> usize {
-    match init {
-        TextInit::Uniform(k) => *k as usize,
-        TextInit::Probabilities(p) => p.len(),
-    }
+/// The dataset an image model's means come from, if they do.
+fn data_name_of_means(m: &Means) -> Option<&str> {
+    if let Means::FromData(name) = m { Some(name) } else { None }
+}
+
+/// The dataset an image model's covariances come from, if they do.
+fn data_name_of_covariance(c: &Covariance) -> Option<&str> {
+    if let Covariance::FromData(name) = c { Some(name) } else { None }
 }
 
 impl<'a> Checker<'a> {
@@ -523,7 +637,7 @@ impl<'a> Checker<'a> {
                         );
                         None
                     }
-                    Some(EntitySpec::TextModel(t)) => Some(text_count(&t.initial)),
+                    Some(EntitySpec::TextModel(t)) => c._scenario.texts_of(t),
                     Some(other) => {
                         c.fail(
                             "conditioned_on",
@@ -558,6 +672,9 @@ impl<'a> Checker<'a> {
                     match &s.initial {
                         TextInit::Uniform(k) => c.at_least("initial", *k, 1, "Uniform(K): the number of texts"),
                         TextInit::Probabilities(p) => c.probabilities("initial", p),
+                        TextInit::FromData(name) => {
+                            c.dataset("initial", name);
+                        }
                     }
                     c.at_least("batch", s.batch, 1, "the batch size N");
                     c.at_least("steps", s.steps, 1, "text phases per round M");
@@ -595,8 +712,27 @@ impl<'a> Checker<'a> {
                 }
                 EntitySpec::CorpusInjector(s) => c.corpus_injector(s, kinds),
                 EntitySpec::UserContentInjector(s) => c.user_content_injector(s, kinds),
+                EntitySpec::Dataset(s) => c.dataset_spec(s),
                 EntitySpec::ImageModel(_) | EntitySpec::PluginModel(_) => {}
             }
+        }
+    }
+}
+
+impl Checker<'_> {
+    /// A dataset's own fields (its file is read when the scenario is loaded).
+    fn dataset_spec(&mut self, s: &DatasetSpec) {
+        if s.file.trim().is_empty() {
+            self.fail("file", "give the data file: a .npy, .npz, .csv or .parquet path, relative to the scenario file's folder");
+        }
+        if s.labels.trim().is_empty() {
+            self.fail("labels", "give the labels' array or column (default `labels`)");
+        }
+        if s.vectors.as_ref().is_some_and(|v| v.trim().is_empty()) {
+            self.fail("vectors", "give the vectors' array, column or column prefix, or leave `vectors` out");
+        }
+        if let Some(mb) = s.max_memory_mb {
+            self.at_least("max_memory_mb", mb, 1, "the memory limit in MiB");
         }
     }
 }

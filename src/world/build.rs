@@ -6,11 +6,12 @@ use bevy_ecs::prelude::*;
 
 use super::components::*;
 use super::{
-    BuildContext, CorpusInjection, Measure, RoundFeature, RoundSchedules, Temperatures, UserContent, allocate_captions, draw_captions,
-    fresh_captions, fresh_images, generate_images, refit_conditionals, refit_texts, score_captions,
+    BuildContext, CorpusInjection, DataMetrics, Measure, RoundFeature, RoundSchedules, Temperatures, UserContent, allocate_captions,
+    draw_captions, fresh_captions, fresh_images, generate_images, refit_conditionals, refit_texts, score_captions,
 };
+use crate::data::Dataset;
 use crate::models::text::multinomial_counts;
-use crate::models::{DataPolicy, GaussianImageModel, TextModel};
+use crate::models::{Allocation, DataPolicy, GaussianImageModel, TextModel};
 use crate::resolve::{BuildError, Gaussians, Resolved, ResolvedEntity};
 use crate::scenario::{EntitySpec, ImageModelSpec, Scenario};
 
@@ -46,7 +47,7 @@ pub(super) fn build_world(
     spawn_text_models(&mut ctx);
     spawn_conditional_models(&mut ctx)?;
     add_core_systems(&mut ctx);
-    let builtin: [&dyn RoundFeature; 4] = [&Temperatures, &CorpusInjection, &UserContent, &Measure];
+    let builtin: [&dyn RoundFeature; 5] = [&Temperatures, &CorpusInjection, &UserContent, &Measure, &DataMetrics];
     for feature in builtin.into_iter().chain(extra.iter().map(|f| &**f)) {
         feature.build(&mut ctx)?;
     }
@@ -79,7 +80,10 @@ fn spawn_text_models(ctx: &mut BuildContext<'_>) {
         let EntitySpec::TextModel(s) = spec else { continue };
         let e = ctx.scenario_entity(order);
         let RandomStream(mut stream) = ctx.stream(&s.name);
-        let model = TextModel::new(ctx.resolved.p0(order).to_vec(), s.data.clone(), &mut stream);
+        let mut model = TextModel::new(ctx.resolved.p0(order).to_vec(), s.data.clone(), &mut stream);
+        if let DataPolicy::Augment { .. } = s.data {
+            model.seed_real(s.batch, &mut stream);
+        }
         let agent = TextAgent { model, batch: s.batch, steps: s.steps };
         let mut entity = ctx.world.entity_mut(e);
         entity.insert((RandomStream(stream), agent, SamplingTemperature(1.0), CaptionBatch::default()));
@@ -94,13 +98,13 @@ fn spawn_text_models(ctx: &mut BuildContext<'_>) {
 /// models) their components, wired to their text model and feed.
 fn spawn_conditional_models(ctx: &mut BuildContext<'_>) -> Result<(), BuildError> {
     for (order, spec) in ctx.scenario.entities.iter().enumerate() {
-        let ResolvedEntity::Conditional { text, feed, initial, .. } = &ctx.resolved.entities[order] else { continue };
+        let ResolvedEntity::Conditional { text, feed, initial, data, .. } = &ctx.resolved.entities[order] else { continue };
         let (e, name) = (ctx.scenario_entity(order), spec.name());
         let RandomStream(mut stream) = ctx.stream(name);
         let p0 = ctx.resolved.p0(*text);
         let (agent, frozen) = match (spec, initial) {
             (EntitySpec::ImageModel(s), Some(initial)) => {
-                let model = gaussian_model(s, initial, p0, &mut stream);
+                let model = gaussian_model(s, initial, p0, data.as_ref(), &mut stream);
                 (ConditionalAgent { model: Box::new(model), batch: s.batch, steps: s.steps, allocation: s.allocation }, s.frozen)
             }
             (EntitySpec::PluginModel(s), _) => {
@@ -120,21 +124,42 @@ fn spawn_conditional_models(ctx: &mut BuildContext<'_>) -> Result<(), BuildError
         if !feed.is_empty() {
             entity.insert(Feed::new(feed));
         }
+        if let Some(data) = data {
+            entity.insert(RealData(data.clone()));
+        }
         ctx.world.resource_mut::<ScenarioEntities>().conditionals.push(e);
     }
     Ok(())
 }
 
-/// The built-in image model from its resolved initial Gaussians; under `Accumulate` seeded
-/// with its initial real dataset: `initial` pairs of the initial joint model, captions from
-/// the text model's `p0` and images from the initial conditionals.
-fn gaussian_model(s: &ImageModelSpec, initial: &Gaussians, p0: &[f64], stream: &mut crate::rng::Stream) -> GaussianImageModel {
+/// The built-in image model from its resolved initial Gaussians, with its dataset as its real
+/// data if it was built from one; seeded with real pairs under `Accumulate` (its `initial`
+/// real dataset) and `Augment` (its fixed `N` real samples, or `n` per text under `Fixed(n)`):
+/// captions from the text model's `p0`, or the dataset's label distribution, and images from
+/// the initial conditionals, or the dataset's rows (a bootstrap).
+fn gaussian_model(
+    s: &ImageModelSpec,
+    initial: &Gaussians,
+    p0: &[f64],
+    data: Option<&Arc<Dataset>>,
+    stream: &mut crate::rng::Stream,
+) -> GaussianImageModel {
     let g = initial.clone();
     let mut model = GaussianImageModel::new(g.means, g.covariances, s.estimator, s.data.clone(), g.new_text);
-    if let DataPolicy::Accumulate { initial } = s.data {
-        let mut counts = Vec::new();
-        multinomial_counts(initial, p0, stream, &mut counts);
-        model.seed_accumulated(&counts, stream);
+    let real_p = match data {
+        Some(data) => {
+            model = model.with_real_data(data.clone());
+            data.label_distribution()
+        }
+        None => p0.to_vec(),
+    };
+    let mut counts = Vec::new();
+    match (&s.data, s.allocation) {
+        (&DataPolicy::Accumulate { initial }, _) => multinomial_counts(initial, &real_p, stream, &mut counts),
+        (&DataPolicy::Augment { .. }, Allocation::Binomial) => multinomial_counts(s.batch, &real_p, stream, &mut counts),
+        (&DataPolicy::Augment { .. }, Allocation::Fixed(n)) => counts = vec![n; real_p.len()],
+        _ => return model,
     }
+    model.seed_accumulated(&counts, stream);
     model
 }

@@ -12,7 +12,10 @@ use std::sync::Arc;
 
 use bevy_ecs::prelude::*;
 
+use nalgebra::{DMatrix, DVector};
+
 use super::RunError;
+use crate::data::Dataset;
 use crate::metrics::MetricRow;
 use crate::models::{Allocation, ConditionalModel, GaussianImageModel, Schedule, TextModel};
 use crate::rng::Stream;
@@ -131,9 +134,27 @@ pub struct CorpusInjector {
 pub struct UserContentInjector {
     /// External samples per text per image phase, over rounds.
     pub n0: Schedule<u64>,
-    /// Where they come from: `None` for the target's initial conditionals, else this model
-    /// (its current parameters, which never train).
+    /// Where they come from: `None` for the target's real data (its dataset if it was built
+    /// from one, else its initial conditionals), else this model (its current parameters,
+    /// which never train).
     pub source: Option<GaussianImageModel>,
+    /// A `Data` source: label-`i` rows resampled for text `i` (texts beyond its labels get none).
+    pub data: Option<Arc<Dataset>>,
+}
+
+/// The dataset a conditional model was built from (docs/model.md section 10): its real captions follow
+/// the empirical label distribution, and [`DataMoments`] are measured against it.
+#[derive(Component, Debug, Clone)]
+pub struct RealData(pub Arc<Dataset>);
+
+/// The empirical moments of a conditional model's dataset that the metrics against the data
+/// compare it with, each with its matrix square root computed once.
+#[derive(Component, Debug, Clone)]
+pub struct DataMoments {
+    /// Per label: mean, MLE covariance, its square root.
+    pub labels: Vec<(DVector<f64>, DMatrix<f64>, DMatrix<f64>)>,
+    /// Of all vectors: mean, MLE covariance, its square root.
+    pub marginal: (DVector<f64>, DMatrix<f64>, DMatrix<f64>),
 }
 
 /// The temperature a model currently samples at (1 unless a sampler targets it).

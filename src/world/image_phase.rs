@@ -24,10 +24,13 @@ pub fn allocate_captions(
     round: Res<RoundCounter>,
     entities: Res<ScenarioEntities>,
     texts: Texts,
-    mut conditionals: Query<(&ConditionalAgent, &ConditionedOn, Option<&Feed>, &mut ImageBatch, &mut RandomStream), Without<Frozen>>,
+    mut conditionals: Query<
+        (&ConditionalAgent, &ConditionedOn, Option<&Feed>, Option<&RealData>, &mut ImageBatch, &mut RandomStream),
+        Without<Frozen>,
+    >,
 ) {
     for &e in &entities.conditionals {
-        let Ok((c, on, feed, mut batch, mut stream)) = conditionals.get_mut(e) else { continue };
+        let Ok((c, on, feed, data, mut batch, mut stream)) = conditionals.get_mut(e) else { continue };
         let batch = &mut *batch;
         batch.clear_external();
         let text = texts.get(on.0).ok();
@@ -44,13 +47,20 @@ pub fn allocate_captions(
                         batch.real_p.clone_from(&text.model.p0);
                     }
                 }
-                multinomial_counts(c.batch - real as u64, &batch.sampling_p, &mut stream.0, &mut batch.counts);
+                if let Some(RealData(data)) = data {
+                    // Real pairs are rows of the dataset: their captions follow its labels.
+                    let (k, n) = (text.model.num_texts(), data.rows() as f64);
+                    batch.real_p.clear();
+                    batch.real_p.extend((0..k).map(|i| if i < data.num_labels() { data.count(i) as f64 / n } else { 0.0 }));
+                }
+                let synthetic = policy.synthetic_count(c.batch as usize, round.0) as u64;
+                multinomial_counts(synthetic, &batch.sampling_p, &mut stream.0, &mut batch.counts);
                 multinomial_counts(real as u64, &batch.real_p, &mut stream.0, &mut batch.real_counts);
             }
             Allocation::Fixed(n) => {
                 let real = policy.real_count(n, round.0);
                 batch.counts.clear();
-                batch.counts.resize(text.model.num_texts(), n - real);
+                batch.counts.resize(text.model.num_texts(), policy.synthetic_count(n, round.0));
                 batch.real_counts.clear();
                 batch.real_counts.resize(text.model.num_texts(), real);
             }

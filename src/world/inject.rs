@@ -146,15 +146,30 @@ impl RoundFeature for UserContent {
         let injectors = ctx.influences(|e| if let EntitySpec::UserContentInjector(s) = e { Some(s) } else { None });
         for i in &injectors {
             let (s, e, target) = (i.spec, i.entity, i.target);
-            let source = match &ctx.resolved.entities[i.index] {
+            let (source, data) = match &ctx.resolved.entities[i.index] {
                 ResolvedEntity::Influence { source: Some(g), .. } => {
                     let g = g.clone();
-                    Some(GaussianImageModel::new(g.means, g.covariances, Estimator::Mle, DataPolicy::Replace, g.new_text))
+                    (Some(GaussianImageModel::new(g.means, g.covariances, Estimator::Mle, DataPolicy::Replace, g.new_text)), None)
                 }
-                _ => None,
+                ResolvedEntity::Influence { data, .. } => (None, data.clone()),
+                _ => (None, None),
             };
+            if let Some(data) = &data
+                && let Some(c) = ctx.world.get::<ConditionalAgent>(target)
+                && c.model.dim() != data.dim()
+            {
+                return Err(BuildError {
+                    entity: s.name.clone(),
+                    message: format!(
+                        "its dataset has vectors of dimension {} but `{}` has dimension {}",
+                        data.dim(),
+                        s.target,
+                        c.model.dim()
+                    ),
+                });
+            }
             let stream = ctx.stream(&s.name);
-            ctx.world.entity_mut(e).insert((UserContentInjector { n0: s.n0.clone(), source }, Targets(target), stream));
+            ctx.world.entity_mut(e).insert((UserContentInjector { n0: s.n0.clone(), source, data }, Targets(target), stream));
         }
         if !injectors.is_empty() {
             ctx.add_systems(RoundPart::ImagePhase, Stage::Curate, user_content.pipe(record_failure));
@@ -193,7 +208,9 @@ pub fn user_content(
 }
 
 /// Draws one image phase's user content: `n0` samples for every text of `target`, from the
-/// injector's source, with the injector's stream, into `counts`/`out` (grouped by text).
+/// injector's source, with the injector's stream, into `counts`/`out` (grouped by text). A
+/// `Data` source resamples label `i`'s rows for text `i`, and gives a text without rows (one a
+/// `NewText` injection appended) none: no real image carries an invented caption.
 pub fn draw_user_content(
     injector: &mut UserContentInjector,
     n0: usize,
@@ -205,6 +222,18 @@ pub fn draw_user_content(
     let k = target.num_texts();
     counts.clear();
     counts.resize(k, n0);
+    if let Some(data) = &injector.data {
+        out.clear();
+        for (i, n) in counts.iter_mut().enumerate() {
+            if i < data.num_labels() {
+                data.resample(i, *n, rng, out);
+            } else {
+                *n = 0;
+            }
+        }
+        let total: usize = counts.iter().sum();
+        return check_len("user content", out.len(), total * target.dim());
+    }
     match &mut injector.source {
         None => target.sample_initial(counts, rng, out)?,
         Some(source) => {

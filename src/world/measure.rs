@@ -26,7 +26,7 @@ impl RoundFeature for Measure {
 pub struct MetricNames(HashSet<Arc<str>>);
 
 impl MetricNames {
-    fn get(&mut self, name: &str) -> Arc<str> {
+    pub(super) fn get(&mut self, name: &str) -> Arc<str> {
         if let Some(n) = self.0.get(name) {
             return n.clone();
         }

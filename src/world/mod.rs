@@ -30,6 +30,7 @@ mod feature;
 mod image_phase;
 mod inject;
 mod measure;
+mod real_data;
 mod temperature;
 mod text_phase;
 
@@ -43,8 +44,9 @@ pub use crate::resolve::BuildError;
 pub use components::*;
 pub use feature::{BuildContext, Influence, RoundFeature};
 pub use image_phase::{allocate_captions, fresh_images, generate_images, refit_conditionals};
-pub use inject::{CorpusInjection, UserContent};
+pub use inject::{CorpusInjection, UserContent, draw_user_content};
 pub use measure::Measure;
+pub use real_data::{DataMetrics, measure_against_data};
 pub use temperature::Temperatures;
 pub use text_phase::{draw_captions, fresh_captions, refit_texts, score_captions};
 

@@ -29,7 +29,8 @@ pub fn draw_captions(
         }
         batch.real = agent.model.policy.real_count(agent.batch as usize, round.0);
         tempered(&agent.model.p, temperature.0, &mut batch.sampling_p);
-        multinomial_counts(agent.batch - batch.real as u64, &batch.sampling_p, &mut stream.0, &mut batch.counts);
+        let synthetic = agent.model.policy.synthetic_count(agent.batch as usize, round.0) as u64;
+        multinomial_counts(synthetic, &batch.sampling_p, &mut stream.0, &mut batch.counts);
         let n: usize = batch.counts.iter().sum();
         batch.log_likelihood.clear();
         batch.log_likelihood.resize(n * agent.model.num_texts(), 0.0);

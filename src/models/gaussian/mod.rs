@@ -14,6 +14,8 @@ pub use stats::SufficientStats;
 
 use kernels::{clamped_uses, sample_into, squared_distance};
 
+use std::sync::Arc;
+
 use nalgebra::{DMatrix, DMatrixView, DVector};
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +24,16 @@ use super::policy::DataPolicy;
 use crate::metrics::gaussian as gm;
 use crate::metrics::names;
 use crate::rng::Stream;
+
+/// Labelled real vectors a model can draw real data from by label (a bootstrap): the dataset a
+/// model was built from (docs/model.md section 10). Implemented by [`crate::data::Dataset`], which sits
+/// above this module.
+pub trait RealSource: Send + Sync + std::fmt::Debug {
+    /// Number of labels; texts at or beyond it have no real rows.
+    fn num_labels(&self) -> usize;
+    /// Appends `n` rows of label `label` drawn uniformly with replacement, from `rng`.
+    fn resample(&self, label: usize, n: usize, rng: &mut Stream, out: &mut Vec<f64>);
+}
 
 /// How many samples each text gets in an image-phase batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -42,6 +54,29 @@ pub enum Estimator {
     Mle,
     /// Unbiased: divisor `n_i - 1`.
     Unbiased,
+}
+
+impl Estimator {
+    /// The divisor of the scatter matrix for `count` samples: `n` (MLE) or `n - 1` (unbiased).
+    pub fn divisor(self, count: f64) -> f64 {
+        match self {
+            Estimator::Mle => count,
+            Estimator::Unbiased => count - 1.0,
+        }
+    }
+}
+
+/// Shrinks a covariance towards its isotropic part: `(1 - s) S + s (tr S / d) I` (docs/model.md
+/// section 10), which keeps the trace and, for `s > 0` and `tr S > 0`, makes the matrix positive
+/// definite.
+pub fn shrink_to_isotropic(sigma: &DMatrix<f64>, s: f64) -> DMatrix<f64> {
+    let d = sigma.nrows();
+    let iso = sigma.trace() / d as f64;
+    let mut out = sigma * (1.0 - s);
+    for r in 0..d {
+        out[(r, r)] += s * iso;
+    }
+    out
 }
 
 /// The conditional Gaussian image model: `N(mu_i, Sigma_i)` for every text `i`.
@@ -66,8 +101,12 @@ pub struct GaussianImageModel {
     pub estimator: Estimator,
     /// Data policy of the refit.
     pub policy: DataPolicy,
-    /// Accumulated statistics per text (only under `Accumulate`).
+    /// Per-text statistics the policy keeps across refits: everything seen under
+    /// `Accumulate`, the fixed real samples under `Augment` (empty otherwise).
     pub accumulated: Vec<SufficientStats>,
+    /// Where real data comes from when the model was built from a dataset (else its initial
+    /// conditionals).
+    pub real_data: Option<Arc<dyn RealSource>>,
     /// The conditional a new text starts from (corpus injection `new_text`).
     pub new_text_prior: (DVector<f64>, DMatrix<f64>),
     regularized: u64,
@@ -78,8 +117,10 @@ pub struct GaussianImageModel {
     block: DMatrix<f64>,
     // Reused buffers of the refit and factorisation: a steady-state round allocates nothing.
     batch_stats: SufficientStats,
+    pooled_stats: SufficientStats,
     eigen: EigenWorkspace,
     normals: Vec<f64>,
+    real_buffer: Vec<f64>,
 }
 
 /// Samples scored per matrix product in [`GaussianImageModel::add_log_likelihood`]: large
@@ -98,7 +139,7 @@ impl GaussianImageModel {
         new_text_prior: (DVector<f64>, DMatrix<f64>),
     ) -> Self {
         let d = mu0.first().map_or(new_text_prior.0.len(), |m| m.len());
-        let accumulating = matches!(policy, DataPolicy::Accumulate { .. });
+        let keeps_statistics = policy.keeps_statistics();
         let mut model = GaussianImageModel {
             d,
             mu: mu0.clone(),
@@ -114,26 +155,56 @@ impl GaussianImageModel {
             estimator,
             policy,
             accumulated: Vec::new(),
+            real_data: None,
             new_text_prior,
             regularized: 0,
             whiten_all: DMatrix::zeros(0, 0),
             shift_all: Vec::new(),
             block: DMatrix::zeros(0, 0),
             batch_stats: SufficientStats::empty(d),
+            pooled_stats: SufficientStats::empty(d),
             eigen: EigenWorkspace::new(d),
             normals: Vec::new(),
+            real_buffer: Vec::new(),
         };
-        if accumulating {
+        if keeps_statistics {
             model.accumulated = vec![SufficientStats::empty(d); model.mu.len()];
         }
         model
     }
 
-    /// Seeds the accumulated statistics with an initial real dataset: `counts[i]` samples of
-    /// text `i` from the initial conditionals (the `Accumulate { initial }` policy).
+    /// The model with `source` as its real data (a model built from a dataset).
+    pub fn with_real_data(mut self, source: Arc<dyn RealSource>) -> Self {
+        self.real_data = Some(source);
+        self
+    }
+
+    /// Draws `counts[i]` real samples of every text `i` into `out`, grouped by text: from the
+    /// dataset the model was built from (a bootstrap of label `i`'s rows; a text without rows,
+    /// appended by a `NewText` injection, from its initial conditional, the new-text prior),
+    /// else from the initial conditionals. Not counted in `regularized`: see `sample_initial`.
+    fn draw_real(&mut self, counts: &[usize], rng: &mut Stream, out: &mut Vec<f64>) {
+        let Some(data) = &self.real_data else {
+            sample_into(&self.mu0, &self.factors0, counts, 1.0, rng, out, &mut self.normals);
+            return;
+        };
+        out.clear();
+        for (i, &n) in counts.iter().enumerate() {
+            if i < data.num_labels() {
+                data.resample(i, n, rng, out);
+            } else if n > 0 {
+                sample_into(&self.mu0[i..=i], &self.factors0[i..=i], &counts[i..=i], 1.0, rng, &mut self.real_buffer, &mut self.normals);
+                out.extend_from_slice(&self.real_buffer);
+            }
+        }
+    }
+
+    /// Seeds the statistics the policy keeps with real data: `counts[i]` real samples of text
+    /// `i` (the initial dataset of `Accumulate { initial }`, the fixed real samples of
+    /// `Augment`): bootstrap rows of its dataset, else draws of its initial conditionals.
     pub fn seed_accumulated(&mut self, counts: &[usize], rng: &mut Stream) {
         let mut buf = Vec::new();
-        sample_into(&self.mu0, &self.factors0, counts, 1.0, rng, &mut buf, &mut self.normals);
+        self.draw_real(counts, rng, &mut buf);
         let mut offset = 0;
         for (i, &n) in counts.iter().enumerate() {
             self.batch_stats.set_from(&buf[offset * self.d..(offset + n) * self.d], self.d);
@@ -177,10 +248,7 @@ impl GaussianImageModel {
         if stats.count < 2.0 {
             return;
         }
-        let divisor = match estimator {
-            Estimator::Mle => stats.count,
-            Estimator::Unbiased => stats.count - 1.0,
-        };
+        let divisor = estimator.divisor(stats.count);
         mu.copy_from(&stats.mean);
         for (s, x) in sigma.iter_mut().zip(stats.scatter.iter()) {
             *s = x / divisor;
@@ -209,8 +277,15 @@ impl ConditionalModel for GaussianImageModel {
     }
 
     fn sample_initial(&mut self, counts: &[usize], rng: &mut Stream, out: &mut Vec<f64>) -> Result<(), ModelError> {
-        self.regularized += clamped_uses(&self.factors0, Some(counts));
-        sample_into(&self.mu0, &self.factors0, counts, 1.0, rng, out, &mut self.normals);
+        match &self.real_data {
+            // Only the texts without rows use a factorisation.
+            Some(data) => {
+                let rows = data.num_labels().min(counts.len());
+                self.regularized += clamped_uses(&self.factors0[rows..], Some(&counts[rows..]));
+            }
+            None => self.regularized += clamped_uses(&self.factors0, Some(counts)),
+        }
+        self.draw_real(counts, rng, out);
         Ok(())
     }
 
@@ -259,11 +334,21 @@ impl ConditionalModel for GaussianImageModel {
         for (i, &n) in counts.iter().enumerate() {
             self.batch_stats.set_from(&samples[offset * d..(offset + n) * d], d);
             offset += n;
-            let stats = if let DataPolicy::Accumulate { .. } = self.policy {
-                self.accumulated[i].merge(&self.batch_stats);
-                &self.accumulated[i]
-            } else {
-                &self.batch_stats
+            let stats = match self.policy {
+                DataPolicy::Accumulate { .. } => {
+                    self.accumulated[i].merge(&self.batch_stats);
+                    &self.accumulated[i]
+                }
+                DataPolicy::Augment { .. } => {
+                    // The fixed real samples plus this refit's generated ones.
+                    let (pooled, real) = (&mut self.pooled_stats, &self.accumulated[i]);
+                    pooled.count = real.count;
+                    pooled.mean.copy_from(&real.mean);
+                    pooled.scatter.copy_from(&real.scatter);
+                    pooled.merge(&self.batch_stats);
+                    &self.pooled_stats
+                }
+                _ => &self.batch_stats,
             };
             Self::set_estimate(&mut self.mu[i], &mut self.sigma[i], stats, self.estimator);
         }
@@ -317,7 +402,7 @@ impl ConditionalModel for GaussianImageModel {
         for v in [&mut self.sigma, &mut self.sigma0, &mut self.prev_sigma] {
             v.push(sigma.clone());
         }
-        if let DataPolicy::Accumulate { .. } = self.policy {
+        if self.policy.keeps_statistics() {
             self.accumulated.push(SufficientStats::empty(self.d));
         }
         self.factors_current = false;
@@ -330,7 +415,7 @@ impl ConditionalModel for GaussianImageModel {
 
     /// Layout: `[STATE_VERSION, K, d, regularized, factors_current, accumulating]`, then per
     /// text `mu, Sigma, mu0, Sigma0, prev_mu, prev_Sigma` (matrices column-major), then, when
-    /// accumulating, per text `count, mean, scatter`. Everything else (square roots and
+    /// the policy keeps statistics (`Accumulate`, `Augment`), per text `count, mean, scatter`. Everything else (square roots and
     /// factors of `Sigma0`, the current factors) is a deterministic function of these.
     fn save_state(&self) -> Result<Vec<f64>, ModelError> {
         let (k, d) = (self.mu.len(), self.d);
@@ -360,7 +445,7 @@ impl ConditionalModel for GaussianImageModel {
         if d != self.d {
             return bad(format!("state has image dimension {d}, the model has {}", self.d));
         }
-        if accumulating != matches!(self.policy, DataPolicy::Accumulate { .. }) {
+        if accumulating != self.policy.keeps_statistics() {
             return bad("the state's data policy differs from the model's".into());
         }
         let per_text = 3 * (d + d * d) + if accumulating { 1 + d + d * d } else { 0 };

@@ -16,13 +16,14 @@ pub struct SufficientStats {
 }
 
 impl SufficientStats {
-    pub(super) fn empty(d: usize) -> Self {
+    /// No samples yet, in dimension `d`.
+    pub fn empty(d: usize) -> Self {
         SufficientStats { count: 0.0, mean: DVector::zeros(d), scatter: DMatrix::zeros(d, d) }
     }
 
     /// Computes the statistics of a row-major `n x d` block of samples into `self`
     /// (two-pass: the exact mean first, then the scatter about it). No allocation.
-    pub(super) fn set_from(&mut self, samples: &[f64], d: usize) {
+    pub fn set_from(&mut self, samples: &[f64], d: usize) {
         let n = samples.len() / d;
         self.count = n as f64;
         let mean = self.mean.as_mut_slice();
@@ -58,7 +59,7 @@ impl SufficientStats {
     }
 
     /// Merges another set of statistics in place (Chan et al.'s parallel update).
-    pub(super) fn merge(&mut self, other: &SufficientStats) {
+    pub fn merge(&mut self, other: &SufficientStats) {
         if other.count == 0.0 {
             return;
         }
