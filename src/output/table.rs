@@ -64,8 +64,8 @@ fn csv_mark(path: &Path) -> io::Result<TableMark> {
 pub enum MetricsTable {
     /// `metrics.csv`.
     Csv(MetricsWriter, PathBuf),
-    /// `metrics.parquet`.
-    Parquet(MetricsParquet),
+    /// `metrics.parquet` (boxed: its encoders make it large, and there is one per run).
+    Parquet(Box<MetricsParquet>),
 }
 
 impl MetricsTable {
@@ -73,7 +73,7 @@ impl MetricsTable {
     pub fn create(path: &Path, format: TableFormat) -> io::Result<Self> {
         Ok(match format {
             TableFormat::Csv => MetricsTable::Csv(MetricsWriter::create(path)?, path.to_path_buf()),
-            TableFormat::Parquet => MetricsTable::Parquet(MetricsParquet::create(path)?),
+            TableFormat::Parquet => MetricsTable::Parquet(Box::new(MetricsParquet::create(path)?)),
         })
     }
 
@@ -84,7 +84,7 @@ impl MetricsTable {
                 cut_csv(path, mark)?;
                 MetricsTable::Csv(MetricsWriter::append(path)?, path.to_path_buf())
             }
-            TableFormat::Parquet => MetricsTable::Parquet(MetricsParquet::resume(path, mark)?),
+            TableFormat::Parquet => MetricsTable::Parquet(Box::new(MetricsParquet::resume(path, mark)?)),
         })
     }
 
@@ -117,8 +117,8 @@ impl MetricsTable {
 pub enum AggregateTable {
     /// `aggregate.csv`.
     Csv(AggregateWriter, PathBuf),
-    /// `aggregate.parquet`.
-    Parquet(AggregateParquet),
+    /// `aggregate.parquet` (boxed: its encoders make it large, and there is one per run).
+    Parquet(Box<AggregateParquet>),
 }
 
 impl AggregateTable {
@@ -126,7 +126,7 @@ impl AggregateTable {
     pub fn create(path: &Path, format: TableFormat) -> io::Result<Self> {
         Ok(match format {
             TableFormat::Csv => AggregateTable::Csv(AggregateWriter::create(path)?, path.to_path_buf()),
-            TableFormat::Parquet => AggregateTable::Parquet(AggregateParquet::create(path)?),
+            TableFormat::Parquet => AggregateTable::Parquet(Box::new(AggregateParquet::create(path)?)),
         })
     }
 
@@ -137,7 +137,7 @@ impl AggregateTable {
                 cut_csv(path, mark)?;
                 AggregateTable::Csv(AggregateWriter::append(path)?, path.to_path_buf())
             }
-            TableFormat::Parquet => AggregateTable::Parquet(AggregateParquet::resume(path, mark)?),
+            TableFormat::Parquet => AggregateTable::Parquet(Box::new(AggregateParquet::resume(path, mark)?)),
         })
     }
 
