@@ -89,8 +89,9 @@ pub enum Command {
     },
     /// Continue an interrupted run from its checkpoint.json.
     ///
-    /// The metrics it writes are byte for byte those of an uninterrupted run; rows a killed
-    /// run wrote after its last checkpoint are replaced.
+    /// The metrics it writes are byte for byte those of an uninterrupted run (Parquet: of one
+    /// with the same --checkpoint-every, since checkpoints end row groups); rows a killed run
+    /// wrote after its last checkpoint are replaced.
     Resume {
         /// The run's output folder.
         dir: PathBuf,

@@ -2,10 +2,10 @@
 //! `aggregate.parquet`, with the columns of their CSV twins, zstd-compressed, the string
 //! columns (`model`, `metric`) dictionary-encoded.
 //!
-//! **Row groups as the run goes.** Rows are buffered in memory and written as a row group once
-//! [`ROW_GROUP_ROWS`] have accumulated (after a whole round: a row group never splits a
-//! round), at every checkpoint and at the end, so memory stays flat however many rounds a run
-//! has.
+//! **Row groups as the run goes.** Rows are encoded (compressed, in memory) as they come, by
+//! batches, and written as a row group once [`ROW_GROUP_ROWS`] have accumulated (after a whole
+//! round: a row group never splits a round), at every checkpoint and at the end, so memory
+//! stays flat however many rounds a run has.
 //!
 //! **A valid file after every row group.** A Parquet reader starts from the footer at the end
 //! of the file (the schema and where every row group is). Instead of writing it once, at the
@@ -31,11 +31,13 @@ use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt6
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::arrow_writer::{ArrowRowGroupWriterFactory, ArrowWriterOptions, compute_leaves};
+use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowRowGroupWriterFactory, ArrowWriterOptions, compute_leaves};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{FileMetaData, ParquetMetaData, ParquetMetaDataOptions, ParquetMetaDataReader, ParquetMetaDataWriter};
+use parquet::file::metadata::{
+    FileMetaData, ParquetMetaData, ParquetMetaDataOptions, ParquetMetaDataReader, ParquetMetaDataWriter, RowGroupMetaData,
+};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnPath, SchemaDescriptor};
@@ -44,9 +46,10 @@ use super::aggregate::{AggregateRow, Aggregator, Stats};
 use super::tidy::MetricsRow;
 use crate::metrics::MetricRow;
 
-/// Rows buffered before they are written as a row group (at the end of the round that reaches
-/// it). 2^16 rows take about 4 MB in memory and 0.1 to 0.3 MB on disk; a SIGKILL loses at most
-/// the rows since the last row group (SIGINT and SIGTERM lose nothing).
+/// Rows of a row group: once the row group in progress holds this many (at the end of the round
+/// that reaches it), it is written. 2^16 rows take 0.1 to 0.3 MB on disk, and about as much in
+/// memory while they are encoded; a SIGKILL loses at most the rows since the last row group
+/// (SIGINT and SIGTERM lose nothing).
 pub const ROW_GROUP_ROWS: usize = 1 << 16;
 
 /// Where a table stood at a checkpoint, to cut it back to when the run is resumed.
@@ -147,6 +150,8 @@ struct ParquetFile {
     schema: SchemaRef,
     /// The footer on disk after the last row group.
     footer: Vec<u8>,
+    /// The metadata of the row groups on disk (what the footer lists).
+    row_groups: Vec<RowGroupMetaData>,
 }
 
 impl ParquetFile {
@@ -157,7 +162,7 @@ impl ParquetFile {
         let (writer, factory) = ArrowWriter::try_new_with_options(sink, schema.clone(), options)
             .and_then(|w| w.into_serialized_writer())
             .map_err(parquet_error)?;
-        Ok(ParquetFile { writer, factory, schema: schema.clone(), footer: Vec::new() })
+        Ok(ParquetFile { writer, factory, schema: schema.clone(), footer: Vec::new(), row_groups: Vec::new() })
     }
 
     /// Creates (truncates) `path`: a valid file with no rows.
@@ -227,19 +232,28 @@ impl ParquetFile {
         sink.file.seek(SeekFrom::Start(mark.bytes))?;
         sink.footer_after = true;
         f.footer = footer.clone();
+        f.row_groups = f.writer.flushed_row_groups().to_vec();
         Ok(f)
     }
 
-    /// Writes `columns` (in schema order) as one row group, then the footer.
-    fn write_row_group(&mut self, columns: &[ArrayRef]) -> io::Result<()> {
-        let index = self.writer.flushed_row_groups().len();
-        let mut writers = self.factory.create_column_writers(index).map_err(parquet_error)?;
-        // The schema is flat: one leaf column, and one column writer, per field.
+    /// The column writers of the next row group (one per field: the schema is flat).
+    fn start_row_group(&self) -> io::Result<Vec<ArrowColumnWriter>> {
+        self.factory.create_column_writers(self.writer.flushed_row_groups().len()).map_err(parquet_error)
+    }
+
+    /// Encodes `columns` (in schema order) into the row group being written: into its pages,
+    /// compressed, in memory until the row group is written.
+    fn encode(&self, writers: &mut [ArrowColumnWriter], columns: &[ArrayRef]) -> io::Result<()> {
         for ((writer, field), array) in writers.iter_mut().zip(self.schema.fields()).zip(columns) {
             for leaf in compute_leaves(field, array).map_err(parquet_error)? {
                 writer.write(&leaf).map_err(parquet_error)?;
             }
         }
+        Ok(())
+    }
+
+    /// Writes the row group encoded by `writers`, then the footer.
+    fn write_row_group(&mut self, writers: Vec<ArrowColumnWriter>) -> io::Result<()> {
         let mut row_group = self.writer.next_row_group().map_err(parquet_error)?;
         for writer in writers {
             writer.close().and_then(|chunk| chunk.append_to_row_group(&mut row_group)).map_err(parquet_error)?;
@@ -252,9 +266,9 @@ impl ParquetFile {
     /// so far after it.
     fn end_row_group(&mut self) -> io::Result<()> {
         self.writer.flush()?;
+        self.row_groups.extend(self.writer.flushed_row_groups()[self.row_groups.len()..].iter().cloned());
         let props = self.writer.properties();
-        let row_groups = self.writer.flushed_row_groups().to_vec();
-        let rows = row_groups.iter().map(|g| g.num_rows()).sum();
+        let rows = self.row_groups.iter().map(|g| g.num_rows()).sum();
         let schema = Arc::new(SchemaDescriptor::new(self.writer.schema_descr().root_schema_ptr()));
         let file = FileMetaData::new(
             props.writer_version().as_num(),
@@ -264,15 +278,16 @@ impl ParquetFile {
             schema,
             None,
         );
-        let metadata = ParquetMetaData::new(file, row_groups);
-        let mut footer = Vec::new();
-        ParquetMetaDataWriter::new(&mut footer, &metadata)
-            .with_write_path_in_schema(props.write_path_in_schema())
-            .finish()
-            .map_err(parquet_error)?;
-        self.writer.inner_mut().write_footer(&footer)?;
-        self.footer = footer;
-        Ok(())
+        // The metadata of the row groups is lent to the footer and taken back, and the footer
+        // written into the same buffer each time: nothing of size growing with the row groups
+        // is allocated anew per row group (which would make memory creep up over a long run).
+        let metadata = ParquetMetaData::new(file, std::mem::take(&mut self.row_groups));
+        self.footer.clear();
+        let written =
+            ParquetMetaDataWriter::new(&mut self.footer, &metadata).with_write_path_in_schema(props.write_path_in_schema()).finish();
+        self.row_groups = metadata.into_builder().take_row_groups();
+        written.map_err(parquet_error)?;
+        self.writer.inner_mut().write_footer(&self.footer)
     }
 
     fn mark(&self) -> TableMark {
@@ -290,34 +305,67 @@ trait Columns: Default {
     fn finish(&mut self) -> Vec<ArrayRef>;
 }
 
-/// A table written round by round: rows are buffered, and written as a row group once
-/// [`ROW_GROUP_ROWS`] have accumulated.
+/// A table written round by round. Rows are buffered, encoded into the row group in progress
+/// by batches of [`BATCH_ROWS`] (so what stays in memory is mostly compressed pages), and the
+/// row group is written once it holds [`ROW_GROUP_ROWS`] rows.
 struct Table<C: Columns> {
     file: ParquetFile,
+    /// Rows not encoded yet.
     columns: C,
+    /// The row group in progress: its column writers and the rows encoded into them.
+    group: Option<(Vec<ArrowColumnWriter>, usize)>,
 }
+
+/// Rows buffered before they are encoded into the row group in progress (at the end of the
+/// round that reaches it).
+const BATCH_ROWS: usize = 1 << 13;
 
 impl<C: Columns> Table<C> {
     fn create(path: &Path) -> io::Result<Self> {
-        Ok(Table { file: ParquetFile::create(path, C::schema())?, columns: C::default() })
+        Ok(Table { file: ParquetFile::create(path, C::schema())?, columns: C::default(), group: None })
     }
 
     fn resume(path: &Path, mark: &TableMark) -> io::Result<Self> {
-        Ok(Table { file: ParquetFile::resume(path, mark, C::schema())?, columns: C::default() })
+        Ok(Table { file: ParquetFile::resume(path, mark, C::schema())?, columns: C::default(), group: None })
     }
 
-    /// Writes the buffered rows as a row group, if there are any.
-    fn flush(&mut self) -> io::Result<()> {
-        if self.columns.len() == 0 {
+    /// Encodes the buffered rows into the row group in progress (starting one if needed).
+    fn encode(&mut self) -> io::Result<()> {
+        let rows = self.columns.len();
+        if rows == 0 {
             return Ok(());
         }
-        let columns = self.columns.finish();
-        self.file.write_row_group(&columns)
+        let (writers, encoded) = match &mut self.group {
+            Some(group) => group,
+            None => self.group.insert((self.file.start_row_group()?, 0)),
+        };
+        self.file.encode(writers, &self.columns.finish())?;
+        *encoded += rows;
+        Ok(())
     }
 
-    /// Called once a round's rows are buffered.
+    /// Writes every row so far: the buffered rows are encoded and the row group in progress is
+    /// written, if there is one.
+    fn flush(&mut self) -> io::Result<()> {
+        self.encode()?;
+        match self.group.take() {
+            Some((writers, _)) => self.file.write_row_group(writers),
+            None => Ok(()),
+        }
+    }
+
+    /// Called once a round's rows are buffered: the row group is written once it holds
+    /// [`ROW_GROUP_ROWS`] rows, encoded or not (so where row groups end does not depend on
+    /// [`BATCH_ROWS`]), else the buffered rows are encoded once they are [`BATCH_ROWS`].
     fn end_round(&mut self) -> io::Result<()> {
-        if self.columns.len() >= ROW_GROUP_ROWS { self.flush() } else { Ok(()) }
+        let encoded = self.group.as_ref().map_or(0, |(_, rows)| *rows);
+        if encoded + self.columns.len() >= ROW_GROUP_ROWS {
+            self.flush()
+        } else if self.columns.len() >= BATCH_ROWS {
+            self.encode()
+        } else {
+            Ok(())
+        }
     }
 
     fn mark(&mut self) -> io::Result<TableMark> {

@@ -64,8 +64,7 @@ fn csv_mark(path: &Path) -> io::Result<TableMark> {
 pub enum MetricsTable {
     /// `metrics.csv`.
     Csv(MetricsWriter, PathBuf),
-    /// `metrics.parquet`.
-    /// Boxed: a Parquet writer's buffers and schema are large next to a CSV file handle.
+    /// `metrics.parquet` (boxed: its encoders make it large, and there is one per run).
     Parquet(Box<MetricsParquet>),
 }
 
@@ -118,8 +117,7 @@ impl MetricsTable {
 pub enum AggregateTable {
     /// `aggregate.csv`.
     Csv(AggregateWriter, PathBuf),
-    /// `aggregate.parquet`.
-    /// Boxed, as [`MetricsTable::Parquet`].
+    /// `aggregate.parquet` (boxed: its encoders make it large, and there is one per run).
     Parquet(Box<AggregateParquet>),
 }
 

@@ -188,11 +188,14 @@ impl RoundLoop<'_> {
                 break;
             }
         }
-        // A failure to close is reported unless the loop already failed (its error says more).
-        if let Err(e) = tables.close()
-            && result.is_ok()
-        {
-            result = Err(e);
+        // A failure to close the tables loses rows: it is the run's failure if it completed or
+        // was interrupted (both promise every round on disk), else it is logged beside the
+        // failure that ended the loop.
+        if let Err(e) = tables.close() {
+            match result {
+                Ok(()) | Err(RunFailure::Interrupted { .. }) => result = Err(e),
+                Err(_) => tracing::error!("closing the tables after the run failed: {e}"),
+            }
         }
         if let Some(p) = progress {
             p.finish();
