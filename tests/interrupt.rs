@@ -12,24 +12,29 @@ use std::process::{Command, Stdio};
 
 use crate::common::{coevo_command, wait_until};
 
-fn interrupt_with(signal: &str, dir: &Path) {
+/// Starts a run of `coevolve.ron` (10 million rounds, `extra` flags) into `dir`, sends it
+/// `signal` once `table` holds `bytes` bytes, checks it exits 130 with the manifest saying
+/// `interrupted`, and returns the manifest's last completed round.
+fn signal_long_run(signal: &str, dir: &Path, extra: &[&str], table: &str, bytes: u64) -> u64 {
     let _ = std::fs::remove_dir_all(dir);
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/coevolve.ron");
-    let mut child = coevo_command(&["run", scenario.to_str().unwrap(), "--rounds", "10000000", "-q", "--out", dir.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("coevo starts");
-    let metrics = dir.join("metrics.csv");
-    wait_until(&mut child, "200 kB of metrics.csv", || std::fs::metadata(&metrics).map_or(0, |m| m.len()) >= 200_000);
+    let mut args = vec!["run", scenario.to_str().unwrap(), "--rounds", "10000000", "-q", "--out", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut child = coevo_command(&args).stderr(Stdio::piped()).spawn().expect("coevo starts");
+    let path = dir.join(table);
+    wait_until(&mut child, &format!("{bytes} bytes of {table}"), || std::fs::metadata(&path).map_or(0, |m| m.len()) >= bytes);
     let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill runs");
     assert!(status.success());
     let out = child.wait_with_output().expect("coevo exits");
     assert_eq!(out.status.code(), Some(130), "{signal}: stderr {}", String::from_utf8_lossy(&out.stderr));
-
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["status"], "interrupted");
-    let last = manifest["rounds_completed"].as_u64().unwrap();
+    manifest["rounds_completed"].as_u64().unwrap()
+}
 
+fn interrupt_with(signal: &str, dir: &Path) {
+    let last = signal_long_run(signal, dir, &[], "metrics.csv", 200_000);
+    let metrics = dir.join("metrics.csv");
     let table = std::fs::read_to_string(&metrics).unwrap();
     assert!(table.ends_with('\n'), "{signal}: the table ends mid-line");
     let mut rows_per_round = std::collections::BTreeMap::<u64, usize>::new();
@@ -48,33 +53,9 @@ fn interrupt_with(signal: &str, dir: &Path) {
 /// Sends `signal` to a Parquet run once its first row group is on disk: the file is closed
 /// with every completed round (a complete Parquet file, whole rounds, the last the manifest's).
 fn interrupt_parquet(signal: &str, dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/coevolve.ron");
-    let mut child = coevo_command(&[
-        "run",
-        scenario.to_str().unwrap(),
-        "--rounds",
-        "10000000",
-        "--format",
-        "parquet",
-        "-q",
-        "--out",
-        dir.to_str().unwrap(),
-    ])
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("coevo starts");
-    let metrics = dir.join("metrics.parquet");
     // A new table is a valid empty file of a few hundred bytes; a row group makes it grow.
-    wait_until(&mut child, "a row group in metrics.parquet", || std::fs::metadata(&metrics).map_or(0, |m| m.len()) >= 20_000);
-    let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill runs");
-    assert!(status.success());
-    let out = child.wait_with_output().expect("coevo exits");
-    assert_eq!(out.status.code(), Some(130), "{signal}: stderr {}", String::from_utf8_lossy(&out.stderr));
-
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["status"], "interrupted");
-    let last = manifest["rounds_completed"].as_u64().unwrap();
+    let last = signal_long_run(signal, dir, &["--format", "parquet"], "metrics.parquet", 20_000);
+    let metrics = dir.join("metrics.parquet");
     let mut rows_per_round = std::collections::BTreeMap::<u64, usize>::new();
     coevo::output::tidy::read_metrics(&metrics, |row| *rows_per_round.entry(row.round).or_default() += 1)
         .unwrap_or_else(|e| panic!("{signal}: metrics.parquet is not readable: {e}"));
