@@ -154,7 +154,11 @@ fn accumulate_with_one_component_is_the_pooled_maximum_likelihood_fit() {
 fn collapsed_components_are_floored_and_counted() {
     // Every sample at one point: both components' MLE covariances are 0, raised to the floor
     // variance_floor * tr(Sigma0)/d and counted in `regularized`.
-    let mut m = model(r#"{"initial": {"means": [[0, 0]], "components": 2, "variance": 0.01, "radius": 0.25}, "variance_floor": 1e-4}"#, 1, DataPolicy::Replace);
+    let mut m = model(
+        r#"{"initial": {"means": [[0, 0]], "components": 2, "variance": 0.01, "radius": 0.25}, "variance_floor": 1e-4}"#,
+        1,
+        DataPolicy::Replace,
+    );
     let y = [0.5; 20];
     m.fit(&[10], &y, &mut rng(1)).unwrap();
     let params = m.get_params().unwrap();
@@ -202,7 +206,11 @@ fn checkpoints_restore_the_model_exactly() {
 
 #[test]
 fn log_likelihood_is_the_mixture_density() {
-    let m = model(r#"{"initial": {"means": [[0, 0]], "components": 2, "offsets": [[-1, 0], [1, 0]], "weights": [1, 3], "variance": 0.5}}"#, 1, DataPolicy::Replace);
+    let m = model(
+        r#"{"initial": {"means": [[0, 0]], "components": 2, "offsets": [[-1, 0], [1, 0]], "weights": [1, 3], "variance": 0.5}}"#,
+        1,
+        DataPolicy::Replace,
+    );
     let mut m = m;
     let y = [0.3, -0.4];
     let ll = m.log_likelihood(&y).unwrap()[0];
