@@ -21,6 +21,7 @@ mod plot_folders;
 mod plugins;
 mod readme;
 mod recording;
+mod richer_models;
 mod scenario_errors;
 mod scenarios;
 mod schedules;
