@@ -59,7 +59,8 @@ fn comparison_scenarios_are_byte_identical_across_runs_and_thread_counts() {
         assert!(first == run(&format!("{name}_1b"), "1"), "{scenario}: two runs differ");
         assert!(first == run(&format!("{name}_2"), "2"), "{scenario}: --threads 1 and --threads 2 differ");
         let text = String::from_utf8(first).unwrap();
-        for row in ["2,8,mix,4,live_components,", "2,8,mix,,weighted_diversity,", "2,8,kde,0,bandwidth,", "2,8,gauss,3,frechet_to_initial,"] {
+        for row in ["2,8,mix,4,live_components,", "2,8,mix,,weighted_diversity,", "2,8,kde,0,bandwidth,", "2,8,gauss,3,frechet_to_initial,"]
+        {
             assert!(text.contains(row), "{scenario}: no row {row}");
         }
     }
