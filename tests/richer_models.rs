@@ -49,7 +49,7 @@ fn comparison_scenarios_are_byte_identical_across_runs_and_thread_counts() {
     for scenario in ["scenarios/compare_mixture.ron", "scenarios/compare_mixture_users.ron"] {
         let run = |tag: &str, threads: &str| {
             let out_dir = dir.join(tag);
-            let args = ["run", scenario, "--out", out_dir.to_str().unwrap(), "--rounds", "8", "--replicates", "3"];
+            let args = ["run", scenario, "--out", out_dir.to_str().unwrap(), "--rounds", "4", "--replicates", "2"];
             let out = coevo(&[&args[..], &["--threads", threads, "--quiet", "--plugin-dir", plugins.as_str()]].concat());
             assert_eq!(out.status.code(), Some(0), "{scenario}: {}", stderr(&out));
             bytes(&out_dir.join("metrics.csv"))
@@ -59,7 +59,7 @@ fn comparison_scenarios_are_byte_identical_across_runs_and_thread_counts() {
         assert!(first == run(&format!("{name}_1b"), "1"), "{scenario}: two runs differ");
         assert!(first == run(&format!("{name}_2"), "2"), "{scenario}: --threads 1 and --threads 2 differ");
         let text = String::from_utf8(first).unwrap();
-        for row in ["2,8,mix,4,live_components,", "2,8,mix,,weighted_diversity,", "2,8,kde,0,bandwidth,", "2,8,gauss,3,frechet_to_initial,"]
+        for row in ["1,4,mix,4,live_components,", "1,4,mix,,weighted_diversity,", "1,4,kde,0,bandwidth,", "1,4,gauss,3,frechet_to_initial,"]
         {
             assert!(text.contains(row), "{scenario}: no row {row}");
         }
