@@ -171,10 +171,8 @@ sweep: Sweep(parameters: [
     let table = read(&out_dir.join("sweep.csv"));
     let rows = statuses(&table);
     // Points 0 and 2: a row per model, `ok`; points 1 and 3: one `failed` row each.
-    let expected: Vec<(usize, String)> = [(0, "ok"), (0, "ok"), (1, "failed"), (2, "ok"), (2, "ok"), (3, "failed")]
-        .iter()
-        .map(|(i, st)| (*i, st.to_string()))
-        .collect();
+    let expected: Vec<(usize, String)> =
+        [(0, "ok"), (0, "ok"), (1, "failed"), (2, "ok"), (2, "ok"), (3, "failed")].iter().map(|(i, st)| (*i, st.to_string())).collect();
     assert_eq!(rows, expected, "{table}");
     let width = table.lines().next().unwrap().split(',').count();
     assert!(table.lines().all(|l| l.split(',').count() == width), "a row without the header's columns:\n{table}");
@@ -280,7 +278,8 @@ fn claim_workers_killed_at_random_write_the_table_of_a_single_process() {
 
     let shared = dir.join("shared");
     let worker = || -> Child {
-        let args = ["sweep", s(&scenario), "--out", s(&shared), "-q", "--threads", "1", "--claim", "--lease", "1", "--checkpoint-every", "100"];
+        let args =
+            ["sweep", s(&scenario), "--out", s(&shared), "-q", "--threads", "1", "--claim", "--lease", "1", "--checkpoint-every", "100"];
         coevo_command(&args).stderr(Stdio::piped()).spawn().expect("a worker starts")
     };
     let mut workers: Vec<Child> = (0..3).map(|_| worker()).collect();

@@ -223,7 +223,8 @@ pub fn sweep_points(scenario: &Scenario, file: &Path) -> Result<Vec<SweepPoint>,
     };
     (0..sweep.len())
         .map(|index| {
-            let point = sweep.point(scenario, index).map_err(|e| RunFailure::BadInput(format!("{}: sweep point {index}: {e}", file.display())))?;
+            let point =
+                sweep.point(scenario, index).map_err(|e| RunFailure::BadInput(format!("{}: sweep point {index}: {e}", file.display())))?;
             Ok(SweepPoint { index, values: sweep.assignments(index), scenario: point })
         })
         .collect()
@@ -328,7 +329,7 @@ pub enum SweepFailure {
     PointsFailed(Vec<FailedPoint>),
     /// SIGINT or SIGTERM stopped the sweep (exit code 130).
     #[error(
-        "interrupted: {} point(s) stopped after their round in flight{}, {not_started} not started; run the same command again to continue{}",
+        "interrupted: {} point(s) stopped after their round in flight{}, {not_started} other(s) not done; run the same command again to continue{}",
         stopped.len(),
         listed(stopped),
         if failed.is_empty() { String::new() } else { format!(". Also, {}", failed_message(failed)) }
@@ -336,7 +337,8 @@ pub enum SweepFailure {
     Interrupted {
         /// The points that were running (their manifests say `interrupted`).
         stopped: Vec<usize>,
-        /// Points of this process's share that did not start.
+        /// The other points of this process's share that have not ended (not started, or, for
+        /// a claim worker, running in other workers).
         not_started: usize,
         /// Points that failed before the interruption.
         failed: Vec<FailedPoint>,
@@ -455,32 +457,22 @@ pub fn run_sweep(scenario: &Scenario, source: &str, file: &Path, options: &Sweep
         write_table(&dir, &manifest.parameters, &records, &interrupted)?;
     }
     let done = records.values().filter(|r| r.status == PointStatus::Ok).count();
-    let failed_of = |indices: &mut dyn Iterator<Item = usize>| -> Vec<FailedPoint> {
-        indices
-            .filter_map(|i| records.get(&i).filter(|r| r.status == PointStatus::Failed))
-            .map(|r| FailedPoint { point: r.point, values: r.values.clone(), error: r.error.clone().unwrap_or_default() })
-            .collect()
+    // This process's share of the points: a claim worker's is the whole sweep.
+    let share: Vec<usize> = match options.share {
+        Share::All | Share::Claim(_) => (0..total).collect(),
+        Share::Shard(s) => (0..total).filter(|i| i % s.count == s.index).collect(),
+        Share::Point(k) => vec![k],
     };
-    let stopped: Vec<usize> = ended.iter().filter(|(_, e)| matches!(e, PointEnd::Interrupted)).map(|(i, _)| *i).collect();
-    if is_raised(options.interrupt.as_ref()) {
-        let ran: Vec<usize> = ended.iter().map(|(i, _)| *i).collect();
-        let not_started = match options.share {
-            Share::Claim(_) => 0,
-            Share::Point(k) => usize::from(!ran.contains(&k) && !records.contains_key(&k)),
-            Share::Shard(s) => (0..total).filter(|i| i % s.count == s.index && !records.contains_key(i) && !ran.contains(i)).count(),
-            Share::All => (0..total).filter(|i| !records.contains_key(i) && !ran.contains(i)).count(),
-        };
-        let failed = failed_of(&mut ended.iter().filter(|(_, e)| matches!(e, PointEnd::Failed)).map(|(i, _)| *i));
-        if !stopped.is_empty() || not_started > 0 {
-            return Err(SweepFailure::Interrupted { stopped, not_started, failed });
-        }
+    let failed: Vec<FailedPoint> = share
+        .iter()
+        .filter_map(|i| records.get(i).filter(|r| r.status == PointStatus::Failed))
+        .map(|r| FailedPoint { point: r.point, values: r.values.clone(), error: r.error.clone().unwrap_or_default() })
+        .collect();
+    let unfinished = share.iter().filter(|i| !records.contains_key(i)).count();
+    if is_raised(options.interrupt.as_ref()) && unfinished > 0 {
+        let stopped: Vec<usize> = ended.iter().filter(|(_, e)| matches!(e, PointEnd::Interrupted)).map(|(i, _)| *i).collect();
+        return Err(SweepFailure::Interrupted { not_started: unfinished - stopped.len(), stopped, failed });
     }
-    // The failed points of this process's share: for a claim worker, the whole sweep.
-    let failed = match options.share {
-        Share::All | Share::Claim(_) => failed_of(&mut (0..total)),
-        Share::Shard(s) => failed_of(&mut (0..total).filter(|i| i % s.count == s.index)),
-        Share::Point(k) => failed_of(&mut std::iter::once(k)),
-    };
     if !failed.is_empty() {
         return Err(SweepFailure::PointsFailed(failed));
     }
@@ -574,10 +566,8 @@ impl PointRunner<'_> {
             d.join(DONE).exists() || d.join(FAILED).exists()
         };
         let name = points.first().map_or("sweep", |p| p.scenario.name.as_str()).to_string();
-        let progress = self.progress(
-            &format!("{name}: claiming points"),
-            points.iter().filter(|p| !ended_records(p.index)).map(|p| p.scenario.rounds),
-        );
+        let progress = self
+            .progress(&format!("{name}: claiming points"), points.iter().filter(|p| !ended_records(p.index)).map(|p| p.scenario.rounds));
         let ended = Mutex::new(Vec::new());
         let failure: Mutex<Option<RunFailure>> = Mutex::new(None);
         let stop = AtomicBool::new(false);
@@ -799,7 +789,12 @@ fn records(dir: &Path, total: usize) -> Result<BTreeMap<usize, PointRecord>, Run
 
 /// Writes `sweep.csv` in `dir`: the rows of every recorded point and of the `interrupted`
 /// ones, in point order. Several processes may write it at once (see [`write_atomic_shared`]).
-fn write_table(dir: &Path, parameters: &[String], records: &BTreeMap<usize, PointRecord>, interrupted: &[&SweepPoint]) -> Result<(), RunFailure> {
+fn write_table(
+    dir: &Path,
+    parameters: &[String],
+    records: &BTreeMap<usize, PointRecord>,
+    interrupted: &[&SweepPoint],
+) -> Result<(), RunFailure> {
     let mut rows: BTreeMap<usize, String> = records.iter().map(|(&i, r)| (i, r.rows.clone())).collect();
     for p in interrupted {
         rows.insert(p.index, status_row(p.index, &p.values, PointStatus::Interrupted, parameters.len()));

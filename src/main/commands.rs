@@ -151,7 +151,8 @@ pub fn sweep(
         (Some(s), _, _) => Share::Shard(s.parse::<Shard>().map_err(|e| CliError::BadInput(format!("--shard: {e}")))?),
         (_, Some(k), _) => Share::Point(k),
         (_, _, true) => {
-            let lease = Lease::from_secs(share.lease.unwrap_or(Lease::DEFAULT_SECONDS)).map_err(|e| CliError::BadInput(format!("--lease: {e}")))?;
+            let lease =
+                Lease::from_secs(share.lease.unwrap_or(Lease::DEFAULT_SECONDS)).map_err(|e| CliError::BadInput(format!("--lease: {e}")))?;
             Share::Claim(lease)
         }
         _ => Share::All,
