@@ -14,12 +14,13 @@ fn scratch(name: &str) -> PathBuf {
     crate::common::scratch("sweep_ops", name)
 }
 
-/// Four points of a small co-evolution, 2,000 rounds each (every 100th recorded): long enough
-/// that a signal sent once a point's first checkpoint (round 100) exists lands while it runs.
+/// Four points of a small co-evolution, 20,000 rounds each (every 100th recorded; about half a
+/// second of work): long enough that a signal sent once a point's first checkpoint (round
+/// 1,000 with `--checkpoint-every 1000`) exists lands while it runs.
 const LONG: &str = r#"Scenario(
     name: "ops",
     seed: 5,
-    rounds: 2000,
+    rounds: 20000,
     replicates: 1,
     entities: [
         TextModel(name: "captioner", initial: Uniform(3), batch: 60),
@@ -100,7 +101,7 @@ fn sigterm_stops_every_running_point_and_a_rerun_completes_the_same_table() {
     ok(&["sweep", s(&scenario), "--out", s(&reference), "-q", "--threads", "2"]);
 
     let swept = dir.join("swept");
-    let args = ["sweep", s(&scenario), "--out", s(&swept), "-q", "--threads", "2", "--checkpoint-every", "100"];
+    let args = ["sweep", s(&scenario), "--out", s(&swept), "-q", "--threads", "2", "--checkpoint-every", "1000"];
     let mut child = coevo_command(&args).stderr(Stdio::piped()).spawn().expect("coevo starts");
     wait_until(&mut child, "a point's first checkpoint", || point_dirs(&swept).iter().any(|p| p.join("checkpoint.json").exists()));
     kill("TERM", child.id());
@@ -110,7 +111,7 @@ fn sigterm_stops_every_running_point_and_a_rerun_completes_the_same_table() {
     assert!(err.contains("interrupted") && err.contains("run the same command again"), "{err}");
 
     // Every point that started either completed or says `interrupted` (none is left
-    // `running`); one past round 100 kept its checkpoint, so the rerun resumes it.
+    // `running`); one past round 1,000 kept its checkpoint, so the rerun resumes it.
     let mut resumable = 0;
     for point in point_dirs(&swept) {
         let m = manifest(&point);
@@ -119,7 +120,7 @@ fn sigterm_stops_every_running_point_and_a_rerun_completes_the_same_table() {
             continue;
         }
         assert_eq!(m["status"], "interrupted", "{}", point.display());
-        if m["rounds_completed"].as_u64().unwrap() >= 100 {
+        if m["rounds_completed"].as_u64().unwrap() >= 1000 {
             assert!(point.join("checkpoint.json").exists(), "{}: no checkpoint to resume from", point.display());
             resumable += 1;
         }
@@ -279,23 +280,33 @@ fn claim_workers_killed_at_random_write_the_table_of_a_single_process() {
     let shared = dir.join("shared");
     let worker = || -> Child {
         let args =
-            ["sweep", s(&scenario), "--out", s(&shared), "-q", "--threads", "1", "--claim", "--lease", "1", "--checkpoint-every", "100"];
+            ["sweep", s(&scenario), "--out", s(&shared), "-q", "--threads", "1", "--claim", "--lease", "1", "--checkpoint-every", "1000"];
         coevo_command(&args).stderr(Stdio::piped()).spawn().expect("a worker starts")
     };
     let mut workers: Vec<Child> = (0..3).map(|_| worker()).collect();
     let mut dice = Dice(0x00C0_FFEE);
     let mut killed = Vec::new();
     // Two kills, each of a worker drawn at random, once it holds a point that has a
-    // checkpoint: its claim must expire and another worker resume the point from there.
+    // checkpoint: its claim must expire and another worker resume the point from there. The
+    // point's last checkpoint is at most round 10,000 (of 20,000), so it is still running
+    // when the kill lands a few milliseconds later.
     for _ in 0..2 {
         let victim = workers.remove(dice.below(workers.len()));
         let pid = victim.id();
         let mut watcher = workers.pop().expect("a live worker");
         wait_until(&mut watcher, "the victim to hold a checkpointed point", || {
-            held_point(&shared, pid).is_some_and(|p| p.join("checkpoint.json").exists())
+            held_point(&shared, pid).is_some_and(|p| {
+                p.join("checkpoint.json").exists()
+                    && std::fs::read(p.join("manifest.json"))
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                        .is_some_and(|m| {
+                            m["status"] == "running" && m["rounds_completed"].as_u64().is_some_and(|r| (1000..=10_000).contains(&r))
+                        })
+            })
         });
         workers.push(watcher);
-        let point = held_point(&shared, pid).expect("still held: the point has 1,900 rounds to go");
+        let point = held_point(&shared, pid).expect("still held: the point has 10,000 rounds to go");
         kill("KILL", pid);
         let mut victim = victim;
         let _ = victim.wait();
