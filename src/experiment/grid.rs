@@ -362,7 +362,8 @@ fn listed(points: &[usize]) -> String {
         return String::new();
     }
     let shown: Vec<String> = points.iter().take(20).map(usize::to_string).collect();
-    format!(" (points {}{})", shown.join(", "), if points.len() > 20 { ", ..." } else { "" })
+    let noun = if points.len() == 1 { "point" } else { "points" };
+    format!(" ({noun} {}{})", shown.join(", "), if points.len() > 20 { ", ..." } else { "" })
 }
 
 fn failed_message(failed: &[FailedPoint]) -> String {
