@@ -86,7 +86,8 @@ fn aggregate_standard_errors_cover_the_martingale_mean() {
     assert!(z.iter().all(|z| z.abs() < 4.3), "{z:?}");
 }
 
-const SWEEP: &str = r#"Scenario(
+/// Six points (2 batches x 3 covariances) of 15 rounds (also used by `tests/sweep_ops.rs`).
+pub(crate) const SWEEP: &str = r#"Scenario(
     name: "grid",
     seed: 3,
     rounds: 15,

@@ -30,22 +30,6 @@ const LONG: &str = r#"Scenario(
     sweep: Sweep(parameters: [(path: "captioner.batch", values: [40, 60, 80, 100])]),
 )"#;
 
-/// Six short points (the grid of `tests/experiments.rs`).
-const GRID: &str = r#"Scenario(
-    name: "grid",
-    seed: 3,
-    rounds: 15,
-    replicates: 2,
-    entities: [
-        TextModel(name: "captioner", initial: Uniform(3), batch: 60),
-        ImageModel(name: "painter", conditioned_on: "captioner", batch: 60, covariance: Isotropic(0.1)),
-    ],
-    sweep: Sweep(parameters: [
-        (entity: "captioner", field: "batch", values: [30, 90]),
-        (path: "painter.covariance", values: [0.01, 0.1, 1.0]),
-    ]),
-)"#;
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -203,7 +187,8 @@ sweep: Sweep(parameters: [
 #[test]
 fn list_points_and_single_points_make_the_table_of_a_single_run() {
     let dir = scratch("points");
-    let scenario = write(&dir, "grid.ron", GRID);
+    // Six short points: the grid of `tests/experiments.rs`.
+    let scenario = write(&dir, "grid.ron", crate::experiments::SWEEP);
     let out = ok(&["sweep", s(&scenario), "--list-points"]);
     let mut expected = String::from("point\tcaptioner.batch\tpainter.covariance\n");
     for (i, (batch, cov)) in [30, 90].iter().flat_map(|b| ["0.01", "0.1", "1.0"].map(move |c| (b, c))).enumerate() {
