@@ -63,8 +63,9 @@ fn dispatch(command: Command) -> Result<(), CliError> {
     match command {
         Command::Run { scenario, out, format, checkpoint_every, args } => commands::run(&scenario, out, format, checkpoint_every, &args),
         Command::Resume { dir, checkpoint_every, threads, quiet } => commands::resume(&dir, checkpoint_every, threads, quiet),
-        Command::Sweep { scenario, out, format, shard, checkpoint_every, args } => {
-            commands::sweep(&scenario, out, format, shard, checkpoint_every, &args)
+        Command::Sweep { scenario, out, format, shard, point, claim, lease, list_points, checkpoint_every, args } => {
+            let share = commands::SweepShare { shard, point, claim, lease, list_points };
+            commands::sweep(&scenario, out, format, share, checkpoint_every, &args)
         }
         Command::Merge { dirs, out } => commands::merge(&dirs, &out),
         Command::Plot { dir, out } => commands::plot(&dir, out),

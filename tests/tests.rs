@@ -26,6 +26,8 @@ mod scenario_errors;
 mod scenarios;
 mod schedules;
 mod stabilisers;
+#[cfg(unix)]
+mod sweep_ops;
 mod tables;
 mod theory;
 

@@ -1,7 +1,10 @@
-//! Experiments at scale: replicate aggregation, parameter sweeps, shards and their merge.
+//! Experiments at scale: replicate aggregation, parameter sweeps, shards and their merge,
+//! claim workers.
 //!
-//! - [`grid`]: running a sweep's points (all or one shard), resuming, merging shards. The
-//!   `sweep` section itself, and how a grid point becomes a scenario, is schema:
-//!   [`crate::scenario::sweep`].
+//! - [`grid`]: running a sweep's points (all, a shard, one point, or as a claim worker),
+//!   recording how each ended, resuming, merging shards. The `sweep` section itself, and how
+//!   a point becomes a scenario, is schema: [`crate::scenario::sweep`];
+//! - [`claims`]: the claim files and leases that let identical workers share a folder.
 
+pub mod claims;
 pub mod grid;

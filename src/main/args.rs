@@ -108,8 +108,11 @@ pub enum Command {
     /// Run every point of a scenario's sweep section (times its replicates).
     ///
     /// Each point is a full run in OUT/points/NNNN/; sweep.csv has one row per point and
-    /// model, a column per swept parameter, then final diversity, collapse and steady-state
-    /// level. Rerunning skips the points already done, so an interrupted sweep resumes.
+    /// model, a column per swept parameter, the point's status (ok, failed, interrupted),
+    /// then final diversity, collapse and steady-state level. A failing point does not stop
+    /// the others (exit 1 at the end, listing the failures); SIGINT/SIGTERM stop every point
+    /// after its round in flight (exit 130). Rerunning skips the points already done,
+    /// retries failed ones and resumes interrupted ones.
     Sweep {
         /// The scenario file (RON) with a `sweep: (parameters: [...])` section.
         scenario: PathBuf,
@@ -122,8 +125,26 @@ pub enum Command {
         format: Option<Format>,
         /// Run only shard i of n (points with index % n == i), e.g. for a Slurm job array:
         /// --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT. Join the shards with `coevo merge`.
-        #[arg(long, value_name = "i/n")]
+        #[arg(long, value_name = "i/n", group = "share")]
         shard: Option<String>,
+        /// Run only point K (numbered from 0, as --list-points shows) into the sweep folder,
+        /// which other processes may share; sweep.csv is written once every point ended.
+        #[arg(long, value_name = "K", group = "share")]
+        point: Option<usize>,
+        /// Work as one of any number of identical workers sharing the sweep folder: take the
+        /// next free point through a claim file (claims/NNNN.G), run it, repeat; take over
+        /// claims of dead workers once their lease expired. sweep.csv is written by the
+        /// worker that sees the last point end.
+        #[arg(long, group = "share")]
+        claim: bool,
+        /// With --claim: seconds a claim stays valid without a heartbeat (a tenth of it) before
+        /// another worker takes the point over [default: 300].
+        #[arg(long, value_name = "SECONDS", requires = "claim")]
+        lease: Option<f64>,
+        /// Print the sweep's points and run nothing: a header line (`point`, then the
+        /// parameter paths), then one line per point with its index and values, tab-separated.
+        #[arg(long, group = "share")]
+        list_points: bool,
         /// Checkpoint every point every K rounds (a killed sweep resumes inside its points).
         #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
         checkpoint_every: Option<u64>,
@@ -131,6 +152,9 @@ pub enum Command {
         args: RunArgs,
     },
     /// Join the folders of a sharded sweep into one sweep.csv (as a single run writes it).
+    ///
+    /// Points missing from every folder are listed (exit 2); failed points are in the table
+    /// with status `failed`, and listed with their errors (exit 1).
     Merge {
         /// The shards' sweep folders.
         #[arg(required = true)]

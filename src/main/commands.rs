@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use clap::CommandFactory as _;
 use coevo::Scenario;
-use coevo::experiment::grid::{Shard, SweepOptions};
+use coevo::experiment::claims::Lease;
+use coevo::experiment::grid::{Shard, Share, SweepOptions};
 use coevo::run::RunOptions;
 use coevo::scenario::TableFormat;
 
@@ -117,28 +118,67 @@ pub fn stability(path: &Path, perturb: Option<String>, out: Option<PathBuf>, arg
     Ok(())
 }
 
+/// The flags of `coevo sweep` that say which points this process runs.
+pub struct SweepShare {
+    /// `--shard i/n`.
+    pub shard: Option<String>,
+    /// `--point K`.
+    pub point: Option<usize>,
+    /// `--claim`.
+    pub claim: bool,
+    /// `--lease SECONDS`.
+    pub lease: Option<f64>,
+    /// `--list-points`.
+    pub list_points: bool,
+}
+
 /// `coevo sweep`.
 pub fn sweep(
     path: &Path,
     out: Option<PathBuf>,
     format: Option<Format>,
-    shard: Option<String>,
+    share: SweepShare,
     checkpoint_every: Option<u64>,
     args: &RunArgs,
 ) -> Result<(), CliError> {
     let (mut scenario, source, options) = load(args, path, None)?;
     set_format(&mut scenario, format);
-    let shard = shard.map(|s| s.parse::<Shard>()).transpose().map_err(|e| CliError::BadInput(format!("--shard: {e}")))?;
-    let sweep_options = SweepOptions { out_dir: out, shard, force: options.force, progress: options.progress, checkpoint_every };
+    if share.list_points {
+        let points = coevo::experiment::grid::sweep_points(&scenario, path)?;
+        return emit(coevo::experiment::grid::list_points(&scenario, &points).as_bytes());
+    }
+    let chosen = match (share.shard, share.point, share.claim) {
+        (Some(s), _, _) => Share::Shard(s.parse::<Shard>().map_err(|e| CliError::BadInput(format!("--shard: {e}")))?),
+        (_, Some(k), _) => Share::Point(k),
+        (_, _, true) => {
+            let lease =
+                Lease::from_secs(share.lease.unwrap_or(Lease::DEFAULT_SECONDS)).map_err(|e| CliError::BadInput(format!("--lease: {e}")))?;
+            Share::Claim(lease)
+        }
+        _ => Share::All,
+    };
+    let sweep_options = SweepOptions {
+        out_dir: out,
+        share: chosen,
+        force: options.force,
+        progress: options.progress,
+        checkpoint_every,
+        interrupt: options.interrupt,
+    };
     let o = coevo::experiment::grid::run_sweep(&scenario, &source, path, &sweep_options)?;
     if !args.quiet {
-        println!(
-            "{} of {} points done ({} computed now); table in {}",
-            o.done,
-            o.points,
-            o.computed,
-            o.out_dir.join("sweep.csv").display()
-        );
+        let table = o.out_dir.join("sweep.csv");
+        if o.table_written {
+            println!("{} of {} points done ({} computed now); table in {}", o.done, o.points, o.computed, table.display());
+        } else {
+            println!(
+                "{} of {} points done ({} computed now); {} is written once every point ended",
+                o.done,
+                o.points,
+                o.computed,
+                table.display()
+            );
+        }
         // `coevo plot` draws a sweep once every point is done (its table is then whole).
         if o.done == o.points {
             print_hint(&o.out_dir);

@@ -99,10 +99,27 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
 /// from another file), through a buffered writer.
 pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut io::BufWriter<File>) -> io::Result<()>) -> io::Result<()> {
     let tmp: PathBuf = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    write_through(&tmp, path, write)
+}
+
+/// [`write_atomic`] for a file that several processes may write at once (a sweep folder
+/// shared by workers: `sweep.json`, `sweep.csv`): each writer has its own temporary file
+/// (`NAME.PID-N.tmp`), so one writer never renames another's half-written file; the last
+/// rename wins, whole.
+pub fn write_atomic_shared(path: &Path, contents: &[u8]) -> io::Result<()> {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!("{name}.{}-{n}.tmp", std::process::id()));
+    write_through(&tmp, path, |out| out.write_all(contents))
+}
+
+/// Writes `tmp` with `write`, syncs it, and renames it over `path`.
+fn write_through(tmp: &Path, path: &Path, write: impl FnOnce(&mut io::BufWriter<File>) -> io::Result<()>) -> io::Result<()> {
     {
-        let mut out = io::BufWriter::new(File::create(&tmp)?);
+        let mut out = io::BufWriter::new(File::create(tmp)?);
         write(&mut out)?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     }
-    fs::rename(&tmp, path)
+    fs::rename(tmp, path)
 }

@@ -22,7 +22,7 @@ use plotters::prelude::*;
 
 use super::legend::{Entry, Mark, draw_legend, layout};
 use super::{Figure, Key, Series, bad_file, color, err, round_label, save};
-use crate::experiment::grid::SweepManifest;
+use crate::experiment::grid::{PointStatus, SweepManifest};
 use crate::output::tidy::{parse, read_csv};
 use crate::run::RunFailure;
 
@@ -294,8 +294,13 @@ pub(super) fn plot_sweep_lines(dir: &Path, out: &Path, manifest: &SweepManifest)
     let np = manifest.parameters.len();
     let (model_col, metric_col, mean_col, se_col, collapsed_col) =
         (col("model"), col("diversity_metric"), col("final_mean"), col("final_se"), col("collapsed_fraction"));
+    let status_col = col("status");
     let mut rows = Vec::new();
     read_csv(&csv, &header, |n, f| {
+        // Failed and interrupted points have no summary to draw.
+        if f[status_col] != PointStatus::Ok.label() {
+            return Ok(());
+        }
         rows.push(SweepRow {
             params: f[1..=np].iter().map(|s| s.to_string()).collect(),
             model: f[model_col].to_string(),

@@ -23,7 +23,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::diagnostics::ChainPhase;
-use crate::experiment::grid::SweepManifest;
+use crate::experiment::grid::{PointStatus, SweepManifest};
 use crate::metrics::names;
 use crate::models::Allocation;
 use crate::output::aggregate::AggregateRow;
@@ -470,9 +470,13 @@ fn plot_sweep(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
     let header = crate::experiment::grid::sweep_header(&manifest.parameters);
     let columns: Vec<String> = header.trim_end().split(',').map(String::from).collect();
     let col = |name: &str| columns.iter().position(|c| c == name).expect("a column of the header");
-    let (model_col, collapsed_col) = (col("model"), col("collapsed_fraction"));
+    let (model_col, collapsed_col, status_col) = (col("model"), col("collapsed_fraction"), col("status"));
     let mut maps: Vec<(String, Vec<HeatmapPoint>)> = Vec::new();
     read_csv(&csv, &header, |n, f| {
+        // Failed and interrupted points have no summary: their cells stay empty.
+        if f[status_col] != PointStatus::Ok.label() {
+            return Ok(());
+        }
         let value: f64 = parse(&csv, n, "collapsed_fraction", f[collapsed_col])?;
         let model = f[model_col].to_string();
         let entry = match maps.iter().position(|(m, _)| *m == model) {
