@@ -228,8 +228,8 @@ struct Diversity {
 
 /// Rounds from 0 to the last round in `series`, as an axis range.
 fn round_range<'a>(series: impl Iterator<Item = &'a Series>) -> std::ops::Range<f64> {
-    let last = series.flat_map(|s| s.rounds.last().copied()).fold(1.0, f64::max);
-    0.0..last
+    let last = series.flat_map(|s| s.rounds.last().copied()).filter(|r| r.is_finite()).fold(1.0, f64::max);
+    0.0..on_axis(last)
 }
 
 impl Figure for Diversity {
@@ -296,10 +296,25 @@ fn positive(rounds: &[f64], values: &[f64]) -> Vec<(f64, f64)> {
     rounds.iter().zip(values).filter(|(_, v)| **v > 0.0 && v.is_finite()).map(|(&r, &v)| (r, v)).collect()
 }
 
-/// A log-axis range covering `values` (positive ones), padded a little.
+/// Largest magnitude an axis reaches: a trace near `f64::MAX` padded by 5% or doubled would be
+/// infinite, and plotters then computes ticks without end (a hang). Values beyond it are
+/// drawn at the edge of the figure.
+pub(crate) const AXIS_LIMIT: f64 = 1e300;
+
+/// `v` within the axes' reach, `[-AXIS_LIMIT, AXIS_LIMIT]`.
+pub(crate) fn on_axis(v: f64) -> f64 {
+    v.clamp(-AXIS_LIMIT, AXIS_LIMIT)
+}
+
+/// A log-axis range covering `values` (positive ones), padded a little, within
+/// `[1 / AXIS_LIMIT, AXIS_LIMIT]`.
 fn log_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     let (lo, hi) = values.filter(|v| *v > 0.0 && v.is_finite()).fold((f64::INFINITY, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    if hi <= 0.0 { 1e-3..1.0 } else { lo / 2.0..hi * 2.0 }
+    if hi <= 0.0 {
+        return 1e-3..1.0;
+    }
+    let (lo, hi) = ((lo / 2.0).clamp(1.0 / AXIS_LIMIT, AXIS_LIMIT), (hi * 2.0).clamp(1.0 / AXIS_LIMIT, AXIS_LIMIT));
+    if hi > lo { lo..hi } else { lo..lo * 10.0 }
 }
 
 impl Trace {
