@@ -43,7 +43,8 @@ impl Scenario {
             .map_err(|e| ScenarioErrors::from(ScenarioError::Io { file: file.to_path_buf(), message: e.to_string() }))?;
         let mut scenario = Scenario::parse(&source, file)?;
         scenario.load_data(file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
-        crate::scenario::footprint::check_memory(&scenario, max_memory).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
+        crate::scenario::footprint::check_memory(&scenario, max_memory)
+            .map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
         crate::plugin::check_scenario(&mut scenario, file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
         Ok((scenario, source))
     }

@@ -28,7 +28,7 @@ use crate::metrics::text::total_variation;
 use crate::metrics::{MetricRow, names};
 use crate::output::{format_level, write_atomic};
 use crate::resolve::{Resolved, ResolvedEntity};
-use crate::run::{ManifestWriter, Rounds, RunFailure, RunOptions, drive, io_error, prepare_output};
+use crate::run::{ManifestWriter, Rounds, RunFailure, RunOptions, drive, first_failure, prepare_output};
 use crate::scenario::{Covariance, EntitySpec, Means, Perturbation, Scenario};
 use crate::world::{BuildError, ConditionalAgent, EntityName, RunError, ScenarioEntities, Simulation, TextAgent};
 
@@ -275,7 +275,8 @@ pub fn run_stability(scenario: &Scenario, source: &str, file: &Path, options: &R
     };
     let (completed, result) = drive(&mut twins, scenario, options, &out_dir.join("divergence.csv"), |r, rows| summary.observe(r, rows));
     let summary_path = out_dir.join("summary.json");
-    write_atomic(&summary_path, &serde_json::to_vec_pretty(&summary).expect("summary serialises")).map_err(io_error(&summary_path))?;
+    let written = write_atomic(&summary_path, &serde_json::to_vec_pretty(&summary).expect("summary serialises"));
+    let result = first_failure(result, &summary_path, written);
     manifest.finish(completed, None, result)?;
     drop(lock);
     Ok(StabilityOutcome { out_dir, summary })

@@ -16,7 +16,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use coevo::Scenario;
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::common::{coevo, stderr, write};
@@ -51,7 +51,8 @@ const REPLACEMENTS: &[&str] = &[
 /// The ready scenarios, as text.
 fn seeds() -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "ron")).collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "ron")).collect();
     files.sort();
     files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect()
 }
@@ -135,7 +136,10 @@ fn exercise(source: &str) -> Option<String> {
             // Datasets and plugins need files beside the scenario: not run here.
             let runnable = f.memory < 16 << 20
                 && f.work_per_round < 5_000_000
-                && scenario.entities.iter().all(|e| !matches!(e, coevo::scenario::EntitySpec::Dataset(_) | coevo::scenario::EntitySpec::PluginModel(_)));
+                && scenario
+                    .entities
+                    .iter()
+                    .all(|e| !matches!(e, coevo::scenario::EntitySpec::Dataset(_) | coevo::scenario::EntitySpec::PluginModel(_)));
             if runnable {
                 scenario.rounds = scenario.rounds.min(2);
                 if let Ok(mut sim) = coevo::Simulation::new(&scenario, 0) {

@@ -45,7 +45,11 @@ fn scenarios_too_large_for_memory_are_refused_before_allocating_naming_the_field
     let huge_k = write(&dir, "k.ron", "Scenario(name: \"k\", rounds: 1, entities: [TextModel(name: \"a\", initial: Uniform(1000000000))])");
     refused(&["validate", huge_k.to_str().unwrap()], &["k.ron:1:", "TextModel \"a\"", "of memory", "TiB", "--max-memory"]);
     // 2^63 texts: was a `capacity overflow` panic.
-    let k63 = write(&dir, "k63.ron", "Scenario(name: \"k\", rounds: 1, entities: [TextModel(name: \"a\", initial: Uniform(9223372036854775808))])");
+    let k63 = write(
+        &dir,
+        "k63.ron",
+        "Scenario(name: \"k\", rounds: 1, entities: [TextModel(name: \"a\", initial: Uniform(9223372036854775808))])",
+    );
     refused(&["validate", k63.to_str().unwrap()], &["k63.ron:1:", "of memory"]);
     // An image model's batch of 2^63 with K = 1: wrapped to a silent no-op refit (exit 0).
     let batch = write(
@@ -76,13 +80,15 @@ fn sweeps_whose_point_count_overflows_are_refused() {
     let dir = scratch("hostile", "sweep_points");
     let injectors: Vec<String> =
         (0..32).map(|i| format!("CorpusInjector(name: \"c{i}\", target: \"a\", alpha: 0.0, eps: 0.0, distribution: Uniform)")).collect();
-    let parameters: Vec<String> =
-        (0..32).flat_map(|i| [format!("(path: \"c{i}.alpha\", values: [0.0, 0.1])"), format!("(path: \"c{i}.eps\", values: [0.0, 0.1])")]).collect();
+    let parameters: Vec<String> = (0..32)
+        .flat_map(|i| [format!("(path: \"c{i}.alpha\", values: [0.0, 0.1])"), format!("(path: \"c{i}.eps\", values: [0.0, 0.1])")])
+        .collect();
     // 2^64 points: wrapped to 0 points and exit 0.
     let all = write(&dir, "sweep64.ron", &tiny(&injectors.join(", "), &format!("sweep: Sweep(parameters: [{}])", parameters.join(", "))));
     refused(&["sweep", all.to_str().unwrap(), "--out", dir.join("s").to_str().unwrap()], &["sweep", "18446744073709551616 points"]);
     // 2^22 points: validated, then spent minutes building every point.
-    let some = write(&dir, "sweep22.ron", &tiny(&injectors.join(", "), &format!("sweep: Sweep(parameters: [{}])", parameters[..22].join(", "))));
+    let some =
+        write(&dir, "sweep22.ron", &tiny(&injectors.join(", "), &format!("sweep: Sweep(parameters: [{}])", parameters[..22].join(", "))));
     refused(&["validate", "--max-memory", "1G", some.to_str().unwrap()], &["sweep", "4194304 points"]);
 }
 
@@ -286,9 +292,9 @@ fn corrupt_checkpoints_are_refused_before_any_table_is_touched() {
         // (name, edit, re-sealed with a valid checksum, expected in the message)
         ("round+1", Box::new(|c| c.round += 1), false, "sha256"),
         ("round max", Box::new(|c| c.round = u64::MAX), false, "sha256"),
-        ("stream+1", Box::new(|c| bump_stream(c)), false, "sha256"),
+        ("stream+1", Box::new(bump_stream), false, "sha256"),
         ("metrics 0", Box::new(|c| c.metrics_bytes = 0), false, "sha256"),
-        ("p bit", Box::new(|c| flip_p_bit(c)), false, "sha256"),
+        ("p bit", Box::new(flip_p_bit), false, "sha256"),
         ("p nan", Box::new(|c| set_p(c, f64::NAN)), false, "sha256"),
         // Forged with a valid checksum: the field checks still refuse them.
         ("sealed round+1", Box::new(|c| c.round += 1), true, "replicate 0 is at round"),
@@ -326,7 +332,8 @@ fn corrupt_checkpoints_are_refused_before_any_table_is_touched() {
             c.seal();
         }
         std::fs::write(folder.join("checkpoint.json"), serde_json::to_vec(&c).unwrap()).unwrap();
-        let tables: Vec<Vec<u8>> = ["metrics.csv", "aggregate.csv", "phases.csv", "manifest.json"].iter().map(|f| bytes(&folder.join(f))).collect();
+        let tables: Vec<Vec<u8>> =
+            ["metrics.csv", "aggregate.csv", "phases.csv", "manifest.json"].iter().map(|f| bytes(&folder.join(f))).collect();
         let err = refused(&["resume", folder.to_str().unwrap(), "-q"], &["checkpoint.json", expected]);
         assert!(err.contains("corrupt checkpoint"), "{name}: {err}");
         for (f, before) in ["metrics.csv", "aggregate.csv", "phases.csv", "manifest.json"].iter().zip(&tables) {
@@ -345,8 +352,11 @@ fn a_closed_stdout_is_not_a_failure() {
     let dir = scratch("hostile", "pipe");
     let s = write(&dir, "s.ron", &tiny("", ""));
     // `coevo run ... | head -0`: the reader is gone before the summary is printed.
-    let mut child =
-        coevo_command(&["run", s.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap()]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = coevo_command(&["run", s.to_str().unwrap(), "--out", dir.join("out").to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));

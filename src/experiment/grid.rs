@@ -294,6 +294,8 @@ fn run_point(
         // A sweep is interrupted point by point: a killed point is recomputed (or resumed from
         // its checkpoint) on the next run, so it needs no signal flag.
         interrupt: None,
+        // The sweep's size, every point included, was checked when its scenario was loaded.
+        max_memory: None,
     };
     let outcome = if out.join(crate::checkpoint::FILE).exists() {
         crate::run::resume(&out, &run_options)?

@@ -101,7 +101,13 @@ pub fn run(
 }
 
 /// `coevo resume`.
-pub fn resume(dir: &Path, checkpoint_every: Option<u64>, threads: Option<u64>, quiet: bool, max_memory: Option<u64>) -> Result<(), CliError> {
+pub fn resume(
+    dir: &Path,
+    checkpoint_every: Option<u64>,
+    threads: Option<u64>,
+    quiet: bool,
+    max_memory: Option<u64>,
+) -> Result<(), CliError> {
     set_threads(threads);
     let options = RunOptions {
         progress: Bar::on_stderr(quiet),
@@ -147,8 +153,14 @@ pub fn sweep(
     let o = coevo::experiment::grid::run_sweep(&scenario, &source, path, &sweep_options)?;
     if !args.quiet {
         emit(
-            format!("{} of {} points done ({} computed now); table in {}\n", o.done, o.points, o.computed, o.out_dir.join("sweep.csv").display())
-                .as_bytes(),
+            format!(
+                "{} of {} points done ({} computed now); table in {}\n",
+                o.done,
+                o.points,
+                o.computed,
+                o.out_dir.join("sweep.csv").display()
+            )
+            .as_bytes(),
         )?;
         // `coevo plot` draws a sweep once every point is done (its table is then whole).
         if o.done == o.points {
@@ -213,7 +225,7 @@ pub fn data_inspect(file: &Path, vectors: Option<String>, labels: String, max_me
     let layout = coevo::data::Layout { vectors, labels };
     let report =
         coevo::data::inspect(file, &layout, coevo::data::MemoryLimit::new(max_memory_mb)).map_err(|e| CliError::BadInput(e.to_string()))?;
-    emit(report.as_bytes())
+    emit(report.to_string().as_bytes())
 }
 
 /// `coevo plugins check`: the checks live in the library; this prints their report, and a

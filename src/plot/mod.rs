@@ -58,19 +58,30 @@ fn register_font() {
     });
 }
 
-/// Renders `figure` to `dir/stem.svg` and `dir/stem.png`.
+/// Renders `figure` to `dir/stem.svg` and `dir/stem.png`. Both are drawn in memory and
+/// written through [`crate::output::files`] (atomically, never through a link planted in the
+/// figures folder), not by the plotting backends' own file handling.
 fn save(figure: &impl Figure, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, RunFailure> {
+    use image::ImageEncoder as _;
     register_font();
     let (svg, png) = (dir.join(format!("{stem}.svg")), dir.join(format!("{stem}.png")));
     let fail = |path: &Path, e: String| RunFailure::Io { path: path.to_path_buf(), source: std::io::Error::other(e) };
+    let mut text = String::new();
     {
-        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
         figure.draw(&root).and_then(|()| root.present().map_err(err)).map_err(|e| fail(&svg, e))?;
     }
+    crate::output::write_atomic(&svg, text.as_bytes()).map_err(|e| fail(&svg, e.to_string()))?;
+    let (width, height) = SIZE;
+    let mut pixels = vec![0u8; width as usize * height as usize * 3];
     {
-        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
         figure.draw(&root).and_then(|()| root.present().map_err(err)).map_err(|e| fail(&png, e))?;
     }
+    crate::output::write_atomic_with(&png, |out| {
+        image::codecs::png::PngEncoder::new(out).write_image(&pixels, width, height, image::ColorType::Rgb8).map_err(std::io::Error::other)
+    })
+    .map_err(|e| fail(&png, e.to_string()))?;
     Ok(vec![svg, png])
 }
 

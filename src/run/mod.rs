@@ -333,19 +333,24 @@ fn continue_run(
     let summary = tracker.summary();
     let summary_path = out_dir.join("summary.json");
     let written = write_atomic(&summary_path, &serde_json::to_vec_pretty(&summary).expect("summary serialises"));
-    // The first failure is the run's: a full disk that stopped the tables also refuses the
-    // summary, and that second error would hide the first. The manifest is still written
-    // (best effort) with the first failure as its status.
-    let result = match (result, written) {
-        (Ok(()) | Err(RunFailure::Interrupted { .. }), Err(e)) => Err(io_error(&summary_path)(e)),
-        (result, _) => result,
-    };
+    let result = first_failure(result, &summary_path, written);
     if result.is_ok() {
         remove_if_present(&checkpoint_path)?;
     }
     manifest.finish(completed, summary.stopped_early.as_deref(), result)?;
     tracing::info!(rounds = completed, dir = %out_dir.display(), "run complete");
     Ok(RunOutcome { out_dir: out_dir.to_path_buf(), summary })
+}
+
+/// How a run ended, once the write of `path` that follows its loop (the summary) returned
+/// `written`: the loop's failure if it failed (a full disk that stopped the tables also
+/// refuses the summary, and that second error would hide the first), else the write's. The
+/// manifest is then written, best effort, with this as its status.
+pub(crate) fn first_failure(result: Result<(), RunFailure>, path: &Path, written: std::io::Result<()>) -> Result<(), RunFailure> {
+    match (result, written) {
+        (Ok(()) | Err(RunFailure::Interrupted { .. }), Err(e)) => Err(io_error(path)(e)),
+        (result, _) => result,
+    }
 }
 
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunFailure + use<> {

@@ -178,7 +178,9 @@ fn check_mark(path: &Path, mark: u64, format: TableFormat) -> Result<(), String>
     }
     // A CSV table starts with its header line; a Parquet file with its 4 magic bytes.
     let least = match format {
-        TableFormat::Csv => 1 + std::io::BufRead::lines(std::io::BufReader::new(&file)).next().map_or(0, |l| l.map_or(0, |l| l.len() as u64)),
+        TableFormat::Csv => {
+            1 + std::io::BufRead::lines(std::io::BufReader::new(&file)).next().map_or(0, |l| l.map_or(0, |l| l.len() as u64))
+        }
         TableFormat::Parquet => 4,
     };
     if mark < least {

@@ -83,7 +83,13 @@ fn max_f64(s: &crate::models::Schedule<f64>) -> f64 {
 
 /// `x` (a non-negative count from a float product) as `u128`, saturating; NaN counts as 0.
 fn count(x: f64) -> u128 {
-    if x.is_nan() || x <= 0.0 { 0 } else if x >= u128::MAX as f64 { u128::MAX } else { x.ceil() as u128 }
+    if x.is_nan() || x <= 0.0 {
+        0
+    } else if x >= u128::MAX as f64 {
+        u128::MAX
+    } else {
+        x.ceil() as u128
+    }
 }
 
 /// Samples a data policy adds to a batch of `n` or keeps across rounds: `(per refit, kept)`.
@@ -153,7 +159,7 @@ impl Footprint {
         let mut rows: u128 = 0;
         let mut recorded_rows: u128 = 0;
         let per_text = scenario.output.per_text;
-        let mut term = |f: &mut Footprint, i: usize, e: &EntitySpec, key: &str, what: String, bytes: u128| {
+        let term = |f: &mut Footprint, i: usize, e: &EntitySpec, key: &str, what: String, bytes: u128| {
             f.terms.push(Term {
                 entity: Some((i, e.name().to_string())),
                 kind: e.kind(),
@@ -193,7 +199,8 @@ impl Footprint {
                     let step = n.saturating_mul(k.saturating_add(square_dims[i]));
                     f.work_per_round = f.work_per_round.saturating_add(steps.saturating_mul(step).saturating_mul(replicates));
                     rows = rows.saturating_add(k.saturating_mul(PER_TEXT_METRICS) + MODEL_METRICS);
-                    recorded_rows = recorded_rows.saturating_add(if per_text { k.saturating_mul(PER_TEXT_METRICS) } else { 0 } + MODEL_METRICS);
+                    recorded_rows =
+                        recorded_rows.saturating_add(if per_text { k.saturating_mul(PER_TEXT_METRICS) } else { 0 } + MODEL_METRICS);
                 }
                 EntitySpec::ImageModel(s) => {
                     let (k, d) = (texts_of(&s.conditioned_on), u128::from(s.dim));
@@ -208,25 +215,40 @@ impl Footprint {
                         format!("per-text Gaussians: {k} texts x 4 x {d} x {d}"),
                         k.saturating_mul(square.saturating_add(d)).saturating_mul(4 * F64),
                     );
-                    term(&mut f, i, e, "batch", format!("image batch: {n} samples x {d} coordinates"), n.saturating_mul(d).saturating_mul(2 * F64));
+                    term(
+                        &mut f,
+                        i,
+                        e,
+                        "batch",
+                        format!("image batch: {n} samples x {d} coordinates"),
+                        n.saturating_mul(d).saturating_mul(2 * F64),
+                    );
                     if kept > 0 {
-                        term(&mut f, i, e, "data", format!("real samples: {kept} x {d} coordinates"), kept.saturating_mul(d).saturating_mul(F64));
+                        term(
+                            &mut f,
+                            i,
+                            e,
+                            "data",
+                            format!("real samples: {kept} x {d} coordinates"),
+                            kept.saturating_mul(d).saturating_mul(F64),
+                        );
                     }
                     let steps = u128::from(s.steps);
                     let step = n.saturating_mul(square).saturating_add(k.saturating_mul(square.saturating_mul(d)));
                     f.work_per_round = f.work_per_round.saturating_add(steps.saturating_mul(step).saturating_mul(replicates));
                     rows = rows.saturating_add(k.saturating_mul(PER_TEXT_METRICS) + MODEL_METRICS);
-                    recorded_rows = recorded_rows.saturating_add(if per_text { k.saturating_mul(PER_TEXT_METRICS) } else { 0 } + MODEL_METRICS);
+                    recorded_rows =
+                        recorded_rows.saturating_add(if per_text { k.saturating_mul(PER_TEXT_METRICS) } else { 0 } + MODEL_METRICS);
                 }
                 EntitySpec::PluginModel(s) => {
                     let k = texts_of(&s.conditioned_on);
                     let (n, kept) = policy_samples(&s.data, u128::from(s.batch));
                     // The plugin's own dimension is known once it is loaded: count one coordinate.
                     term(&mut f, i, e, "batch", format!("plugin batch: {n} samples"), n.saturating_add(kept).saturating_mul(2 * F64));
-                    f.work_per_round =
-                        f.work_per_round.saturating_add(u128::from(s.steps).saturating_mul(n).saturating_mul(replicates));
+                    f.work_per_round = f.work_per_round.saturating_add(u128::from(s.steps).saturating_mul(n).saturating_mul(replicates));
                     rows = rows.saturating_add(k.saturating_mul(PER_TEXT_METRICS) + MODEL_METRICS);
-                    recorded_rows = recorded_rows.saturating_add(if per_text { k.saturating_mul(PER_TEXT_METRICS) } else { 0 } + MODEL_METRICS);
+                    recorded_rows =
+                        recorded_rows.saturating_add(if per_text { k.saturating_mul(PER_TEXT_METRICS) } else { 0 } + MODEL_METRICS);
                 }
                 EntitySpec::UserContentInjector(u) => {
                     let (k, d) = match index.get(u.target.as_str()).map(|&t| &scenario.entities[t]) {
@@ -246,17 +268,25 @@ impl Footprint {
                         );
                     }
                 }
+                // A `Fixed` distribution is written in the file: already in memory.
                 EntitySpec::CorpusInjector(c) => {
                     if let Injection::RandomTokens(n) = c.distribution {
                         f.work_per_round = f.work_per_round.saturating_add(u128::from(n).saturating_mul(replicates));
-                    }
-                    if let Injection::Fixed(_) = c.distribution {
-                        // Written in the file: already in memory.
                     }
                 }
                 EntitySpec::Temperature(_) | EntitySpec::Dataset(_) => {}
             }
         }
+        // The drift chains of `phases.csv` keep two windows of values per conditional model.
+        let conditionals = scenario.entities.iter().filter(|e| e.conditioned_on().is_some()).count() as u128;
+        let window = u128::from(scenario.diagnostics.window);
+        f.terms.push(Term {
+            entity: None,
+            kind: "",
+            key: "diagnostics".to_string(),
+            what: format!("drift windows: {conditionals} conditional models x 2 x {window} rounds"),
+            bytes: conditionals.saturating_mul(window).saturating_mul(4 * F64).saturating_mul(replicates),
+        });
         // The rows of a round, measured per replicate, and formatted for the tables.
         f.terms.push(Term {
             entity: None,
@@ -271,10 +301,8 @@ impl Footprint {
         let run_output = recorded_rows.saturating_mul(replicates).saturating_mul(recorded_rounds).saturating_mul(CSV_ROW_BYTES);
         // A sweep runs its points one per worker thread at a time, and keeps every point's
         // scenario and row.
-        let points = scenario
-            .sweep
-            .as_ref()
-            .map_or(1, |s| s.parameters.iter().fold(1u128, |a, p| a.saturating_mul(p.values.len() as u128)));
+        let points =
+            scenario.sweep.as_ref().map_or(1, |s| s.parameters.iter().fold(1u128, |a, p| a.saturating_mul(p.values.len() as u128)));
         let at_once = points.min(std::thread::available_parallelism().map_or(1, |n| n.get() as u128));
         f.points = points;
         f.memory = per_run.saturating_mul(at_once).saturating_add(if scenario.sweep.is_some() {
@@ -292,7 +320,7 @@ impl Footprint {
             });
         }
         f.output = run_output.saturating_mul(points);
-        f.terms.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+        f.terms.sort_by_key(|t| std::cmp::Reverse(t.bytes));
         f
     }
 
@@ -333,7 +361,11 @@ pub(super) fn check_absolute(scenario: &Scenario) -> Vec<Problem> {
             entity: None,
             kind: "",
             key: "sweep".to_string(),
-            message: format!("the sweep has {} points, more than {} (the grid is the product of every parameter's values)", f.points, u32::MAX),
+            message: format!(
+                "the sweep has {} points, more than {} (the grid is the product of every parameter's values)",
+                f.points,
+                u32::MAX
+            ),
         });
     }
     problems
@@ -366,7 +398,11 @@ pub fn check_memory(scenario: &Scenario, max_memory: Option<u64>) -> Result<Foot
         tracing::warn!("{}: about {:.1e} operations per round; each round will take minutes", scenario.name, f.work_per_round as f64);
     }
     if f.output > 10 << 30 {
-        tracing::warn!("{}: the tables will hold about {} (use output.every or output.metrics to record less)", scenario.name, human_bytes(f.output));
+        tracing::warn!(
+            "{}: the tables will hold about {} (use output.every or output.metrics to record less)",
+            scenario.name,
+            human_bytes(f.output)
+        );
     }
     Ok(f)
 }
@@ -398,7 +434,7 @@ mod tests {
             1u64 << 63
         )));
         assert!(f.memory > ABSOLUTE_LIMIT, "{}", f.memory);
-        assert!(check_absolute(&scenario(&format!("TextModel(name: \"a\", initial: Uniform({}))", u64::MAX))).len() >= 1);
+        assert!(!check_absolute(&scenario(&format!("TextModel(name: \"a\", initial: Uniform({}))", u64::MAX))).is_empty());
     }
 
     #[test]

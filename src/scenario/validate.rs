@@ -571,10 +571,14 @@ impl<'a> Checker<'a> {
     /// The scenario's own fields: name, rounds, replicates, collapse thresholds, a text model.
     fn top_level(&mut self, scenario: &Scenario) {
         let c = self;
-        if let Some(why) = bad_name(&scenario.name)
-            .or_else(|| (scenario.name.contains(['/', '\\']) || matches!(scenario.name.trim(), "." | "..")).then_some("be a folder name (no path separator, not `.` or `..`)"))
-        {
-            c.fail("name", format!("scenario name {} must {why}: it names the output folder out/<name>", super::error::shown(&scenario.name)));
+        if let Some(why) = bad_name(&scenario.name).or_else(|| {
+            (scenario.name.contains(['/', '\\']) || matches!(scenario.name.trim(), "." | ".."))
+                .then_some("be a folder name (no path separator, not `.` or `..`)")
+        }) {
+            c.fail(
+                "name",
+                format!("scenario name {} must {why}: it names the output folder out/<name>", super::error::shown(&scenario.name)),
+            );
         }
         c.at_least("rounds", scenario.rounds, 1, "the number of rounds");
         c.at_least("replicates", scenario.replicates, 1, "the number of replicates");
@@ -765,7 +769,7 @@ const RANGE: &str = "means and covariances must be finite numbers of magnitude a
 
 /// Whether `x` is NaN, infinite or beyond [`MAX_MAGNITUDE`].
 fn out_of_range(x: f64) -> bool {
-    !(x.abs() <= MAX_MAGNITUDE)
+    !x.is_finite() || x.abs() > MAX_MAGNITUDE
 }
 
 /// Longest name (in bytes) of a scenario or an entity: names become folder names (at most 255
