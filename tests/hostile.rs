@@ -413,3 +413,54 @@ fn twenty_thousand_entities_validate() {
     let out = ok(&["validate", s.to_str().unwrap()]);
     assert!(stdout(&out).contains("ok (40001 entities"), "{}", stdout(&out));
 }
+
+/// `coevo plot` on traces near `f64::MAX` (axis ranges padded past it were infinite, and the
+/// tick computation never ended): the figures are drawn.
+#[test]
+fn plots_of_values_near_the_largest_float_are_drawn() {
+    let dir = scratch("hostile", "plot_huge");
+    let s = write(&dir, "s.ron", &tiny("", "replicates: 2"));
+    let out = dir.join("out");
+    ok(&["run", s.to_str().unwrap(), "-q", "--out", out.to_str().unwrap()]);
+    for table in ["metrics.csv", "aggregate.csv"] {
+        let text = read(&out.join(table));
+        let huge: Vec<String> = text
+            .lines()
+            .enumerate()
+            .map(|(i, line)| {
+                if i == 0 || !line.contains("trace") {
+                    return line.to_string();
+                }
+                // The value (metrics) or the statistics after `n` (aggregate), both from the
+                // sixth column on, become +-1.7e308.
+                let fields: Vec<&str> = line.split(',').collect();
+                let huge = |j: usize| if j % 2 == 0 { "-1.7e308" } else { "1.7e308" };
+                fields.iter().enumerate().map(|(j, f)| if j >= 5 { huge(j) } else { f }).collect::<Vec<_>>().join(",")
+            })
+            .collect();
+        std::fs::write(out.join(table), huge.join("\n") + "\n").unwrap();
+    }
+    let plotted = coevo(&["plot", out.to_str().unwrap()]);
+    assert!(plotted.status.success(), "{}", stderr(&plotted));
+    assert!(out.join("figures").read_dir().unwrap().count() > 0);
+}
+
+/// A second SIGINT exits at once, with 130 as the first does (it exited 1).
+#[cfg(unix)]
+#[test]
+fn a_second_interrupt_also_exits_130() {
+    let dir = scratch("hostile", "second_int");
+    let s = write(&dir, "s.ron", &tiny("", ""));
+    let out = dir.join("out");
+    let mut child = coevo_command(&["run", s.to_str().unwrap(), "-q", "--rounds", "100000000", "--out", out.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("coevo starts");
+    let metrics = out.join("metrics.csv");
+    wait_until(&mut child, "rows in metrics.csv", || std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 1000));
+    for _ in 0..2 {
+        assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    }
+    let done = child.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(130), "{}", String::from_utf8_lossy(&done.stderr));
+}

@@ -67,7 +67,7 @@ pub struct RunOptions {
     /// never inside a write.
     pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// Refuse scenarios whose estimated peak memory exceeds this many bytes (see
-    /// [`crate::resolve::Footprint`]); default: the memory the system reports available.
+    /// [`crate::scenario::footprint::Footprint`]); default: the memory the system reports available.
     pub max_memory: Option<u64>,
 }
 
@@ -142,7 +142,6 @@ pub fn output_dir(scenario: &Scenario, file: &Path, options: &RunOptions) -> Pat
 /// whatever the number of threads.
 pub fn run(scenario: &Scenario, source: &str, file: &Path, options: &RunOptions) -> Result<RunOutcome, RunFailure> {
     let out_dir = output_dir(scenario, file, options);
-    let lock = prepare_output(&out_dir, options.force)?;
     let stale = tables::stale_tables(&out_dir, scenario);
     // Tables of another run that this one would not overwrite: refused, or removed with --force
     // (a folder must never mix two runs' tables).
@@ -152,6 +151,8 @@ pub fn run(scenario: &Scenario, source: &str, file: &Path, options: &RunOptions)
             table.display()
         )));
     }
+    // Nothing is removed or written before the folder is locked.
+    let lock = prepare_output(&out_dir, options.force)?;
     for (table, _) in stale {
         remove_if_present(&table)?;
     }
