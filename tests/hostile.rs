@@ -434,7 +434,7 @@ fn plots_of_values_near_the_largest_float_are_drawn() {
                 // The value (metrics) or the statistics after `n` (aggregate), both from the
                 // sixth column on, become +-1.7e308.
                 let fields: Vec<&str> = line.split(',').collect();
-                let huge = |j: usize| if j % 2 == 0 { "-1.7e308" } else { "1.7e308" };
+                let huge = |j: usize| if j.is_multiple_of(2) { "-1.7e308" } else { "1.7e308" };
                 fields.iter().enumerate().map(|(j, f)| if j >= 5 { huge(j) } else { f }).collect::<Vec<_>>().join(",")
             })
             .collect();
