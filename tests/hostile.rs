@@ -111,7 +111,7 @@ fn an_interrupt_stops_a_round_of_a_billion_steps() {
     // Round 0 (the initial state) is written before the first long round starts.
     let metrics = out.join("metrics.csv");
     wait_until(&mut child, "round 0 in metrics.csv", || std::fs::read_to_string(&metrics).is_ok_and(|t| t.contains("\n0,0,")));
-    assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    interrupt(&child);
     // Bounded: the harness would hang (not fail) otherwise; a step takes microseconds.
     let done = child.wait_with_output().expect("coevo exits");
     assert_eq!(done.status.code(), Some(130), "{}", String::from_utf8_lossy(&done.stderr));
@@ -186,21 +186,34 @@ fn planted_links_are_never_written_through() {
 
 // ---------------------------------------------------------------- concurrent writers
 
+/// Starts a run of `tiny` (in `dir`) of 1e8 rounds into `dir/out`, and waits until its
+/// metrics table holds 10 kB.
 #[cfg(unix)]
-#[test]
-fn a_folder_in_use_is_refused_even_with_force() {
-    let dir = scratch("hostile", "lock");
-    let s = write(&dir, "s.ron", &tiny("", ""));
+fn start_long_run(dir: &Path) -> (std::process::Child, PathBuf, PathBuf) {
+    let s = write(dir, "s.ron", &tiny("", ""));
     let out = dir.join("out");
-    let mut first = coevo_command(&["run", s.to_str().unwrap(), "-q", "--rounds", "100000000", "--out", out.to_str().unwrap()])
+    let mut child = coevo_command(&["run", s.to_str().unwrap(), "-q", "--rounds", "100000000", "--out", out.to_str().unwrap()])
         .stderr(Stdio::piped())
         .spawn()
         .expect("coevo starts");
     let metrics = out.join("metrics.csv");
-    wait_until(&mut first, "rows in metrics.csv", || std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 10_000));
+    wait_until(&mut child, "rows in metrics.csv", || std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 10_000));
+    (child, s, out)
+}
+
+/// Sends SIGINT to `child`.
+#[cfg(unix)]
+fn interrupt(child: &std::process::Child) {
+    assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_folder_in_use_is_refused_even_with_force() {
+    let (first, s, out) = start_long_run(&scratch("hostile", "lock"));
     let second = coevo(&["run", s.to_str().unwrap(), "-q", "--force", "--out", out.to_str().unwrap()]);
     let err = stderr(&second);
-    assert!(std::process::Command::new("kill").args(["-INT", &first.id().to_string()]).status().unwrap().success());
+    interrupt(&first);
     let first = first.wait_with_output().unwrap();
     assert_eq!(second.status.code(), Some(2), "{err}");
     assert!(err.contains("in use by another coevo run") && err.contains(out.to_str().unwrap()), "{err}");
@@ -449,18 +462,9 @@ fn plots_of_values_near_the_largest_float_are_drawn() {
 #[cfg(unix)]
 #[test]
 fn a_second_interrupt_also_exits_130() {
-    let dir = scratch("hostile", "second_int");
-    let s = write(&dir, "s.ron", &tiny("", ""));
-    let out = dir.join("out");
-    let mut child = coevo_command(&["run", s.to_str().unwrap(), "-q", "--rounds", "100000000", "--out", out.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("coevo starts");
-    let metrics = out.join("metrics.csv");
-    wait_until(&mut child, "rows in metrics.csv", || std::fs::metadata(&metrics).is_ok_and(|m| m.len() > 1000));
-    for _ in 0..2 {
-        assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
-    }
+    let (child, _, _) = start_long_run(&scratch("hostile", "second_int"));
+    interrupt(&child);
+    interrupt(&child);
     let done = child.wait_with_output().unwrap();
     assert_eq!(done.status.code(), Some(130), "{}", String::from_utf8_lossy(&done.stderr));
 }
