@@ -14,6 +14,8 @@ mod data;
 mod data_errors;
 mod examples;
 mod experiments;
+mod fuzz;
+mod hostile;
 #[cfg(unix)]
 mod interrupt;
 mod layers;

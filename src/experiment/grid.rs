@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 
 use super::claims::{Claims, Lease};
 use crate::output::aggregate::Stats;
-use crate::output::{Summary, format_value, write_atomic, write_atomic_shared};
+use crate::output::{Summary, format_value, write_atomic};
 use crate::run::{Progress, RunFailure, RunOptions};
 use crate::scenario::sweep::SweepValue;
 use crate::scenario::{Scenario, TableFormat};
@@ -428,7 +428,7 @@ pub fn run_sweep(scenario: &Scenario, source: &str, file: &Path, options: &Sweep
         }
     }
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    write_atomic_shared(&manifest_path, &serde_json::to_vec_pretty(&manifest).expect("serialises")).map_err(io(&manifest_path))?;
+    write_atomic(&manifest_path, &serde_json::to_vec_pretty(&manifest).expect("serialises")).map_err(io(&manifest_path))?;
 
     let runner = PointRunner { dir: &dir, total, file, options, parameters: manifest.parameters.len() };
     let ended: Vec<(usize, PointEnd)> = match options.share {
@@ -629,6 +629,8 @@ impl PointRunner<'_> {
             progress,
             checkpoint_every: self.options.checkpoint_every,
             interrupt: self.options.interrupt.clone(),
+            // The sweep's size, every point included, was checked when its scenario was loaded.
+            max_memory: None,
         };
         let attempt = || -> Result<Summary, RunFailure> {
             clear_stale(&out)?;
@@ -686,7 +688,7 @@ fn clear_stale(out: &Path) -> Result<(), RunFailure> {
     for entry in entries {
         let path = entry.map_err(io(out))?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.ends_with(".tmp") || name == FAILED || name == ERROR {
+        if crate::output::files::is_temp_file(name) || name == FAILED || name == ERROR {
             std::fs::remove_file(&path).map_err(io(&path))?;
         }
     }
@@ -789,7 +791,7 @@ fn records(dir: &Path, total: usize) -> Result<BTreeMap<usize, PointRecord>, Run
 }
 
 /// Writes `sweep.csv` in `dir`: the rows of every recorded point and of the `interrupted`
-/// ones, in point order. Several processes may write it at once (see [`write_atomic_shared`]).
+/// ones, in point order. Several processes may write it at once (see [`write_atomic`]: each writer has its own temporary file).
 fn write_table(
     dir: &Path,
     parameters: &[String],
@@ -805,7 +807,7 @@ fn write_table(
         table.push_str(r);
     }
     let path = dir.join("sweep.csv");
-    write_atomic_shared(&path, table.as_bytes()).map_err(io(&path))
+    write_atomic(&path, table.as_bytes()).map_err(io(&path))
 }
 
 /// Joins the sweep folders of shards into `out` (`sweep.csv` and `sweep.json`): the same
@@ -870,7 +872,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, SweepFailure> {
     write_table(out, &m.parameters, &records, &[])?;
     m.shard = None;
     let path = out.join("sweep.json");
-    write_atomic_shared(&path, &serde_json::to_vec_pretty(&m).expect("serialises")).map_err(io(&path))?;
+    write_atomic(&path, &serde_json::to_vec_pretty(&m).expect("serialises")).map_err(io(&path))?;
     let failed: Vec<FailedPoint> = records
         .values()
         .filter(|r| r.status == PointStatus::Failed)

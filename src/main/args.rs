@@ -53,6 +53,32 @@ pub struct RunArgs {
     /// Print nothing but errors (no progress bar, no summary).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Refuse scenarios estimated to need more memory than SIZE (e.g. 512M, 8G, 1T; bytes
+    /// without a unit) [default: the memory the system reports available].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_memory: Option<u64>,
+}
+
+/// A size in bytes as written on the command line: a number with an optional unit, K, M, G or
+/// T (powers of 1024, with or without `i` and `B`: `8G`, `8GiB`, `8GB` are all 8 x 2^30).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_uppercase().trim_end_matches('B').trim_end_matches('I') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("unknown unit in {text:?}: write e.g. 512M, 8G or 1T")),
+    };
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a size: write e.g. 512M, 8G or 1T"))?;
+    let bytes = value * f64::from(1u32 << (shift / 2)) * f64::from(1u32 << (shift - shift / 2));
+    if !(bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(format!("{text:?} is not a size between 1 byte and 16 EiB"));
+    }
+    Ok(bytes as u64)
 }
 
 /// The table formats of `--format` (the scenario's `output.format`).
@@ -104,6 +130,10 @@ pub enum Command {
         /// Print nothing but errors.
         #[arg(long, short)]
         quiet: bool,
+        /// Refuse a run estimated to need more memory than SIZE (e.g. 8G) [default: the
+        /// memory the system reports available].
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_memory: Option<u64>,
     },
     /// Run every point of a scenario's sweep section (times its replicates).
     ///
@@ -206,10 +236,18 @@ pub enum Command {
     #[command(name = "bench-round", hide = true)]
     BenchRound(BenchArgs),
     /// Check scenario files without running them (exit code 2 if any is invalid).
+    ///
+    /// Each valid file's line shows its estimated peak memory, work per round and table
+    /// volume; a scenario estimated to need more memory than the system reports available
+    /// (or --max-memory) is invalid, naming the fields that drive the estimate.
     Validate {
         /// Scenario files (RON).
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
+        /// Refuse scenarios estimated to need more memory than SIZE (e.g. 8G) [default: the
+        /// memory the system reports available].
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_memory: Option<u64>,
     },
     /// Plugin libraries (conditional models of other modalities, loaded at run time).
     #[command(subcommand)]

@@ -8,6 +8,7 @@
 
 pub mod diagnostics;
 mod error;
+pub mod footprint;
 pub mod output;
 mod plugin;
 pub mod sweep;
