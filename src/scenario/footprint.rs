@@ -204,7 +204,12 @@ impl Footprint {
                 }
                 EntitySpec::ImageModel(s) => {
                     let (k, d) = (texts_of(&s.conditioned_on), u128::from(s.dim));
-                    let (n, kept) = policy_samples(&s.data, u128::from(s.batch));
+                    // `Fixed(n)` gives every text exactly n samples whatever `batch` says.
+                    let (per_round, key) = match s.allocation {
+                        crate::models::Allocation::Fixed(each) => (k.saturating_mul(each as u128), "allocation"),
+                        crate::models::Allocation::Binomial => (u128::from(s.batch), "batch"),
+                    };
+                    let (n, kept) = policy_samples(&s.data, per_round);
                     let square = d.saturating_mul(d);
                     // Means, covariances, their factors and sufficient statistics.
                     term(
@@ -219,7 +224,7 @@ impl Footprint {
                         &mut f,
                         i,
                         e,
-                        "batch",
+                        key,
                         format!("image batch: {n} samples x {d} coordinates"),
                         n.saturating_mul(d).saturating_mul(2 * F64),
                     );
@@ -435,6 +440,19 @@ mod tests {
         )));
         assert!(f.memory > ABSOLUTE_LIMIT, "{}", f.memory);
         assert!(!check_absolute(&scenario(&format!("TextModel(name: \"a\", initial: Uniform({}))", u64::MAX))).is_empty());
+    }
+
+    #[test]
+    fn a_fixed_allocation_counts_every_text_s_samples() {
+        // The fuzz campaign's mutant: `Fixed(2^63)` on 5 texts summed past usize::MAX in the
+        // image phase; the estimate must see K n samples, not `batch`.
+        let fixed = scenario(&format!(
+            "TextModel(name: \"a\", initial: Uniform(5)), ImageModel(name: \"b\", conditioned_on: \"a\", allocation: Fixed({}))",
+            1u64 << 63
+        ));
+        let top = Footprint::of(&fixed).terms.into_iter().max_by_key(|t| t.bytes).expect("terms");
+        assert_eq!(top.key, "allocation");
+        assert!(!check_absolute(&fixed).is_empty());
     }
 
     #[test]
