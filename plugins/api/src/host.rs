@@ -124,6 +124,18 @@ pub enum HostError {
         /// What is wrong.
         message: String,
     },
+    /// The process hosting the plugin died or stopped answering during a call (a host that
+    /// runs plugins out of process reports segfaults, aborts, exits and hangs this way).
+    Crashed {
+        /// Plugin name.
+        plugin: String,
+        /// Model name (empty if the call was not on a model).
+        model: String,
+        /// Operation.
+        op: &'static str,
+        /// What happened, e.g. `crashed (signal 11, SIGSEGV)`.
+        reason: String,
+    },
 }
 
 impl HostError {
@@ -157,6 +169,8 @@ impl fmt::Display for HostError {
             HostError::Contract { plugin, model, op, message } => {
                 write!(f, "plugin `{plugin}` model `{model}` {op} broke the plugin contract: {message}")
             }
+            HostError::Crashed { plugin, model, op, reason } if model.is_empty() => write!(f, "plugin `{plugin}` {reason} in {op}"),
+            HostError::Crashed { plugin, model, op, reason } => write!(f, "plugin `{plugin}` {reason} in {op} (model `{model}`)"),
         }
     }
 }
