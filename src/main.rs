@@ -67,7 +67,7 @@ fn configure_plugins(cli: &Cli) -> Result<(), CliError> {
     }
     let timeout = match cli.plugin_timeout {
         None => Some(coevo::plugin::isolate::DEFAULT_TIMEOUT),
-        Some(s) if s == 0.0 => None,
+        Some(0.0) => None,
         Some(s) => Some(std::time::Duration::try_from_secs_f64(s).map_err(|_| {
             CliError::BadInput(format!("--plugin-timeout {s}: expected a number of seconds >= 0 (0: no limit)"))
         })?),

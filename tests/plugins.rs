@@ -20,7 +20,7 @@ use coevo::{Scenario, Simulation};
 use crate::common::{coevo, coevo_with, read, scratch, stderr, stdout, text_p};
 
 /// Every plugin package the tests load.
-const PLUGINS: [&str; 8] = [
+const PLUGINS: [&str; 9] = [
     "coevo-plugin-audio",
     "coevo-plugin-multi",
     "coevo-plugin-faulty-panic",
@@ -29,11 +29,12 @@ const PLUGINS: [&str; 8] = [
     "coevo-plugin-faulty-no-entry",
     "coevo-plugin-gaussian",
     "coevo-plugin-template",
+    "coevo-plugin-hostile",
 ];
 
 /// Builds every plugin once per test binary (one cargo invocation) and returns the folder
 /// holding the libraries.
-fn plugin_dir() -> &'static Path {
+pub fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let mut args = Vec::new();
@@ -124,9 +125,16 @@ fn libraries_are_found_by_path_plugin_dir_and_environment() {
     let via_env = coevo_with(&["validate", &by_name], &[("COEVO_PLUGIN_PATH", &format!("/no/such/dir:{libs_dir}"))]);
     assert_eq!(via_env.status.code(), Some(0), "{}", stderr(&via_env));
 
-    // A relative path is taken from the scenario file's folder, whatever the current directory.
+    // A relative path is taken from the scenario file's folder, whatever the current directory;
+    // the library is outside the plugin folders, so it loads only with --allow-plugin (issue 13).
     let relative = write("relative.ron", &format!("libs/{p}myaudio{s}"));
-    let out = coevo(&["validate", &relative]);
+    let refused = coevo(&["validate", &relative]);
+    let err = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    for expected in ["(PluginModel \"singer\").library:", "not in a plugin folder", "--allow-plugin"] {
+        assert!(err.contains(expected), "must say {expected:?}:\n{err}");
+    }
+    let out = coevo(&["validate", &relative, "--allow-plugin", &libs_dir]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
@@ -618,7 +626,11 @@ fn a_library_with_an_unresolved_symbol_is_an_error_not_a_dead_host() {
     // `validate` and `run` answer with exit 2 and a message naming the library and the symbol.
     let scenario = fault_scenario(&dir, &broken_name, "any", "{}");
     let out_dir = dir.join("out");
-    for args in [vec!["validate", &scenario], vec!["run", &scenario, "--out", out_dir.to_str().unwrap(), "--quiet"]] {
+    let allow = libs.to_str().unwrap();
+    for args in [
+        vec!["validate", &scenario, "--allow-plugin", allow],
+        vec!["run", &scenario, "--out", out_dir.to_str().unwrap(), "--quiet", "--allow-plugin", allow],
+    ] {
         let out = coevo(&args);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{}: lazy binding would exit 127 here:\n{err}", args[0]);

@@ -18,6 +18,8 @@ mod experiments;
 mod interrupt;
 mod layers;
 mod plot_folders;
+#[cfg(target_os = "linux")]
+mod plugin_isolation;
 mod plugins;
 mod readme;
 mod recording;

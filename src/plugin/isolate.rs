@@ -442,7 +442,10 @@ impl std::fmt::Debug for RemoteLibrary {
 
 /// The libraries with live hosts, shared by every model built from them in this process; a
 /// library's hosts are stopped when its last model is dropped.
-static LIBRARIES: Mutex<Vec<(PathBuf, Option<String>, Weak<RemoteLibrary>)>> = Mutex::new(Vec::new());
+static LIBRARIES: Mutex<Vec<LiveLibrary>> = Mutex::new(Vec::new());
+
+/// An entry of [`LIBRARIES`]: library file, expected SHA-256, the library while it lives.
+type LiveLibrary = (PathBuf, Option<String>, Weak<RemoteLibrary>);
 
 impl RemoteLibrary {
     /// The library at `path` served by host processes with `limits`; `sha256`, if given, is
