@@ -90,7 +90,9 @@ fn time(sim: &mut Simulation, rounds: u32) -> f64 {
 
 /// Rounds per second of the three sides, timed in alternating blocks; the median block of each.
 fn ratio_report(lib: &Path, quick: bool) {
-    println!("\nplugin overhead: rounds per second, built-in Gaussian image model vs the same model as a plugin in process and out of process");
+    println!(
+        "\nplugin overhead: rounds per second, built-in Gaussian image model vs the same model as a plugin in process and out of process"
+    );
     for (name, k, d, n) in SCALES {
         for measuring in [false, true] {
             let mut sims: Vec<Simulation> = SIDES

@@ -160,9 +160,7 @@ impl PluginRecord {
             .entities
             .iter()
             .filter_map(|e| match e {
-                crate::scenario::EntitySpec::PluginModel(s) => {
-                    Some(PluginRecord { name: s.name.clone(), library: s.resolved.clone()? })
-                }
+                crate::scenario::EntitySpec::PluginModel(s) => Some(PluginRecord { name: s.name.clone(), library: s.resolved.clone()? }),
                 _ => None,
             })
             .collect()

@@ -68,9 +68,10 @@ fn configure_plugins(cli: &Cli) -> Result<(), CliError> {
     let timeout = match cli.plugin_timeout {
         None => Some(coevo::plugin::isolate::DEFAULT_TIMEOUT),
         Some(0.0) => None,
-        Some(s) => Some(std::time::Duration::try_from_secs_f64(s).map_err(|_| {
-            CliError::BadInput(format!("--plugin-timeout {s}: expected a number of seconds >= 0 (0: no limit)"))
-        })?),
+        Some(s) => Some(
+            std::time::Duration::try_from_secs_f64(s)
+                .map_err(|_| CliError::BadInput(format!("--plugin-timeout {s}: expected a number of seconds >= 0 (0: no limit)")))?,
+        ),
     };
     let memory_bytes = cli.plugin_memory_mb.map(|mb| mb.saturating_mul(1 << 20));
     coevo::plugin::set_isolation(if cli.trusted_plugins {

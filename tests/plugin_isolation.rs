@@ -16,7 +16,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::common::{coevo_command, scratch, stderr, stdout, wait_until};
-use crate::plugins::plugin_dir;
+use crate::plugins::{plugin_dir, run_metrics};
 
 const MARKER_VAR: &str = "COEVO_HOSTILE_MARKER_DIR";
 
@@ -38,6 +38,14 @@ fn hostile_scenario(dir: &Path, library: &str, params: &str, extra: &str) -> Pat
     file
 }
 
+/// A scratch folder for `test` and, inside it, an empty marker folder.
+fn marked_scratch(test: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch("plugin_isolation", test);
+    let markers = dir.join("markers");
+    std::fs::create_dir_all(&markers).unwrap();
+    (dir, markers)
+}
+
 /// Runs coevo with `args` (the plugin folder added) and the marker folder `markers` set.
 fn run_marked(args: &[&str], markers: &Path) -> Output {
     let plugins = plugin_dir().to_str().unwrap();
@@ -51,7 +59,8 @@ fn survivors(markers: &Path) -> Vec<u32> {
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         let Ok(env) = std::fs::read(entry.path().join("environ")) else { continue };
-        let zombie = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'));
+        let zombie = std::fs::read_to_string(entry.path().join("stat"))
+            .is_ok_and(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'));
         if !zombie && env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
             found.push(pid);
         }
@@ -93,12 +102,10 @@ fn hostile_plugins_end_the_run_with_exit_1_naming_the_plugin_and_leave_no_proces
         // it overwrote: either way the run fails naming the plugin.
         ("overrun", &[], &["sample"]),
         ("stack", &[], &["crashed (signal"]),
-        ("fork", &[], &["broke the host protocol"]),
+        ("fork", &["--plugin-timeout", "30"], &["broke the host protocol"]),
     ];
     for (mode, flags, expected) in cases {
-        let dir = scratch("plugin_isolation", &format!("hostile_{mode}"));
-        let markers = dir.join("markers");
-        std::fs::create_dir_all(&markers).unwrap();
+        let (dir, markers) = marked_scratch(&format!("hostile_{mode}"));
         let file = hostile_scenario(&dir, "hostile", &format!(r#"{{"mode": "{mode}"}}"#), "");
         let out_dir = dir.join("out");
         let args = [&["run", file.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--quiet"], flags].concat();
@@ -122,9 +129,7 @@ fn hostile_plugins_end_the_run_with_exit_1_naming_the_plugin_and_leave_no_proces
 
 #[test]
 fn a_plugin_crash_while_a_scenario_is_checked_is_bad_input_naming_the_plugin() {
-    let dir = scratch("plugin_isolation", "crash_at_create");
-    let markers = dir.join("markers");
-    std::fs::create_dir_all(&markers).unwrap();
+    let (dir, markers) = marked_scratch("crash_at_create");
     let file = hostile_scenario(&dir, "hostile", r#"{"mode": "segfault", "at": "create"}"#, "");
     let out = run_marked(&["validate", file.to_str().unwrap()], &markers);
     let err = stderr(&out);
@@ -135,16 +140,6 @@ fn a_plugin_crash_while_a_scenario_is_checked_is_bad_input_naming_the_plugin() {
     assert_no_survivors(&markers, "validate");
 }
 
-/// `coevo run` of `scenario` with `extra` flags; returns metrics.csv.
-fn metrics_of(dir: &Path, tag: &str, scenario: &str, extra: &[&str]) -> Vec<u8> {
-    let out_dir = dir.join(tag);
-    let plugins = plugin_dir().to_str().unwrap();
-    let args = ["run", scenario, "--out", out_dir.to_str().unwrap(), "--rounds", "15", "--replicates", "3", "--quiet", "--plugin-dir", plugins];
-    let out = coevo_command(&[&args[..], extra].concat()).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{tag}: {}", stderr(&out));
-    std::fs::read(out_dir.join("metrics.csv")).unwrap()
-}
-
 #[test]
 fn out_of_process_runs_are_bit_identical_to_in_process_runs() {
     // Same streams, same numbers: the host receives each call's stream state and returns it
@@ -153,8 +148,8 @@ fn out_of_process_runs_are_bit_identical_to_in_process_runs() {
     let dir = scratch("plugin_isolation", "bit_identical");
     for scenario in ["scenarios/plugin_audio.ron", "scenarios/platform_two_by_two.ron"] {
         let name = Path::new(scenario).file_stem().unwrap().to_str().unwrap();
-        let isolated = metrics_of(&dir, &format!("{name}_child"), scenario, &["--threads", "2"]);
-        let trusted = metrics_of(&dir, &format!("{name}_trusted"), scenario, &["--trusted-plugins", "--threads", "1"]);
+        let isolated = run_metrics(&dir, &format!("{name}_child"), scenario, &["--threads", "2"]);
+        let trusted = run_metrics(&dir, &format!("{name}_trusted"), scenario, &["--trusted-plugins", "--threads", "1"]);
         assert!(isolated.len() > 1000 && isolated == trusted, "{scenario}: out-of-process and in-process metrics differ");
     }
 }
@@ -186,9 +181,7 @@ fn constructor_runs(markers: &Path) -> Vec<(u32, String)> {
 
 #[test]
 fn validate_and_plugins_list_never_run_plugin_code_in_the_coevo_process() {
-    let dir = scratch("plugin_isolation", "consent");
-    let markers = dir.join("markers");
-    std::fs::create_dir_all(&markers).unwrap();
+    let (dir, markers) = marked_scratch("consent");
     let file = hostile_scenario(&dir, "hostile", "{}", "");
     let plugins = plugin_dir().to_str().unwrap().to_owned();
     for args in [vec!["validate", file.to_str().unwrap()], vec!["plugins", "list", &plugins]] {
@@ -213,9 +206,7 @@ fn validate_and_plugins_list_never_run_plugin_code_in_the_coevo_process() {
 
 #[test]
 fn a_library_outside_the_plugin_folders_needs_allow_plugin_and_is_never_loaded_without() {
-    let dir = scratch("plugin_isolation", "allow");
-    let markers = dir.join("markers");
-    std::fs::create_dir_all(&markers).unwrap();
+    let (dir, markers) = marked_scratch("allow");
     let elsewhere = dir.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
     let (p, s) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
@@ -227,7 +218,9 @@ fn a_library_outside_the_plugin_folders_needs_allow_plugin_and_is_never_loaded_w
     for library in [lib.display().to_string(), format!("../elsewhere/{p}coevo_plugin_hostile{s}")] {
         let file = hostile_scenario(&scenario_dir, &library, "{}", "");
         let out_dir = dir.join("out");
-        for args in [vec!["validate", file.to_str().unwrap()], vec!["run", file.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "-q"]] {
+        for args in
+            [vec!["validate", file.to_str().unwrap()], vec!["run", file.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "-q"]]
+        {
             let out = run_marked(&args, &markers);
             let err = stderr(&out);
             assert_eq!(out.status.code(), Some(2), "{library} {}: {err}", args[0]);
@@ -285,9 +278,7 @@ fn plugins_list_considers_only_plugin_files_and_reports_each_one_even_when_anoth
 fn sizes_from_a_scenario_never_wrap_in_the_plugin_host() {
     // `batch: u64::MAX` made `len + GUARD` wrap to a 7-element buffer the plugin wrote past;
     // `Accumulate(initial: u64::MAX)` likewise. Each must fail cleanly, in and out of process.
-    let dir = scratch("plugin_isolation", "sizes");
-    let markers = dir.join("markers");
-    std::fs::create_dir_all(&markers).unwrap();
+    let (dir, markers) = marked_scratch("sizes");
     for (tag, extra) in [("batch", ", batch: 18446744073709551615"), ("accumulate", ", data: Accumulate(initial: 18446744073709551615)")] {
         // `batch` is given twice for the batch case: use a scenario of its own.
         let file = dir.join(format!("{tag}.ron"));
@@ -310,9 +301,7 @@ fn sizes_from_a_scenario_never_wrap_in_the_plugin_host() {
 
 #[test]
 fn the_manifest_and_checkpoint_record_the_library_and_resume_verifies_it() {
-    let dir = scratch("plugin_isolation", "provenance");
-    let markers = dir.join("markers");
-    std::fs::create_dir_all(&markers).unwrap();
+    let (dir, markers) = marked_scratch("provenance");
     let (p, s) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
     let libs = dir.join("libs");
     std::fs::create_dir_all(&libs).unwrap();
@@ -325,10 +314,11 @@ fn the_manifest_and_checkpoint_record_the_library_and_resume_verifies_it() {
     std::fs::write(&file, source).unwrap();
     let out_dir = dir.join("out");
     let libs_dir = libs.to_str().unwrap();
-    let mut child = coevo_command(&["run", &file, "--out", out_dir.to_str().unwrap(), "-q", "--checkpoint-every", "1", "--plugin-dir", libs_dir])
-        .env(MARKER_VAR, &markers)
-        .spawn()
-        .unwrap();
+    let mut child =
+        coevo_command(&["run", &file, "--out", out_dir.to_str().unwrap(), "-q", "--checkpoint-every", "1", "--plugin-dir", libs_dir])
+            .env(MARKER_VAR, &markers)
+            .spawn()
+            .unwrap();
     let checkpoint = out_dir.join("checkpoint.json");
     wait_until(&mut child, "checkpoint", || checkpoint.exists());
     child.kill().unwrap();
@@ -343,7 +333,10 @@ fn the_manifest_and_checkpoint_record_the_library_and_resume_verifies_it() {
     assert_eq!((plugin["library"].as_str(), plugin["sha256"].as_str()), (Some(canonical.as_str()), Some(sha256.as_str())), "{plugin}");
     let recorded: serde_json::Value = serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
     let record = &recorded["plugins"][0];
-    assert_eq!((record["name"].as_str(), record["path"].as_str(), record["sha256"].as_str()), (Some("faulty"), Some(canonical.as_str()), Some(sha256.as_str())));
+    assert_eq!(
+        (record["name"].as_str(), record["path"].as_str(), record["sha256"].as_str()),
+        (Some("faulty"), Some(canonical.as_str()), Some(sha256.as_str()))
+    );
 
     let resume = |extra: &[&str]| coevo_command(&[&["resume", out_dir.to_str().unwrap(), "-q"][..], extra].concat()).output().unwrap();
     // A library of the same name found first in another folder: another file, refused.

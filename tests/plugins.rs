@@ -151,14 +151,14 @@ fn plugin_log_messages_reach_tracing_with_the_plugin_name() {
 
 // ---------------------------------------------------------------- reproducibility
 
-/// `coevo run` of `scenario` with `threads` worker threads; returns metrics.csv.
-fn run_metrics(dir: &Path, tag: &str, scenario: &str, threads: &str) -> Vec<u8> {
+/// `coevo run` of `scenario` (12 rounds, 3 replicates) with the `extra` flags, e.g.
+/// `["--threads", "1"]`; returns metrics.csv.
+pub fn run_metrics(dir: &Path, tag: &str, scenario: &str, extra: &[&str]) -> Vec<u8> {
     let out_dir = dir.join(tag);
     let plugins = plugin_dir().display().to_string();
-    let args =
-        ["run", scenario, "--out", out_dir.to_str().unwrap(), "--rounds", "12", "--replicates", "3", "--threads", threads, "--quiet"];
-    let out = coevo(&[&args[..], &["--plugin-dir", plugins.as_str()]].concat());
-    assert_eq!(out.status.code(), Some(0), "{scenario}: {}", stderr(&out));
+    let args = ["run", scenario, "--out", out_dir.to_str().unwrap(), "--rounds", "12", "--replicates", "3", "--quiet"];
+    let out = coevo(&[&args[..], &["--plugin-dir", plugins.as_str()], extra].concat());
+    assert_eq!(out.status.code(), Some(0), "{scenario} {extra:?}: {}", stderr(&out));
     std::fs::read(out_dir.join("metrics.csv")).unwrap()
 }
 
@@ -167,9 +167,9 @@ fn runs_with_plugins_and_feeds_are_byte_identical_across_runs_and_thread_counts(
     let dir = scratch("plugins", "reproducible");
     for scenario in ["scenarios/plugin_audio.ron", "scenarios/platform_two_by_two.ron"] {
         let name = Path::new(scenario).file_stem().unwrap().to_str().unwrap();
-        let first = run_metrics(&dir, &format!("{name}_1"), scenario, "1");
-        let again = run_metrics(&dir, &format!("{name}_1b"), scenario, "1");
-        let parallel = run_metrics(&dir, &format!("{name}_2"), scenario, "2");
+        let first = run_metrics(&dir, &format!("{name}_1"), scenario, &["--threads", "1"]);
+        let again = run_metrics(&dir, &format!("{name}_1b"), scenario, &["--threads", "1"]);
+        let parallel = run_metrics(&dir, &format!("{name}_2"), scenario, &["--threads", "2"]);
         assert!(first == again, "{scenario}: two runs differ");
         assert!(first == parallel, "{scenario}: --threads 1 and --threads 2 differ");
         let text = String::from_utf8(first).unwrap();

@@ -169,6 +169,31 @@ enum Failure {
     Host(String),
 }
 
+/// A request to the spawner thread: the command, and where to send the started child.
+type SpawnJob = (std::process::Command, std::sync::mpsc::Sender<std::io::Result<std::process::Child>>);
+
+/// Starts `command` from a thread that lives as long as the process. `PR_SET_PDEATHSIG`
+/// fires when the *thread* that started the child exits, not the process: a host started from
+/// a short-lived thread (a test's, a scoped worker's) would be killed with it while models of
+/// other threads still use it.
+fn spawn_from_lasting_thread(mut command: std::process::Command) -> std::io::Result<std::process::Child> {
+    use std::sync::mpsc::channel;
+    static SPAWNER: std::sync::OnceLock<Option<Mutex<std::sync::mpsc::Sender<SpawnJob>>>> = std::sync::OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (jobs, received) = channel::<SpawnJob>();
+        let thread = std::thread::Builder::new().name("coevo-plugin-spawner".into()).spawn(move || {
+            for (mut command, reply) in received {
+                let _ = reply.send(command.spawn());
+            }
+        });
+        thread.ok().map(|_| Mutex::new(jobs))
+    });
+    let Some(jobs) = spawner else { return command.spawn() };
+    let (reply, started) = channel();
+    jobs.lock().unwrap_or_else(|e| e.into_inner()).send((command, reply)).map_err(|_| std::io::Error::other("the spawner thread ended"))?;
+    started.recv().map_err(|_| std::io::Error::other("the spawner thread ended"))?
+}
+
 /// One plugin host process and the connection to it.
 struct Child {
     process: std::process::Child,
@@ -207,9 +232,8 @@ impl Child {
         let (conn, theirs) = UnixStream::pair().map_err(|e| fail(format!("cannot create the plugin host's connection: {e}")))?;
         let theirs = std::os::fd::OwnedFd::from(theirs);
         let theirs_too = theirs.try_clone().map_err(|e| fail(format!("cannot create the plugin host's connection: {e}")))?;
-        let memory = limits
-            .memory_bytes
-            .unwrap_or_else(|| crate::data::MemoryLimit::new(None).map_or(u64::MAX, |m| m.bytes.max(MIN_MEMORY)));
+        let memory =
+            limits.memory_bytes.unwrap_or_else(|| crate::data::MemoryLimit::new(None).map_or(u64::MAX, |m| m.bytes.max(MIN_MEMORY)));
         let parent = std::process::id() as libc::pid_t;
         let mut command = std::process::Command::new(&program);
         command.arg(HOST_COMMAND).arg(library);
@@ -238,14 +262,16 @@ impl Child {
                 Ok(())
             });
         }
-        let process = command.spawn().map_err(|e| fail(format!("cannot start the plugin host {} {HOST_COMMAND}: {e}", program.display())))?;
-        drop(command);
+        let process = spawn_from_lasting_thread(command)
+            .map_err(|e| fail(format!("cannot start the plugin host {} {HOST_COMMAND}: {e}", program.display())))?;
         let pid = process.id();
         let mut child = Child { process, conn, pid, seq: 0, timeout: limits.timeout, dead: None };
         let deadline = child.timeout.map(|t| Instant::now() + t);
         let hello = match child.receive(deadline, HELLO, 0, 1 << 24) {
             Ok(bytes) => bytes,
-            Err(reason) => return Err(HostError::Crashed { plugin: library.display().to_string(), model: String::new(), op: "load", reason }),
+            Err(reason) => {
+                return Err(HostError::Crashed { plugin: library.display().to_string(), model: String::new(), op: "load", reason });
+            }
         };
         let mut r = Decoder::new(&hello);
         let bad = |m: String| fail(format!("the plugin host sent a malformed table: {m}"));
@@ -509,15 +535,7 @@ impl RemoteLibrary {
         let raw = policy.to_raw();
         let mut w = Encoder::default();
         w.str(model).str(params_json).u64(num_texts as u64).u32(raw.kind).u64(raw.initial).f64(raw.lambda);
-        let mut m = RemoteModel {
-            library: self.clone(),
-            host,
-            handle: 0,
-            index,
-            dim: 0,
-            num_texts,
-            metric_names: Vec::new(),
-        };
+        let mut m = RemoteModel { library: self.clone(), host, handle: 0, index, dim: 0, num_texts, metric_names: Vec::new() };
         let cap = 64 + (MAX_METRICS as u64) * (8 + coevo_plugin_api::host::MAX_STRING as u64);
         let reply = m.call(Op::Create, &w.0, cap)?;
         let decode = |r: &mut Decoder<'_>| -> Result<(u64, usize, usize, Vec<String>), String> {
@@ -774,7 +792,13 @@ impl PluginLibrary {
     }
 
     /// Creates model `model` with `num_texts` texts.
-    pub fn create_by_name(&self, model: &str, params_json: &str, num_texts: usize, policy: DataPolicy) -> Result<PluginInstance, HostError> {
+    pub fn create_by_name(
+        &self,
+        model: &str,
+        params_json: &str,
+        num_texts: usize,
+        policy: DataPolicy,
+    ) -> Result<PluginInstance, HostError> {
         match self {
             PluginLibrary::InProcess(t) => t.create_by_name(model, params_json, num_texts, policy).map(PluginInstance::InProcess),
             PluginLibrary::Child(l) => l.create_by_name(model, params_json, num_texts, policy).map(PluginInstance::Child),

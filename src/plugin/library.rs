@@ -214,7 +214,9 @@ pub fn open_for_run(path: &Path, sha256: Option<&str>) -> Result<PluginLibrary, 
                 if found != expected {
                     return Err(HostError::Load {
                         path: path.display().to_string(),
-                        message: format!("its SHA-256 is {found}, but {expected} was recorded when the scenario was checked: the file changed"),
+                        message: format!(
+                            "its SHA-256 is {found}, but {expected} was recorded when the scenario was checked: the file changed"
+                        ),
                     });
                 }
             }
@@ -291,10 +293,7 @@ pub fn discover(dirs: &[PathBuf]) -> Result<Vec<Discovered>, String> {
     let mut seen = Vec::new();
     for dir in dirs {
         let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read plugin directory {}: {e}", dir.display()))?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| looks_like_plugin(p))
-            .collect();
+        let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| looks_like_plugin(p)).collect();
         files.sort();
         for path in files {
             let key = path.canonicalize().unwrap_or_else(|_| path.clone());

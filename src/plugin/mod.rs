@@ -95,11 +95,13 @@ pub fn check_scenario(scenario: &mut Scenario, file: &Path) -> Result<(), Vec<Pr
             }
         };
         let info = remote.info().clone();
-        if let Err(e) = info.models.iter().position(|m| m.name == spec.model).ok_or_else(|| coevo_plugin_api::host::HostError::UnknownModel {
-            plugin: info.name.clone(),
-            model: spec.model.clone(),
-            available: info.models.iter().map(|m| m.name.clone()).collect(),
-        }) {
+        if let Err(e) =
+            info.models.iter().position(|m| m.name == spec.model).ok_or_else(|| coevo_plugin_api::host::HostError::UnknownModel {
+                plugin: info.name.clone(),
+                model: spec.model.clone(),
+                available: info.models.iter().map(|m| m.name.clone()).collect(),
+            })
+        {
             problems.push(problem("model", e.to_string()));
             continue;
         }
@@ -120,7 +122,8 @@ pub fn check_scenario(scenario: &mut Scenario, file: &Path) -> Result<(), Vec<Pr
                 ),
             )),
             Ok(model) => {
-                spec.resolved = Some(LibraryRecord { path: record.0, sha256: record.1, plugin: info.name.clone(), version: info.version.clone() });
+                spec.resolved =
+                    Some(LibraryRecord { path: record.0, sha256: record.1, plugin: info.name.clone(), version: info.version.clone() });
                 plugin_metrics.extend(model.metric_names().iter().cloned());
                 plugin_metrics.push(crate::metrics::names::weighted(DIVERSITY_METRIC));
             }

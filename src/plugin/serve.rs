@@ -67,8 +67,8 @@ pub fn serve(library: &Path, sha256: Option<&str>) -> std::io::Result<()> {
 /// recorded (the file could have been replaced since the scenario was checked).
 fn open_verified(library: &Path, sha256: Option<&str>) -> Result<LoadedTable, HostError> {
     if let Some(expected) = sha256 {
-        let found = super::library::sha256_of(library)
-            .map_err(|message| HostError::Load { path: library.display().to_string(), message })?;
+        let found =
+            super::library::sha256_of(library).map_err(|message| HostError::Load { path: library.display().to_string(), message })?;
         if found != expected {
             return Err(HostError::Load {
                 path: library.display().to_string(),
@@ -147,7 +147,11 @@ impl Models {
         match op {
             Op::Create => {
                 let (model, params, k) = (r.str().map_err(&malformed)?, r.str().map_err(&malformed)?, r.usize().map_err(&malformed)?);
-                let raw = CoevoDataPolicy { kind: r.u32().map_err(&malformed)?, initial: r.u64().map_err(&malformed)?, lambda: r.f64().map_err(&malformed)? };
+                let raw = CoevoDataPolicy {
+                    kind: r.u32().map_err(&malformed)?,
+                    initial: r.u64().map_err(&malformed)?,
+                    lambda: r.f64().map_err(&malformed)?,
+                };
                 let policy = DataPolicy::from_raw(raw).map_err(|e| malformed(e.to_string()))?;
                 let m = self.table.create_by_name(&model, &params, k, policy)?;
                 let handle = self.next;

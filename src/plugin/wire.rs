@@ -209,9 +209,11 @@ impl<'a> Decoder<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
-            format!("malformed message: {n} more bytes wanted at byte {} of {}", self.at, self.bytes.len())
-        })?;
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| format!("malformed message: {n} more bytes wanted at byte {} of {}", self.at, self.bytes.len()))?;
         let part = &self.bytes[self.at..end];
         self.at = end;
         Ok(part)
@@ -242,10 +244,7 @@ impl<'a> Decoder<'a> {
     fn len(&mut self, width: usize) -> Result<usize, String> {
         let n = self.u64()?;
         let left = (self.bytes.len() - self.at) / width;
-        usize::try_from(n)
-            .ok()
-            .filter(|&n| n <= left)
-            .ok_or_else(|| format!("malformed message: {n} items announced, {left} present"))
+        usize::try_from(n).ok().filter(|&n| n <= left).ok_or_else(|| format!("malformed message: {n} items announced, {left} present"))
     }
 
     /// Reads a length-prefixed byte string.
@@ -281,11 +280,7 @@ impl<'a> Decoder<'a> {
 
     /// Refuses bytes left over (a reply longer than its call's result).
     pub fn end(&self) -> Result<(), String> {
-        if self.at == self.bytes.len() {
-            Ok(())
-        } else {
-            Err(format!("malformed message: {} bytes left over", self.bytes.len() - self.at))
-        }
+        if self.at == self.bytes.len() { Ok(()) } else { Err(format!("malformed message: {} bytes left over", self.bytes.len() - self.at)) }
     }
 }
 

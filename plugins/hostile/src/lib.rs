@@ -14,8 +14,8 @@
 //! processes loaded the library. Mode `"fork"` writes `fork-<pid>` with the pid of the copy.
 
 use coevo_plugin_api::serde_json::Value;
-use rand_core::Rng as _;
 use coevo_plugin_api::{ConditionalModelPlugin, DataPolicy, HostRng, ModelDescription, PluginResult, plugin_bail};
+use rand_core::Rng as _;
 
 coevo_plugin_api::export_plugin! {
     name: "hostile",
