@@ -242,7 +242,8 @@ impl Child {
         }
         command.stdin(std::process::Stdio::from(theirs)).stdout(std::process::Stdio::from(theirs_too)).process_group(0);
         // SAFETY: the closure runs in the forked child before `exec` and only makes
-        // async-signal-safe system calls (prctl, getppid, setrlimit), allocating nothing.
+        // async-signal-safe system calls (prctl, getppid, setrlimit) and allocates nothing (its
+        // errors are raw OS errors), as `pre_exec` requires.
         unsafe {
             command.pre_exec(move || {
                 // Dies with coevo even if coevo is killed outright.
@@ -251,8 +252,11 @@ impl Child {
                 }
                 // coevo died between fork and prctl: nobody would reap this host.
                 if libc::getppid() != parent {
-                    return Err(std::io::Error::other("the parent exited"));
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
+                // A crashing plugin leaves no core file in the user's folder.
+                let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                libc::setrlimit(libc::RLIMIT_CORE, &no_core);
                 if memory != u64::MAX {
                     let limit = libc::rlimit { rlim_cur: memory as libc::rlim_t, rlim_max: memory as libc::rlim_t };
                     if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
@@ -268,7 +272,7 @@ impl Child {
         let mut child = Child { process, conn, pid, seq: 0, timeout: limits.timeout, dead: None };
         let deadline = child.timeout.map(|t| Instant::now() + t);
         let hello = match child.receive(deadline, HELLO, 0, 1 << 24) {
-            Ok(bytes) => bytes,
+            Ok((_, bytes)) => bytes,
             Err(reason) => {
                 return Err(HostError::Crashed { plugin: library.display().to_string(), model: String::new(), op: "load", reason });
             }
@@ -283,9 +287,9 @@ impl Child {
     }
 
     /// Reads one reply frame: tag `expected` (or an error reply), from the host process
-    /// itself, answering request `seq`, at most `max_ok` bytes long. Any other frame, a
-    /// closed connection or the deadline passing is the host's failure.
-    fn receive(&mut self, deadline: Option<Instant>, expected: u32, seq: u64, max_ok: u64) -> Result<Vec<u8>, String> {
+    /// itself, answering request `seq`, at most `max_ok` bytes long; its tag and payload. Any
+    /// other frame, a closed connection or the deadline passing is the host's failure.
+    fn receive(&mut self, deadline: Option<Instant>, expected: u32, seq: u64, max_ok: u64) -> Result<(u32, Vec<u8>), String> {
         let mut head = [0u8; HEADER];
         self.read_exact(&mut head, deadline)?;
         let h = Header::decode(&head);
@@ -307,13 +311,7 @@ impl Child {
         }
         let mut payload = vec![0u8; h.len as usize];
         self.read_exact(&mut payload, deadline)?;
-        if h.tag == REPLY_ERR && expected != HELLO {
-            // Marked so `call` can tell the plugin's error from a result.
-            payload.insert(0, 1);
-        } else if expected != HELLO {
-            payload.insert(0, 0);
-        }
-        Ok(payload)
+        Ok((h.tag, payload))
     }
 
     fn read_exact(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> Result<(), String> {
@@ -430,8 +428,8 @@ impl Child {
         frame.extend_from_slice(&header.encode());
         frame.extend_from_slice(payload);
         self.write_all(&frame, deadline).map_err(Failure::Host)?;
-        let mut reply = self.receive(deadline, REPLY_OK, self.seq, max_reply).map_err(Failure::Host)?;
-        if reply.remove(0) == 1 {
+        let (tag, reply) = self.receive(deadline, REPLY_OK, self.seq, max_reply).map_err(Failure::Host)?;
+        if tag == REPLY_ERR {
             return Err(match wire::decode_error(&reply) {
                 Ok(e) => Failure::Plugin(e),
                 Err(m) => Failure::Host(self.broken(format!("broke the host protocol: {m}"))),
