@@ -167,6 +167,13 @@ fn spawn_marked(args: &[&str], markers: &Path) -> (u32, Output) {
     (pid, child.wait_with_output().unwrap())
 }
 
+/// Removes every marker.
+fn clear(markers: &Path) {
+    for e in std::fs::read_dir(markers).unwrap().flatten() {
+        std::fs::remove_file(e.path()).unwrap();
+    }
+}
+
 /// The constructor markers in `markers`: (pid, command line).
 fn constructor_runs(markers: &Path) -> Vec<(u32, String)> {
     std::fs::read_dir(markers)
@@ -198,9 +205,7 @@ fn validate_and_plugins_list_never_run_plugin_code_in_the_coevo_process() {
             assert!(cmdline.contains(" plugin-host "), "{args:?}: the constructor ran in {cmdline:?}");
         }
         assert_no_survivors(&markers, args[0]);
-        for e in std::fs::read_dir(&markers).unwrap().flatten() {
-            std::fs::remove_file(e.path()).unwrap();
-        }
+        clear(&markers);
     }
 }
 
@@ -235,6 +240,8 @@ fn a_library_outside_the_plugin_folders_needs_allow_plugin_and_is_never_loaded_w
             let out = run_marked(&["validate", file.to_str().unwrap(), "--allow-plugin", allow], &markers);
             assert_eq!(out.status.code(), Some(0), "{library} allowed by {allow}: {}", stderr(&out));
         }
+        assert!(!constructor_runs(&markers).is_empty(), "{library}: the allowed library was never loaded: the test would prove nothing");
+        clear(&markers);
     }
 }
 
