@@ -43,7 +43,11 @@ pub fn plugin_dir() -> &'static Path {
         }
         let lib = coevo_plugin_api::host::cargo_build_plugin(Path::new(env!("CARGO_MANIFEST_DIR")), PLUGINS[0], &args)
             .unwrap_or_else(|e| panic!("building the plugins failed: {e}"));
-        lib.parent().expect("a library lives in a folder").to_path_buf()
+        let dir = lib.parent().expect("a library lives in a folder").to_path_buf();
+        // The library-level tests load these by path: the folder is a plugin folder of this
+        // process, as `--plugin-dir` makes it one of the CLI's (issue 13's consent rule).
+        coevo::plugin::set_plugin_dirs(vec![dir.clone()]);
+        dir
     })
 }
 
