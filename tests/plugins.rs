@@ -157,7 +157,7 @@ fn plugin_log_messages_reach_tracing_with_the_plugin_name() {
 
 /// `coevo run` of `scenario` (12 rounds, 3 replicates) with the `extra` flags, e.g.
 /// `["--threads", "1"]`; returns metrics.csv.
-pub fn run_metrics(dir: &Path, tag: &str, scenario: &str, extra: &[&str]) -> Vec<u8> {
+fn run_metrics(dir: &Path, tag: &str, scenario: &str, extra: &[&str]) -> Vec<u8> {
     let out_dir = dir.join(tag);
     let plugins = plugin_dir().display().to_string();
     let args = ["run", scenario, "--out", out_dir.to_str().unwrap(), "--rounds", "12", "--replicates", "3", "--quiet"];
@@ -167,15 +167,19 @@ pub fn run_metrics(dir: &Path, tag: &str, scenario: &str, extra: &[&str]) -> Vec
 }
 
 #[test]
-fn runs_with_plugins_and_feeds_are_byte_identical_across_runs_and_thread_counts() {
+fn runs_with_plugins_and_feeds_are_byte_identical_across_runs_thread_counts_and_isolation() {
     let dir = scratch("plugins", "reproducible");
     for scenario in ["scenarios/plugin_audio.ron", "scenarios/platform_two_by_two.ron"] {
         let name = Path::new(scenario).file_stem().unwrap().to_str().unwrap();
         let first = run_metrics(&dir, &format!("{name}_1"), scenario, &["--threads", "1"]);
         let again = run_metrics(&dir, &format!("{name}_1b"), scenario, &["--threads", "1"]);
         let parallel = run_metrics(&dir, &format!("{name}_2"), scenario, &["--threads", "2"]);
+        // Plugin models run in plugin host processes by default; in process they must give the
+        // same bits: each call carries the entity's stream state and returns it advanced.
+        let trusted = run_metrics(&dir, &format!("{name}_trusted"), scenario, &["--trusted-plugins", "--threads", "1"]);
         assert!(first == again, "{scenario}: two runs differ");
         assert!(first == parallel, "{scenario}: --threads 1 and --threads 2 differ");
+        assert!(first == trusted, "{scenario}: out-of-process and in-process (--trusted-plugins) runs differ");
         let text = String::from_utf8(first).unwrap();
         // 3 replicates x 13 rounds (0..=12) of each model's rows are all there.
         let last = text.lines().last().unwrap();
