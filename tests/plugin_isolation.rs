@@ -17,25 +17,16 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::common::{coevo_command, scratch, stderr, stdout, wait_until};
-use crate::plugins::plugin_dir;
+use crate::plugins::{fault_scenario, plugin_dir};
 
 const MARKER_VAR: &str = "COEVO_HOSTILE_MARKER_DIR";
 
-/// A scenario with a text model, a built-in image model and the hostile plugin model with
-/// `params`, 3 rounds, in `dir`; `library` as the scenario names it.
+/// [`fault_scenario`] with the hostile plugin model and `params`, and `extra` fields appended
+/// to the plugin model's (e.g. `", data: Replace"`), in `dir`; `library` as the scenario names it.
 fn hostile_scenario(dir: &Path, library: &str, params: &str, extra: &str) -> PathBuf {
-    let file = dir.join("scenario.ron");
-    std::fs::write(
-        &file,
-        format!(
-            r#"Scenario(name: "hostile", seed: 3, rounds: 3, entities: [
-    TextModel(name: "captioner", initial: Uniform(3), batch: 50),
-    ImageModel(name: "painter", conditioned_on: "captioner", batch: 50),
-    PluginModel(name: "faulty", library: "{library}", model: "hostile", conditioned_on: "captioner", params: {params}, batch: 50{extra}),
-])"#
-        ),
-    )
-    .unwrap();
+    let file = PathBuf::from(fault_scenario(dir, library, "hostile", params));
+    let source = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, source.replace("        batch: 50,\n    ),", &format!("        batch: 50{extra},\n    ),"))).unwrap();
     file
 }
 

@@ -468,7 +468,7 @@ fn checkpoint_restores_a_plugin_world_exactly() {
 type FaultCase<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a [&'a str]);
 
 /// A scenario with a healthy text and image model and one plugin model, in its own folder.
-fn fault_scenario(dir: &Path, library: &str, model: &str, params: &str) -> String {
+pub fn fault_scenario(dir: &Path, library: &str, model: &str, params: &str) -> String {
     let file = dir.join("scenario.ron");
     std::fs::write(
         &file,
