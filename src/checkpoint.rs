@@ -69,6 +69,9 @@ pub struct Checkpoint {
     /// The datasets the run read, in scenario order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub datasets: Vec<DatasetRecord>,
+    /// The plugin libraries the run loaded, in scenario order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<PluginRecord>,
     /// Rounds completed.
     pub round: u64,
     /// Where `metrics` ends after `round`, in bytes: the CSV's length, or the length of the
@@ -144,6 +147,63 @@ impl DatasetRecord {
                     ));
                 }
                 None => return Err(format!("dataset `{}` ({}) is no longer in the scenario", r.name, r.file)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A plugin library a run loaded: the plugin model's name and the library's provenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginRecord {
+    /// The `PluginModel` entity's name.
+    pub name: String,
+    /// The library file (canonical), its SHA-256, name and version.
+    #[serde(flatten)]
+    pub library: crate::scenario::LibraryRecord,
+}
+
+impl PluginRecord {
+    /// The records of a checked scenario's plugin models, in scenario order.
+    pub fn of(scenario: &crate::scenario::Scenario) -> Vec<PluginRecord> {
+        scenario
+            .entities
+            .iter()
+            .filter_map(|e| match e {
+                crate::scenario::EntitySpec::PluginModel(s) => Some(PluginRecord { name: s.name.clone(), library: s.resolved.clone()? }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Refuses `now` (the scenario's libraries resolved again) unless every plugin model has
+    /// a record and resolves to the same file with the same bytes: another library with the
+    /// same name found from another current directory, or a rebuilt one, would continue the
+    /// run with other code.
+    pub fn check_unchanged(recorded: &[PluginRecord], now: &[PluginRecord]) -> Result<(), String> {
+        for n in now {
+            let Some(r) = recorded.iter().find(|r| r.name == n.name) else {
+                return Err(format!(
+                    "plugin model `{}` has no library record: the checkpoint does not say which library produced its state (start a new run)",
+                    n.name
+                ));
+            };
+            if r.library.path != n.library.path {
+                return Err(format!(
+                    "plugin model `{}`: the run loaded {}, but its library now resolves to {} (resume from the folder the run was started from, or start a new run)",
+                    n.name,
+                    r.library.path.display(),
+                    n.library.path.display()
+                ));
+            }
+            if r.library.sha256 != n.library.sha256 {
+                return Err(format!(
+                    "plugin model `{}`: library {} changed since the run started (sha256 {} then, {} now); resuming would continue with other code (start a new run)",
+                    n.name,
+                    n.library.path.display(),
+                    r.library.sha256,
+                    n.library.sha256
+                ));
             }
         }
         Ok(())

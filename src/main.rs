@@ -35,8 +35,7 @@ fn main() -> ExitCode {
     init_logging();
     // Bad arguments: clap prints the usage and exits with code 2 itself.
     let cli = Cli::parse();
-    coevo::plugin::set_plugin_dirs(cli.plugin_dirs.clone());
-    match dispatch(cli.command) {
+    match configure_plugins(&cli).and_then(|()| dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");
@@ -56,6 +55,31 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(colour)
         .init();
+}
+
+/// Where plugin libraries are found, which paths outside the search path are allowed, and
+/// where plugin code runs (plugin host processes started from this executable, or in process).
+fn configure_plugins(cli: &Cli) -> Result<(), CliError> {
+    coevo::plugin::set_plugin_dirs(cli.plugin_dirs.clone());
+    coevo::plugin::set_allowed_plugins(cli.allow_plugins.clone());
+    if let Ok(exe) = std::env::current_exe() {
+        coevo::plugin::set_host_program(exe);
+    }
+    let timeout = match cli.plugin_timeout {
+        None => Some(coevo::plugin::isolate::DEFAULT_TIMEOUT),
+        Some(0.0) => None,
+        Some(s) => Some(
+            std::time::Duration::try_from_secs_f64(s)
+                .map_err(|_| CliError::BadInput(format!("--plugin-timeout {s}: expected a number of seconds >= 0 (0: no limit)")))?,
+        ),
+    };
+    let memory_bytes = cli.plugin_memory_mb.map(|mb| mb.saturating_mul(1 << 20));
+    coevo::plugin::set_isolation(if cli.trusted_plugins {
+        coevo::plugin::Isolation::InProcess
+    } else {
+        coevo::plugin::Isolation::Child(coevo::plugin::ChildLimits { timeout, memory_bytes })
+    });
+    Ok(())
 }
 
 /// Runs one command.
@@ -81,5 +105,8 @@ fn dispatch(command: Command) -> Result<(), CliError> {
         }
         Command::Completions { shell } => commands::completions(shell),
         Command::Man => commands::man(),
+        Command::PluginHost { library, sha256 } => {
+            coevo::plugin::serve::serve(&library, sha256.as_deref()).map_err(|e| CliError::Runtime(format!("plugin host: {e}")))
+        }
     }
 }

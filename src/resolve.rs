@@ -10,7 +10,7 @@
 //!   wiring as entity indices, plugin library files. The world builder, the manifest, the
 //!   perturbations of recursive stability and the plots read it instead of re-deriving them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use nalgebra::{DMatrix, DVector};
@@ -132,8 +132,8 @@ pub enum ResolvedEntity {
         feed: Vec<(usize, f64)>,
         /// Its initial per-text Gaussians (built-in image models only).
         initial: Option<Gaussians>,
-        /// The plugin library file (plugin models loaded from a file).
-        library: Option<PathBuf>,
+        /// The plugin library file and its provenance (plugin models loaded from a file).
+        library: Option<crate::scenario::LibraryRecord>,
         /// The dataset it is built from: its real-data source and what the metrics against
         /// the data compare it with.
         data: Option<Arc<Dataset>>,

@@ -20,7 +20,7 @@ use coevo::{Scenario, Simulation};
 use crate::common::{coevo, coevo_with, read, scratch, stderr, stdout, text_p};
 
 /// Every plugin package the tests load.
-const PLUGINS: [&str; 8] = [
+const PLUGINS: [&str; 9] = [
     "coevo-plugin-audio",
     "coevo-plugin-multi",
     "coevo-plugin-faulty-panic",
@@ -29,11 +29,12 @@ const PLUGINS: [&str; 8] = [
     "coevo-plugin-faulty-no-entry",
     "coevo-plugin-gaussian",
     "coevo-plugin-template",
+    "coevo-plugin-hostile",
 ];
 
 /// Builds every plugin once per test binary (one cargo invocation) and returns the folder
 /// holding the libraries.
-fn plugin_dir() -> &'static Path {
+pub fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let mut args = Vec::new();
@@ -42,7 +43,11 @@ fn plugin_dir() -> &'static Path {
         }
         let lib = coevo_plugin_api::host::cargo_build_plugin(Path::new(env!("CARGO_MANIFEST_DIR")), PLUGINS[0], &args)
             .unwrap_or_else(|e| panic!("building the plugins failed: {e}"));
-        lib.parent().expect("a library lives in a folder").to_path_buf()
+        let dir = lib.parent().expect("a library lives in a folder").to_path_buf();
+        // The library-level tests load these by path: the folder is a plugin folder of this
+        // process, as `--plugin-dir` makes it one of the CLI's (issue 13's consent rule).
+        coevo::plugin::set_plugin_dirs(vec![dir.clone()]);
+        dir
     })
 }
 
@@ -124,9 +129,16 @@ fn libraries_are_found_by_path_plugin_dir_and_environment() {
     let via_env = coevo_with(&["validate", &by_name], &[("COEVO_PLUGIN_PATH", &format!("/no/such/dir:{libs_dir}"))]);
     assert_eq!(via_env.status.code(), Some(0), "{}", stderr(&via_env));
 
-    // A relative path is taken from the scenario file's folder, whatever the current directory.
+    // A relative path is taken from the scenario file's folder, whatever the current directory;
+    // the library is outside the plugin folders, so it loads only with --allow-plugin (issue 13).
     let relative = write("relative.ron", &format!("libs/{p}myaudio{s}"));
-    let out = coevo(&["validate", &relative]);
+    let refused = coevo(&["validate", &relative]);
+    let err = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    for expected in ["(PluginModel \"singer\").library:", "not in a plugin folder", "--allow-plugin"] {
+        assert!(err.contains(expected), "must say {expected:?}:\n{err}");
+    }
+    let out = coevo(&["validate", &relative, "--allow-plugin", &libs_dir]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
@@ -143,27 +155,31 @@ fn plugin_log_messages_reach_tracing_with_the_plugin_name() {
 
 // ---------------------------------------------------------------- reproducibility
 
-/// `coevo run` of `scenario` with `threads` worker threads; returns metrics.csv.
-fn run_metrics(dir: &Path, tag: &str, scenario: &str, threads: &str) -> Vec<u8> {
+/// `coevo run` of `scenario` (12 rounds, 3 replicates) with the `extra` flags, e.g.
+/// `["--threads", "1"]`; returns metrics.csv.
+fn run_metrics(dir: &Path, tag: &str, scenario: &str, extra: &[&str]) -> Vec<u8> {
     let out_dir = dir.join(tag);
     let plugins = plugin_dir().display().to_string();
-    let args =
-        ["run", scenario, "--out", out_dir.to_str().unwrap(), "--rounds", "12", "--replicates", "3", "--threads", threads, "--quiet"];
-    let out = coevo(&[&args[..], &["--plugin-dir", plugins.as_str()]].concat());
-    assert_eq!(out.status.code(), Some(0), "{scenario}: {}", stderr(&out));
+    let args = ["run", scenario, "--out", out_dir.to_str().unwrap(), "--rounds", "12", "--replicates", "3", "--quiet"];
+    let out = coevo(&[&args[..], &["--plugin-dir", plugins.as_str()], extra].concat());
+    assert_eq!(out.status.code(), Some(0), "{scenario} {extra:?}: {}", stderr(&out));
     std::fs::read(out_dir.join("metrics.csv")).unwrap()
 }
 
 #[test]
-fn runs_with_plugins_and_feeds_are_byte_identical_across_runs_and_thread_counts() {
+fn runs_with_plugins_and_feeds_are_byte_identical_across_runs_thread_counts_and_isolation() {
     let dir = scratch("plugins", "reproducible");
     for scenario in ["scenarios/plugin_audio.ron", "scenarios/platform_two_by_two.ron"] {
         let name = Path::new(scenario).file_stem().unwrap().to_str().unwrap();
-        let first = run_metrics(&dir, &format!("{name}_1"), scenario, "1");
-        let again = run_metrics(&dir, &format!("{name}_1b"), scenario, "1");
-        let parallel = run_metrics(&dir, &format!("{name}_2"), scenario, "2");
+        let first = run_metrics(&dir, &format!("{name}_1"), scenario, &["--threads", "1"]);
+        let again = run_metrics(&dir, &format!("{name}_1b"), scenario, &["--threads", "1"]);
+        let parallel = run_metrics(&dir, &format!("{name}_2"), scenario, &["--threads", "2"]);
+        // Plugin models run in plugin host processes by default; in process they must give the
+        // same bits: each call carries the entity's stream state and returns it advanced.
+        let trusted = run_metrics(&dir, &format!("{name}_trusted"), scenario, &["--trusted-plugins", "--threads", "1"]);
         assert!(first == again, "{scenario}: two runs differ");
         assert!(first == parallel, "{scenario}: --threads 1 and --threads 2 differ");
+        assert!(first == trusted, "{scenario}: out-of-process and in-process (--trusted-plugins) runs differ");
         let text = String::from_utf8(first).unwrap();
         // 3 replicates x 13 rounds (0..=12) of each model's rows are all there.
         let last = text.lines().last().unwrap();
@@ -452,7 +468,7 @@ fn checkpoint_restores_a_plugin_world_exactly() {
 type FaultCase<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a [&'a str]);
 
 /// A scenario with a healthy text and image model and one plugin model, in its own folder.
-fn fault_scenario(dir: &Path, library: &str, model: &str, params: &str) -> String {
+pub fn fault_scenario(dir: &Path, library: &str, model: &str, params: &str) -> String {
     let file = dir.join("scenario.ron");
     std::fs::write(
         &file,
@@ -618,7 +634,11 @@ fn a_library_with_an_unresolved_symbol_is_an_error_not_a_dead_host() {
     // `validate` and `run` answer with exit 2 and a message naming the library and the symbol.
     let scenario = fault_scenario(&dir, &broken_name, "any", "{}");
     let out_dir = dir.join("out");
-    for args in [vec!["validate", &scenario], vec!["run", &scenario, "--out", out_dir.to_str().unwrap(), "--quiet"]] {
+    let allow = libs.to_str().unwrap();
+    for args in [
+        vec!["validate", &scenario, "--allow-plugin", allow],
+        vec!["run", &scenario, "--out", out_dir.to_str().unwrap(), "--quiet", "--allow-plugin", allow],
+    ] {
         let out = coevo(&args);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{}: lazy binding would exit 127 here:\n{err}", args[0]);

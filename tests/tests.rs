@@ -20,6 +20,8 @@ mod hostile;
 mod interrupt;
 mod layers;
 mod plot_folders;
+#[cfg(target_os = "linux")]
+mod plugin_isolation;
 mod plugins;
 mod readme;
 mod recording;

@@ -20,6 +20,23 @@ pub struct Cli {
     /// and the executable's folder when a scenario names a plugin library by name. Repeatable.
     #[arg(long = "plugin-dir", value_name = "DIR", global = true)]
     pub plugin_dirs: Vec<PathBuf>,
+    /// A plugin library file, or a folder of them, that scenarios may load although it is not
+    /// in a plugin folder (a path in a scenario, e.g. absolute or `../`). Loading a library runs
+    /// its code: allow only libraries you trust. Repeatable.
+    #[arg(long = "allow-plugin", value_name = "PATH", global = true)]
+    pub allow_plugins: Vec<PathBuf>,
+    /// Run plugin models inside the coevo process instead of plugin host processes: no
+    /// boundary cost, but a plugin that crashes, hangs or exhausts memory takes coevo down.
+    #[arg(long, global = true)]
+    pub trusted_plugins: bool,
+    /// Longest time one plugin call may take before its host process is stopped and the run
+    /// fails, in seconds; 0: no limit [default: 600].
+    #[arg(long, value_name = "SECONDS", global = true)]
+    pub plugin_timeout: Option<f64>,
+    /// Address-space limit of each plugin host process, in MiB [default: the memory the system
+    /// reports available, at least 1024].
+    #[arg(long, value_name = "MB", global = true, value_parser = clap::value_parser!(u64).range(64..))]
+    pub plugin_memory_mb: Option<u64>,
 }
 
 /// Options shared by the commands that run a scenario.
@@ -266,6 +283,17 @@ pub enum Command {
     },
     /// Print the manual page (roff) to stdout, e.g. `coevo man > coevo.1; man ./coevo.1`.
     Man,
+    /// Host one plugin library for a coevo process (its plugin models run here, so a crash
+    /// cannot take the run down); speaks coevo's plugin protocol on stdin and stdout.
+    // Hidden: coevo starts it itself (src/plugin/isolate.rs); users never do.
+    #[command(name = "plugin-host", hide = true)]
+    PluginHost {
+        /// The plugin library file.
+        library: PathBuf,
+        /// Refuse the library unless its bytes have this SHA-256.
+        #[arg(long)]
+        sha256: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -22,7 +22,9 @@
 
 use std::sync::Mutex;
 
-use coevo_plugin_api::host::{HostError, LoadedTable, ModelMeta, PluginModel};
+use coevo_plugin_api::host::{HostError, ModelMeta};
+
+use super::isolate::{PluginInstance, PluginLibrary};
 use rand::SeedableRng;
 
 use crate::models::{ConditionalModel, DataPolicy, ModelError, PerTextMetrics};
@@ -40,9 +42,9 @@ pub struct PluginConditional {
     /// The trained model. In a mutex only because [`ConditionalModel::save_state`] takes
     /// `&self` while every call into a plugin needs exclusive access; every other method
     /// reaches it through `get_mut`, which never locks.
-    model: Mutex<PluginModel>,
+    model: Mutex<PluginInstance>,
     /// A pristine instance (same params, never fitted): the initial conditionals.
-    initial: Mutex<PluginModel>,
+    initial: Mutex<PluginInstance>,
     meta: ModelMeta,
     plugin_name: String,
     dim: usize,
@@ -66,7 +68,7 @@ fn model_error(call: &'static str) -> impl Fn(HostError) -> ModelError {
     move |e| ModelError::new(call, e.to_string())
 }
 
-fn exclusive(m: &mut Mutex<PluginModel>) -> &mut PluginModel {
+fn exclusive(m: &mut Mutex<PluginInstance>) -> &mut PluginInstance {
     m.get_mut().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -75,7 +77,7 @@ impl PluginConditional {
     /// `policy` (see the module docs), plus its pristine twin. `fit_stream` serves the plugin's
     /// `fit` calls.
     pub fn new(
-        library: &LoadedTable,
+        library: &PluginLibrary,
         model: &str,
         params_json: &str,
         num_texts: usize,
@@ -236,7 +238,7 @@ impl ConditionalModel for PluginConditional {
     /// pristine model's get_params]`, every integer split into exactly representable 32-bit
     /// halves (written by `encode_state`, read back by [`PluginState::decode`]).
     fn save_state(&self) -> Result<Vec<f64>, ModelError> {
-        let lock = |m: &Mutex<PluginModel>| -> Result<Vec<f64>, ModelError> {
+        let lock = |m: &Mutex<PluginInstance>| -> Result<Vec<f64>, ModelError> {
             m.lock().unwrap_or_else(|e| e.into_inner()).get_params().map_err(model_error("save_state"))
         };
         let (trained, initial) = (lock(&self.model)?, lock(&self.initial)?);

@@ -151,7 +151,9 @@ fn first_difference(a: &[f64], b: &[f64]) -> String {
 fn step<T>(r: Result<T, HostError>, rule: &str) -> Result<T, Failure> {
     r.map_err(|e| {
         let op = match &e {
-            HostError::Call { op, .. } | HostError::Contract { op, .. } | HostError::Usage { op, .. } => Some(*op),
+            HostError::Call { op, .. } | HostError::Contract { op, .. } | HostError::Usage { op, .. } | HostError::Crashed { op, .. } => {
+                Some(*op)
+            }
             _ => None,
         };
         Failure { op, message: format!("{e}\n        fix: {rule}") }

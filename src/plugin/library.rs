@@ -9,8 +9,13 @@
 //! folder the names `lib<name>.so` and `libcoevo_plugin_<name>.so` are tried (`.dylib` on
 //! macOS, `<name>.dll` on Windows), with `-` also tried as `_` as cargo writes it.
 //!
-//! Libraries are loaded once per process, cached by canonical path, and never unloaded: model
-//! handles, metric-name pointers and log callbacks point into them until the process exits.
+//! A library outside the plugin search path (an absolute path, a `../` path, or one below the
+//! scenario's folder) is native code a scenario brings along: it is loaded only with the user's
+//! consent, `--allow-plugin PATH` naming the file or a folder holding it ([`check_consent`]).
+//!
+//! Libraries loaded in this process (`--trusted-plugins`, and the plugin host process itself)
+//! are loaded once per process, cached by canonical path, and never unloaded: model handles,
+//! metric-name pointers and log callbacks point into them until the process exits.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,11 +24,16 @@ use std::sync::{Mutex, RwLock};
 use coevo_plugin_api::LogLevel;
 use coevo_plugin_api::host::{HostError, LoadedTable, load_library};
 
+use super::isolate::{ChildLimits, Isolation, PluginLibrary, RemoteLibrary, TableInfo, isolation, probe};
+
 /// Environment variable holding extra plugin folders (separated like `PATH`).
 pub const PLUGIN_PATH_VAR: &str = "COEVO_PLUGIN_PATH";
 
 /// Folders given on the command line (`--plugin-dir`), searched before the environment's.
 static CLI_DIRS: RwLock<Vec<PathBuf>> = RwLock::new(Vec::new());
+
+/// Libraries and folders the user allowed outside the search path (`--allow-plugin`).
+static ALLOWED: RwLock<Vec<PathBuf>> = RwLock::new(Vec::new());
 
 /// Every library loaded (or refused) so far, by canonical path. A refusal is cached too: the
 /// library stays mapped after a failed check, so loading it again would only leak another copy.
@@ -32,6 +42,40 @@ static LIBRARIES: Mutex<Option<HashMap<PathBuf, Result<LoadedTable, HostError>>>
 /// Sets the folders `--plugin-dir` gave, for every later resolution in this process.
 pub fn set_plugin_dirs(dirs: Vec<PathBuf>) {
     *CLI_DIRS.write().unwrap_or_else(|e| e.into_inner()) = dirs;
+}
+
+/// Sets the library files and folders `--allow-plugin` gave: scenarios may load libraries from
+/// them although they are not on the plugin search path.
+pub fn set_allowed_plugins(paths: Vec<PathBuf>) {
+    *ALLOWED.write().unwrap_or_else(|e| e.into_inner()) = paths;
+}
+
+/// Refuses a library file a scenario names by path unless the user consented to it: the file
+/// lies directly in a folder of the plugin search path, or is (or lies below) a path given with
+/// `--allow-plugin`. Loading a library runs its code, so a scenario received from someone else
+/// must not be able to run a library it brings along without the user saying so.
+pub fn check_consent(path: &Path, library: &str) -> Result<(), String> {
+    let canonical = path.canonicalize().map_err(|e| format!("plugin library {}: {e}", path.display()))?;
+    let canon = |d: &PathBuf| d.canonicalize().ok();
+    let on_search_path = canonical.parent().is_some_and(|dir| search_path().iter().filter_map(canon).any(|d| d == dir));
+    let allowed = ALLOWED.read().unwrap_or_else(|e| e.into_inner()).iter().filter_map(canon).any(|a| canonical.starts_with(a));
+    if on_search_path || allowed {
+        return Ok(());
+    }
+    Err(format!(
+        "plugin library `{library}` is {}, which is not in a plugin folder; loading a library runs its code, so coevo loads one from elsewhere only if you allow it: pass --allow-plugin {} (or its folder) if you trust it, or put it in a folder given with --plugin-dir or {PLUGIN_PATH_VAR}",
+        canonical.display(),
+        canonical.display()
+    ))
+}
+
+/// SHA-256 of a file's bytes, as lowercase hex (the provenance of a plugin library).
+pub fn sha256_of(path: &Path) -> Result<String, String> {
+    use sha2::{Digest as _, Sha256};
+    let mut file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(format!("{:x}", hasher.finalize()))
 }
 
 /// The plugin search path, in search order: `--plugin-dir` folders, `COEVO_PLUGIN_PATH`
@@ -158,10 +202,61 @@ pub fn load(path: &Path) -> Result<LoadedTable, HostError> {
     loaded
 }
 
-/// Resolves and loads a scenario's `library` in one step, as a message naming what failed.
-pub fn open(library: &str, base: Option<&Path>) -> Result<LoadedTable, String> {
-    let path = resolve_library(library, base).map_err(|e| e.to_string())?;
-    load(&path).map_err(|e| e.to_string())
+/// Opens the library at `path` for a run, where [`isolation`] says plugin code runs: in plugin
+/// host processes (the default) or in this process. With `sha256`, a library whose bytes no
+/// longer have that hash is refused (the file changed since the scenario was checked).
+pub fn open_for_run(path: &Path, sha256: Option<&str>) -> Result<PluginLibrary, HostError> {
+    match isolation() {
+        Isolation::Child(limits) => RemoteLibrary::open(path, sha256, limits).map(PluginLibrary::Child),
+        Isolation::InProcess => {
+            if let Some(expected) = sha256 {
+                let found = sha256_of(path).map_err(|message| HostError::Load { path: path.display().to_string(), message })?;
+                if found != expected {
+                    return Err(HostError::Load {
+                        path: path.display().to_string(),
+                        message: format!(
+                            "its SHA-256 is {found}, but {expected} was recorded when the scenario was checked: the file changed"
+                        ),
+                    });
+                }
+            }
+            load(path).map(PluginLibrary::InProcess)
+        }
+    }
+}
+
+/// Whether a file is named like a coevo plugin library: the platform's library prefix and
+/// suffix, and either `coevo_plugin_` after the prefix (as cargo names the workspace's plugins)
+/// or the entry symbol's name among its bytes (a library exporting `coevo_plugin_entry` holds
+/// the name in its symbol table). Nothing of the file is run to tell.
+pub fn looks_like_plugin(path: &Path) -> bool {
+    use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !(path.is_file() && name.starts_with(DLL_PREFIX) && name.ends_with(DLL_SUFFIX)) {
+        return false;
+    }
+    name[DLL_PREFIX.len()..].starts_with("coevo_plugin_") || contains_bytes(path, coevo_plugin_api::COEVO_ENTRY_SYMBOL.as_bytes())
+}
+
+/// Whether the file holds `needle`, read in blocks (a library may be hundreds of megabytes).
+fn contains_bytes(path: &Path, needle: &[u8]) -> bool {
+    use std::io::Read as _;
+    let Ok(mut file) = std::fs::File::open(path) else { return false };
+    let mut window = vec![0u8; (1 << 20) + needle.len()];
+    let mut kept = 0;
+    loop {
+        let n = match file.read(&mut window[kept..]) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        let filled = kept + n;
+        if window[..filled].windows(needle.len()).any(|w| w == needle) {
+            return true;
+        }
+        // Keep the last bytes, so a name split across two reads is still found.
+        kept = (needle.len() - 1).min(filled);
+        window.copy_within(filled - kept..filled, 0);
+    }
 }
 
 /// Forwards one plugin log message to `tracing`, with the plugin's name as a field.
@@ -180,33 +275,33 @@ fn forward_log(plugin: &str, level: LogLevel, message: &str) {
 pub struct Discovered {
     /// The library file.
     pub path: PathBuf,
-    /// The validated table, or the loader's refusal.
-    pub table: Result<LoadedTable, HostError>,
+    /// The table its plugin host reported, or why it is not usable (the loader's refusal, or
+    /// how it crashed its host).
+    pub table: Result<TableInfo, HostError>,
 }
 
-/// Every shared library (by the platform's file naming) in `dirs`, loaded and checked, in
-/// folder order and then by file name. A folder that cannot be read is an error naming it.
+/// Every file named like a plugin library ([`looks_like_plugin`]) in `dirs`, each read in a
+/// throwaway plugin host process (so none runs in this one and a broken one is reported, not
+/// fatal), in folder order and then by file name. A folder that cannot be read is an error
+/// naming it.
 pub fn discover(dirs: &[PathBuf]) -> Result<Vec<Discovered>, String> {
-    use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};
+    let limits = match isolation() {
+        Isolation::Child(limits) => limits,
+        Isolation::InProcess => ChildLimits::default(),
+    };
     let mut found = Vec::new();
     let mut seen = Vec::new();
     for dir in dirs {
         let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read plugin directory {}: {e}", dir.display()))?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                p.is_file() && name.starts_with(DLL_PREFIX) && name.ends_with(DLL_SUFFIX)
-            })
-            .collect();
+        let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| looks_like_plugin(p)).collect();
         files.sort();
         for path in files {
             let key = path.canonicalize().unwrap_or_else(|_| path.clone());
             if seen.contains(&key) {
                 continue;
             }
+            let table = probe(&key, limits);
             seen.push(key);
-            let table = load(&path);
             found.push(Discovered { path, table });
         }
     }

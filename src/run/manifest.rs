@@ -52,7 +52,10 @@ struct ResolvedModel {
 
 #[derive(Serialize)]
 struct ResolvedPlugin {
+    /// The library file, absolute and canonical.
     library: String,
+    /// SHA-256 of the library's bytes: the exact build that ran.
+    sha256: String,
     plugin: String,
     version: String,
     abi_version: u32,
@@ -78,12 +81,12 @@ fn resolve(scenario: &Scenario) -> Vec<ResolvedModel> {
                 plugin: None,
             },
             (EntitySpec::PluginModel(s), ResolvedEntity::Conditional { library, .. }) => {
-                // The library was loaded when the scenario was checked (loads are cached).
-                let plugin = library.as_deref().and_then(|path| crate::plugin::library::load(path).ok().map(|table| (path, table)));
-                let plugin = plugin.map(|(path, table)| ResolvedPlugin {
-                    library: path.display().to_string(),
-                    plugin: table.name().to_string(),
-                    version: table.version().to_string(),
+                // Recorded when the scenario was checked: nothing of the library runs here.
+                let plugin = library.as_ref().map(|record| ResolvedPlugin {
+                    library: record.path.display().to_string(),
+                    sha256: record.sha256.clone(),
+                    plugin: record.plugin.clone(),
+                    version: record.version.clone(),
                     abi_version: coevo_plugin_api::COEVO_ABI_VERSION,
                     model: s.model.clone(),
                 });

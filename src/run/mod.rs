@@ -225,6 +225,12 @@ pub fn resume(out_dir: &Path, options: &RunOptions) -> Result<RunOutcome, RunFai
     scenario.load_data(&file).map_err(|problems| bad(ScenarioErrors::invalid(&file, &checkpoint.scenario_source, problems).to_string()))?;
     crate::checkpoint::DatasetRecord::check_unchanged(&checkpoint.datasets, &crate::checkpoint::DatasetRecord::of(&scenario))
         .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    // Plugin libraries are resolved as the run resolved them (from the scenario's folder, with
+    // the same consent rule), and must be the files, and the bytes, the run loaded.
+    crate::plugin::check_scenario(&mut scenario, &file)
+        .map_err(|problems| bad(ScenarioErrors::invalid(&file, &checkpoint.scenario_source, problems).to_string()))?;
+    crate::checkpoint::PluginRecord::check_unchanged(&checkpoint.plugins, &crate::checkpoint::PluginRecord::of(&scenario))
+        .map_err(|e| bad(format!("{}: {e}", path.display())))?;
     scenario.seed = checkpoint.seed;
     scenario.rounds = checkpoint.rounds;
     scenario.replicates = checkpoint.replicates;
@@ -304,6 +310,7 @@ fn continue_run(
             rounds: scenario.rounds,
             replicates: scenario.replicates,
             datasets: crate::checkpoint::DatasetRecord::of(scenario),
+            plugins: crate::checkpoint::PluginRecord::of(scenario),
             round,
             metrics_bytes: metrics.bytes,
             aggregate_bytes: aggregate.bytes,

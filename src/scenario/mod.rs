@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use diagnostics::DiagnosticsSpec;
 pub use error::{ScenarioError, ScenarioErrors};
 pub use output::{AggregateWhen, OutputSpec, StopSpec, StopWhen, TableFormat};
-pub use plugin::{Feed, PluginModelSpec};
+pub use plugin::{Feed, LibraryRecord, PluginModelSpec};
 pub use sweep::{Sweep, SweepParameter, SweepValue};
 
 use crate::data::Dataset;

@@ -45,10 +45,25 @@ pub struct PluginModelSpec {
     /// default: the text model it is conditioned on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub feed: Feed,
-    /// The library file `library` resolved to (filled in when the scenario is loaded from a
-    /// file; not part of the file format).
+    /// The library file `library` resolved to, with its hash and table (filled in when the
+    /// scenario is loaded from a file; not part of the file format).
     #[serde(skip)]
-    pub resolved: Option<PathBuf>,
+    pub resolved: Option<LibraryRecord>,
+}
+
+/// The provenance of a plugin library a scenario loaded: which file, exactly which bytes, and
+/// what it said it is. Recorded in the manifest and in checkpoints; a resumed run refuses a
+/// library that changed or that would now resolve to another file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LibraryRecord {
+    /// The library file, absolute and canonical.
+    pub path: PathBuf,
+    /// SHA-256 of its bytes (lowercase hex).
+    pub sha256: String,
+    /// The plugin's name from its table.
+    pub plugin: String,
+    /// The plugin's version from its table.
+    pub version: String,
 }
 
 /// The feed of a conditional model: `[(text model, weight), ...]`. In its image phase the

@@ -16,7 +16,7 @@
 //! works on any `*const CoevoPluginTable`, e.g. one generated in-process by
 //! [`crate::plugin_table!`].
 
-use core::ffi::{CStr, c_char, c_void};
+use core::ffi::{c_char, c_void};
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -31,6 +31,19 @@ const ERR_CAPACITY: usize = 4096;
 const GUARD: usize = 8;
 /// A signalling-NaN bit pattern no arithmetic produces: marks "not written by the plugin".
 const CANARY_BITS: u64 = 0x7FF4_DEAD_BEEF_C0DE;
+
+/// Caps on what a plugin reports about itself, checked before the host allocates or reads
+/// anything sized by it: a table claiming 2^31 models or a model claiming 2^31 metric names or
+/// a dimension of 2^40 is refused as malformed instead of driving a huge read or allocation.
+/// Generous for any real model (the largest examples use a handful of each).
+pub const MAX_MODELS: usize = 1024;
+/// See [`MAX_MODELS`]: per-text metrics a model may report.
+pub const MAX_METRICS: usize = 4096;
+/// See [`MAX_MODELS`]: the largest sample dimension a model may report (2^24 coordinates).
+pub const MAX_DIM: usize = 1 << 24;
+/// See [`MAX_MODELS`]: the longest string (name, description, metric name) read from a plugin,
+/// in bytes; a string without a NUL within it is refused rather than read on.
+pub const MAX_STRING: usize = 4096;
 
 /// Everything that can go wrong between the host and a plugin. Every variant names the plugin
 /// (its name, or the library path before the name can be trusted).
@@ -111,6 +124,18 @@ pub enum HostError {
         /// What is wrong.
         message: String,
     },
+    /// The process hosting the plugin died or stopped answering during a call (a host that
+    /// runs plugins out of process reports segfaults, aborts, exits and hangs this way).
+    Crashed {
+        /// Plugin name.
+        plugin: String,
+        /// Model name (empty if the call was not on a model).
+        model: String,
+        /// Operation.
+        op: &'static str,
+        /// What happened, e.g. `crashed (signal 11, SIGSEGV)`.
+        reason: String,
+    },
 }
 
 impl HostError {
@@ -144,6 +169,8 @@ impl fmt::Display for HostError {
             HostError::Contract { plugin, model, op, message } => {
                 write!(f, "plugin `{plugin}` model `{model}` {op} broke the plugin contract: {message}")
             }
+            HostError::Crashed { plugin, model, op, reason } if model.is_empty() => write!(f, "plugin `{plugin}` {reason} in {op}"),
+            HostError::Crashed { plugin, model, op, reason } => write!(f, "plugin `{plugin}` {reason} in {op} (model `{model}`)"),
         }
     }
 }
@@ -214,11 +241,29 @@ unsafe fn table_str(ptr: *const c_char, what: &str, origin: &str) -> Result<Stri
     if ptr.is_null() {
         return Err(HostError::InvalidTable { origin: origin.to_owned(), reason: format!("{what} is null") });
     }
-    // SAFETY: non-null; the ABI says it is a NUL-terminated static string.
-    unsafe { CStr::from_ptr(ptr) }
-        .to_str()
-        .map(str::to_owned)
-        .map_err(|_| HostError::InvalidTable { origin: origin.to_owned(), reason: format!("{what} is not UTF-8") })
+    // SAFETY: non-null; the ABI says it is a NUL-terminated static string, and `bounded_str`
+    // reads no further than its NUL or `MAX_STRING` bytes.
+    unsafe { bounded_str(ptr) }.map_err(|why| HostError::InvalidTable { origin: origin.to_owned(), reason: format!("{what} {why}") })
+}
+
+/// Reads a NUL-terminated UTF-8 string of at most [`MAX_STRING`] bytes, never scanning past
+/// that many bytes for the NUL (an unterminated string is refused, not read on).
+///
+/// # Safety
+/// `ptr` must be non-null and point to a NUL-terminated string, or to at least `MAX_STRING`
+/// readable bytes.
+unsafe fn bounded_str(ptr: *const c_char) -> Result<String, String> {
+    let mut len = 0;
+    // SAFETY: the caller guarantees every byte up to the NUL (or the first MAX_STRING) is readable.
+    while len < MAX_STRING && unsafe { *ptr.add(len) } != 0 {
+        len += 1;
+    }
+    if len == MAX_STRING {
+        return Err(format!("is longer than {MAX_STRING} bytes or not NUL-terminated"));
+    }
+    // SAFETY: the `len` bytes before the NUL were just read.
+    let bytes = unsafe { core::slice::from_raw_parts(ptr.cast::<u8>(), len) };
+    core::str::from_utf8(bytes).map(str::to_owned).map_err(|_| "is not UTF-8".to_owned())
 }
 
 impl LoadedTable {
@@ -255,12 +300,15 @@ impl LoadedTable {
         // one and stays valid forever, so a `'static` shared reference is sound.
         let t: &'static CoevoPluginTable = unsafe { &*table };
         // SAFETY: `table_str` rejects null; the caller guarantees the table's strings are
-        // NUL-terminated and static, which is what `CStr::from_ptr` needs.
+        // NUL-terminated and static, which is what `bounded_str` needs.
         let name = unsafe { table_str(t.plugin_name, "plugin_name", &origin) }?;
         // SAFETY: the same contract as `plugin_name`, for the version string.
         let version = unsafe { table_str(t.plugin_version, "plugin_version", &origin) }?;
         if t.model_count == 0 {
             return Err(invalid("model_count is 0".into()));
+        }
+        if t.model_count > MAX_MODELS {
+            return Err(invalid(format!("model_count is {}, more than the {MAX_MODELS} a host accepts", t.model_count)));
         }
         if t.models.is_null() || !t.models.is_aligned() {
             return Err(invalid("models is null or misaligned".into()));
@@ -429,8 +477,8 @@ impl LoadedTable {
         // SAFETY: `handle` is the non-null handle `create` just returned with COEVO_OK and
         // nothing has destroyed it; no other thread can see it yet, so calls are not concurrent.
         let dim = unsafe { (f.dim)(handle.as_ptr()) };
-        if dim == 0 {
-            return Err(fail("dim is 0".into()));
+        if dim == 0 || dim > MAX_DIM {
+            return Err(fail(format!("dim is {dim}, expected 1 to {MAX_DIM}")));
         }
         if let Some(fixed) = meta.fixed_dim
             && fixed != dim
@@ -445,14 +493,18 @@ impl LoadedTable {
         }
         // SAFETY: the same live, unshared handle as for `dim`.
         let m = unsafe { (f.metric_count)(handle.as_ptr()) };
+        if m > MAX_METRICS {
+            return Err(fail(format!("metric_count is {m}, more than the {MAX_METRICS} a host accepts")));
+        }
         for idx in 0..m {
             // SAFETY: the same live handle, and `idx < metric_count` as the ABI requires.
             let p = unsafe { (f.metric_name)(handle.as_ptr(), idx) };
             if p.is_null() {
                 return Err(fail(format!("metric_name({idx}) is null")));
             }
-            // SAFETY: non-null NUL-terminated string by the ABI; copied immediately.
-            let name = unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| fail(format!("metric_name({idx}) is not UTF-8")))?.to_owned();
+            // SAFETY: non-null NUL-terminated string by the ABI; read at most MAX_STRING bytes
+            // and copied immediately.
+            let name = unsafe { bounded_str(p) }.map_err(|why| fail(format!("metric_name({idx}) {why}")))?;
             model.metric_names.push(name);
         }
         Ok(model)
@@ -493,8 +545,18 @@ struct OutBuf {
 }
 
 impl OutBuf {
-    fn new(len: usize) -> OutBuf {
-        OutBuf { data: vec![f64::from_bits(CANARY_BITS); len + GUARD], len }
+    /// A canary-filled buffer of `len` values plus the guard zone. The size is checked, never
+    /// wrapped (`len + GUARD` of a `u64::MAX` batch would otherwise be a 7-element buffer the
+    /// plugin writes far past), and the allocation is fallible: an impossible size is an error.
+    fn new(len: usize) -> Result<OutBuf, String> {
+        let total = len
+            .checked_add(GUARD)
+            .filter(|n| n.checked_mul(core::mem::size_of::<f64>()).is_some_and(|b| b <= isize::MAX as usize))
+            .ok_or_else(|| format!("an output of {len} values cannot be addressed"))?;
+        let mut data = Vec::new();
+        data.try_reserve_exact(total).map_err(|_| format!("cannot allocate an output of {len} values ({} bytes)", total * 8))?;
+        data.resize(total, f64::from_bits(CANARY_BITS));
+        Ok(OutBuf { data, len })
     }
 
     fn ptr(&mut self) -> *mut f64 {
@@ -634,7 +696,7 @@ impl PluginModel {
     pub fn sample<R: rand_core::Rng>(&mut self, counts: &[u64], temperature: f64, rng: &mut R) -> Result<Vec<f64>, HostError> {
         const OP: &str = "sample";
         let len = self.rows(OP, counts)?;
-        let mut out = OutBuf::new(len);
+        let mut out = OutBuf::new(len).map_err(|m| self.usage(OP, m))?;
         let mut err = ErrBuf::new();
         let mut loan = RngLoan::new(rng);
         // SAFETY: live handle borrowed mutably (no concurrent call); `counts` is readable for
@@ -671,7 +733,7 @@ impl PluginModel {
         }
         let n = samples.len() / self.dim;
         let len = n.checked_mul(self.num_texts).ok_or_else(|| self.usage(OP, "n * K overflows".into()))?;
-        let mut out = OutBuf::new(len);
+        let mut out = OutBuf::new(len).map_err(|m| self.usage(OP, m))?;
         let mut err = ErrBuf::new();
         // SAFETY: live handle borrowed mutably; `samples` is readable for `n * dim` values
         // (`n` is its length over `dim`, checked divisible); `out` is writable for `len = n * K`
@@ -720,8 +782,8 @@ impl PluginModel {
     /// All values must be finite.
     pub fn metrics(&mut self) -> Result<Vec<f64>, HostError> {
         const OP: &str = "metrics";
-        let len = self.num_texts * self.metric_names.len();
-        let mut out = OutBuf::new(len);
+        let len = self.num_texts.checked_mul(self.metric_names.len()).ok_or_else(|| self.usage(OP, "K * M overflows".into()))?;
+        let mut out = OutBuf::new(len).map_err(|m| self.usage(OP, m))?;
         let mut err = ErrBuf::new();
         // SAFETY: live handle borrowed mutably; `out` is writable for `len = K * M` values (plus
         // a guard zone); the error buffer outlives the call.
@@ -759,7 +821,7 @@ impl PluginModel {
         if status != COEVO_OK && status != COEVO_ERR_BUFFER_TOO_SMALL {
             self.status(OP, status, &err)?;
         }
-        let mut out = OutBuf::new(needed);
+        let mut out = OutBuf::new(needed).map_err(|m| self.contract(OP, format!("needs {needed} values: {m}")))?;
         let mut needed2 = 0usize;
         let mut err = ErrBuf::new();
         // SAFETY: live handle borrowed mutably; `out` is writable for `needed` values (plus a
