@@ -1,8 +1,10 @@
 //! Running a sweep: every grid point times the replicates, shards, resumption and merge.
 //!
 //! Layout of a sweep's output folder:
-//! - `sweep.json`: the sweep's identity (scenario hash, parameter paths, number of points)
-//!   and which shard this folder ran;
+//! - `sweep.json`: the sweep's identity (scenario hash, parameter paths, number of points,
+//!   the design when it is not a grid) and which shard this folder ran;
+//! - `design.csv`: the points (`point`, then a column per parameter with the values run), as
+//!   [`crate::scenario::design::points`] made them from the `sweep` section;
 //! - `points/NNNN/`: one complete run output per point (`metrics` and `aggregate` tables,
 //!   `phases.csv`, `summary.json`, `manifest.json`), plus `done.json` written atomically when
 //!   the point completed: a rerun of the sweep skips these points, and resumes a point that
@@ -26,7 +28,8 @@ use sha2::{Digest, Sha256};
 use crate::output::aggregate::Stats;
 use crate::output::{Summary, format_value, write_atomic};
 use crate::run::{Progress, RunFailure, RunOptions};
-use crate::scenario::Sweep;
+use crate::scenario::SweepValue;
+use crate::scenario::design::DesignPoints;
 use crate::scenario::{Scenario, TableFormat};
 
 /// A deterministic share of a sweep: the points with `index % count == index_of_shard`.
@@ -95,6 +98,9 @@ pub struct SweepManifest {
     pub points: usize,
     /// The shard this folder ran (`None`: all points, or a merge).
     pub shard: Option<Shard>,
+    /// The design, as written in the scenario (`None`: a grid, as before designs existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub design: Option<String>,
 }
 
 /// The summary columns of `sweep.csv`, after `point`, the parameters and `model`.
@@ -111,6 +117,9 @@ pub struct SweepManifest {
 /// - `stationary_fraction`: fraction of replicates whose drift phase at the last round is
 ///   `stationary` (empty for models without drift curves).
 pub const SWEEP_SUMMARY_COLUMNS: &str = "diversity_metric,replicates,initial,final_mean,final_se,steady_mean,steady_se,collapsed_fraction,collapse_round_median,stationary_fraction";
+
+/// The points of a sweep folder, one row per point (see [`DesignPoints::csv`]).
+pub const DESIGN_FILE: &str = "design.csv";
 
 /// The completion marker of a point (`points/NNNN/done.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,14 +181,16 @@ pub fn run_sweep(scenario: &Scenario, source: &str, file: &Path, options: &Sweep
         )));
     };
     let dir = sweep_dir(scenario, options);
-    let total = sweep.len();
+    let design = crate::scenario::design::points(sweep, scenario).map_err(|e| RunFailure::BadInput(format!("{}: {e}", file.display())))?;
+    let total = design.len();
     let manifest = SweepManifest {
         coevo_version: env!("CARGO_PKG_VERSION").to_string(),
         scenario_file: file.display().to_string(),
         sweep_sha256: sweep_hash(scenario, source),
-        parameters: sweep.parameters.iter().map(|p| p.path()).collect(),
+        parameters: design.parameters.clone(),
         points: total,
         shard: options.shard,
+        design: (!design.design.is_grid()).then(|| design.design.to_string()),
     };
     let manifest_path = dir.join("sweep.json");
     if let Ok(bytes) = std::fs::read(&manifest_path) {
@@ -201,10 +212,12 @@ pub fn run_sweep(scenario: &Scenario, source: &str, file: &Path, options: &Sweep
     }
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     write_atomic(&manifest_path, &serde_json::to_vec_pretty(&manifest).expect("serialises")).map_err(io(&manifest_path))?;
+    let design_path = dir.join(DESIGN_FILE);
+    write_atomic(&design_path, design.csv().as_bytes()).map_err(io(&design_path))?;
 
     // Every point's scenario, validated before anything runs: a bad combination is bad input.
     let points: Vec<Scenario> = (0..total)
-        .map(|i| sweep.point(scenario, i).map_err(|e| RunFailure::BadInput(format!("{}: sweep point {i}: {e}", file.display()))))
+        .map(|i| design.point(scenario, i).map_err(|e| RunFailure::BadInput(format!("{}: sweep point {i}: {e}", file.display()))))
         .collect::<Result<_, _>>()?;
     let mine: Vec<usize> = (0..total).filter(|i| options.shard.is_none_or(|s| i % s.count == s.index)).collect();
     let pending: Vec<usize> = mine.iter().copied().filter(|&i| !point_dir(&dir, i, total).join("done.json").exists()).collect();
@@ -220,7 +233,7 @@ pub fn run_sweep(scenario: &Scenario, source: &str, file: &Path, options: &Sweep
         if first_error.lock().expect("not poisoned").is_some() {
             return;
         }
-        if let Err(e) = run_point(&points[i], i, total, &dir, file, options, point_progress.clone(), sweep) {
+        if let Err(e) = run_point(&points[i], i, total, &dir, file, options, point_progress.clone(), &design) {
             let mut slot = first_error.lock().expect("not poisoned");
             // Keep the lowest failing point: the message does not depend on scheduling.
             if slot.as_ref().is_none_or(|(j, _)| i < *j) {
@@ -231,7 +244,7 @@ pub fn run_sweep(scenario: &Scenario, source: &str, file: &Path, options: &Sweep
     if let Some(p) = &options.progress {
         p.finish();
     }
-    let done = write_table(&dir, sweep, total)?;
+    let done = write_table(&dir, &design.parameters, total)?;
     if let Some((i, e)) = first_error.into_inner().expect("not poisoned") {
         return Err(match e {
             RunFailure::BadInput(m) => RunFailure::BadInput(format!("sweep point {i}: {m}")),
@@ -255,6 +268,10 @@ fn sweep_hash(scenario: &Scenario, source: &str) -> String {
     // nothing: folders from before the option keep their identity).
     if scenario.output.format != TableFormat::Csv {
         h.update(format!(" format={:?}", scenario.output.format).as_bytes());
+    }
+    // A table's points are in its file, not in the source: a changed file is another sweep.
+    if let Some(table) = scenario.sweep.as_ref().and_then(|s| s.table.as_ref()) {
+        h.update(format!(" table={}", table.sha256).as_bytes());
     }
     format!("{:x}", h.finalize())
 }
@@ -283,7 +300,7 @@ fn run_point(
     file: &Path,
     options: &SweepOptions,
     progress: Option<Arc<dyn Progress>>,
-    sweep: &Sweep,
+    design: &DesignPoints,
 ) -> Result<(), RunFailure> {
     let out = point_dir(dir, index, total);
     let run_options = RunOptions {
@@ -301,14 +318,14 @@ fn run_point(
         let point_file = PathBuf::from(format!("{}#point{index}", file.display()));
         crate::run::run(point, &point_source(point), &point_file, &run_options)?
     };
-    let rows = point_rows(index, sweep, &out, &outcome.summary).map_err(io(&out))?;
+    let rows = point_rows(index, &design.values[index], &out, &outcome.summary).map_err(io(&out))?;
     let done = PointDone { point: index, rows };
     let path = out.join("done.json");
     write_atomic(&path, &serde_json::to_vec_pretty(&done).expect("serialises")).map_err(io(&path))
 }
 
-/// The `sweep.csv` rows of one completed point.
-fn point_rows(index: usize, sweep: &Sweep, out: &Path, summary: &Summary) -> std::io::Result<String> {
+/// The `sweep.csv` rows of one completed point whose parameters took `values`.
+pub(crate) fn point_rows(index: usize, values: &[SweepValue], out: &Path, summary: &Summary) -> std::io::Result<String> {
     let Some(first) = summary.replicates.first() else { return Ok(String::new()) };
     let replicates = summary.replicates.len();
     let mut last_phase: BTreeMap<(String, u64), String> = BTreeMap::new();
@@ -322,7 +339,6 @@ fn point_rows(index: usize, sweep: &Sweep, out: &Path, summary: &Summary) -> std
             Ok(())
         })?;
     }
-    let coords = sweep.coordinates(index);
     let mut out_rows = String::new();
     for (m, model) in first.iter().enumerate() {
         let across: Vec<_> = summary.replicates.iter().filter_map(|r| r.get(m)).collect();
@@ -336,8 +352,8 @@ fn point_rows(index: usize, sweep: &Sweep, out: &Path, summary: &Summary) -> std
             .filter(|&r| last_phase.get(&(model.model.clone(), r)).is_some_and(|p| p == crate::diagnostics::ChainPhase::Stationary.label()))
             .count();
         let _ = write!(out_rows, "{index}");
-        for (c, p) in coords.iter().zip(&sweep.parameters) {
-            let _ = write!(out_rows, ",{}", p.values[*c]);
+        for v in values {
+            let _ = write!(out_rows, ",{v}");
         }
         let _ = writeln!(
             out_rows,
@@ -376,10 +392,9 @@ fn done_points(dir: &Path, total: usize) -> Result<BTreeMap<usize, String>, RunF
 }
 
 /// Writes `sweep.csv` from the done points of `dir`; returns how many there are.
-fn write_table(dir: &Path, sweep: &Sweep, total: usize) -> Result<usize, RunFailure> {
+fn write_table(dir: &Path, paths: &[String], total: usize) -> Result<usize, RunFailure> {
     let done = done_points(dir, total)?;
-    let paths: Vec<String> = sweep.parameters.iter().map(|p| p.path()).collect();
-    let mut table = sweep_header(&paths);
+    let mut table = sweep_header(paths);
     for rows in done.values() {
         table.push_str(rows);
     }
@@ -400,7 +415,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, RunFailure> {
         let bytes = std::fs::read(&path).map_err(|e| bad(format!("{}: not a sweep folder ({e})", path.display())))?;
         let m: SweepManifest = serde_json::from_slice(&bytes).map_err(|e| bad(format!("{}: {e}", path.display())))?;
         if let Some((first, fm)) = &manifest
-            && (fm.sweep_sha256 != m.sweep_sha256 || fm.parameters != m.parameters || fm.points != m.points)
+            && (fm.sweep_sha256 != m.sweep_sha256 || fm.parameters != m.parameters || fm.points != m.points || fm.design != m.design)
         {
             return Err(bad(format!(
                 "{} and {} are shards of different sweeps (scenario, overrides or grid differ)",
@@ -443,6 +458,13 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, RunFailure> {
     m.shard = None;
     let path = out.join("sweep.json");
     write_atomic(&path, &serde_json::to_vec_pretty(&m).expect("serialises")).map_err(io(&path))?;
+    // The shards share one design (same hash, hence same points): the first folder's table is
+    // the merged sweep's. Folders from before design.csv existed have none.
+    if let Some(first) = dirs.iter().map(|d| d.join(DESIGN_FILE)).find(|p| p.exists()) {
+        let bytes = std::fs::read(&first).map_err(io(&first))?;
+        let path = out.join(DESIGN_FILE);
+        write_atomic(&path, &bytes).map_err(io(&path))?;
+    }
     Ok(m.points)
 }
 

@@ -6,6 +6,7 @@
 //! scenario is short; unknown fields are rejected. See `scenarios/` and the README for
 //! annotated examples.
 
+pub mod design;
 pub mod diagnostics;
 mod error;
 pub mod output;
@@ -22,6 +23,7 @@ pub use diagnostics::DiagnosticsSpec;
 pub use error::{ScenarioError, ScenarioErrors};
 pub use output::{AggregateWhen, OutputSpec, StopSpec, StopWhen, TableFormat};
 pub use plugin::{Feed, PluginModelSpec};
+pub use design::{Design, DesignPoints};
 pub use sweep::{Sweep, SweepParameter, SweepValue};
 
 use crate::data::Dataset;
