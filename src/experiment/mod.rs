@@ -2,6 +2,9 @@
 //!
 //! - [`grid`]: running a sweep's points (all or one shard), resuming, merging shards. The
 //!   `sweep` section itself, and how a grid point becomes a scenario, is schema:
-//!   [`crate::scenario::sweep`].
+//!   [`crate::scenario::sweep`], and which points a design stands for,
+//!   [`crate::scenario::design`].
+//! - [`sensitivity`]: Sobol indices of a `Sobol(n)` sweep's outcomes (`coevo analyse`).
 
 pub mod grid;
+pub mod sensitivity;
