@@ -11,6 +11,7 @@ pub mod diagnostics;
 mod error;
 pub mod output;
 mod plugin;
+pub mod search;
 pub mod sweep;
 mod validate;
 
@@ -24,6 +25,7 @@ pub use error::{ScenarioError, ScenarioErrors};
 pub use output::{AggregateWhen, OutputSpec, StopSpec, StopWhen, TableFormat};
 pub use plugin::{Feed, PluginModelSpec};
 pub use design::{Design, DesignPoints};
+pub use search::SearchSpec;
 pub use sweep::{Sweep, SweepParameter, SweepValue};
 
 use crate::data::Dataset;
@@ -68,6 +70,9 @@ pub struct Scenario {
     /// Parameter grids that `coevo sweep` runs. Ignored by `coevo run`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<Sweep>,
+    /// The threshold `coevo search` looks for. Ignored by `coevo run` and `coevo sweep`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchSpec>,
 }
 
 fn one() -> u64 {

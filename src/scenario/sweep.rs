@@ -32,7 +32,7 @@ use super::{Problem, Scenario};
 use crate::models::schedule::SCHEDULE_VARIANTS;
 
 /// The `sweep` section of a scenario.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sweep {
     /// How the points are chosen (default `Grid`, the Cartesian product of the values).
@@ -165,6 +165,7 @@ impl Sweep {
 pub fn apply(base: &Scenario, assignments: &[(String, SweepValue)]) -> Result<Scenario, String> {
     let mut stripped = base.clone();
     stripped.sweep = None;
+    stripped.search = None;
     let mut root = serde_json::to_value(&stripped).expect("a scenario serialises to JSON");
     for (path, value) in assignments {
         set(&mut root, path, value)?;
@@ -235,6 +236,7 @@ fn slot<'a>(root: &'a mut Value, path: &str) -> Result<&'a mut Value, String> {
 pub fn is_integer(base: &Scenario, path: &str) -> Result<bool, String> {
     let mut stripped = base.clone();
     stripped.sweep = None;
+    stripped.search = None;
     let mut root = serde_json::to_value(&stripped).expect("a scenario serialises to JSON");
     let whole = |v: &Value| v.as_number().is_some_and(|n| !n.is_f64());
     Ok(match slot(&mut root, path)? {
