@@ -51,7 +51,8 @@ fn float(v: &SweepValue) -> f64 {
 
 #[test]
 fn grid_points_are_row_major_and_zip_pairs_values_index_by_index() {
-    let (_, d) = design_of(r#"parameters: [(path: "captioner.batch", values: [10, 20]), (path: "painter.covariance", values: [0.1, 0.2, 0.3])]"#);
+    let (_, d) =
+        design_of(r#"parameters: [(path: "captioner.batch", values: [10, 20]), (path: "painter.covariance", values: [0.1, 0.2, 0.3])]"#);
     assert_eq!(d.len(), 6);
     assert_eq!(d.values[4], vec![SweepValue::Unsigned(20), SweepValue::Float(0.2)]);
     let (_, d) = design_of(
@@ -167,16 +168,25 @@ fn bad_designs_are_located_at_the_field_and_say_what_is_valid() {
             r#"design: Random(10), parameters: [
         (path: "captioner.data.lambda", min: 0.0, max: 0.5),
         (path: "painter.covariance", min: 0.5, max: 0.1)]"#,
-            &["s.ron:12:46: sweep.parameters[1].max", "min < max"],
+            &["s.ron:12:48: sweep.parameters[1].max", "min < max"],
         ),
-        (r#"design: Random(10), parameters: [(path: "painter.covariance", min: 0.0, max: 1.0, log: true)]"#, &["sweep.parameters[0].min", "log scale needs min > 0"]),
+        (
+            r#"design: Random(10), parameters: [(path: "painter.covariance", min: 0.0, max: 1.0, log: true)]"#,
+            &["sweep.parameters[0].min", "log scale needs min > 0"],
+        ),
         (r#"design: Random(0), parameters: [(path: "painter.covariance", min: 0.1, max: 1.0)]"#, &["sweep.design", "at least one point"]),
         (r#"design: Random(2000000), parameters: [(path: "painter.covariance", min: 0.1, max: 1.0)]"#, &["more than the 1000000"]),
         (r#"design: Sobol(100000), parameters: [(path: "painter.covariance", min: 0.1, max: 1.0)]"#, &["at most Sobol(65536)"]),
-        (r#"design: Sobol(8), parameters: [(path: "painter.covariance", values: [0.1])]"#, &["sweep.parameters[0].values", "draws from a range"]),
+        (
+            r#"design: Sobol(8), parameters: [(path: "painter.covariance", values: [0.1])]"#,
+            &["sweep.parameters[0].values", "draws from a range"],
+        ),
         (r#"parameters: [(path: "painter.covariance", min: 0.1, max: 1.0)]"#, &["a Grid design takes `values`"]),
         (r#"design: Random(3), parameters: [(path: "captioner.batch", min: 1.5, max: 9)]"#, &["whole numbers"]),
-        (r#"design: Random(3), parameters: [(path: "captioner.data.lambda", min: 0.0, max: 1.5)]"#, &["sweep.parameters[0].max", "lambda = 1.5"]),
+        (
+            r#"design: Random(3), parameters: [(path: "captioner.data.lambda", min: 0.0, max: 1.5)]"#,
+            &["sweep.parameters[0].max", "lambda = 1.5"],
+        ),
         (
             r#"design: Zip, parameters: [(path: "captioner.batch", values: [10, 20]), (path: "painter.covariance", values: [0.1])]"#,
             &["sweep.parameters[1].values", "`captioner.batch` has 2, `painter.covariance` has 1"],
@@ -198,13 +208,19 @@ fn table_designs_read_their_file_and_bad_files_are_located_by_line_and_column() 
     let (s, _) = Scenario::load(&path).unwrap();
     let d = points(s.sweep.as_ref().unwrap(), &s).unwrap();
     assert_eq!(d.parameters, ["captioner.batch", "painter.covariance"]);
-    assert_eq!(d.values, vec![vec![SweepValue::Unsigned(10), SweepValue::Float(0.1)], vec![SweepValue::Unsigned(30), SweepValue::Float(0.05)]]);
+    assert_eq!(
+        d.values,
+        vec![vec![SweepValue::Unsigned(10), SweepValue::Float(0.1)], vec![SweepValue::Unsigned(30), SweepValue::Float(0.05)]]
+    );
     assert_eq!(d.design, Design::Table("points.csv".into()));
     let cases: &[(&str, &[&str])] = &[
         ("captioner.batch,painter.covariance\n10,0.1\n30\n", &["points.csv:3:2", "1 values for 2 columns"]),
         ("captioner.batch,painter.covariance\n10,0.1\n30,\n", &["points.csv:3:2", "`painter.covariance`: empty value"]),
         ("captioner.batch,painter.covarianse\n10,0.1\n", &["points.csv:1:2", "no field `covarianse`"]),
-        ("captioner.batch,painter.covariance\n10,0.1\n0,0.1\n", &["points.csv:3:1", "captioner.batch = 0 makes the scenario invalid"]),
+        (
+            "captioner.batch,painter.covariance\n10,0.1\n0,0.1\n",
+            &["points.csv:3:1", "captioner.batch = 0, painter.covariance = 0.1 makes the scenario invalid"],
+        ),
         ("captioner.batch,captioner.batch\n10,20\n", &["points.csv:1:2", "is a column twice"]),
         ("captioner.batch\n", &["no points"]),
     ];
@@ -271,7 +287,8 @@ fn noisy(truth: f64, rising: bool, seed: u64) -> impl FnMut(f64) -> Result<(f64,
     move |x| {
         let f = 1.0 / (1.0 + (-(x - truth) / 0.05).exp());
         let f = if rising { f } else { 1.0 - f };
-        let draws: Vec<f64> = (0..20).map(|_| f + 0.1 * rand_distr::Distribution::<f64>::sample(&rand_distr::StandardNormal, &mut rng)).collect();
+        let draws: Vec<f64> =
+            (0..20).map(|_| f + 0.1 * rand_distr::Distribution::<f64>::sample(&rand_distr::StandardNormal, &mut rng)).collect();
         Ok(crate::common::mean_se(&draws))
     }
 }
@@ -285,7 +302,8 @@ fn noisy(truth: f64, rising: bool, seed: u64) -> impl FnMut(f64) -> Result<(f64,
 #[test]
 fn noisy_bisection_brackets_the_crossing_of_a_monotone_target() {
     for (truth, rising, seed) in [(0.37, true, 1), (0.81, false, 2)] {
-        let options = Bisection { range: (0.0, 1.0), level: 0.5, tolerance: 0.005, budget: 30, z: normal_quantile(1.0 - 0.0005), integer: false };
+        let options =
+            Bisection { range: (0.0, 1.0), level: 0.5, tolerance: 0.005, budget: 30, z: normal_quantile(1.0 - 0.0005), integer: false };
         let r = bisect(&options, noisy(truth, rising, seed)).unwrap();
         let (lo, hi) = r.bracket.expect("bracketed");
         assert!(lo <= truth && truth <= hi, "{truth} outside [{lo}, {hi}]");
@@ -312,9 +330,23 @@ fn noisy_bisection_brackets_the_crossing_of_a_monotone_target() {
     // Budget: stops when spent.
     let r = bisect(&Bisection { budget: 4, ..exact }, |x| Ok::<_, ()>((x * x, 0.0))).unwrap();
     assert_eq!((r.status, r.evaluations.len()), (Status::Budget, 4));
-    // A rise then a significant fall inside the range is reported.
-    let r = bisect(&exact, |x| Ok::<_, ()>((if x < 0.75 { x } else { 2.0 - 2.0 * x + 0.25 }, 0.01))).unwrap();
-    assert!(r.monotonicity_violation.is_some(), "{r:?}");
+    // A rise to 0.95 at 0.5, then a fall to 0.7 at the upper end (still above the level, so
+    // the range brackets it): 0.25 apart at standard errors 0.01, a violation.
+    let bumpy = Bisection { level: 0.45, ..exact };
+    let r = bisect(&bumpy, |x| {
+        Ok::<_, ()>((
+            if x < 0.5 {
+                x
+            } else if x < 0.75 {
+                0.95
+            } else {
+                0.7
+            },
+            0.01,
+        ))
+    })
+    .unwrap();
+    assert_eq!(r.monotonicity_violation, Some((2, 1)), "{r:?}");
     assert_eq!(Side::of(0.5, 0.1, 0.45, 1.0), Side::Undecided);
 }
 
@@ -382,13 +414,29 @@ fn search_flags_are_checked_and_named_in_errors() {
         assert!(stderr(&o).contains(expected), "expected {expected:?} in:\n{}", stderr(&o));
     };
     bad(&["search", s, "--param", "captioner.data.lambda"], "give --range, --target");
-    bad(&["search", s, "--param", "captioner.data.lambda", "--range", "0", "0.5", "--target", "final_mean"], "--target: `final_mean` has no `=`");
-    let base = ["search", s, "--param", "captioner.data.lambda", "--range", "0.5", "0.1", "--target", "final_mean=0.4", "--model", "captioner"];
+    bad(
+        &["search", s, "--param", "captioner.data.lambda", "--range", "0", "0.5", "--target", "final_mean"],
+        "--target: `final_mean` has no `=`",
+    );
+    let base =
+        ["search", s, "--param", "captioner.data.lambda", "--range", "0.5", "0.1", "--target", "final_mean=0.4", "--model", "captioner"];
     bad(&base, "--range: the range needs two finite numbers a < b");
-    bad(&["search", s, "--param", "captioner.data.lamda", "--range", "0", "0.5", "--target", "final_mean=0.4", "--model", "captioner"], "--param: unknown parameter path");
-    bad(&["search", s, "--param", "captioner.data.lambda", "--range", "0", "0.5", "--target", "final_sd=0.4", "--model", "captioner"], "--target: `final_sd` is not an outcome");
-    bad(&["search", s, "--param", "captioner.data.lambda", "--range", "0", "0.5", "--target", "final_mean=0.4"], "--model: the scenario has several models");
-    bad(&["search", s, "--param", "captioner.data.lambda", "--range", "0", "1.5", "--target", "final_mean=0.4", "--model", "captioner"], "lambda = 1.5");
+    bad(
+        &["search", s, "--param", "captioner.data.lamda", "--range", "0", "0.5", "--target", "final_mean=0.4", "--model", "captioner"],
+        "--param: unknown parameter path",
+    );
+    bad(
+        &["search", s, "--param", "captioner.data.lambda", "--range", "0", "0.5", "--target", "final_sd=0.4", "--model", "captioner"],
+        "--target: `final_sd` is not an outcome",
+    );
+    bad(
+        &["search", s, "--param", "captioner.data.lambda", "--range", "0", "0.5", "--target", "final_mean=0.4"],
+        "--model: the scenario has several models",
+    );
+    bad(
+        &["search", s, "--param", "captioner.data.lambda", "--range", "0", "1.5", "--target", "final_mean=0.4", "--model", "captioner"],
+        "lambda = 1.5",
+    );
     // A search section of a scenario is validated where it is written.
     let e = load_error(
         &dir,
@@ -406,8 +454,21 @@ fn search_on_a_tiny_scenario_brackets_and_resumes() {
     let s = write(&dir, "s.ron", &src);
     let out = dir.join("out");
     let args = [
-        "search", s.to_str().unwrap(), "--param", "captioner.data.lambda", "--range", "0", "1", "--target", "final_mean=0.6",
-        "--model", "captioner", "--budget", "6", "--out", out.to_str().unwrap(),
+        "search",
+        s.to_str().unwrap(),
+        "--param",
+        "captioner.data.lambda",
+        "--range",
+        "0",
+        "1",
+        "--target",
+        "final_mean=0.6",
+        "--model",
+        "captioner",
+        "--budget",
+        "6",
+        "--out",
+        out.to_str().unwrap(),
     ];
     let o = ok(&args);
     let csv = read(&out.join("search.csv"));

@@ -170,7 +170,8 @@ pub fn bisect<E>(options: &Bisection, mut evaluate: impl FnMut(f64) -> Result<(f
         knots.extend(undecided.iter().copied());
         knots.push(hi);
         // The widest gap, the leftmost of equals.
-        let (left, right) = knots.windows(2).map(|w| (w[0], w[1])).fold((lo, lo), |best, g| if g.1 - g.0 > best.1 - best.0 { g } else { best });
+        let (left, right) =
+            knots.windows(2).map(|w| (w[0], w[1])).fold((lo, lo), |best, g| if g.1 - g.0 > best.1 - best.0 { g } else { best });
         let mut x = left + (right - left) / 2.0;
         if options.integer {
             x = x.floor();
@@ -287,7 +288,8 @@ pub fn run_search(
     let mut replicate_rounds = 0u64;
     let result = bisect(&bisection, |x| {
         let value = if integer { SweepValue::Unsigned(x as u64) } else { SweepValue::Float(x) };
-        let (mean, se, rounds) = evaluate(&base, source, file, &dir.join("evaluations").join(format!("{count:02}")), spec, &model, value, options)?;
+        let (mean, se, rounds) =
+            evaluate(&base, source, file, &dir.join("evaluations").join(format!("{count:02}")), spec, &model, value, options)?;
         replicate_rounds += rounds;
         on_evaluation(count, x, mean, se);
         count += 1;
@@ -349,8 +351,12 @@ fn evaluate(
     // The evaluation's identity: the scenario and the value (a rerun of the same search finds
     // its evaluations done; a changed scenario is refused unless --force).
     let identity = format!("{source}\n// coevo search evaluation: {} = {value}\n", spec.parameter);
-    let sweep_options =
-        SweepOptions { out_dir: Some(dir.to_path_buf()), force: options.force, progress: options.progress.clone(), ..SweepOptions::default() };
+    let sweep_options = SweepOptions {
+        out_dir: Some(dir.to_path_buf()),
+        force: options.force,
+        progress: options.progress.clone(),
+        ..SweepOptions::default()
+    };
     run_sweep(&point, &identity, file, &sweep_options)?;
     let csv = dir.join("sweep.csv");
     let header = sweep_header(std::slice::from_ref(&spec.parameter));

@@ -142,6 +142,10 @@ pub fn sweep(
         // `coevo plot` draws a sweep once every point is done (its table is then whole).
         if o.done == o.points {
             print_hint(&o.out_dir);
+            // A Sobol design's next step is its sensitivity indices.
+            if scenario.sweep.as_ref().is_some_and(|s| matches!(s.design, coevo::scenario::Design::Sobol(_))) {
+                println!("next: coevo analyse {}", shell_quote(&o.out_dir.display().to_string()));
+            }
         }
     }
     Ok(())
@@ -197,7 +201,8 @@ pub fn search(path: &Path, flags: SearchFlags, out: Option<PathBuf>, args: &RunA
         .target
         .map(|t| {
             let (column, level) = t.split_once('=').ok_or_else(|| format!("`{t}` has no `=`: write COLUMN=LEVEL, e.g. final_mean=0.4"))?;
-            let level: f64 = level.trim().parse().map_err(|_| format!("level `{level}` is not a number: write COLUMN=LEVEL, e.g. final_mean=0.4"))?;
+            let level: f64 =
+                level.trim().parse().map_err(|_| format!("level `{level}` is not a number: write COLUMN=LEVEL, e.g. final_mean=0.4"))?;
             Ok((column.trim().to_string(), level))
         })
         .transpose()
@@ -257,7 +262,7 @@ pub fn search(path: &Path, flags: SearchFlags, out: Option<PathBuf>, args: &RunA
     let spec = scenario.search.clone().expect("set above");
     let o = coevo::experiment::search::run_search(&scenario, &source, path, &search_options, |i, x, mean, se| {
         if !quiet {
-            eprintln!("evaluation {i}: {} = {x}: {} = {mean:.4} +- {se:.4}", spec.parameter, spec.target);
+            eprintln!("evaluation {i}: {} = {}: {} = {mean:.4} +- {se:.4}", spec.parameter, coevo::metrics::format_value(x), spec.target);
         }
     })?;
     let seconds = started.elapsed().as_secs_f64();
@@ -290,7 +295,9 @@ pub fn search(path: &Path, flags: SearchFlags, out: Option<PathBuf>, args: &RunA
     };
     let status = match r.status {
         coevo::experiment::search::Status::Converged => "converged",
-        coevo::experiment::search::Status::NoiseLimited => "noise-limited: the outcome is within its uncertainty of the level over a band wider than the tolerance; more replicates narrow it",
+        coevo::experiment::search::Status::NoiseLimited => {
+            "noise-limited: the outcome is within its uncertainty of the level over a band wider than the tolerance; more replicates narrow it"
+        }
         coevo::experiment::search::Status::Budget => "budget spent",
         coevo::experiment::search::Status::NotBracketed => "not bracketed",
     };

@@ -96,7 +96,9 @@ impl Design {
     pub(super) fn fits(&self, k: usize) -> Result<(), String> {
         if let Design::Sobol(n) = self {
             if *n > MAX_SOBOL_ROWS {
-                return Err(format!("Sobol({n}) has more base rows than the {MAX_SOBOL_ROWS} the Sobol sequence provides; use at most Sobol({MAX_SOBOL_ROWS})"));
+                return Err(format!(
+                    "Sobol({n}) has more base rows than the {MAX_SOBOL_ROWS} the Sobol sequence provides; use at most Sobol({MAX_SOBOL_ROWS})"
+                ));
             }
             let dims = 2 * k as u64;
             if dims > u64::from(sobol_burley::NUM_DIMENSIONS) {
@@ -147,7 +149,12 @@ pub fn read_table(file: &Path) -> Result<DesignTable, String> {
     let header = match records.next() {
         Some(Ok(h)) => h,
         Some(Err(e)) => return Err(format!("{}: {e}", file.display())),
-        None => return Err(format!("{}: empty file: the first line names the parameters, e.g. `captioner.batch,painter.covariance`", file.display())),
+        None => {
+            return Err(format!(
+                "{}: empty file: the first line names the parameters, e.g. `captioner.batch,painter.covariance`",
+                file.display()
+            ));
+        }
     };
     let columns: Vec<String> = header.iter().map(str::to_string).collect();
     for (j, c) in columns.iter().enumerate() {
@@ -166,7 +173,11 @@ pub fn read_table(file: &Path) -> Result<DesignTable, String> {
             continue; // a blank line
         }
         if record.len() != columns.len() {
-            return Err(at(line, record.len().min(columns.len()) + 1, format!("{} values for {} columns; every row gives one value per column of the header", record.len(), columns.len())));
+            return Err(at(
+                line,
+                record.len().min(columns.len()) + 1,
+                format!("{} values for {} columns; every row gives one value per column of the header", record.len(), columns.len()),
+            ));
         }
         let mut row = Vec::with_capacity(columns.len());
         for (j, cell) in record.iter().enumerate() {
@@ -288,7 +299,9 @@ pub fn points(sweep: &Sweep, base: &Scenario) -> Result<DesignPoints, String> {
     let values = match &design {
         Design::Grid => {
             let total = sweep.len();
-            (0..total).map(|i| grid_coordinates(&sweep.parameters, i).iter().zip(&sweep.parameters).map(|(&c, p)| p.values[c].clone()).collect()).collect()
+            (0..total)
+                .map(|i| grid_coordinates(&sweep.parameters, i).iter().zip(&sweep.parameters).map(|(&c, p)| p.values[c].clone()).collect())
+                .collect()
         }
         Design::Zip => (0..sweep.len()).map(|i| sweep.parameters.iter().map(|p| p.values[i].clone()).collect()).collect(),
         Design::Table(name) => {
@@ -362,7 +375,8 @@ fn latin_hypercube(n: usize, k: usize, stream: &mut crate::rng::Stream) -> Vec<V
 pub fn saltelli(n: usize, k: usize, seed: u32) -> Vec<Vec<f64>> {
     let mut points = Vec::with_capacity(n * (k + 2));
     for j in 0..n {
-        let row = |offset: usize| -> Vec<f64> { (0..k).map(|d| f64::from(sobol_burley::sample(j as u32, (offset + d) as u32, seed))).collect() };
+        let row =
+            |offset: usize| -> Vec<f64> { (0..k).map(|d| f64::from(sobol_burley::sample(j as u32, (offset + d) as u32, seed))).collect() };
         let (a, b) = (row(0), row(k));
         points.push(a.clone());
         for i in 0..k {

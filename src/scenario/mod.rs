@@ -20,11 +20,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use design::{Design, DesignPoints};
 pub use diagnostics::DiagnosticsSpec;
 pub use error::{ScenarioError, ScenarioErrors};
 pub use output::{AggregateWhen, OutputSpec, StopSpec, StopWhen, TableFormat};
 pub use plugin::{Feed, PluginModelSpec};
-pub use design::{Design, DesignPoints};
 pub use search::SearchSpec;
 pub use sweep::{Sweep, SweepParameter, SweepValue};
 

@@ -70,7 +70,8 @@ pub fn model_names(scenario: &Scenario) -> Vec<String> {
 pub fn check(scenario: &Scenario) -> Vec<Problem> {
     let Some(s) = &scenario.search else { return Vec::new() };
     let mut problems = Vec::new();
-    let mut fail = |field: &str, message: String| problems.push(Problem { entity: None, kind: "", key: format!("search.{field}"), message });
+    let mut fail =
+        |field: &str, message: String| problems.push(Problem { entity: None, kind: "", key: format!("search.{field}"), message });
     let (a, b) = s.range;
     if !(a.is_finite() && b.is_finite() && a < b) {
         fail("range", format!("the range needs two finite numbers a < b, got ({a}, {b})"));
@@ -102,7 +103,9 @@ pub fn check(scenario: &Scenario) -> Vec<Problem> {
     let list = models.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
     match &s.model {
         Some(m) if !models.contains(m) => fail("model", format!("`{m}` is not a model of the scenario; its models: {list}")),
-        None if models.len() > 1 => fail("model", format!("the scenario has several models: name the one whose outcome is searched ({list})")),
+        None if models.len() > 1 => {
+            fail("model", format!("the scenario has several models: name the one whose outcome is searched ({list})"))
+        }
         _ => {}
     }
     if let Some(t) = s.tolerance

@@ -348,7 +348,10 @@ pub fn check(scenario: &Scenario) -> Vec<Problem> {
     if sweep.len() > MAX_POINTS {
         fail_at(
             "sweep.design".into(),
-            format!("the sweep has {} points, more than the {MAX_POINTS} a sweep may have; use fewer values or a sampled design", sweep.len()),
+            format!(
+                "the sweep has {} points, more than the {MAX_POINTS} a sweep may have; use fewer values or a sampled design",
+                sweep.len()
+            ),
         );
     }
     let sampled = design.size().is_some();
@@ -378,7 +381,12 @@ pub fn check(scenario: &Scenario) -> Vec<Problem> {
         }
         if p.min.is_some() || p.max.is_some() || p.log {
             let what = design.label();
-            fail_at(key(""), format!("{label} `{path}`: a {what} design takes `values`, not a range (`min`, `max`, `log`); a range needs a sampled design: Random(n), LatinHypercube(n) or Sobol(n)"));
+            fail_at(
+                key(""),
+                format!(
+                    "{label} `{path}`: a {what} design takes `values`, not a range (`min`, `max`, `log`); a range needs a sampled design: Random(n), LatinHypercube(n) or Sobol(n)"
+                ),
+            );
             continue;
         }
         if p.values.is_empty() {
@@ -426,10 +434,21 @@ fn check_range(scenario: &Scenario, design: &Design, i: usize, p: &SweepParamete
     let mut problems = Vec::new();
     let path = p.path();
     let mut fail = |field: &str, message: String| {
-        problems.push(Problem { entity: None, kind: "", key: format!("sweep.parameters[{i}]{field}"), message: format!("`{path}`: {message}") })
+        problems.push(Problem {
+            entity: None,
+            kind: "",
+            key: format!("sweep.parameters[{i}]{field}"),
+            message: format!("`{path}`: {message}"),
+        })
     };
     if !p.values.is_empty() {
-        fail(".values", format!("a {} design draws from a range: write `min: .., max: ..` (and `log: true` for a log scale) instead of `values`", design.label()));
+        fail(
+            ".values",
+            format!(
+                "a {} design draws from a range: write `min: .., max: ..` (and `log: true` for a log scale) instead of `values`",
+                design.label()
+            ),
+        );
         return problems;
     }
     let (Some(min), Some(max)) = (p.min, p.max) else {
