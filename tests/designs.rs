@@ -276,7 +276,7 @@ fn sobol_indices_of_the_ishigami_function_cover_the_analytic_values() {
     assert!((normal_quantile(0.975) - 1.959964).abs() < 1e-6);
     assert!((normal_quantile(0.001) + 3.090232).abs() < 1e-6);
     // No variance, wrong length: said, not computed.
-    assert!(sobol_indices(&vec![1.0; 5 * 4], k, &bootstrap).unwrap_err().contains("same at every point"));
+    assert!(sobol_indices(&[1.0; 5 * 4], k, &bootstrap).unwrap_err().contains("same at every point"));
     assert!(sobol_indices(&[1.0; 7], k, &bootstrap).unwrap_err().contains("not n (k + 2)"));
 }
 
@@ -473,7 +473,7 @@ fn search_on_a_tiny_scenario_brackets_and_resumes() {
     let o = ok(&args);
     let csv = read(&out.join("search.csv"));
     assert_eq!(csv.lines().next(), Some(coevo::experiment::search::SEARCH_HEADER));
-    assert!(csv.lines().count() >= 1 + 3, "{csv}");
+    assert!(csv.lines().count() > 3, "{csv}");
     assert!(stdout(&o).contains("is crossed for captioner.data.lambda in ["), "{}", stdout(&o));
     assert!(out.join("evaluations/00/sweep.csv").exists());
     // A rerun takes the same steps and finds every evaluation done.

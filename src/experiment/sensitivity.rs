@@ -142,7 +142,7 @@ pub fn sobol_indices(y: &[f64], k: usize, bootstrap: &Bootstrap) -> Result<Vec<I
 /// approximation (relative error below 1.2e-9), which is ample for interval half-widths.
 pub fn normal_quantile(p: f64) -> f64 {
     const A: [f64; 6] =
-        [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
+        [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.38357751867269e2, -3.066479806614716e1, 2.506628277459239];
     const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
     const C: [f64; 6] =
         [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
@@ -199,7 +199,7 @@ pub fn analyse(dir: &Path, bootstrap: &Bootstrap) -> Result<Analysis, RunFailure
     let manifest: SweepManifest = serde_json::from_slice(&bytes).map_err(|e| bad(format!("{}: {e}", path.display())))?;
     let design = manifest.design.clone().unwrap_or_else(|| "Grid".into());
     let k = manifest.parameters.len();
-    if !design.starts_with("Sobol(") || manifest.points % (k + 2) != 0 {
+    if !design.starts_with("Sobol(") || !manifest.points.is_multiple_of(k + 2) {
         return Err(bad(format!(
             "{}: the sweep's design is {design}; Sobol indices need the Saltelli points of a `design: Sobol(n)` sweep",
             dir.display()

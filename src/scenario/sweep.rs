@@ -568,28 +568,4 @@ mod tests {
         let e = one("captioner.batch", SweepValue::Float(0.5)).unwrap_err();
         assert!(e.contains("does not fit"), "{e}");
     }
-
-    #[test]
-    fn points_are_row_major() {
-        let sweep = Sweep {
-            parameters: vec![
-                SweepParameter {
-                    path: Some("a".into()),
-                    entity: None,
-                    field: None,
-                    values: vec![SweepValue::Unsigned(1), SweepValue::Unsigned(2)],
-                },
-                SweepParameter {
-                    path: None,
-                    entity: Some("b".into()),
-                    field: Some("c".into()),
-                    values: vec![SweepValue::Unsigned(1), SweepValue::Unsigned(2), SweepValue::Unsigned(3)],
-                },
-            ],
-        };
-        assert_eq!(sweep.len(), 6);
-        assert_eq!(sweep.coordinates(0), vec![0, 0]);
-        assert_eq!(sweep.coordinates(4), vec![1, 1]);
-        assert_eq!(sweep.assignments(5)[1], ("b.c".to_string(), SweepValue::Unsigned(3)));
-    }
 }
