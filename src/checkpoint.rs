@@ -21,6 +21,13 @@
 //!   (seed, stream, word position), its text model (`p`, `p0`, accumulated counts) and its
 //!   conditional model's [`save_state`](crate::models::ConditionalModel::save_state).
 //!
+//! The file ends with `sha256`, the SHA-256 of its content (the checkpoint serialised without
+//! it), verified before anything is restored or any table cut back; every field is then
+//! checked (the round within the run, each `p` finite and on the simplex, stream positions
+//! readable, table marks within their files and at a row boundary) before any file is
+//! touched, so a corrupt or edited checkpoint is refused (exit 2) and leaves the folder as it
+//! was.
+//!
 //! World numbers are stored as the hexadecimal bits of each `f64` (16 digits per value):
 //! exact, NaN-safe, and independent of any decimal parser. The observers are stored as RON,
 //! whose floats are Rust's shortest round-trip decimals (NaN and inf included): exact too.
@@ -37,7 +44,7 @@ use crate::scenario::OutputSpec;
 use crate::world::{ConditionalAgent, EntityName, RandomStream, RoundCounter, ScenarioEntities, Simulation, TextAgent};
 
 /// Format tag of `checkpoint.json`.
-pub const FORMAT: &str = "coevo-checkpoint-v2";
+pub const FORMAT: &str = "coevo-checkpoint-v3";
 
 /// File name of the checkpoint inside an output folder.
 pub const FILE: &str = "checkpoint.json";
@@ -83,6 +90,9 @@ pub struct Checkpoint {
     pub aggregate_footer: Option<String>,
     /// One state per replicate, in replicate order.
     pub worlds: Vec<WorldState>,
+    /// SHA-256 (hex) of the checkpoint serialised without this field (see [`Checkpoint::seal`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// A dataset a run read: enough to recognise the same data again.
@@ -238,6 +248,19 @@ impl Checkpoint {
     }
 }
 
+/// Whether `p` is a probability vector: finite, non-negative, summing to 1 (within rounding).
+fn on_simplex(p: &[f64]) -> Result<(), String> {
+    if let Some(bad) = p.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+        return Err(format!("holds {bad}, not a probability"));
+    }
+    let sum: f64 = p.iter().sum();
+    // Refits renormalise, so the sum is 1 up to the rounding of K additions.
+    if (sum - 1.0).abs() > 1e-9 * (p.len().max(1) as f64) {
+        return Err(format!("sums to {sum}, not 1"));
+    }
+    Ok(())
+}
+
 fn stream_state(s: &Stream) -> StreamState {
     StreamState { seed: encode_bytes(&s.get_seed()), stream: s.get_stream(), word_pos: s.get_word_pos().to_string() }
 }
@@ -283,8 +306,9 @@ pub fn restore(sim: &mut Simulation, state: &WorldState) -> Result<(), String> {
     let world = sim.world_mut();
     let mut query = world.query::<(&EntityName, Option<&mut RandomStream>, Option<&mut TextAgent>, Option<&mut ConditionalAgent>)>();
     let mut restored = 0;
+    let saved_by_name: std::collections::HashMap<&str, &EntityState> = state.entities.iter().map(|e| (e.name.as_str(), e)).collect();
     for (name, stream, text, conditional) in query.iter_mut(world) {
-        let Some(saved) = state.entities.iter().find(|e| *e.name == *name.0) else {
+        let Some(saved) = saved_by_name.get(&*name.0).copied() else {
             if stream.is_some() || text.is_some() || conditional.is_some() {
                 return Err(format!("the checkpoint has no state for entity `{}`", name.0));
             }
@@ -346,9 +370,71 @@ impl Observers {
 }
 
 impl Checkpoint {
-    /// Writes `dir/checkpoint.json` atomically.
+    /// The SHA-256 (hex) of the checkpoint's content: its JSON without `sha256`.
+    fn content_sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let unsealed = Checkpoint { sha256: None, ..self.clone() };
+        format!("{:x}", Sha256::digest(serde_json::to_vec(&unsealed).expect("a checkpoint serialises")))
+    }
+
+    /// Sets `sha256` to the checksum of the content (done by [`write`](Self::write); public so
+    /// that tests can forge a checkpoint whose checksum holds and see the field checks).
+    pub fn seal(&mut self) {
+        self.sha256 = Some(self.content_sha256());
+    }
+
+    /// Writes `dir/checkpoint.json` atomically, sealed with its checksum.
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        crate::output::write_atomic(&dir.join(FILE), &serde_json::to_vec(self).expect("a checkpoint serialises"))
+        let mut sealed = self.clone();
+        sealed.seal();
+        crate::output::write_atomic(&dir.join(FILE), &serde_json::to_vec(&sealed).expect("a checkpoint serialises"))
+    }
+
+    /// Every check of a checkpoint's fields that needs no other file: the round within the
+    /// run and the same in every world, one world per replicate, each text model's `p` and
+    /// `p0` finite, non-negative and summing to 1, its accumulated counts finite and
+    /// non-negative, every stream readable and every conditional state decodable.
+    pub fn check_fields(&self) -> Result<(), String> {
+        if self.round == 0 || self.round >= self.rounds {
+            return Err(format!(
+                "round {} is not a round a checkpoint is taken at in a run of {} rounds (1 to {})",
+                self.round,
+                self.rounds,
+                self.rounds.saturating_sub(1)
+            ));
+        }
+        if self.worlds.len() as u64 != self.replicates {
+            return Err(format!("{} world states for {} replicates", self.worlds.len(), self.replicates));
+        }
+        for (r, world) in self.worlds.iter().enumerate() {
+            if world.round != self.round {
+                return Err(format!("replicate {r} is at round {} but the checkpoint at round {}", world.round, self.round));
+            }
+            for e in &world.entities {
+                let at = |what: &str| format!("replicate {r}, entity `{}`: {what}", e.name);
+                if let Some(s) = &e.stream {
+                    restore_stream(s).map_err(|m| at(&m))?;
+                }
+                if let Some(t) = &e.text {
+                    let p = decode_f64s(&t.p).map_err(|m| at(&format!("p: {m}")))?;
+                    let p0 = decode_f64s(&t.p0).map_err(|m| at(&format!("p0: {m}")))?;
+                    let acc = decode_f64s(&t.accumulated).map_err(|m| at(&format!("accumulated: {m}")))?;
+                    for (name, v) in [("p", &p), ("p0", &p0)] {
+                        on_simplex(v).map_err(|m| at(&format!("{name} {m}")))?;
+                    }
+                    if p.len() != p0.len() || !(acc.is_empty() || acc.len() == p.len()) {
+                        return Err(at(&format!("p, p0 and accumulated have {}, {} and {} values", p.len(), p0.len(), acc.len())));
+                    }
+                    if let Some(bad) = acc.iter().find(|a| !(a.is_finite() && **a >= 0.0)) {
+                        return Err(at(&format!("accumulated count {bad} is not a finite count")));
+                    }
+                }
+                if let Some(c) = &e.conditional {
+                    decode_f64s(c).map_err(|m| at(&format!("conditional state: {m}")))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads `path`, checking its format tag.
@@ -366,9 +452,15 @@ impl Checkpoint {
             ));
         }
         let c: Checkpoint = serde_json::from_value(value).map_err(not_ours)?;
-        if c.worlds.len() as u64 != c.replicates {
-            return Err(format!("{}: {} world states for {} replicates", path.display(), c.worlds.len(), c.replicates));
+        let corrupt = |why: String| format!("{}: corrupt checkpoint: {why}; it cannot be resumed (rerun the scenario)", path.display());
+        match &c.sha256 {
+            None => return Err(corrupt("it has no sha256 checksum".into())),
+            Some(sum) if *sum != c.content_sha256() => {
+                return Err(corrupt(format!("its content does not match its sha256 checksum {sum} (the file was changed or damaged)")));
+            }
+            Some(_) => {}
         }
+        c.check_fields().map_err(corrupt)?;
         Ok(c)
     }
 }

@@ -62,9 +62,12 @@ fn init_logging() {
 fn dispatch(command: Command) -> Result<(), CliError> {
     match command {
         Command::Run { scenario, out, format, checkpoint_every, args } => commands::run(&scenario, out, format, checkpoint_every, &args),
-        Command::Resume { dir, checkpoint_every, threads, quiet } => commands::resume(&dir, checkpoint_every, threads, quiet),
-        Command::Sweep { scenario, out, format, shard, checkpoint_every, args } => {
-            commands::sweep(&scenario, out, format, shard, checkpoint_every, &args)
+        Command::Resume { dir, checkpoint_every, threads, quiet, max_memory } => {
+            commands::resume(&dir, checkpoint_every, threads, quiet, max_memory)
+        }
+        Command::Sweep { scenario, out, format, shard, point, claim, lease, list_points, checkpoint_every, args } => {
+            let share = commands::SweepShare { shard, point, claim, lease, list_points };
+            commands::sweep(&scenario, out, format, share, checkpoint_every, &args)
         }
         Command::Merge { dirs, out } => commands::merge(&dirs, &out),
         Command::Analyse { dir, resamples, confidence } => commands::analyse(&dir, resamples, confidence),
@@ -75,7 +78,7 @@ fn dispatch(command: Command) -> Result<(), CliError> {
         Command::Plot { dir, out } => commands::plot(&dir, out),
         Command::Stability { scenario, perturb, out, args } => commands::stability(&scenario, perturb, out, &args),
         Command::BenchRound(bench) => commands::bench_round(&bench),
-        Command::Validate { scenarios } => commands::validate(&scenarios),
+        Command::Validate { scenarios, max_memory } => commands::validate(&scenarios, max_memory),
         Command::Plugins(PluginsCommand::List { dir }) => commands::plugins_list(dir),
         Command::Plugins(PluginsCommand::Check { library, params, model }) => commands::plugins_check(&library, &params, model.as_deref()),
         Command::Data(DataCommand::Inspect { file, vectors, labels, max_memory_mb }) => {

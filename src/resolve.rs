@@ -23,12 +23,30 @@ use crate::scenario::{Covariance, EntitySpec, ImageModelSpec, Means, Problem, Sc
 impl Scenario {
     /// Reads, parses and validates a scenario file, then loads the plugin libraries it names
     /// and checks its plugin models against them (see [`crate::plugin::check_scenario`]).
+    /// A scenario estimated to need more memory than the system reports available is
+    /// refused before anything of its size is allocated (see [`Scenario::load_within`]).
     pub fn load(file: &Path) -> Result<(Scenario, String), ScenarioErrors> {
+        Scenario::load_within(file, None)
+    }
+
+    /// [`Scenario::load`] with a memory limit of `max_memory` bytes (`--max-memory`) in place
+    /// of the memory the system reports available: a scenario whose estimated peak memory
+    /// ([`crate::scenario::footprint`]) exceeds it is refused, naming the fields that drive
+    /// the estimate, after its datasets are read (with their own limits) and before its
+    /// plugin models are created or any text distribution is built.
+    pub fn load_within(file: &Path, max_memory: Option<u64>) -> Result<(Scenario, String), ScenarioErrors> {
+        const MAX_SCENARIO_BYTES: u64 = 64 << 20;
+        let too_large = std::fs::metadata(file).is_ok_and(|m| m.len() > MAX_SCENARIO_BYTES);
+        if too_large {
+            return Err(ScenarioError::Io { file: file.to_path_buf(), message: "larger than 64 MiB: not a scenario file".into() }.into());
+        }
         let source = std::fs::read_to_string(file)
             .map_err(|e| ScenarioErrors::from(ScenarioError::Io { file: file.to_path_buf(), message: e.to_string() }))?;
         let mut scenario = Scenario::parse(&source, file)?;
         scenario.load_data(file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
         scenario.load_design_table(file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
+        crate::scenario::footprint::check_memory(&scenario, max_memory)
+            .map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
         crate::plugin::check_scenario(&mut scenario, file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
         Ok((scenario, source))
     }
@@ -174,12 +192,10 @@ impl Resolved {
     /// Resolves a validated scenario; a reference to an entity that does not exist (which
     /// validation rules out) is a [`BuildError`].
     pub fn of(scenario: &Scenario) -> Result<Resolved, BuildError> {
+        // By name through a hash map, so resolving stays linear in the number of entities.
+        let by_name: std::collections::HashMap<&str, usize> = scenario.entities.iter().enumerate().map(|(i, e)| (e.name(), i)).collect();
         let index = |by: &str, name: &str| {
-            scenario
-                .entities
-                .iter()
-                .position(|e| e.name() == name)
-                .ok_or_else(|| BuildError { entity: by.to_string(), message: format!("no entity called `{name}`") })
+            by_name.get(name).copied().ok_or_else(|| BuildError { entity: by.to_string(), message: format!("no entity called `{name}`") })
         };
         let texts_of = |by: &str, name: &str| -> Result<usize, BuildError> {
             match &scenario.entities[index(by, name)?] {
@@ -214,7 +230,7 @@ impl Resolved {
                 EntitySpec::Temperature(s) => ResolvedEntity::Influence { target: index(name, &s.target)?, source: None, data: None },
                 EntitySpec::CorpusInjector(s) => ResolvedEntity::Influence { target: index(name, &s.target)?, source: None, data: None },
                 EntitySpec::UserContentInjector(s) => {
-                    let (source, from_data) = match (&s.source, scenario.entity(&s.target)) {
+                    let (source, from_data) = match (&s.source, by_name.get(s.target.as_str()).map(|&i| &scenario.entities[i])) {
                         (UserSource::Initial, _) => (None, None),
                         (UserSource::Data(dataset), _) => (None, Some(data(name, dataset)?)),
                         (UserSource::Gaussian(g), Some(EntitySpec::ImageModel(image))) => {

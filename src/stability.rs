@@ -28,7 +28,7 @@ use crate::metrics::text::total_variation;
 use crate::metrics::{MetricRow, names};
 use crate::output::{format_level, write_atomic};
 use crate::resolve::{Resolved, ResolvedEntity};
-use crate::run::{ManifestWriter, Rounds, RunFailure, RunOptions, drive, io_error, prepare_output};
+use crate::run::{ManifestWriter, Rounds, RunFailure, RunOptions, drive, first_failure, prepare_output};
 use crate::scenario::{Covariance, EntitySpec, Means, Perturbation, Scenario};
 use crate::world::{BuildError, ConditionalAgent, EntityName, RunError, ScenarioEntities, Simulation, TextAgent};
 
@@ -256,14 +256,14 @@ pub struct StabilityOutcome {
 /// The output folder of a stability run: `--out`, else `out/<scenario name>-stability` (the
 /// scenario's `output.dir` belongs to `coevo run`).
 pub fn stability_dir(scenario: &Scenario, options: &RunOptions) -> PathBuf {
-    options.out_dir.clone().unwrap_or_else(|| Path::new("out").join(format!("{}-stability", scenario.name)))
+    crate::output::files::lexical(&options.out_dir.clone().unwrap_or_else(|| Path::new("out").join(format!("{}-stability", scenario.name))))
 }
 
 /// Runs every replicate's twin worlds of a validated scenario, with the perturbation of its
 /// `stability` section, and writes `divergence.csv`, `summary.json` and `manifest.json`.
 pub fn run_stability(scenario: &Scenario, source: &str, file: &Path, options: &RunOptions) -> Result<StabilityOutcome, RunFailure> {
     let out_dir = stability_dir(scenario, options);
-    prepare_output(&out_dir, options.force)?;
+    let lock = prepare_output(&out_dir, options.force)?;
     let perturbation = scenario.stability.as_ref().and_then(|s| s.perturb.as_ref());
     let mut twins: Vec<Twins> = (0..scenario.replicates).map(|r| Twins::new(scenario, perturbation, r)).collect::<Result<_, _>>()?;
     let manifest = ManifestWriter::new(&out_dir, scenario, source, file);
@@ -275,7 +275,9 @@ pub fn run_stability(scenario: &Scenario, source: &str, file: &Path, options: &R
     };
     let (completed, result) = drive(&mut twins, scenario, options, &out_dir.join("divergence.csv"), |r, rows| summary.observe(r, rows));
     let summary_path = out_dir.join("summary.json");
-    write_atomic(&summary_path, &serde_json::to_vec_pretty(&summary).expect("summary serialises")).map_err(io_error(&summary_path))?;
+    let written = write_atomic(&summary_path, &serde_json::to_vec_pretty(&summary).expect("summary serialises"));
+    let result = first_failure(result, &summary_path, written);
     manifest.finish(completed, None, result)?;
+    drop(lock);
     Ok(StabilityOutcome { out_dir, summary })
 }

@@ -86,7 +86,8 @@ fn aggregate_standard_errors_cover_the_martingale_mean() {
     assert!(z.iter().all(|z| z.abs() < 4.3), "{z:?}");
 }
 
-const SWEEP: &str = r#"Scenario(
+/// Six points (2 batches x 3 covariances) of 15 rounds (also used by `tests/sweep_ops.rs`).
+pub(crate) const SWEEP: &str = r#"Scenario(
     name: "grid",
     seed: 3,
     rounds: 15,
@@ -111,11 +112,14 @@ fn shards_merge_into_the_table_of_a_single_run_and_sweeps_resume() {
     assert!(stdout(&out).contains("6 of 6 points done (6 computed now)"));
     let table = read(&full.join("sweep.csv"));
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines[0], format!("point,captioner.batch,painter.covariance,model,{}", coevo::experiment::grid::SWEEP_SUMMARY_COLUMNS));
+    assert_eq!(
+        lines[0],
+        format!("point,captioner.batch,painter.covariance,status,model,{}", coevo::experiment::grid::SWEEP_SUMMARY_COLUMNS)
+    );
     // 6 points x 2 models, in point order, the last parameter varying fastest.
     assert_eq!(lines.len(), 1 + 12);
-    assert!(lines[1].starts_with("0,30,0.01,captioner,gini_simpson,2,"), "{}", lines[1]);
-    assert!(lines[12].starts_with("5,90,1.0,painter,weighted_trace,2,"), "{}", lines[12]);
+    assert!(lines[1].starts_with("0,30,0.01,ok,captioner,gini_simpson,2,"), "{}", lines[1]);
+    assert!(lines[12].starts_with("5,90,1.0,ok,painter,weighted_trace,2,"), "{}", lines[12]);
     // Each point is a complete run of the point's scenario.
     let manifest = read(&full.join("points/0004/manifest.json"));
     assert!(manifest.contains("\"batch\": 90") && manifest.contains("\"Isotropic\": 0.1"), "{manifest}");

@@ -632,7 +632,7 @@ fn a_library_with_an_unresolved_symbol_is_an_error_not_a_dead_host() {
 }
 
 /// A library of the plugin folder by its cargo library name, e.g. `coevo_plugin_template`.
-fn built_library(lib_name: &str) -> String {
+pub(crate) fn built_library(lib_name: &str) -> String {
     let (p, s) = (std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
     plugin_dir().join(format!("{p}{lib_name}{s}")).display().to_string()
 }

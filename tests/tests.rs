@@ -15,6 +15,8 @@ mod data_errors;
 mod designs;
 mod examples;
 mod experiments;
+mod fuzz;
+mod hostile;
 #[cfg(unix)]
 mod interrupt;
 mod layers;
@@ -22,10 +24,13 @@ mod plot_folders;
 mod plugins;
 mod readme;
 mod recording;
+mod richer_models;
 mod scenario_errors;
 mod scenarios;
 mod schedules;
 mod stabilisers;
+#[cfg(unix)]
+mod sweep_ops;
 mod tables;
 mod theory;
 

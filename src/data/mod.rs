@@ -134,8 +134,10 @@ pub(crate) fn check_memory(file: &Path, rows: u64, d: u64, limit: Option<MemoryL
     Ok(())
 }
 
-fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+/// `b` bytes in binary units, e.g. `7.5 GiB` (what messages about sizes show).
+pub fn human_bytes(b: impl Into<u128>) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let b: u128 = b.into();
     let mut v = b as f64;
     let mut unit = 0;
     while v >= 1024.0 && unit + 1 < UNITS.len() {

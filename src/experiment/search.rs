@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::grid::{SweepOptions, run_sweep, sweep_header};
+use super::grid::{SweepFailure, SweepOptions, run_sweep, sweep_header};
 use super::sensitivity::normal_quantile;
 use crate::output::write_atomic;
 use crate::run::{Progress, RunFailure};
@@ -226,6 +226,9 @@ pub struct SearchOptions {
     pub force: bool,
     /// Told of each evaluation's rounds (one progress per evaluation).
     pub progress: Option<Arc<dyn Progress>>,
+    /// Raised by SIGINT or SIGTERM: the evaluation in flight stops after its round (a rerun
+    /// resumes the search).
+    pub interrupt: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// What `coevo search` wrote and found.
@@ -261,12 +264,12 @@ pub fn run_search(
     file: &Path,
     options: &SearchOptions,
     mut on_evaluation: impl FnMut(usize, f64, f64, f64),
-) -> Result<SearchOutcome, RunFailure> {
+) -> Result<SearchOutcome, SweepFailure> {
     let Some(spec) = &scenario.search else {
-        return Err(RunFailure::BadInput(format!(
+        return Err(SweepFailure::Run(RunFailure::BadInput(format!(
             "{}: no search: give --param, --range and --target, or add a `search: (parameter: .., range: (a, b), target: .., level: ..)` section",
             file.display()
-        )));
+        ))));
     };
     let model = spec.model.clone().or_else(|| crate::scenario::search::model_names(scenario).into_iter().next()).unwrap_or_default();
     let dir = options.out_dir.clone().unwrap_or_else(|| Path::new("out").join(format!("{}-search", scenario.name)));
@@ -293,7 +296,7 @@ pub fn run_search(
         replicate_rounds += rounds;
         on_evaluation(count, x, mean, se);
         count += 1;
-        Ok::<_, RunFailure>((mean, se))
+        Ok::<_, SweepFailure>((mean, se))
     })?;
     let outcome = SearchOutcome {
         out_dir: dir.clone(),
@@ -334,7 +337,7 @@ fn evaluate(
     model: &str,
     value: SweepValue,
     options: &SearchOptions,
-) -> Result<(f64, f64, u64), RunFailure> {
+) -> Result<(f64, f64, u64), SweepFailure> {
     let mut point = base.clone();
     point.sweep = Some(Sweep {
         parameters: vec![SweepParameter {

@@ -53,6 +53,32 @@ pub struct RunArgs {
     /// Print nothing but errors (no progress bar, no summary).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Refuse scenarios estimated to need more memory than SIZE (e.g. 512M, 8G, 1T; bytes
+    /// without a unit) [default: the memory the system reports available].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_memory: Option<u64>,
+}
+
+/// A size in bytes as written on the command line: a number with an optional unit, K, M, G or
+/// T (powers of 1024, with or without `i` and `B`: `8G`, `8GiB`, `8GB` are all 8 x 2^30).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_uppercase().trim_end_matches('B').trim_end_matches('I') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("unknown unit in {text:?}: write e.g. 512M, 8G or 1T")),
+    };
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a size: write e.g. 512M, 8G or 1T"))?;
+    let bytes = value * f64::from(1u32 << (shift / 2)) * f64::from(1u32 << (shift - shift / 2));
+    if !(bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(format!("{text:?} is not a size between 1 byte and 16 EiB"));
+    }
+    Ok(bytes as u64)
 }
 
 /// The table formats of `--format` (the scenario's `output.format`).
@@ -104,12 +130,19 @@ pub enum Command {
         /// Print nothing but errors.
         #[arg(long, short)]
         quiet: bool,
+        /// Refuse a run estimated to need more memory than SIZE (e.g. 8G) [default: the
+        /// memory the system reports available].
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_memory: Option<u64>,
     },
     /// Run every point of a scenario's sweep section (times its replicates).
     ///
     /// Each point is a full run in OUT/points/NNNN/; sweep.csv has one row per point and
-    /// model, a column per swept parameter, then final diversity, collapse and steady-state
-    /// level. Rerunning skips the points already done, so an interrupted sweep resumes.
+    /// model, a column per swept parameter, the point's status (ok, failed, interrupted),
+    /// then final diversity, collapse and steady-state level. A failing point does not stop
+    /// the others (exit 1 at the end, listing the failures); SIGINT/SIGTERM stop every point
+    /// after its round in flight (exit 130). Rerunning skips the points already done,
+    /// retries failed ones and resumes interrupted ones.
     Sweep {
         /// The scenario file (RON) with a `sweep: (parameters: [...])` section.
         scenario: PathBuf,
@@ -122,8 +155,26 @@ pub enum Command {
         format: Option<Format>,
         /// Run only shard i of n (points with index % n == i), e.g. for a Slurm job array:
         /// --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT. Join the shards with `coevo merge`.
-        #[arg(long, value_name = "i/n")]
+        #[arg(long, value_name = "i/n", group = "share")]
         shard: Option<String>,
+        /// Run only point K (numbered from 0, as --list-points shows) into the sweep folder,
+        /// which other processes may share; sweep.csv is written once every point ended.
+        #[arg(long, value_name = "K", group = "share")]
+        point: Option<usize>,
+        /// Work as one of any number of identical workers sharing the sweep folder: take the
+        /// next free point through a claim file (claims/NNNN.G), run it, repeat; take over
+        /// claims of dead workers once their lease expired. sweep.csv is written by the
+        /// worker that sees the last point end.
+        #[arg(long, group = "share")]
+        claim: bool,
+        /// With --claim: seconds a claim stays valid without a heartbeat (a tenth of it) before
+        /// another worker takes the point over [default: 300].
+        #[arg(long, value_name = "SECONDS", requires = "claim")]
+        lease: Option<f64>,
+        /// Print the sweep's points and run nothing: a header line (`point`, then the
+        /// parameter paths), then one line per point with its index and values, tab-separated.
+        #[arg(long, group = "share")]
+        list_points: bool,
         /// Checkpoint every point every K rounds (a killed sweep resumes inside its points).
         #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
         checkpoint_every: Option<u64>,
@@ -186,6 +237,9 @@ pub enum Command {
         args: RunArgs,
     },
     /// Join the folders of a sharded sweep into one sweep.csv (as a single run writes it).
+    ///
+    /// Points missing from every folder are listed (exit 2); failed points are in the table
+    /// with status `failed`, and listed with their errors (exit 1).
     Merge {
         /// The shards' sweep folders.
         #[arg(required = true)]
@@ -237,10 +291,18 @@ pub enum Command {
     #[command(name = "bench-round", hide = true)]
     BenchRound(BenchArgs),
     /// Check scenario files without running them (exit code 2 if any is invalid).
+    ///
+    /// Each valid file's line shows its estimated peak memory, work per round and table
+    /// volume; a scenario estimated to need more memory than the system reports available
+    /// (or --max-memory) is invalid, naming the fields that drive the estimate.
     Validate {
         /// Scenario files (RON).
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
+        /// Refuse scenarios estimated to need more memory than SIZE (e.g. 8G) [default: the
+        /// memory the system reports available].
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_memory: Option<u64>,
     },
     /// Plugin libraries (conditional models of other modalities, loaded at run time).
     #[command(subcommand)]

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use clap::CommandFactory as _;
 use coevo::Scenario;
-use coevo::experiment::grid::{Shard, SweepOptions};
+use coevo::experiment::claims::Lease;
+use coevo::experiment::grid::{Shard, Share, SweepOptions};
 use coevo::run::RunOptions;
 use coevo::scenario::TableFormat;
 
@@ -19,7 +20,7 @@ use crate::signals::interrupt_flag;
 /// Loads the scenario with the command line's overrides applied, sizes the thread pool, and
 /// returns the run options (a progress bar unless `--quiet`, the interrupt flag).
 fn load(args: &RunArgs, path: &Path, out: Option<PathBuf>) -> Result<(Scenario, String, RunOptions), CliError> {
-    let (mut scenario, source) = Scenario::load(path)?;
+    let (mut scenario, source) = Scenario::load_within(path, args.max_memory)?;
     scenario.seed = args.seed.unwrap_or(scenario.seed);
     scenario.rounds = args.rounds.unwrap_or(scenario.rounds);
     scenario.replicates = args.replicates.unwrap_or(scenario.replicates);
@@ -30,6 +31,7 @@ fn load(args: &RunArgs, path: &Path, out: Option<PathBuf>) -> Result<(Scenario, 
         force: args.force,
         progress: Bar::on_stderr(args.quiet),
         interrupt: Some(interrupt_flag()),
+        max_memory: args.max_memory,
         ..Default::default()
     };
     Ok((scenario, source, options))
@@ -53,11 +55,18 @@ fn record_overrides(scenario: &mut Scenario, args: &RunArgs) -> Result<(), CliEr
     }
 }
 
-/// Sizes rayon's global pool (the replicates' workers).
+/// Sizes rayon's global pool (the replicates' workers). More threads than 4 per core gain
+/// nothing for this work and cost seconds to spawn by the thousand: `--threads` is capped
+/// there, with a note (results do not depend on the thread count).
 fn set_threads(threads: Option<u64>) {
     if let Some(n) = threads {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get() as u64);
+        let cap = 4 * cores;
+        if n > cap {
+            eprintln!("note: --threads {n} capped at {cap} (4 per core on this machine's {cores}); results do not depend on it");
+        }
         // Only fails if a global pool already exists, which cannot happen here.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n as usize).build_global();
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n.min(cap) as usize).build_global();
     }
 }
 
@@ -87,18 +96,30 @@ pub fn run(
     options.checkpoint_every = checkpoint_every;
     let outcome = coevo::run::run(&scenario, &source, path, &options)?;
     if !args.quiet {
-        print_results(&outcome.summary.report(), &outcome.out_dir, true);
+        print_results(&outcome.summary.report(), &outcome.out_dir, true)?;
     }
     Ok(())
 }
 
 /// `coevo resume`.
-pub fn resume(dir: &Path, checkpoint_every: Option<u64>, threads: Option<u64>, quiet: bool) -> Result<(), CliError> {
+pub fn resume(
+    dir: &Path,
+    checkpoint_every: Option<u64>,
+    threads: Option<u64>,
+    quiet: bool,
+    max_memory: Option<u64>,
+) -> Result<(), CliError> {
     set_threads(threads);
-    let options = RunOptions { progress: Bar::on_stderr(quiet), checkpoint_every, interrupt: Some(interrupt_flag()), ..Default::default() };
+    let options = RunOptions {
+        progress: Bar::on_stderr(quiet),
+        checkpoint_every,
+        interrupt: Some(interrupt_flag()),
+        max_memory,
+        ..Default::default()
+    };
     let outcome = coevo::run::resume(dir, &options)?;
     if !quiet {
-        print_results(&outcome.summary.report(), &outcome.out_dir, true);
+        print_results(&outcome.summary.report(), &outcome.out_dir, true)?;
     }
     Ok(())
 }
@@ -112,9 +133,23 @@ pub fn stability(path: &Path, perturb: Option<String>, out: Option<PathBuf>, arg
     let outcome = coevo::stability::run_stability(&scenario, &source, path, &options)?;
     if !args.quiet {
         // `coevo plot` draws the divergence of every model of a stability folder.
-        print_results(&outcome.summary.report(), &outcome.out_dir, true);
+        print_results(&outcome.summary.report(), &outcome.out_dir, true)?;
     }
     Ok(())
+}
+
+/// The flags of `coevo sweep` that say which points this process runs.
+pub struct SweepShare {
+    /// `--shard i/n`.
+    pub shard: Option<String>,
+    /// `--point K`.
+    pub point: Option<usize>,
+    /// `--claim`.
+    pub claim: bool,
+    /// `--lease SECONDS`.
+    pub lease: Option<f64>,
+    /// `--list-points`.
+    pub list_points: bool,
 }
 
 /// `coevo sweep`.
@@ -122,26 +157,52 @@ pub fn sweep(
     path: &Path,
     out: Option<PathBuf>,
     format: Option<Format>,
-    shard: Option<String>,
+    share: SweepShare,
     checkpoint_every: Option<u64>,
     args: &RunArgs,
 ) -> Result<(), CliError> {
     let (mut scenario, source, options) = load(args, path, None)?;
     set_format(&mut scenario, format);
-    let shard = shard.map(|s| s.parse::<Shard>()).transpose().map_err(|e| CliError::BadInput(format!("--shard: {e}")))?;
-    let sweep_options = SweepOptions { out_dir: out, shard, force: options.force, progress: options.progress, checkpoint_every };
+    if share.list_points {
+        let points = coevo::experiment::grid::sweep_points(&scenario, path)?;
+        return emit(coevo::experiment::grid::list_points(&scenario, &points).as_bytes());
+    }
+    let chosen = match (share.shard, share.point, share.claim) {
+        (Some(s), _, _) => Share::Shard(s.parse::<Shard>().map_err(|e| CliError::BadInput(format!("--shard: {e}")))?),
+        (_, Some(k), _) => Share::Point(k),
+        (_, _, true) => {
+            let lease =
+                Lease::from_secs(share.lease.unwrap_or(Lease::DEFAULT_SECONDS)).map_err(|e| CliError::BadInput(format!("--lease: {e}")))?;
+            Share::Claim(lease)
+        }
+        _ => Share::All,
+    };
+    let sweep_options = SweepOptions {
+        out_dir: out,
+        share: chosen,
+        force: options.force,
+        progress: options.progress,
+        checkpoint_every,
+        interrupt: options.interrupt,
+    };
     let o = coevo::experiment::grid::run_sweep(&scenario, &source, path, &sweep_options)?;
     if !args.quiet {
-        println!(
-            "{} of {} points done ({} computed now); table in {}",
-            o.done,
-            o.points,
-            o.computed,
-            o.out_dir.join("sweep.csv").display()
-        );
+        let table = o.out_dir.join("sweep.csv");
+        let line = if o.table_written {
+            format!("{} of {} points done ({} computed now); table in {}\n", o.done, o.points, o.computed, table.display())
+        } else {
+            format!(
+                "{} of {} points done ({} computed now); {} is written once every point ended\n",
+                o.done,
+                o.points,
+                o.computed,
+                table.display()
+            )
+        };
+        emit(line.as_bytes())?;
         // `coevo plot` draws a sweep once every point is done (its table is then whole).
         if o.done == o.points {
-            print_hint(&o.out_dir);
+            print_hint(&o.out_dir)?;
             // A Sobol design's next step is its sensitivity indices.
             if scenario.sweep.as_ref().is_some_and(|s| matches!(s.design, coevo::scenario::Design::Sobol(_))) {
                 println!("next: coevo analyse {}", shell_quote(&o.out_dir.display().to_string()));
@@ -154,8 +215,7 @@ pub fn sweep(
 /// `coevo merge`.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(), CliError> {
     let points = coevo::experiment::grid::merge(dirs, out)?;
-    println!("{points} points merged into {}", out.join("sweep.csv").display());
-    Ok(())
+    emit(format!("{points} points merged into {}\n", out.join("sweep.csv").display()).as_bytes())
 }
 
 /// `coevo analyse`.
@@ -256,7 +316,12 @@ pub fn search(path: &Path, flags: SearchFlags, out: Option<PathBuf>, args: &RunA
         let flag = if flag.starts_with("--") { flag.to_string() } else { format!("--{flag}") };
         return Err(CliError::BadInput(format!("{flag}: {}", p.message)));
     }
-    let search_options = coevo::experiment::search::SearchOptions { out_dir: out, force: options.force, progress: options.progress };
+    let search_options = coevo::experiment::search::SearchOptions {
+        out_dir: out,
+        force: options.force,
+        progress: options.progress,
+        interrupt: options.interrupt,
+    };
     let started = std::time::Instant::now();
     let quiet = args.quiet;
     let spec = scenario.search.clone().expect("set above");
@@ -315,17 +380,32 @@ pub fn search(path: &Path, flags: SearchFlags, out: Option<PathBuf>, args: &RunA
 pub fn plot(dir: &Path, out: Option<PathBuf>) -> Result<(), CliError> {
     let out = out.unwrap_or_else(|| dir.join("figures"));
     for f in coevo::plot::plot_dir(dir, &out)? {
-        println!("{}", f.display());
+        emit(format!("{}\n", f.display()).as_bytes())?;
     }
     Ok(())
 }
 
-/// `coevo validate`: every file is checked; each invalid one's diagnostics are reported.
-pub fn validate(scenarios: &[PathBuf]) -> Result<(), CliError> {
+/// `coevo validate`: every file is checked; each invalid one's diagnostics are reported,
+/// each valid one's estimated cost shown.
+pub fn validate(scenarios: &[PathBuf], max_memory: Option<u64>) -> Result<(), CliError> {
     let mut problems = Vec::new();
     for path in scenarios {
-        match Scenario::load(path) {
-            Ok((s, _)) => println!("{}: ok ({} entities, {} rounds)", path.display(), s.entities.len(), s.rounds),
+        match Scenario::load_within(path, max_memory) {
+            Ok((s, _)) => {
+                let f = coevo::scenario::footprint::Footprint::of(&s);
+                emit(
+                    format!(
+                        "{}: ok ({} entities, {} rounds; about {} of memory, {:.1e} operations per round, {} of tables)\n",
+                        path.display(),
+                        s.entities.len(),
+                        s.rounds,
+                        coevo::data::human_bytes(f.memory),
+                        f.work_per_round as f64,
+                        coevo::data::human_bytes(f.output)
+                    )
+                    .as_bytes(),
+                )?;
+            }
             Err(e) => problems.push(e.to_string()),
         }
     }
@@ -336,8 +416,7 @@ pub fn validate(scenarios: &[PathBuf]) -> Result<(), CliError> {
 pub fn plugins_list(dir: Option<PathBuf>) -> Result<(), CliError> {
     let dirs = dir.map_or_else(|| coevo::plugin::search_path().into_iter().filter(|d| d.is_dir()).collect(), |d| vec![d]);
     let report = coevo::plugin::list_report(&dirs).map_err(CliError::BadInput)?;
-    print!("{report}");
-    Ok(())
+    emit(report.as_bytes())
 }
 
 /// `coevo data inspect`: the report is the library's ([`coevo::data::inspect`]); a file that
@@ -346,15 +425,14 @@ pub fn data_inspect(file: &Path, vectors: Option<String>, labels: String, max_me
     let layout = coevo::data::Layout { vectors, labels };
     let report =
         coevo::data::inspect(file, &layout, coevo::data::MemoryLimit::new(max_memory_mb)).map_err(|e| CliError::BadInput(e.to_string()))?;
-    print!("{report}");
-    Ok(())
+    emit(report.to_string().as_bytes())
 }
 
 /// `coevo plugins check`: the checks live in the library; this prints their report, and a
 /// failed check is a failure (exit 1) after the report.
 pub fn plugins_check(library: &str, params: &str, model: Option<&str>) -> Result<(), CliError> {
     let report = coevo::plugin::check::check_library(library, params, model).map_err(|e| CliError::BadInput(e.to_string()))?;
-    print!("{}", report.render());
+    emit(report.render().as_bytes())?;
     if report.passed() {
         Ok(())
     } else {
@@ -375,8 +453,7 @@ pub fn bench_round(b: &BenchArgs) -> Result<(), CliError> {
         let t = coevo::bench::time_rounds(b.k, b.d, b.n, b.rounds, b.seed, b.measure).map_err(|e| CliError::Runtime(e.to_string()))?;
         serde_json::to_string(&t)
     };
-    println!("{}", json.expect("timing serialises"));
-    Ok(())
+    emit(format!("{}\n", json.expect("timing serialises")).as_bytes())
 }
 
 /// `coevo completions SHELL`: the completion script on stdout.
@@ -393,8 +470,9 @@ pub fn man() -> Result<(), CliError> {
     emit(&page)
 }
 
-/// Writes generated text to stdout. A reader that stops early (`coevo man | head`) is not a
-/// failure.
+/// Writes what a command prints to stdout. A reader that stops early (`coevo run ... | head`,
+/// `coevo man | head`) is not a failure: the command's work is done (a run's folder is
+/// complete on disk), so the rest of the text is dropped and the exit code stays 0.
 fn emit(bytes: &[u8]) -> Result<(), CliError> {
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
@@ -405,18 +483,18 @@ fn emit(bytes: &[u8]) -> Result<(), CliError> {
 
 /// Prints a finished run's summary report and output folder, and (for folders `coevo plot`
 /// draws) the command that draws it.
-fn print_results(report: &str, out_dir: &Path, plottable: bool) {
-    print!("{report}");
-    println!("results in {}", out_dir.display());
+fn print_results(report: &str, out_dir: &Path, plottable: bool) -> Result<(), CliError> {
+    emit(format!("{report}results in {}\n", out_dir.display()).as_bytes())?;
     if plottable {
-        print_hint(out_dir);
+        print_hint(out_dir)?;
     }
+    Ok(())
 }
 
 /// The next step after a run or a sweep: `next: coevo plot DIR`, DIR quoted for the shell
 /// when needed, so the line can be pasted as it is.
-fn print_hint(dir: &Path) {
-    println!("next: coevo plot {}", shell_quote(&dir.display().to_string()));
+fn print_hint(dir: &Path) -> Result<(), CliError> {
+    emit(format!("next: coevo plot {}\n", shell_quote(&dir.display().to_string())).as_bytes())
 }
 
 /// `s` as one POSIX shell word: as it is when it needs no quoting, else in single quotes.

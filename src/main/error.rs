@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use coevo::experiment::grid::SweepFailure;
 use coevo::run::RunFailure;
 
 /// Why a command failed.
@@ -12,6 +13,10 @@ pub enum CliError {
     /// A run, sweep, merge or plot failed: `error: <failure>`, with the failure's own exit
     /// code (2 bad input, 1 failure while running, 130 interrupted).
     Run(RunFailure),
+    /// A sweep or merge ended with points failed or interrupted, or could not run: `error:
+    /// <failure>` (listing the points), with the failure's own exit code (1 points failed,
+    /// 130 interrupted, or the run failure's).
+    Sweep(SweepFailure),
     /// Scenario diagnostics, printed as they are (each already says `error: FILE:LINE:COL`
     /// and carries its hints), one after the other; exit code 2.
     Scenario(Vec<String>),
@@ -29,6 +34,7 @@ impl CliError {
         match self {
             // RunFailure::exit_code is 1, 2 or 130: it fits.
             CliError::Run(e) => u8::try_from(e.exit_code()).unwrap_or(1),
+            CliError::Sweep(e) => u8::try_from(e.exit_code()).unwrap_or(1),
             CliError::Scenario(_) | CliError::BadInput(_) => 2,
             CliError::Runtime(_) => 1,
         }
@@ -40,6 +46,7 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::Run(e) => write!(f, "error: {e}"),
+            CliError::Sweep(e) => write!(f, "error: {e}"),
             CliError::Scenario(diagnostics) => f.write_str(&diagnostics.join("\n")),
             CliError::BadInput(m) | CliError::Runtime(m) => write!(f, "error: {m}"),
         }
@@ -49,6 +56,15 @@ impl fmt::Display for CliError {
 impl From<RunFailure> for CliError {
     fn from(e: RunFailure) -> Self {
         CliError::Run(e)
+    }
+}
+
+impl From<SweepFailure> for CliError {
+    fn from(e: SweepFailure) -> Self {
+        match e {
+            SweepFailure::Run(e) => CliError::Run(e),
+            e => CliError::Sweep(e),
+        }
     }
 }
 

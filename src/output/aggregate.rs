@@ -17,7 +17,7 @@
 //! a round are folded in replicate order, so the file is identical whatever the thread count.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -144,24 +144,28 @@ pub struct AggregateWriter {
     file: File,
     line: String,
     aggregator: Aggregator,
+    /// Bytes of the header and the whole rounds written (see [`super::append_whole`]).
+    whole: u64,
 }
 
 impl AggregateWriter {
     /// Creates (truncates) `path` and writes the header.
     pub fn create(path: &Path) -> io::Result<Self> {
-        let mut file = File::create(path)?;
+        let mut file = super::files::create(path)?;
         file.write_all(AGGREGATE_HEADER.as_bytes())?;
         file.flush()?;
-        Ok(Self::with_file(file))
+        Ok(Self::with_file(file, AGGREGATE_HEADER.len() as u64))
     }
 
     /// Opens an existing `aggregate.csv` to append to (resuming a run).
     pub fn append(path: &Path) -> io::Result<Self> {
-        Ok(Self::with_file(OpenOptions::new().append(true).open(path)?))
+        let file = super::files::append(path)?;
+        let whole = file.metadata()?.len();
+        Ok(Self::with_file(file, whole))
     }
 
-    fn with_file(file: File) -> Self {
-        AggregateWriter { file, line: String::new(), aggregator: Aggregator::default() }
+    fn with_file(file: File, whole: u64) -> Self {
+        AggregateWriter { file, line: String::new(), aggregator: Aggregator::default(), whole }
     }
 
     /// Summarises one round's rows of every replicate (in replicate order) and appends them
@@ -185,8 +189,7 @@ impl AggregateWriter {
                 format_value(s.q95)
             );
         }
-        self.file.write_all(self.line.as_bytes())?;
-        self.file.flush()
+        super::append_whole(&mut self.file, self.line.as_bytes(), &mut self.whole)
     }
 }
 

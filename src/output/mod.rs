@@ -22,15 +22,18 @@
 //! - [`tidy`]: reading the tidy tables back (resume, sweeps, plots), whatever their format.
 
 pub mod aggregate;
+pub mod files;
 pub mod parquet;
 pub mod phases;
 mod summary;
 pub mod table;
 pub mod tidy;
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+pub use files::{write_atomic, write_atomic_with};
 
 pub use summary::{ModelSummary, StoppedEarly, Summary, SummaryTracker, format_level};
 
@@ -41,6 +44,8 @@ pub use crate::metrics::format_value;
 pub struct MetricsWriter {
     file: File,
     line: String,
+    /// Bytes of the header and the whole rounds written: where a failed write is cut back to.
+    whole: u64,
 }
 
 /// Header of `metrics.csv`.
@@ -49,15 +54,17 @@ pub const METRICS_HEADER: &str = "replicate,round,model,text,metric,value\n";
 impl MetricsWriter {
     /// Creates (truncates) `path` and writes the header.
     pub fn create(path: &Path) -> io::Result<Self> {
-        let mut file = File::create(path)?;
+        let mut file = files::create(path)?;
         file.write_all(METRICS_HEADER.as_bytes())?;
         file.flush()?;
-        Ok(MetricsWriter { file, line: String::new() })
+        Ok(MetricsWriter { file, line: String::new(), whole: METRICS_HEADER.len() as u64 })
     }
 
     /// Opens an existing table to append to (resuming a run from a checkpoint).
     pub fn append(path: &Path) -> io::Result<Self> {
-        Ok(MetricsWriter { file: fs::OpenOptions::new().append(true).open(path)?, line: String::new() })
+        let file = files::append(path)?;
+        let whole = file.metadata()?.len();
+        Ok(MetricsWriter { file, line: String::new(), whole })
     }
 
     /// Formats one round's rows of every replicate and appends them with a single write.
@@ -84,25 +91,23 @@ impl MetricsWriter {
         // quadratic cost); a reader that drops a last line without its newline is always safe.
         // SIGINT and SIGTERM, the signals of Ctrl-C, `kill` and batch schedulers, never cut a
         // round: the CLI turns them into a stop between rounds (`RunOptions::interrupt`).
-        self.file.write_all(self.line.as_bytes())?;
-        self.file.flush()
+        append_whole(&mut self.file, self.line.as_bytes(), &mut self.whole)
     }
 }
 
-/// Writes `contents` to `path` atomically: to a temporary file in the same folder, then
-/// renamed over `path`, so a reader never sees a half-written file.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    write_atomic_with(path, |out| out.write_all(contents))
-}
-
-/// [`write_atomic`] for contents produced piece by piece by `write` (e.g. a table streamed
-/// from another file), through a buffered writer.
-pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut io::BufWriter<File>) -> io::Result<()>) -> io::Result<()> {
-    let tmp: PathBuf = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
-    {
-        let mut out = io::BufWriter::new(File::create(&tmp)?);
-        write(&mut out)?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+/// Appends one round's `bytes` to a table whose whole rounds end at `whole` bytes, and
+/// moves `whole` past them. A write that fails part way (a full disk, a file size limit) is
+/// cut back to the last whole round, so the table never ends in a torn row; the write's error
+/// is returned (the cut is best effort: a disk that refuses it has refused the write first).
+pub fn append_whole(file: &mut File, bytes: &[u8], whole: &mut u64) -> io::Result<()> {
+    match file.write_all(bytes).and_then(|()| file.flush()) {
+        Ok(()) => {
+            *whole += bytes.len() as u64;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = file.set_len(*whole);
+            Err(e)
+        }
     }
-    fs::rename(&tmp, path)
 }

@@ -21,7 +21,7 @@
 //! **Reproducible.** Same scenario, seed and options, same file, byte for byte: the encoder has
 //! no clock or randomness, and `created_by` names the parquet crate's version only.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
@@ -167,7 +167,7 @@ impl ParquetFile {
 
     /// Creates (truncates) `path`: a valid file with no rows.
     fn create(path: &Path, schema: &SchemaRef) -> io::Result<ParquetFile> {
-        let mut f = ParquetFile::writer(File::create(path)?, 0, schema)?;
+        let mut f = ParquetFile::writer(super::files::create(path)?, 0, schema)?;
         f.end_row_group()?;
         Ok(f)
     }
@@ -179,7 +179,7 @@ impl ParquetFile {
         let Some(footer) = &mark.footer else {
             return Err(bad("the checkpoint holds no Parquet footer for this table (it was taken by a run writing CSV)".into()));
         };
-        let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+        let mut file = super::files::open_rw(path)?;
         let have = file.metadata()?.len();
         if have < mark.bytes {
             return Err(bad(format!(
@@ -252,14 +252,29 @@ impl ParquetFile {
         Ok(())
     }
 
-    /// Writes the row group encoded by `writers`, then the footer.
+    /// Writes the row group encoded by `writers`, then the footer. A write that fails part way
+    /// (a full disk, a file size limit) leaves the file whole as it was after the last row
+    /// group it completed, footer included (best effort: a disk that refuses that too has
+    /// refused the write first), and returns the write's error.
     fn write_row_group(&mut self, writers: Vec<ArrowColumnWriter>) -> io::Result<()> {
-        let mut row_group = self.writer.next_row_group().map_err(parquet_error)?;
-        for writer in writers {
-            writer.close().and_then(|chunk| chunk.append_to_row_group(&mut row_group)).map_err(parquet_error)?;
+        let (rows_end, groups) = (self.writer.bytes_written() as u64, self.row_groups.len());
+        let written = (|| {
+            let mut row_group = self.writer.next_row_group().map_err(parquet_error)?;
+            for writer in writers {
+                writer.close().and_then(|chunk| chunk.append_to_row_group(&mut row_group)).map_err(parquet_error)?;
+            }
+            row_group.close().map_err(parquet_error)?;
+            self.end_row_group()
+        })();
+        if written.is_err() {
+            // The footer in memory is the new one once the row group's bytes were all written
+            // (then only the footer's write failed), else still the one ending at `rows_end`.
+            let end = if self.row_groups.len() > groups { self.writer.bytes_written() as u64 } else { rows_end };
+            let sink = self.writer.inner_mut();
+            sink.position = end;
+            let _ = sink.write_footer(&self.footer);
         }
-        row_group.close().map_err(parquet_error)?;
-        self.end_row_group()
+        written
     }
 
     /// Pushes what the writer buffered to the file and writes the footer of every row group

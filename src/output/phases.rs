@@ -4,7 +4,7 @@
 //! The chains see every round; only the rounds the `output` section records are written.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 use crate::diagnostics::{DiagnosticsSpec, DriftChains, PhaseRecord};
@@ -16,25 +16,27 @@ pub const PHASES_HEADER: &str = "replicate,round,model,local_drift,cumulative_dr
 /// Labels phases as rounds arrive and appends them to `phases.csv`.
 pub struct PhasesWriter {
     chains: DriftChains,
-    out: BufWriter<File>,
-    error: Option<io::Error>,
+    file: File,
+    /// The round's rows, formatted as they come and written whole by
+    /// [`end_round`](Self::end_round).
+    line: String,
+    /// Bytes of the header and the whole rounds written (see [`super::append_whole`]).
+    whole: u64,
 }
 
 impl PhasesWriter {
     /// Creates (truncates) `path` and writes the header.
     pub fn create(path: &Path, spec: &DiagnosticsSpec) -> io::Result<Self> {
-        let mut out = BufWriter::new(File::create(path)?);
-        out.write_all(PHASES_HEADER.as_bytes())?;
-        Ok(PhasesWriter { chains: DriftChains::new(spec), out, error: None })
+        let mut file = super::files::create(path)?;
+        file.write_all(PHASES_HEADER.as_bytes())?;
+        Ok(PhasesWriter { chains: DriftChains::new(spec), file, line: String::new(), whole: PHASES_HEADER.len() as u64 })
     }
 
     /// Opens an existing `phases.csv` cut back to `len` bytes (a checkpoint's) to append to,
     /// with the chains as they were at that checkpoint.
     pub fn resume(path: &Path, len: u64, chains: DriftChains) -> io::Result<Self> {
-        let file = std::fs::OpenOptions::new().write(true).open(path)?;
-        file.set_len(len)?;
-        let out = BufWriter::new(std::fs::OpenOptions::new().append(true).open(path)?);
-        Ok(PhasesWriter { chains, out, error: None })
+        super::files::open_rw(path)?.set_len(len)?;
+        Ok(PhasesWriter { chains, file: super::files::append(path)?, line: String::new(), whole: len })
     }
 
     /// The chains' state (what a checkpoint stores).
@@ -42,13 +44,14 @@ impl PhasesWriter {
         &self.chains
     }
 
-    /// Labels one replicate's rows of one round, writing the labels if `record`; the first
-    /// write error is kept for [`end_round`](Self::end_round).
+    /// Labels one replicate's rows of one round, keeping the labels for
+    /// [`end_round`](Self::end_round) if `record`.
     pub fn observe(&mut self, replicate: u64, rows: &[MetricRow], record: bool) {
-        let (out, error) = (&mut self.out, &mut self.error);
+        use std::fmt::Write as _;
+        let out = &mut self.line;
         self.chains.observe(replicate, rows, |r: PhaseRecord<'_>| {
-            if record && error.is_none() {
-                let written = writeln!(
+            if record {
+                let _ = writeln!(
                     out,
                     "{},{},{},{},{},{},{},{}",
                     r.replicate,
@@ -60,19 +63,15 @@ impl PhasesWriter {
                     f(r.cumulative_change),
                     r.phase
                 );
-                if let Err(e) = written {
-                    *error = Some(e);
-                }
             }
         });
     }
 
-    /// Flushes the round's labels to the file (a killed run leaves whole rounds, bar the one
-    /// in flight) and reports the first error since the last call.
+    /// Writes the round's labels to the file in one write (a killed run leaves whole rounds,
+    /// bar the one in flight; a failed write is cut back to the last whole round).
     pub fn end_round(&mut self) -> io::Result<()> {
-        if let Some(e) = self.error.take() {
-            return Err(e);
-        }
-        self.out.flush()
+        let written = super::append_whole(&mut self.file, self.line.as_bytes(), &mut self.whole);
+        self.line.clear();
+        written
     }
 }

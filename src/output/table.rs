@@ -7,7 +7,6 @@
 //! Parquet table buffers as a row group first), and [`close`](MetricsTable::close) ends it (a
 //! Parquet table writes its buffered rows; the file is complete after it).
 
-use std::fs::OpenOptions;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -41,7 +40,7 @@ pub fn find_table(dir: &Path, stem: &str) -> io::Result<Option<PathBuf>> {
 /// Cuts the CSV table at `path` back to `mark` (a checkpoint's length), checking it is at
 /// least that long.
 fn cut_csv(path: &Path, mark: &TableMark) -> io::Result<()> {
-    let file = OpenOptions::new().write(true).open(path)?;
+    let file = super::files::open_rw(path)?;
     let have = file.metadata()?.len();
     if have < mark.bytes {
         return Err(io::Error::new(

@@ -21,8 +21,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::legend::{Entry, Mark, draw_legend, layout};
-use super::{Figure, Key, Series, bad_file, color, err, round_label, save};
-use crate::experiment::grid::SweepManifest;
+use super::{Figure, Key, Series, bad_file, color, err, on_axis, round_label, save};
+use crate::experiment::grid::{PointStatus, SweepManifest};
 use crate::output::tidy::{parse, read_csv};
 use crate::run::RunFailure;
 
@@ -67,7 +67,7 @@ impl Lines {
     }
 
     fn x_range(&self) -> Range<f64> {
-        let xs = self.panels.iter().flat_map(|p| &p.curves).flat_map(|c| c.x.iter().copied()).filter(|v| v.is_finite());
+        let xs = self.panels.iter().flat_map(|p| &p.curves).flat_map(|c| c.x.iter().copied()).filter(|v| v.is_finite()).map(on_axis);
         let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
         if !lo.is_finite() {
             return 0.0..1.0;
@@ -83,7 +83,8 @@ fn y_range(p: &Panel) -> Range<f64> {
     let values = p
         .curves
         .iter()
-        .flat_map(|c| c.y.iter().chain(c.band.iter().flat_map(|(lo, hi, _)| lo.iter().chain(hi))).copied().filter(|v| v.is_finite()));
+        .flat_map(|c| c.y.iter().chain(c.band.iter().flat_map(|(lo, hi, _)| lo.iter().chain(hi))).copied().filter(|v| v.is_finite()))
+        .map(on_axis);
     let (lo, hi) = values.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let hi = if hi > lo { hi } else { lo + 1.0 };
     lo..hi + 0.05 * (hi - lo)
@@ -294,8 +295,13 @@ pub(super) fn plot_sweep_lines(dir: &Path, out: &Path, manifest: &SweepManifest)
     let np = manifest.parameters.len();
     let (model_col, metric_col, mean_col, se_col, collapsed_col) =
         (col("model"), col("diversity_metric"), col("final_mean"), col("final_se"), col("collapsed_fraction"));
+    let status_col = col("status");
     let mut rows = Vec::new();
     read_csv(&csv, &header, |n, f| {
+        // Failed and interrupted points have no summary to draw.
+        if f[status_col] != PointStatus::Ok.label() {
+            return Ok(());
+        }
         rows.push(SweepRow {
             params: f[1..=np].iter().map(|s| s.to_string()).collect(),
             model: f[model_col].to_string(),

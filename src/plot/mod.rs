@@ -23,7 +23,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::diagnostics::ChainPhase;
-use crate::experiment::grid::SweepManifest;
+use crate::experiment::grid::{PointStatus, SweepManifest};
 use crate::metrics::names;
 use crate::models::Allocation;
 use crate::output::aggregate::AggregateRow;
@@ -58,19 +58,30 @@ fn register_font() {
     });
 }
 
-/// Renders `figure` to `dir/stem.svg` and `dir/stem.png`.
+/// Renders `figure` to `dir/stem.svg` and `dir/stem.png`. Both are drawn in memory and
+/// written through [`crate::output::files`] (atomically, never through a link planted in the
+/// figures folder), not by the plotting backends' own file handling.
 fn save(figure: &impl Figure, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, RunFailure> {
+    use image::ImageEncoder as _;
     register_font();
     let (svg, png) = (dir.join(format!("{stem}.svg")), dir.join(format!("{stem}.png")));
     let fail = |path: &Path, e: String| RunFailure::Io { path: path.to_path_buf(), source: std::io::Error::other(e) };
+    let mut text = String::new();
     {
-        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
         figure.draw(&root).and_then(|()| root.present().map_err(err)).map_err(|e| fail(&svg, e))?;
     }
+    crate::output::write_atomic(&svg, text.as_bytes()).map_err(|e| fail(&svg, e.to_string()))?;
+    let (width, height) = SIZE;
+    let mut pixels = vec![0u8; width as usize * height as usize * 3];
     {
-        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
         figure.draw(&root).and_then(|()| root.present().map_err(err)).map_err(|e| fail(&png, e))?;
     }
+    crate::output::write_atomic_with(&png, |out| {
+        image::codecs::png::PngEncoder::new(out).write_image(&pixels, width, height, image::ColorType::Rgb8).map_err(std::io::Error::other)
+    })
+    .map_err(|e| fail(&png, e.to_string()))?;
     Ok(vec![svg, png])
 }
 
@@ -228,8 +239,8 @@ struct Diversity {
 
 /// Rounds from 0 to the last round in `series`, as an axis range.
 fn round_range<'a>(series: impl Iterator<Item = &'a Series>) -> std::ops::Range<f64> {
-    let last = series.flat_map(|s| s.rounds.last().copied()).fold(1.0, f64::max);
-    0.0..last
+    let last = series.flat_map(|s| s.rounds.last().copied()).filter(|r| r.is_finite()).fold(1.0, f64::max);
+    0.0..on_axis(last)
 }
 
 impl Figure for Diversity {
@@ -296,10 +307,25 @@ fn positive(rounds: &[f64], values: &[f64]) -> Vec<(f64, f64)> {
     rounds.iter().zip(values).filter(|(_, v)| **v > 0.0 && v.is_finite()).map(|(&r, &v)| (r, v)).collect()
 }
 
-/// A log-axis range covering `values` (positive ones), padded a little.
+/// Largest magnitude an axis reaches: a trace near `f64::MAX` padded by 5% or doubled would be
+/// infinite, and plotters then computes ticks without end (a hang). Values beyond it are
+/// drawn at the edge of the figure.
+pub(crate) const AXIS_LIMIT: f64 = 1e300;
+
+/// `v` within the axes' reach, `[-AXIS_LIMIT, AXIS_LIMIT]`.
+pub(crate) fn on_axis(v: f64) -> f64 {
+    v.clamp(-AXIS_LIMIT, AXIS_LIMIT)
+}
+
+/// A log-axis range covering `values` (positive ones), padded a little, within
+/// `[1 / AXIS_LIMIT, AXIS_LIMIT]`.
 fn log_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     let (lo, hi) = values.filter(|v| *v > 0.0 && v.is_finite()).fold((f64::INFINITY, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    if hi <= 0.0 { 1e-3..1.0 } else { lo / 2.0..hi * 2.0 }
+    if hi <= 0.0 {
+        return 1e-3..1.0;
+    }
+    let (lo, hi) = ((lo / 2.0).clamp(1.0 / AXIS_LIMIT, AXIS_LIMIT), (hi * 2.0).clamp(1.0 / AXIS_LIMIT, AXIS_LIMIT));
+    if hi > lo { lo..hi } else { lo..lo * 10.0 }
 }
 
 impl Trace {
@@ -471,9 +497,13 @@ fn plot_sweep(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
     let header = crate::experiment::grid::sweep_header(&manifest.parameters);
     let columns: Vec<String> = header.trim_end().split(',').map(String::from).collect();
     let col = |name: &str| columns.iter().position(|c| c == name).expect("a column of the header");
-    let (model_col, collapsed_col) = (col("model"), col("collapsed_fraction"));
+    let (model_col, collapsed_col, status_col) = (col("model"), col("collapsed_fraction"), col("status"));
     let mut maps: Vec<(String, Vec<HeatmapPoint>)> = Vec::new();
     read_csv(&csv, &header, |n, f| {
+        // Failed and interrupted points have no summary: their cells stay empty.
+        if f[status_col] != PointStatus::Ok.label() {
+            return Ok(());
+        }
         let value: f64 = parse(&csv, n, "collapsed_fraction", f[collapsed_col])?;
         let model = f[model_col].to_string();
         let entry = match maps.iter().position(|(m, _)| *m == model) {

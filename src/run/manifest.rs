@@ -135,7 +135,8 @@ impl<'a> ManifestWriter<'a> {
     }
 
     /// Writes the final status (`complete` or `failed: ...`) with where replicates stopped
-    /// early, and passes the result on.
+    /// early, and passes the result on. After a failure the manifest is written best effort:
+    /// if the disk refuses it too, that is logged and the first failure is the one returned.
     pub(crate) fn finish(
         &self,
         completed: u64,
@@ -147,7 +148,13 @@ impl<'a> ManifestWriter<'a> {
             Err(RunFailure::Interrupted { .. }) => "interrupted".to_string(),
             Err(e) => format!("failed: {e}"),
         };
-        self.write_with(&status, completed, stopped_early)?;
-        result
+        match (self.write_with(&status, completed, stopped_early), result) {
+            (Err(e), Ok(())) => Err(e),
+            (Err(e), Err(first)) => {
+                tracing::error!("writing the final manifest after the run failed: {e}");
+                Err(first)
+            }
+            (Ok(()), result) => result,
+        }
     }
 }

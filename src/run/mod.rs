@@ -62,8 +62,13 @@ pub struct RunOptions {
     pub checkpoint_every: Option<u64>,
     /// Set (by the CLI's SIGINT/SIGTERM handler) to stop cleanly after the round in flight:
     /// that round's rows are written whole, the manifest says `interrupted`, and a checkpoint
-    /// run can be resumed. Checked once per round, never inside a write.
+    /// run can be resumed. Checked between rounds and between the phases of a round (so a
+    /// round of many steps stops in bounded time; a round stopped part way is not written),
+    /// never inside a write.
     pub interrupt: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Refuse scenarios whose estimated peak memory exceeds this many bytes (see
+    /// [`crate::scenario::footprint::Footprint`]); default: the memory the system reports available.
+    pub max_memory: Option<u64>,
 }
 
 /// Why a run did not complete.
@@ -115,9 +120,19 @@ pub struct RunOutcome {
     pub summary: Summary,
 }
 
-/// The output folder a run of `scenario` writes to under `options`.
-pub fn output_dir(scenario: &Scenario, options: &RunOptions) -> PathBuf {
-    options.out_dir.clone().or_else(|| scenario.output.dir.clone()).unwrap_or_else(|| Path::new("out").join(&scenario.name))
+/// The output folder a run of `scenario` (read from `file`) writes to under `options`: the
+/// command line's `--out` (any folder the user names), else the scenario's `output.dir`
+/// joined to the scenario file's folder (validation keeps it relative and free of `..`, so a
+/// received scenario cannot name a folder outside its own), else `out/<scenario name>`. The
+/// path is normalised lexically (see [`crate::output::files::lexical`]), so the overwrite
+/// guard sees the folder that will be written.
+pub fn output_dir(scenario: &Scenario, file: &Path, options: &RunOptions) -> PathBuf {
+    let dir = match (&options.out_dir, &scenario.output.dir) {
+        (Some(out), _) => out.clone(),
+        (None, Some(dir)) => file.parent().unwrap_or(Path::new("")).join(dir),
+        (None, None) => Path::new("out").join(&scenario.name),
+    };
+    crate::output::files::lexical(&dir)
 }
 
 /// Runs every replicate of a validated scenario and writes the output folder.
@@ -126,7 +141,7 @@ pub fn output_dir(scenario: &Scenario, options: &RunOptions) -> PathBuf {
 /// schedule); each round's rows are written in replicate order, so the files are identical
 /// whatever the number of threads.
 pub fn run(scenario: &Scenario, source: &str, file: &Path, options: &RunOptions) -> Result<RunOutcome, RunFailure> {
-    let out_dir = output_dir(scenario, options);
+    let out_dir = output_dir(scenario, file, options);
     let stale = tables::stale_tables(&out_dir, scenario);
     // Tables of another run that this one would not overwrite: refused, or removed with --force
     // (a folder must never mix two runs' tables).
@@ -136,18 +151,32 @@ pub fn run(scenario: &Scenario, source: &str, file: &Path, options: &RunOptions)
             table.display()
         )));
     }
-    prepare_output(&out_dir, options.force)?;
+    // Nothing is removed or written before the folder is locked.
+    let lock = prepare_output(&out_dir, options.force)?;
     for (table, _) in stale {
         remove_if_present(&table)?;
     }
     remove_if_present(&out_dir.join(crate::checkpoint::FILE))?;
-    let sims: Vec<Simulation> = (0..scenario.replicates).map(|r| Simulation::new(scenario, r)).collect::<Result<_, _>>()?;
+    crate::output::files::remove_temp_files(&out_dir).map_err(io_error(&out_dir))?;
+    let sims = build_worlds(scenario, options)?;
     let manifest = ManifestWriter::new(&out_dir, scenario, source, file);
     manifest.write("running", 0)?;
     let tracker = SummaryTracker::new(scenario.collapse.clone(), scenario.stop.clone(), sims.len(), scenario.rounds);
     let tables = Tables::create(&out_dir, scenario)?;
     let source = RunSource { text: source, file };
-    continue_run(sims, scenario, &source, options, &out_dir, &manifest, tracker, tables, 0)
+    let outcome = continue_run(sims, scenario, &source, options, &out_dir, &manifest, tracker, tables, 0);
+    drop(lock);
+    outcome
+}
+
+/// The worlds of every replicate, each told of the interrupt flag so that a long round stops
+/// between its phases (see [`Simulation::set_interrupt`]).
+fn build_worlds(scenario: &Scenario, options: &RunOptions) -> Result<Vec<Simulation>, RunFailure> {
+    let mut sims: Vec<Simulation> = (0..scenario.replicates).map(|r| Simulation::new(scenario, r)).collect::<Result<_, _>>()?;
+    for sim in &mut sims {
+        sim.set_interrupt(options.interrupt.clone());
+    }
+    Ok(sims)
 }
 
 /// Continues the run whose checkpoint is in `out_dir` (`coevo resume`): the metrics it
@@ -162,11 +191,8 @@ pub fn resume(out_dir: &Path, options: &RunOptions) -> Result<RunOutcome, RunFai
             crate::checkpoint::FILE
         )));
     }
+    let lock = lock_output(out_dir)?;
     let checkpoint = Checkpoint::read(&path).map_err(bad)?;
-    // Temporary files of atomic writes that a kill interrupted.
-    for name in ["manifest.json.tmp", "summary.json.tmp", "checkpoint.json.tmp", "phases.csv.tmp"] {
-        remove_if_present(&out_dir.join(name))?;
-    }
     let manifest_path = out_dir.join("manifest.json");
     let manifest: serde_json::Value = std::fs::read(&manifest_path)
         .ok()
@@ -204,17 +230,28 @@ pub fn resume(out_dir: &Path, options: &RunOptions) -> Result<RunOutcome, RunFai
     scenario.replicates = checkpoint.replicates;
     scenario.output = checkpoint.output.clone();
     let observers = Observers::decode(&checkpoint.observers).map_err(|e| bad(format!("{}: {e}", path.display())))?;
-    let mut sims: Vec<Simulation> = (0..scenario.replicates).map(|r| Simulation::new(&scenario, r)).collect::<Result<_, _>>()?;
+    // The scenario is loaded from the checkpoint, not by `Scenario::load`: its size is
+    // checked here, before any world is built.
+    crate::scenario::footprint::check_memory(&scenario, options.max_memory)
+        .map_err(|problems| bad(ScenarioErrors::invalid(&file, &checkpoint.scenario_source, problems).to_string()))?;
+    let mut sims = build_worlds(&scenario, options)?;
     for (sim, state) in sims.iter_mut().zip(&checkpoint.worlds) {
         crate::checkpoint::restore(sim, state).map_err(|e| bad(format!("{}: {e}", path.display())))?;
     }
     let marks = checkpoint.table_marks().map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    // Every mark is checked against its file before any file is cut back or written: a bad
+    // checkpoint leaves the folder as it found it.
+    Tables::check_marks(out_dir, &scenario, (&marks.0, &marks.1), checkpoint.phases_bytes)
+        .map_err(|e| bad(format!("{}: corrupt checkpoint or table: {e}", path.display())))?;
+    crate::output::files::remove_temp_files(out_dir).map_err(io_error(out_dir))?;
     let tables = Tables::resume(out_dir, &scenario, (&marks.0, &marks.1), checkpoint.phases_bytes, observers.phases)?;
     let tracker = observers.summary;
     let manifest = ManifestWriter::new(out_dir, &scenario, &checkpoint.scenario_source, &file);
     manifest.write("running", checkpoint.round)?;
     let source = RunSource { text: &checkpoint.scenario_source, file: &file };
-    continue_run(sims, &scenario, &source, options, out_dir, &manifest, tracker, tables, checkpoint.round + 1)
+    let outcome = continue_run(sims, &scenario, &source, options, out_dir, &manifest, tracker, tables, checkpoint.round + 1);
+    drop(lock);
+    outcome
 }
 
 /// The scenario source a run was started from (what checkpoints embed).
@@ -276,6 +313,7 @@ fn continue_run(
             output: scenario.output.clone(),
             observers: observers.encode(),
             worlds,
+            sha256: None,
         };
         c.write(out_dir).map_err(io_error(&checkpoint_path))?;
         manifest.write("running", round)
@@ -295,7 +333,8 @@ fn continue_run(
     let tracker = tracker.into_inner();
     let summary = tracker.summary();
     let summary_path = out_dir.join("summary.json");
-    write_atomic(&summary_path, &serde_json::to_vec_pretty(&summary).expect("summary serialises")).map_err(io_error(&summary_path))?;
+    let written = write_atomic(&summary_path, &serde_json::to_vec_pretty(&summary).expect("summary serialises"));
+    let result = first_failure(result, &summary_path, written);
     if result.is_ok() {
         remove_if_present(&checkpoint_path)?;
     }
@@ -304,18 +343,45 @@ fn continue_run(
     Ok(RunOutcome { out_dir: out_dir.to_path_buf(), summary })
 }
 
+/// How a run ended, once the write of `path` that follows its loop (the summary) returned
+/// `written`: the loop's failure if it failed (a full disk that stopped the tables also
+/// refuses the summary, and that second error would hide the first), else the write's. The
+/// manifest is then written, best effort, with this as its status.
+pub(crate) fn first_failure(result: Result<(), RunFailure>, path: &Path, written: std::io::Result<()>) -> Result<(), RunFailure> {
+    match (result, written) {
+        (Ok(()) | Err(RunFailure::Interrupted { .. }), Err(e)) => Err(io_error(path)(e)),
+        (result, _) => result,
+    }
+}
+
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunFailure + use<> {
     let path = path.to_path_buf();
     move |source| RunFailure::Io { path, source }
 }
 
-/// Creates the output folder, refusing one that already holds a run unless `force`.
-pub(crate) fn prepare_output(out_dir: &Path, force: bool) -> Result<(), RunFailure> {
+/// Creates the output folder and locks it (see [`lock_output`]), refusing one that already
+/// holds a run unless `force`. The returned lock is held for the whole run.
+pub(crate) fn prepare_output(out_dir: &Path, force: bool) -> Result<crate::output::files::DirLock, RunFailure> {
     if out_dir.join("manifest.json").exists() && !force {
         return Err(RunFailure::BadInput(format!(
             "{} already holds a run; pass --force to overwrite it, or --out DIR to write elsewhere",
             out_dir.display()
         )));
     }
-    std::fs::create_dir_all(out_dir).map_err(io_error(out_dir))
+    std::fs::create_dir_all(out_dir).map_err(io_error(out_dir))?;
+    lock_output(out_dir)
+}
+
+/// Locks the output folder `out_dir` for this process (an advisory `flock`, released when the
+/// run ends or the process dies), refusing it, even with `--force`, while another run holds
+/// it: two writers would interleave rows and leave a manifest that says `running`.
+pub(crate) fn lock_output(out_dir: &Path) -> Result<crate::output::files::DirLock, RunFailure> {
+    match crate::output::files::DirLock::try_acquire(out_dir) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(RunFailure::BadInput(format!(
+            "{} is in use by another coevo run (it holds the folder's lock); wait for it to end, or write elsewhere with --out DIR (--force does not override a run in progress)",
+            out_dir.display()
+        ))),
+        Err(e) => Err(io_error(out_dir)(e)),
+    }
 }

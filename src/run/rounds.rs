@@ -128,7 +128,12 @@ impl RoundLoop<'_> {
                 })
                 .collect();
             if let Some(e) = outcomes.into_iter().find_map(Result::err) {
-                result = Err(e.into());
+                // A round stopped part way by the interrupt flag is not written: the run ends
+                // after the last whole round, as a stop between rounds does.
+                result = Err(match e {
+                    RunError::Interrupted { .. } => RunFailure::Interrupted { round: completed },
+                    e => e.into(),
+                });
                 break;
             }
             // Every live replicate's rows are observed (summary, early stop, phases); a round is

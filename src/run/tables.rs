@@ -112,6 +112,28 @@ impl Tables {
         })
     }
 
+    /// Checks a checkpoint's marks against the files in `out_dir` without touching them:
+    /// every table is at least as long as its mark, and each mark ends a whole row (a CSV
+    /// mark is past the header and just after a newline; a Parquet mark is past the file's
+    /// magic bytes). [`Tables::resume`] cuts the tables back only once all of them pass.
+    pub(super) fn check_marks(
+        out_dir: &Path,
+        scenario: &Scenario,
+        (metrics, aggregate): (&TableMark, &TableMark),
+        phases_bytes: u64,
+    ) -> Result<(), String> {
+        let format = scenario.output.format;
+        let mut tables = vec![(table_path(out_dir, "metrics", format), metrics.bytes, format)];
+        if scenario.output.writes_aggregate(scenario.replicates) {
+            tables.push((table_path(out_dir, "aggregate", format), aggregate.bytes, format));
+        }
+        tables.push((out_dir.join("phases.csv"), phases_bytes, TableFormat::Csv));
+        for (path, mark, format) in tables {
+            check_mark(&path, mark, format)?;
+        }
+        Ok(())
+    }
+
     /// The length of `phases.csv` after the rounds written so far (its rows are flushed
     /// round by round), and its drift chains: what a checkpoint stores of the phase labels.
     pub(super) fn phases_mark(&self) -> Result<(u64, DriftChains), RunFailure> {
@@ -141,4 +163,35 @@ impl Tables {
         }
         Ok(())
     }
+}
+
+/// Checks one table's mark (see [`Tables::check_marks`]).
+fn check_mark(path: &Path, mark: u64, format: TableFormat) -> Result<(), String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let have = file.metadata().map_err(|e| format!("{}: {e}", path.display()))?.len();
+    if have < mark {
+        return Err(format!(
+            "{} has {have} bytes but the checkpoint was taken after {mark}: the table was truncated or replaced",
+            path.display()
+        ));
+    }
+    // A CSV table starts with its header line; a Parquet file with its 4 magic bytes.
+    let least = match format {
+        TableFormat::Csv => {
+            1 + std::io::BufRead::lines(std::io::BufReader::new(&file)).next().map_or(0, |l| l.map_or(0, |l| l.len() as u64))
+        }
+        TableFormat::Parquet => 4,
+    };
+    if mark < least {
+        return Err(format!("the checkpoint cuts {} at byte {mark}, inside its header: the checkpoint is corrupt", path.display()));
+    }
+    if format == TableFormat::Csv {
+        let mut last = [0u8];
+        file.seek(SeekFrom::Start(mark - 1)).and_then(|_| file.read_exact(&mut last)).map_err(|e| format!("{}: {e}", path.display()))?;
+        if last[0] != b'\n' {
+            return Err(format!("the checkpoint cuts {} at byte {mark}, inside a row: the checkpoint is corrupt", path.display()));
+        }
+    }
+    Ok(())
 }

@@ -38,6 +38,9 @@ impl Default for DiagnosticsSpec {
     }
 }
 
+/// Longest drift window, in rounds (the chains hold two values per round of it per model).
+pub const MAX_WINDOW: u64 = 1_000_000;
+
 /// Problems of a scenario's diagnostics section, for [`super::validate`].
 pub fn check(spec: &DiagnosticsSpec) -> Vec<Problem> {
     let mut problems = Vec::new();
@@ -48,8 +51,9 @@ pub fn check(spec: &DiagnosticsSpec) -> Vec<Problem> {
     if !(spec.noise_z.is_finite() && spec.noise_z >= 0.0) {
         fail(format!("noise_z must be a finite number >= 0 (standard errors of noise allowed), got {}", spec.noise_z));
     }
-    if spec.window < 1 {
-        fail(format!("window must be at least 1 round, got {}", spec.window));
+    // The chains keep the last `window` values of every model's drift, allocated up front.
+    if !(1..=MAX_WINDOW).contains(&spec.window) {
+        fail(format!("window must be between 1 and {MAX_WINDOW} rounds, got {}", spec.window));
     }
     problems
 }

@@ -422,6 +422,49 @@ impl fmt::Display for ScenarioError {
     }
 }
 
+/// Longest text of a scenario (a name, a value) that a message echoes: longer ones are cut.
+const MAX_SHOWN_CHARS: usize = 120;
+
+/// `text` as a message shows it: quoted, control characters escaped (an escape sequence in a
+/// received scenario must not drive the terminal that shows the error), and cut after
+/// [`MAX_SHOWN_CHARS`] characters with how many were left out.
+pub(crate) fn shown(text: &str) -> String {
+    let mut out = String::from("\"");
+    for (i, ch) in text.chars().enumerate() {
+        if i == MAX_SHOWN_CHARS {
+            out.push_str(&format!("\"... ({} more characters)", text.chars().count() - i));
+            return out;
+        }
+        match ch {
+            '"' => out.push_str("\\\""),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `message` with its control characters but newlines escaped, and each line cut after a
+/// few thousand characters: what every scenario error shows, whatever the scenario held.
+fn printable(message: &str) -> String {
+    const MAX_LINE: usize = 4000;
+    let mut out = String::with_capacity(message.len().min(1 << 16));
+    for (n, line) in message.split('\n').enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        for (i, ch) in line.chars().enumerate() {
+            if i == MAX_LINE {
+                out.push_str(" ... (line cut)");
+                break;
+            }
+            if ch.is_control() { out.extend(ch.escape_default()) } else { out.push(ch) }
+        }
+    }
+    out
+}
+
 /// Every problem found in one scenario file (validation reports all of them at once).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScenarioErrors(pub Vec<ScenarioError>);
@@ -454,7 +497,7 @@ impl fmt::Display for ScenarioErrors {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "error: {e}")?;
+            write!(f, "error: {}", printable(&e.to_string()))?;
         }
         Ok(())
     }

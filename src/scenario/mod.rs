@@ -9,6 +9,7 @@
 pub mod design;
 pub mod diagnostics;
 mod error;
+pub mod footprint;
 pub mod output;
 mod plugin;
 pub mod search;

@@ -142,6 +142,29 @@ pub enum StopWhen {
     Absorbed,
 }
 
+/// Why `dir` (a scenario's `output.dir`) could lead outside the scenario's folder, if it
+/// could: absolute, empty, or with a `.` or `..` component. Checked on the text, before any
+/// file system is consulted, so no link or missing folder can change the answer.
+fn escapes(dir: &std::path::Path) -> Option<&'static str> {
+    use std::path::Component;
+    if dir.as_os_str().is_empty() {
+        return Some("is empty");
+    }
+    for c in dir.components() {
+        match c {
+            Component::Normal(_) => {}
+            Component::RootDir | Component::Prefix(_) => return Some("is absolute"),
+            Component::CurDir | Component::ParentDir => return Some("has a `.` or `..` component"),
+        }
+    }
+    // `Path::components` drops inner `.` components: look at the text too.
+    let text = dir.to_string_lossy();
+    if text.split(['/', '\\']).any(|part| part == "." || part == "..") {
+        return Some("has a `.` or `..` component");
+    }
+    None
+}
+
 /// The metric names the engine itself writes (plugins add their own, checked once loaded).
 pub fn builtin_metrics() -> Vec<String> {
     let mut all: Vec<String> = [
@@ -179,6 +202,17 @@ pub fn builtin_metrics() -> Vec<String> {
 pub fn check(output: &OutputSpec, stop: Option<&StopSpec>, has_plugins: bool) -> Vec<Problem> {
     let problem = |key: &str, message: &str| Problem { entity: None, kind: "", key: key.into(), message: message.into() };
     let mut problems = Vec::new();
+    if let Some(dir) = &output.dir
+        && let Some(why) = escapes(dir)
+    {
+        problems.push(problem(
+            "output.dir",
+            &format!(
+                "{} {why}: a scenario may only name a folder below its own (relative, e.g. \"runs/a\"); give any other folder with --out",
+                super::error::shown(&dir.display().to_string())
+            ),
+        ));
+    }
     if output.every == 0 {
         problems.push(problem("output.every", "every must be at least 1 (record every k-th round; 1 records all)"));
     }

@@ -200,8 +200,8 @@ impl<'a> Checker<'a> {
             self.fail(key, format!("{label} must be {d} x {d} (dim = {d}), got rows of lengths {shape:?}"));
             return;
         }
-        if rows.iter().flatten().any(|x| !x.is_finite()) {
-            self.fail(key, format!("{label} has a non-finite entry"));
+        if let Some(x) = rows.iter().flatten().find(|x| out_of_range(**x)) {
+            self.fail(key, format!("{label} has the entry {x}; {RANGE}"));
             return;
         }
         let m = DMatrix::from_fn(d, d, |r, c| rows[r][c]);
@@ -224,8 +224,8 @@ impl<'a> Checker<'a> {
     fn variances(&mut self, key: &str, v: &[f64], d: usize) {
         if v.len() != d {
             self.fail(key, format!("Diagonal needs {d} variances (dim = {d}), got {}", v.len()));
-        } else if let Some(x) = v.iter().find(|x| !x.is_finite() || **x < 0.0) {
-            self.fail(key, format!("variance {x} is invalid: variances must be finite and >= 0"));
+        } else if let Some(x) = v.iter().find(|x| out_of_range(**x) || **x < 0.0) {
+            self.fail(key, format!("variance {x} is invalid: variances must be >= 0; {RANGE}"));
         }
     }
 
@@ -353,8 +353,8 @@ impl<'a> Checker<'a> {
                 }
                 if let Some((i, m)) = list.iter().enumerate().find(|(_, m)| m.len() != d) {
                     self.fail("means", format!("mean [{i}] has {} coordinates, expected dim = {d}", m.len()));
-                } else if list.iter().flatten().any(|x| !x.is_finite()) {
-                    self.fail("means", "means must be finite numbers");
+                } else if let Some(x) = list.iter().flatten().find(|x| out_of_range(**x)) {
+                    self.fail("means", format!("a mean has the coordinate {x}; {RANGE}"));
                 }
             }
             Means::FromData(_) | Means::UnitCircle => {}
@@ -376,8 +376,8 @@ impl<'a> Checker<'a> {
     /// A covariance shared by every text (`Isotropic`, `Diagonal` or `Full`).
     fn shared_covariance(&mut self, key: &str, covariance: &Covariance, d: usize) {
         match covariance {
-            Covariance::Isotropic(s2) if !s2.is_finite() || *s2 < 0.0 => {
-                self.fail(key, format!("Isotropic({s2}): the variance s^2 must be finite and >= 0"))
+            Covariance::Isotropic(s2) if out_of_range(*s2) || *s2 < 0.0 => {
+                self.fail(key, format!("Isotropic({s2}): the variance s^2 must be >= 0; {RANGE}"))
             }
             Covariance::Diagonal(v) => self.variances(key, v, d),
             Covariance::Full(rows) => self.matrix(key, "Full covariance", rows, d),
@@ -391,8 +391,8 @@ impl<'a> Checker<'a> {
     fn gaussian(&mut self, key: &str, g: &GaussianSpec, d: usize) {
         if g.mean.len() != d {
             self.fail(key, format!("mean has {} coordinates, expected dim = {d}", g.mean.len()));
-        } else if g.mean.iter().any(|x| !x.is_finite()) {
-            self.fail(key, "mean must be finite numbers");
+        } else if let Some(x) = g.mean.iter().find(|x| out_of_range(**x)) {
+            self.fail(key, format!("the mean has the coordinate {x}; {RANGE}"));
         }
         self.shared_covariance(key, &g.covariance, d);
     }
@@ -571,10 +571,13 @@ impl<'a> Checker<'a> {
     /// The scenario's own fields: name, rounds, replicates, collapse thresholds, a text model.
     fn top_level(&mut self, scenario: &Scenario) {
         let c = self;
-        if scenario.name.trim().is_empty() || scenario.name.contains(['/', '\\']) {
+        if let Some(why) = bad_name(&scenario.name).or_else(|| {
+            (scenario.name.contains(['/', '\\']) || matches!(scenario.name.trim(), "." | ".."))
+                .then_some("be a folder name (no path separator, not `.` or `..`)")
+        }) {
             c.fail(
                 "name",
-                format!("scenario name {:?} must be non-empty and contain no path separator (it names the output folder)", scenario.name),
+                format!("scenario name {} must {why}: it names the output folder out/<name>", super::error::shown(&scenario.name)),
             );
         }
         c.at_least("rounds", scenario.rounds, 1, "the number of rounds");
@@ -597,11 +600,8 @@ impl<'a> Checker<'a> {
             c.current = Some((i, e.name().to_string()));
             c.kind = e.kind();
             let name = e.name();
-            if name.is_empty() || name.contains([',', '"', '\n', '\r']) {
-                c.fail(
-                    "name",
-                    format!("entity name {name:?} must be non-empty and contain no comma, quote or newline (it appears in CSV output)"),
-                );
+            if let Some(why) = bad_name(name).or_else(|| name.contains([',', '"']).then_some("contain no comma or quote")) {
+                c.fail("name", format!("entity name {} must {why} (it appears in CSV output)", super::error::shown(name)));
             }
             if !seen.insert(name) {
                 c.fail("name", format!("two entities are called `{name}`; names must be unique because entities are wired by name"));
@@ -625,7 +625,7 @@ impl<'a> Checker<'a> {
                     );
                     continue;
                 }
-                if let Some(cycle) = conditioning_cycle(scenario, name) {
+                if let Some(cycle) = conditioning_cycle(kinds, name) {
                     c.fail("conditioned_on", format!("conditioning cycle {}: conditioning must end at a TextModel", cycle.join(" -> ")));
                     continue;
                 }
@@ -755,7 +755,41 @@ pub fn validate(scenario: &Scenario) -> Result<(), Vec<Problem>> {
     c.problems.extend(super::output::check(&scenario.output, scenario.stop.as_ref(), has_plugins));
     c.problems.extend(super::sweep::check(scenario));
     c.problems.extend(super::search::check(scenario));
+    c.problems.extend(super::footprint::check_absolute(scenario));
     if c.problems.is_empty() { Ok(()) } else { Err(c.problems) }
+}
+
+/// Largest magnitude of a coordinate of a mean or an entry of a covariance. Log-densities
+/// square differences of coordinates and scale them by inverse covariances: with entries up
+/// to 1e100 they stay finite in `f64` (up to about 1.8e308), while 1e308 would overflow into
+/// NaN log-likelihoods mid-run.
+const MAX_MAGNITUDE: f64 = 1e100;
+
+/// What [`MAX_MAGNITUDE`] asks, as messages say it.
+const RANGE: &str = "means and covariances must be finite numbers of magnitude at most 1e100 (larger ones overflow the log-densities)";
+
+/// Whether `x` is NaN, infinite or beyond [`MAX_MAGNITUDE`].
+fn out_of_range(x: f64) -> bool {
+    !x.is_finite() || x.abs() > MAX_MAGNITUDE
+}
+
+/// Longest name (in bytes) of a scenario or an entity: names become folder names (at most 255
+/// bytes on every common file system) and are echoed in tables and messages.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Why `name` cannot name a scenario or an entity, if it cannot: empty, too long, or with a
+/// control character (a newline would break a CSV row, an escape sequence would drive the
+/// terminal that shows a message).
+fn bad_name(name: &str) -> Option<&'static str> {
+    if name.trim().is_empty() {
+        Some("be non-empty")
+    } else if name.len() > MAX_NAME_BYTES {
+        Some("be at most 255 bytes long")
+    } else if name.chars().any(char::is_control) {
+        Some("contain no control character (newline, tab, escape, ...)")
+    } else {
+        None
+    }
 }
 
 fn names_of(scenario: &Scenario, kind: &str) -> String {
@@ -763,18 +797,23 @@ fn names_of(scenario: &Scenario, kind: &str) -> String {
     if names.is_empty() { format!("the scenario has no {kind}") } else { names.join(", ") }
 }
 
-/// The loop of `conditioned_on` links starting at `start`, if there is one.
-fn conditioning_cycle(scenario: &Scenario, start: &str) -> Option<Vec<String>> {
-    let mut path = vec![start.to_string()];
+/// The loop of `conditioned_on` links starting at `start`, if there is one. Entities are
+/// looked up by name in `kinds` (a hash map: validation stays linear in the number of
+/// entities), and the path is followed until it returns to a name already on it.
+fn conditioning_cycle(kinds: &HashMap<&str, &EntitySpec>, start: &str) -> Option<Vec<String>> {
+    let mut path = vec![start];
+    let mut on_path: HashSet<&str> = HashSet::from([start]);
     let mut current = start;
     loop {
-        let next = scenario.entity(current).and_then(EntitySpec::conditioned_on)?;
-        if let Some(pos) = path.iter().position(|n| n == next) {
-            let mut cycle = path[pos..].to_vec();
+        let next = kinds.get(current).and_then(|e| e.conditioned_on())?;
+        if on_path.contains(next) {
+            let pos = path.iter().position(|n| *n == next).expect("on the path");
+            let mut cycle: Vec<String> = path[pos..].iter().map(|n| n.to_string()).collect();
             cycle.push(next.to_string());
             return if pos == 0 { Some(cycle) } else { None };
         }
-        path.push(next.to_string());
+        path.push(next);
+        on_path.insert(next);
         current = next;
     }
 }

@@ -35,6 +35,7 @@ mod temperature;
 mod text_phase;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::{LogLevel, ScheduleBuildSettings, ScheduleConfigs, SingleThreadedExecutor};
@@ -105,6 +106,13 @@ pub enum RunError {
         model: String,
         /// The failing call and its message.
         source: ModelError,
+    },
+    /// The interrupt flag was raised while round `round` was in progress: the round stopped
+    /// between two of its phases and is not complete (see [`Simulation::set_interrupt`]).
+    #[error("interrupted during round {round}")]
+    Interrupted {
+        /// The round in progress.
+        round: u64,
     },
 }
 
@@ -196,6 +204,8 @@ pub struct Simulation {
     world: World,
     schedules: RoundSchedules,
     phases: PhaseCounts,
+    /// Raised to stop: checked between the phases of a round.
+    interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl Simulation {
@@ -211,7 +221,7 @@ impl Simulation {
     pub fn with_features(scenario: &Scenario, replicate: u64, extra: &[Arc<dyn RoundFeature>]) -> Result<Self, BuildError> {
         let mut schedules = RoundSchedules::new();
         let world = build::build_world(scenario, replicate, &mut schedules, extra)?;
-        let mut sim = Simulation { world, schedules, phases: PhaseCounts::default() };
+        let mut sim = Simulation { world, schedules, phases: PhaseCounts::default(), interrupt: None };
         sim.count_phases();
         Ok(sim)
     }
@@ -233,6 +243,22 @@ impl Simulation {
         }
     }
 
+    /// Stops [`step`](Self::step) between two phases once `flag` is raised, with
+    /// [`RunError::Interrupted`]: a round of a billion text steps then ends within one step of
+    /// a Ctrl-C instead of running to its end. The flag is read once per phase, an atomic load
+    /// beside a phase's whole batch.
+    pub fn set_interrupt(&mut self, flag: Option<Arc<AtomicBool>>) {
+        self.interrupt = flag;
+    }
+
+    /// [`RunError::Interrupted`] if the interrupt flag is raised.
+    fn check_interrupt(&self) -> Result<(), RunError> {
+        match &self.interrupt {
+            Some(flag) if flag.load(Ordering::Relaxed) => Err(RunError::Interrupted { round: self.round() }),
+            _ => Ok(()),
+        }
+    }
+
     /// Number of completed rounds.
     pub fn round(&self) -> u64 {
         self.world.resource::<RoundCounter>().0
@@ -249,11 +275,13 @@ impl Simulation {
         self.world.resource_mut::<RoundCounter>().0 += 1;
         self.schedules.run(RoundPart::Prepare, &mut self.world)?;
         for phase in 0..self.phases.text {
+            self.check_interrupt()?;
             self.world.resource_mut::<PhaseIndex>().0 = phase;
             self.schedules.run(RoundPart::TextPhase, &mut self.world)?;
         }
         self.schedules.run(RoundPart::Inject, &mut self.world)?;
         for phase in 0..self.phases.image {
+            self.check_interrupt()?;
             self.world.resource_mut::<PhaseIndex>().0 = phase;
             self.schedules.run(RoundPart::ImagePhase, &mut self.world)?;
         }

@@ -11,9 +11,14 @@ use coevo_plugin_api::serde_json::{self, Value};
 use coevo_plugin_api::{
     ConditionalModelPlugin, DataPolicy, HostRng, ModelDescription, PluginResult, caption_groups, fresh_real_count, plugin_bail,
 };
-use nalgebra::{DMatrix, DMatrixView, SymmetricEigen};
-use rand::RngExt;
-use rand_distr::StandardNormal;
+use nalgebra::{DMatrix, DMatrixView};
+
+use factor::{Factor, draw};
+
+// The factorisation with the built-in model's floors lives in its own file so that the
+// mixture and KDE plugins include the same code (`#[path]`) instead of a copy: plugin crates
+// cannot link each other (their `coevo_plugin_entry` symbols would clash).
+mod factor;
 use serde::Deserialize;
 
 coevo_plugin_api::export_plugin! {
@@ -22,12 +27,6 @@ coevo_plugin_api::export_plugin! {
     models: [GaussianImage],
 }
 
-/// Relative eigenvalue floor (the built-in model's `RELATIVE_FLOOR`).
-const RELATIVE_FLOOR: f64 = 1e-12;
-/// Absolute eigenvalue floor, `sqrt(f64::MIN_POSITIVE)` (the built-in `ABSOLUTE_FLOOR`).
-const ABSOLUTE_FLOOR: f64 = 1.4916681462400413e-154;
-/// Resolution floor in units of the mean's f64 resolution (the built-in `RESOLUTION_FACTOR`).
-const RESOLUTION_FACTOR: f64 = 16.0;
 /// Version tag at the start of a checkpoint.
 const CHECKPOINT_FORMAT: f64 = 1.0;
 /// Samples scored per matrix product in `log_likelihood` (the built-in model's block size).
@@ -69,48 +68,6 @@ fn default_variance() -> f64 {
 
 fn default_min_evidence() -> u64 {
     2
-}
-
-/// `Sigma = V diag(lambda) V^T`, clamped where singular: what sampling and scoring use.
-#[derive(Debug, Clone, PartialEq)]
-struct Factor {
-    /// `V diag(sqrt(lambda'))`, row-major `d x d`: `y = mu + A z`.
-    sqrt: Vec<f64>,
-    /// `diag(1/sqrt(lambda')) V^T`, row-major `d x d`: whitens `y - mu`.
-    whiten: Vec<f64>,
-    /// `-(d log 2 pi + log det Sigma') / 2`.
-    log_norm: f64,
-    /// Whether an eigenvalue was clamped.
-    regularized: bool,
-}
-
-impl Factor {
-    fn new(sigma: &[f64], mu: &[f64]) -> Factor {
-        let d = mu.len();
-        let eig = SymmetricEigen::new(DMatrix::from_row_slice(d, d, sigma));
-        let max = eig.eigenvalues.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let resolution = RESOLUTION_FACTOR * f64::EPSILON * mu.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-        let floor = (RELATIVE_FLOOR * max).max(resolution * resolution).max(ABSOLUTE_FLOOR);
-        let mut f = Factor { sqrt: vec![0.0; d * d], whiten: vec![0.0; d * d], log_norm: 0.0, regularized: false };
-        let mut log_det = 0.0;
-        for c in 0..d {
-            let l = if eig.eigenvalues[c] < floor {
-                f.regularized = true;
-                floor
-            } else {
-                eig.eigenvalues[c]
-            };
-            log_det += l.ln();
-            let root = l.sqrt();
-            for r in 0..d {
-                let v = eig.eigenvectors[(r, c)];
-                f.sqrt[r * d + c] = v * root;
-                f.whiten[c * d + r] = v / root;
-            }
-        }
-        f.log_norm = -0.5 * (d as f64 * (2.0 * std::f64::consts::PI).ln() + log_det);
-        f
-    }
 }
 
 /// Centred sufficient statistics of a set of samples (count, mean, scatter about the mean).
@@ -194,20 +151,6 @@ impl Text {
             }
         }
         self.factor = Factor::new(&self.sigma, &self.mu);
-    }
-}
-
-/// Draws `n` samples of `N(mu, scale^2 A A^T)` into `out` (rows of `d`).
-fn draw(mu: &[f64], factor: &Factor, scale: f64, rng: &mut HostRng<'_>, out: &mut [f64], z: &mut [f64]) {
-    let d = mu.len();
-    for y in out.chunks_exact_mut(d) {
-        for v in z.iter_mut() {
-            *v = rng.sample(StandardNormal);
-        }
-        for r in 0..d {
-            let row = &factor.sqrt[r * d..(r + 1) * d];
-            y[r] = mu[r] + scale * row.iter().zip(z.iter()).map(|(a, b)| a * b).sum::<f64>();
-        }
     }
 }
 
