@@ -94,6 +94,11 @@ fn dispatch(command: Command) -> Result<(), CliError> {
             commands::sweep(&scenario, out, format, share, checkpoint_every, &args)
         }
         Command::Merge { dirs, out } => commands::merge(&dirs, &out),
+        Command::Analyse { dir, resamples, confidence } => commands::analyse(&dir, resamples, confidence),
+        Command::Search { scenario, param, range, target, model, tolerance, budget, confidence, out, args } => {
+            let flags = commands::SearchFlags { param, range, target, model, tolerance, budget, confidence };
+            commands::search(&scenario, flags, out, &args)
+        }
         Command::Plot { dir, out } => commands::plot(&dir, out),
         Command::Stability { scenario, perturb, out, args } => commands::stability(&scenario, perturb, out, &args),
         Command::BenchRound(bench) => commands::bench_round(&bench),

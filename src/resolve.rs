@@ -17,6 +17,7 @@ use nalgebra::{DMatrix, DVector};
 
 use crate::data::{Dataset, MemoryLimit};
 use crate::models::Estimator;
+use crate::scenario::design::{Design, read_table};
 use crate::scenario::{Covariance, EntitySpec, ImageModelSpec, Means, Problem, Scenario, ScenarioError, ScenarioErrors, UserSource};
 
 impl Scenario {
@@ -43,6 +44,7 @@ impl Scenario {
             .map_err(|e| ScenarioErrors::from(ScenarioError::Io { file: file.to_path_buf(), message: e.to_string() }))?;
         let mut scenario = Scenario::parse(&source, file)?;
         scenario.load_data(file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
+        scenario.load_design_table(file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
         crate::scenario::footprint::check_memory(&scenario, max_memory)
             .map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
         crate::plugin::check_scenario(&mut scenario, file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
@@ -77,6 +79,34 @@ impl Scenario {
         }
         if any {
             crate::scenario::validate(self)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the points of a `Table` design (path relative to the folder of `file`, the scenario
+    /// file) and checks them: every column a parameter path, every row a valid point. A problem
+    /// is located at the sweep's `design` field and names the table's file, line and column.
+    pub fn load_design_table(&mut self, file: &Path) -> Result<(), Vec<Problem>> {
+        let Some(sweep) = &self.sweep else { return Ok(()) };
+        let Design::Table(name) = &sweep.design else { return Ok(()) };
+        let problem = |message: String| vec![Problem { entity: None, kind: "", key: "sweep.design".to_string(), message }];
+        let table = read_table(&file.parent().unwrap_or(Path::new("")).join(name)).map_err(problem)?;
+        let at = |line: u64, col: usize| format!("{}:{line}:{col}", table.file.display());
+        for (j, column) in table.columns.iter().enumerate() {
+            if let Err(e) = crate::scenario::sweep::apply(self, &[(column.clone(), table.rows[0][j].clone())])
+                && (e.starts_with("unknown parameter path") || e.contains("malformed"))
+            {
+                return Err(problem(format!("{}: {e}", at(1, j + 1))));
+            }
+        }
+        for (i, row) in table.rows.iter().enumerate() {
+            let assignments: Vec<_> = table.columns.iter().cloned().zip(row.iter().cloned()).collect();
+            if let Err(e) = crate::scenario::sweep::apply(self, &assignments) {
+                return Err(problem(format!("{}: {e}", at(table.lines[i], 1))));
+            }
+        }
+        if let Some(sweep) = &mut self.sweep {
+            sweep.table = Some(Arc::new(table));
         }
         Ok(())
     }

@@ -26,6 +26,18 @@ pub fn entity_stream(seed: u64, replicate: u64, name: &str) -> Stream {
     Stream::from_seed(h.finalize().into())
 }
 
+/// Derives a stream that belongs to no entity and no replicate: what a sweep's sampled design
+/// (`purpose` `"sweep design"`) or an analysis's bootstrap draws. Its key has its own domain
+/// prefix, so it can never coincide with an entity's stream and drawing from it never shifts
+/// the runs' numbers.
+pub fn named_stream(purpose: &str, seed: u64) -> Stream {
+    let mut h = Sha256::new();
+    h.update(b"coevo-named-stream-v1");
+    h.update(seed.to_le_bytes());
+    h.update(purpose.as_bytes());
+    Stream::from_seed(h.finalize().into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,5 +50,8 @@ mod tests {
         assert_ne!(base, entity_stream(2, 0, "a").next_u64());
         assert_ne!(base, entity_stream(1, 1, "a").next_u64());
         assert_ne!(base, entity_stream(1, 0, "b").next_u64());
+        assert_eq!(named_stream("x", 1).next_u64(), named_stream("x", 1).next_u64());
+        assert_ne!(named_stream("x", 1).next_u64(), named_stream("y", 1).next_u64());
+        assert_ne!(named_stream("x", 1).next_u64(), named_stream("x", 2).next_u64());
     }
 }

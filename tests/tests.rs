@@ -12,6 +12,7 @@ mod checkpoint;
 mod cli;
 mod data;
 mod data_errors;
+mod designs;
 mod examples;
 mod experiments;
 mod fuzz;

@@ -36,6 +36,7 @@ use super::claims::{Claims, Lease};
 use crate::output::aggregate::Stats;
 use crate::output::{Summary, format_value, write_atomic};
 use crate::run::{Progress, RunFailure, RunOptions};
+use crate::scenario::design::DesignPoints;
 use crate::scenario::sweep::SweepValue;
 use crate::scenario::{Scenario, TableFormat};
 
@@ -134,7 +135,13 @@ pub struct SweepManifest {
     /// The shard this folder ran (`None`: all points, or a merge, or a folder shared by
     /// `--point` runs or `--claim` workers).
     pub shard: Option<Shard>,
+    /// The design, as written in the scenario (`None`: a grid, as before designs existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub design: Option<String>,
 }
+
+/// The points of a sweep folder, one row per point (see [`DesignPoints::csv`]).
+pub const DESIGN_FILE: &str = "design.csv";
 
 /// The summary columns of `sweep.csv`, after `point`, the parameters, `status` and `model`.
 ///
@@ -215,24 +222,31 @@ impl SweepPoint {
 /// sweep are enumerated (a run, `--list-points`, the table's rows of failed points). A value
 /// that makes the scenario invalid is bad input, naming the point.
 pub fn sweep_points(scenario: &Scenario, file: &Path) -> Result<Vec<SweepPoint>, RunFailure> {
+    let design = design_points(scenario, file)?;
+    (0..design.len())
+        .map(|index| {
+            let point =
+                design.point(scenario, index).map_err(|e| RunFailure::BadInput(format!("{}: sweep point {index}: {e}", file.display())))?;
+            Ok(SweepPoint { index, values: design.assignments(index), scenario: point })
+        })
+        .collect()
+}
+
+/// The design's points of a scenario's sweep ([`crate::scenario::design::points`]), or why
+/// there are none.
+pub fn design_points(scenario: &Scenario, file: &Path) -> Result<DesignPoints, RunFailure> {
     let Some(sweep) = &scenario.sweep else {
         return Err(RunFailure::BadInput(format!(
             "{}: the scenario has no `sweep` section; add one, e.g. sweep: (parameters: [(path: \"captioner.batch\", values: [100, 1000])])",
             file.display()
         )));
     };
-    (0..sweep.len())
-        .map(|index| {
-            let point =
-                sweep.point(scenario, index).map_err(|e| RunFailure::BadInput(format!("{}: sweep point {index}: {e}", file.display())))?;
-            Ok(SweepPoint { index, values: sweep.assignments(index), scenario: point })
-        })
-        .collect()
+    crate::scenario::design::points(sweep, scenario).map_err(|e| RunFailure::BadInput(format!("{}: {e}", file.display())))
 }
 
-/// The swept parameter paths of a scenario (the columns of `sweep.csv`).
+/// The swept parameter paths of a scenario (the columns of `sweep.csv`; a table's header).
 fn parameter_paths(scenario: &Scenario) -> Vec<String> {
-    scenario.sweep.as_ref().map(|s| s.parameters.iter().map(|p| p.path()).collect()).unwrap_or_default()
+    scenario.sweep.as_ref().map(crate::scenario::Sweep::paths).unwrap_or_default()
 }
 
 /// `--list-points`: a header line `point` then the parameter paths, and one line per point
@@ -407,6 +421,7 @@ pub fn run_sweep(scenario: &Scenario, source: &str, file: &Path, options: &Sweep
         parameters: parameter_paths(scenario),
         points: total,
         shard: if let Share::Shard(s) = options.share { Some(s) } else { None },
+        design: scenario.sweep.as_ref().map(|s| &s.design).filter(|d| !d.is_grid()).map(ToString::to_string),
     };
     let manifest_path = dir.join("sweep.json");
     if let Ok(bytes) = std::fs::read(&manifest_path) {
@@ -429,6 +444,8 @@ pub fn run_sweep(scenario: &Scenario, source: &str, file: &Path, options: &Sweep
     }
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     write_atomic(&manifest_path, &serde_json::to_vec_pretty(&manifest).expect("serialises")).map_err(io(&manifest_path))?;
+    let design_path = dir.join(DESIGN_FILE);
+    write_atomic(&design_path, design_points(scenario, file)?.csv().as_bytes()).map_err(io(&design_path))?;
 
     let runner = PointRunner { dir: &dir, total, file, options, parameters: manifest.parameters.len() };
     let ended: Vec<(usize, PointEnd)> = match options.share {
@@ -505,6 +522,10 @@ fn sweep_hash(scenario: &Scenario, source: &str) -> String {
     // nothing: folders from before the option keep their identity).
     if scenario.output.format != TableFormat::Csv {
         h.update(format!(" format={:?}", scenario.output.format).as_bytes());
+    }
+    // A table's points are in its file, not in the source: a changed file is another sweep.
+    if let Some(table) = scenario.sweep.as_ref().and_then(|s| s.table.as_ref()) {
+        h.update(format!(" table={}", table.sha256).as_bytes());
     }
     format!("{:x}", h.finalize())
 }
@@ -826,7 +847,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, SweepFailure> {
         let bytes = std::fs::read(&path).map_err(|e| bad(format!("{}: not a sweep folder ({e})", path.display())))?;
         let m: SweepManifest = serde_json::from_slice(&bytes).map_err(|e| bad(format!("{}: {e}", path.display())))?;
         if let Some((first, fm)) = &manifest
-            && (fm.sweep_sha256 != m.sweep_sha256 || fm.parameters != m.parameters || fm.points != m.points)
+            && (fm.sweep_sha256 != m.sweep_sha256 || fm.parameters != m.parameters || fm.points != m.points || fm.design != m.design)
         {
             return Err(bad(format!(
                 "{} and {} are shards of different sweeps (scenario, overrides or grid differ)",
@@ -873,6 +894,13 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize, SweepFailure> {
     m.shard = None;
     let path = out.join("sweep.json");
     write_atomic(&path, &serde_json::to_vec_pretty(&m).expect("serialises")).map_err(io(&path))?;
+    // The shards share one design (same hash, hence same points): the first folder's table is
+    // the merged sweep's. Folders from before design.csv existed have none.
+    if let Some(first) = dirs.iter().map(|d| d.join(DESIGN_FILE)).find(|p| p.exists()) {
+        let bytes = std::fs::read(&first).map_err(io(&first))?;
+        let path = out.join(DESIGN_FILE);
+        write_atomic(&path, &bytes).map_err(io(&path))?;
+    }
     let failed: Vec<FailedPoint> = records
         .values()
         .filter(|r| r.status == PointStatus::Failed)

@@ -198,6 +198,61 @@ pub enum Command {
         #[command(flatten)]
         args: RunArgs,
     },
+    /// Sobol sensitivity indices of a finished `design: Sobol(n)` sweep.
+    ///
+    /// For every model and outcome of sweep.csv (final_mean, steady_mean, collapsed_fraction,
+    /// collapse_round_median, stationary_fraction): first-order (Saltelli 2010) and total
+    /// (Jansen) indices of each parameter, with bootstrap standard errors and intervals over
+    /// the base rows. Writes DIR/sensitivity.csv and prints the table.
+    Analyse {
+        /// The sweep folder (of `coevo sweep` or `coevo merge`).
+        dir: PathBuf,
+        /// Bootstrap resamples of the base rows.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(2..))]
+        resamples: u64,
+        /// Confidence level of the intervals (estimate plus or minus z bootstrap standard errors).
+        #[arg(long, default_value_t = 0.95)]
+        confidence: f64,
+    },
+    /// Find where an outcome crosses a level as one parameter moves (noisy bisection).
+    ///
+    /// Each evaluation runs every replicate at one value of the parameter (a one-point sweep
+    /// in OUT/evaluations/NN/) and compares the outcome's mean with the level, at --confidence
+    /// in its standard error over replicates. Writes search.csv (one row per evaluation) and
+    /// search.json, and prints the bracketing interval. The scenario's `search` section gives
+    /// the defaults; the flags override it. Exit 1 if the ends of the range do not bracket the
+    /// level. A rerun of the same search resumes.
+    Search {
+        /// The scenario file (RON).
+        scenario: PathBuf,
+        /// The parameter's path, as in a sweep (e.g. captioner.data.lambda).
+        #[arg(long, value_name = "PATH")]
+        param: Option<String>,
+        /// The interval to search, A < B.
+        #[arg(long, num_args = 2, value_names = ["A", "B"], allow_negative_numbers = true)]
+        range: Option<Vec<f64>>,
+        /// The outcome column of sweep.csv and its level, e.g. final_mean=0.4 or
+        /// collapsed_fraction=0.5.
+        #[arg(long, value_name = "COLUMN=LEVEL")]
+        target: Option<String>,
+        /// The model whose outcome is read (needed when the scenario has several).
+        #[arg(long)]
+        model: Option<String>,
+        /// Stop when the bracketing interval is at most this wide [default: the range / 64].
+        #[arg(long)]
+        tolerance: Option<f64>,
+        /// The most evaluations, both ends included [default: 16].
+        #[arg(long)]
+        budget: Option<u64>,
+        /// Confidence with which an evaluation is called above or below the level [default: 0.99].
+        #[arg(long)]
+        confidence: Option<f64>,
+        /// Output folder [default: out/<scenario name>-search].
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        args: RunArgs,
+    },
     /// Join the folders of a sharded sweep into one sweep.csv (as a single run writes it).
     ///
     /// Points missing from every folder are listed (exit 2); failed points are in the table

@@ -203,6 +203,10 @@ pub fn sweep(
         // `coevo plot` draws a sweep once every point is done (its table is then whole).
         if o.done == o.points {
             print_hint(&o.out_dir)?;
+            // A Sobol design's next step is its sensitivity indices.
+            if scenario.sweep.as_ref().is_some_and(|s| matches!(s.design, coevo::scenario::Design::Sobol(_))) {
+                println!("next: coevo analyse {}", shell_quote(&o.out_dir.display().to_string()));
+            }
         }
     }
     Ok(())
@@ -212,6 +216,164 @@ pub fn sweep(
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(), CliError> {
     let points = coevo::experiment::grid::merge(dirs, out)?;
     emit(format!("{points} points merged into {}\n", out.join("sweep.csv").display()).as_bytes())
+}
+
+/// `coevo analyse`.
+pub fn analyse(dir: &Path, resamples: u64, confidence: f64) -> Result<(), CliError> {
+    if !(confidence > 0.0 && confidence < 1.0) {
+        return Err(CliError::BadInput(format!("--confidence must be in (0, 1), e.g. 0.95; got {confidence}")));
+    }
+    let bootstrap = coevo::experiment::sensitivity::Bootstrap { resamples: resamples as usize, confidence, ..Default::default() };
+    let analysis = coevo::experiment::sensitivity::analyse(dir, &bootstrap)?;
+    print!("{}", analysis.report());
+    println!(
+        "Sobol indices of {} parameters from {} base rows ({:.0}% intervals, {resamples} bootstrap resamples) in {}",
+        analysis.parameters.len(),
+        analysis.base_rows,
+        confidence * 100.0,
+        analysis.file.display()
+    );
+    Ok(())
+}
+
+/// The flags of `coevo search`, each overriding the scenario's `search` section.
+pub struct SearchFlags {
+    /// `--param`.
+    pub param: Option<String>,
+    /// `--range A B`.
+    pub range: Option<Vec<f64>>,
+    /// `--target COLUMN=LEVEL`.
+    pub target: Option<String>,
+    /// `--model`.
+    pub model: Option<String>,
+    /// `--tolerance`.
+    pub tolerance: Option<f64>,
+    /// `--budget`.
+    pub budget: Option<u64>,
+    /// `--confidence`.
+    pub confidence: Option<f64>,
+}
+
+/// `coevo search`.
+pub fn search(path: &Path, flags: SearchFlags, out: Option<PathBuf>, args: &RunArgs) -> Result<(), CliError> {
+    let (mut scenario, source, options) = load(args, path, None)?;
+    let target = flags
+        .target
+        .map(|t| {
+            let (column, level) = t.split_once('=').ok_or_else(|| format!("`{t}` has no `=`: write COLUMN=LEVEL, e.g. final_mean=0.4"))?;
+            let level: f64 =
+                level.trim().parse().map_err(|_| format!("level `{level}` is not a number: write COLUMN=LEVEL, e.g. final_mean=0.4"))?;
+            Ok((column.trim().to_string(), level))
+        })
+        .transpose()
+        .map_err(|e: String| CliError::BadInput(format!("--target: {e}")))?;
+    let range = flags.range.map(|r| (r[0], r[1]));
+    let mut spec = match scenario.search.take() {
+        Some(s) => s,
+        None => {
+            let missing: Vec<&str> = [("--param", flags.param.is_none()), ("--range", range.is_none()), ("--target", target.is_none())]
+                .iter()
+                .filter(|(_, m)| *m)
+                .map(|(f, _)| *f)
+                .collect();
+            if !missing.is_empty() {
+                return Err(CliError::BadInput(format!(
+                    "{}: the scenario has no `search` section, so give {} (e.g. --param captioner.data.lambda --range 0 0.5 --target final_mean=0.4)",
+                    path.display(),
+                    missing.join(", ")
+                )));
+            }
+            coevo::scenario::SearchSpec {
+                parameter: String::new(),
+                range: (0.0, 0.0),
+                target: String::new(),
+                level: 0.0,
+                model: None,
+                tolerance: None,
+                budget: 16,
+                confidence: 0.99,
+            }
+        }
+    };
+    spec.parameter = flags.param.unwrap_or(spec.parameter);
+    spec.range = range.unwrap_or(spec.range);
+    if let Some((column, level)) = target {
+        (spec.target, spec.level) = (column, level);
+    }
+    spec.model = flags.model.or(spec.model);
+    spec.tolerance = flags.tolerance.or(spec.tolerance);
+    spec.budget = flags.budget.unwrap_or(spec.budget);
+    spec.confidence = flags.confidence.unwrap_or(spec.confidence);
+    scenario.search = Some(spec);
+    // The flags are checked as the scenario's own section is, and named in the message.
+    if let Some(p) = coevo::scenario::search::check(&scenario).first() {
+        let field = p.key.trim_start_matches("search.");
+        let flag = match field {
+            "parameter" => "--param",
+            "level" => "--target",
+            other => other,
+        };
+        let flag = if flag.starts_with("--") { flag.to_string() } else { format!("--{flag}") };
+        return Err(CliError::BadInput(format!("{flag}: {}", p.message)));
+    }
+    let search_options = coevo::experiment::search::SearchOptions {
+        out_dir: out,
+        force: options.force,
+        progress: options.progress,
+        interrupt: options.interrupt,
+    };
+    let started = std::time::Instant::now();
+    let quiet = args.quiet;
+    let spec = scenario.search.clone().expect("set above");
+    let o = coevo::experiment::search::run_search(&scenario, &source, path, &search_options, |i, x, mean, se| {
+        if !quiet {
+            eprintln!("evaluation {i}: {} = {}: {} = {mean:.4} +- {se:.4}", spec.parameter, coevo::metrics::format_value(x), spec.target);
+        }
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    let r = &o.result;
+    if !quiet {
+        println!("{:>4}  {:>12}  {:>10}  {:>10}  {:>9}", "eval", o.parameter, "mean", "se", "side");
+        for (i, e) in r.evaluations.iter().enumerate() {
+            println!("{i:>4}  {:>12.6}  {:>10.4}  {:>10.4}  {:>9}", e.x, e.mean, e.se, e.side.label());
+        }
+    }
+    let runs = format!(
+        "{} evaluations of {} replicates ({} replicate rounds) in {seconds:.1} s",
+        r.evaluations.len(),
+        o.replicates,
+        o.replicate_rounds
+    );
+    let what = format!("{} of `{}` = {}", o.target, o.model, o.level);
+    if let Some((i, j)) = r.monotonicity_violation {
+        let (a, b) = (&r.evaluations[i], &r.evaluations[j]);
+        eprintln!(
+            "warning: the outcome does not look monotone in {}: {} at {} against {} at {} (beyond their standard errors); the bracket may be wrong",
+            o.parameter, a.mean, a.x, b.mean, b.x
+        );
+    }
+    let Some((lo, hi)) = r.bracket else {
+        return Err(CliError::Runtime(format!(
+            "{what} is not bracketed by the range: at both ends the outcome is on the same side of the level, or within its uncertainty ({runs}); see {}",
+            o.out_dir.join("search.csv").display()
+        )));
+    };
+    let status = match r.status {
+        coevo::experiment::search::Status::Converged => "converged",
+        coevo::experiment::search::Status::NoiseLimited => {
+            "noise-limited: the outcome is within its uncertainty of the level over a band wider than the tolerance; more replicates narrow it"
+        }
+        coevo::experiment::search::Status::Budget => "budget spent",
+        coevo::experiment::search::Status::NotBracketed => "not bracketed",
+    };
+    println!(
+        "{what} is crossed for {} in [{}, {}] ({status}; {runs}); table in {}",
+        o.parameter,
+        coevo::metrics::format_value(lo),
+        coevo::metrics::format_value(hi),
+        o.out_dir.join("search.csv").display()
+    );
+    Ok(())
 }
 
 /// `coevo plot`.

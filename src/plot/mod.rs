@@ -488,8 +488,9 @@ fn plot_sweep(dir: &Path, out: &Path) -> Result<Vec<PathBuf>, RunFailure> {
     let bytes = std::fs::read(&path).map_err(|e| bad_file(&path, e))?;
     let manifest: SweepManifest = serde_json::from_slice(&bytes).map_err(|e| bad_file(&path, e))?;
     let mut files = lines::plot_sweep_lines(dir, out, &manifest)?;
-    if manifest.parameters.len() != 2 {
-        // The heat map needs a sweep over exactly two parameters.
+    if manifest.parameters.len() != 2 || manifest.design.is_some() {
+        // The heat map needs a grid over exactly two parameters (the points of another design
+        // are not the cells of a grid).
         return Ok(files);
     }
     let csv = dir.join("sweep.csv");

@@ -529,10 +529,20 @@ fn locate(source: &str, entity: Option<(usize, &str)>, key: &str) -> Option<(usi
             let mut body = cleaned.find('(').map_or(0..cleaned.len(), |open| open + 1..matching_close(&cleaned, open));
             let mut found = None;
             for part in key.split('.') {
-                let Some(at) = find_key_at_depth(&cleaned, body.clone(), part) else { break };
+                // `parameters[1]`: the field, then the second element of its list.
+                let (name, index) = match part.split_once('[') {
+                    Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+                    None => (part, None),
+                };
+                let Some(at) = find_key_at_depth(&cleaned, body.clone(), name) else { break };
                 found = Some(at);
                 let Some(open) = cleaned[at..].find(['(', '[']).map(|i| at + i) else { break };
                 body = open + 1..matching_close(&cleaned, open);
+                if let Some(i) = index {
+                    let Some(element) = nth_element(&cleaned, body.clone(), i) else { break };
+                    found = Some(element);
+                    body = element + 1..matching_close(&cleaned, element);
+                }
             }
             found.or_else(|| find_key(&cleaned, key))?
         }
@@ -559,6 +569,29 @@ fn find_key_at_depth(cleaned: &str, range: std::ops::Range<usize>, key: &str) ->
     region.match_indices(key).map(|(i, _)| i).find(|&i| depths[i] == 0 && is_key_at(region, i, key)).map(|i| range.start + i)
 }
 
+/// Position of the `(` of the `index`-th parenthesised element of a list whose inside is byte
+/// range `range` of `cleaned`.
+fn nth_element(cleaned: &str, range: std::ops::Range<usize>, index: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut seen = 0usize;
+    for (i, c) in cleaned.get(range.clone())?.char_indices() {
+        match c {
+            '(' | '[' => {
+                if depth == 0 && c == '(' {
+                    if seen == index {
+                        return Some(range.start + i);
+                    }
+                    seen += 1;
+                }
+                depth += 1;
+            }
+            ')' | ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Whether `key` at byte `i` of `region` is a whole word followed by optional spaces and `:`.
 fn is_key_at(region: &str, i: usize, key: &str) -> bool {
     let before_ok = region[..i].chars().next_back().is_none_or(|c| !c.is_alphanumeric() && c != '_');
@@ -580,6 +613,10 @@ mod tests {
         assert_eq!(locate(src, Some((1, "b")), "batch"), Some((6, 7)));
         assert_eq!(locate(src, Some((0, "a")), "batch"), Some((3, 26)));
         assert_eq!(locate(src, None, "entities"), Some((2, 3)));
+        let src = "Scenario(\n  sweep: Sweep(design: Random(4), parameters: [\n    (path: \"a\", min: 0, max: 1),\n    (path: \"b\",\n     min: 2, max: 1),\n  ]),\n)";
+        assert_eq!(locate(src, None, "sweep.parameters[1].max"), Some((5, 14)));
+        assert_eq!(locate(src, None, "sweep.parameters[0]"), Some((3, 5)));
+        assert_eq!(locate(src, None, "sweep.design"), Some((2, 16)));
     }
 
     #[test]

@@ -6,11 +6,13 @@
 //! scenario is short; unknown fields are rejected. See `scenarios/` and the README for
 //! annotated examples.
 
+pub mod design;
 pub mod diagnostics;
 mod error;
 pub mod footprint;
 pub mod output;
 mod plugin;
+pub mod search;
 pub mod sweep;
 mod validate;
 
@@ -19,10 +21,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use design::{Design, DesignPoints};
 pub use diagnostics::DiagnosticsSpec;
 pub use error::{ScenarioError, ScenarioErrors};
 pub use output::{AggregateWhen, OutputSpec, StopSpec, StopWhen, TableFormat};
 pub use plugin::{Feed, LibraryRecord, PluginModelSpec};
+pub use search::SearchSpec;
 pub use sweep::{Sweep, SweepParameter, SweepValue};
 
 use crate::data::Dataset;
@@ -67,6 +71,9 @@ pub struct Scenario {
     /// Parameter grids that `coevo sweep` runs. Ignored by `coevo run`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<Sweep>,
+    /// The threshold `coevo search` looks for. Ignored by `coevo run` and `coevo sweep`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchSpec>,
 }
 
 fn one() -> u64 {

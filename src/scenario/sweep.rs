@@ -22,19 +22,30 @@
 //! A string value replaces the field whole (a unit variant such as `"Unbiased"`).
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::design::{Design, DesignPoints, DesignTable, MAX_POINTS};
 use super::{Problem, Scenario};
 use crate::models::schedule::SCHEDULE_VARIANTS;
 
 /// The `sweep` section of a scenario.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sweep {
-    /// The swept parameters; the grid is their Cartesian product.
+    /// How the points are chosen (default `Grid`, the Cartesian product of the values).
+    #[serde(default, skip_serializing_if = "Design::is_grid")]
+    pub design: Design,
+    /// The swept parameters: with `values` for `Grid` and `Zip`, with a range (`min`, `max`)
+    /// for the sampled designs; none for `Table` (the file's header names them).
+    #[serde(default)]
     pub parameters: Vec<SweepParameter>,
+    /// The points of a `Table` design, read when the scenario file is loaded (not part of the
+    /// file format).
+    #[serde(skip)]
+    pub table: Option<Arc<DesignTable>>,
 }
 
 /// One swept parameter: where it is and which values it takes.
@@ -51,8 +62,18 @@ pub struct SweepParameter {
     /// Field inside the entity (may itself be dotted), or a top-level field without `entity`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// The grid of values.
+    /// The values (`Grid`, `Zip`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<SweepValue>,
+    /// Lower end of the range a sampled design draws from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Upper end of the range a sampled design draws from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Draw on a logarithmic scale (uniform in `ln x`); needs `min > 0`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub log: bool,
 }
 
 /// One value of a grid: a number, a boolean or a string.
@@ -110,35 +131,32 @@ impl SweepParameter {
 }
 
 impl Sweep {
-    /// Number of grid points (the product of the grid sizes).
+    /// Number of points of the design: the product of the grid sizes (`Grid`), the common
+    /// number of values (`Zip`), `n` (`Random`, `LatinHypercube`), `n (k + 2)` (`Sobol`, `k`
+    /// parameters) or the rows of the file (`Table`, 0 until it is read). Saturates instead of
+    /// overflowing, so that a huge grid is refused by the cap rather than wrapped.
     pub fn len(&self) -> usize {
-        self.parameters.iter().map(|p| p.values.len()).product()
+        let k = self.parameters.len();
+        match &self.design {
+            Design::Grid => self.parameters.iter().fold(1usize, |n, p| n.saturating_mul(p.values.len())),
+            Design::Zip => self.parameters.first().map_or(0, |p| p.values.len()),
+            Design::Random(n) | Design::LatinHypercube(n) => usize::try_from(*n).unwrap_or(usize::MAX),
+            Design::Sobol(n) => usize::try_from(*n).unwrap_or(usize::MAX).saturating_mul(k + 2),
+            Design::Table(_) => self.table.as_ref().map_or(0, |t| t.rows.len()),
+        }
     }
 
-    /// Whether the grid has no point.
+    /// Whether the design has no point.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The value index of every parameter at point `index` (row-major: last parameter fastest).
-    pub fn coordinates(&self, mut index: usize) -> Vec<usize> {
-        let mut coords = vec![0; self.parameters.len()];
-        for (c, p) in coords.iter_mut().zip(&self.parameters).rev() {
-            *c = index % p.values.len();
-            index /= p.values.len();
+    /// The swept parameter paths, in column order (a `Table`'s from its header).
+    pub fn paths(&self) -> Vec<String> {
+        match (&self.design, &self.table) {
+            (Design::Table(_), Some(t)) => t.columns.clone(),
+            _ => self.parameters.iter().map(SweepParameter::path).collect(),
         }
-        coords
-    }
-
-    /// The `(path, value)` assignments of point `index`.
-    pub fn assignments(&self, index: usize) -> Vec<(String, SweepValue)> {
-        self.coordinates(index).iter().zip(&self.parameters).map(|(&c, p)| (p.path(), p.values[c].clone())).collect()
-    }
-
-    /// The scenario of point `index`: the base with the point's values applied, no sweep
-    /// section, validated.
-    pub fn point(&self, base: &Scenario, index: usize) -> Result<Scenario, String> {
-        apply(base, &self.assignments(index))
     }
 }
 
@@ -147,6 +165,7 @@ impl Sweep {
 pub fn apply(base: &Scenario, assignments: &[(String, SweepValue)]) -> Result<Scenario, String> {
     let mut stripped = base.clone();
     stripped.sweep = None;
+    stripped.search = None;
     let mut root = serde_json::to_value(&stripped).expect("a scenario serialises to JSON");
     for (path, value) in assignments {
         set(&mut root, path, value)?;
@@ -163,10 +182,11 @@ pub fn apply(base: &Scenario, assignments: &[(String, SweepValue)]) -> Result<Sc
 }
 
 /// Top-level fields a sweep may not set: they are structure, not parameters.
-const STRUCTURAL: [&str; 4] = ["entities", "sweep", "output", "name"];
+const STRUCTURAL: [&str; 5] = ["entities", "sweep", "search", "output", "name"];
 
-/// Sets the field at `path` of a serialised scenario to `value`.
-fn set(root: &mut Value, path: &str, value: &SweepValue) -> Result<(), String> {
+/// The field at `path` of a serialised scenario (looking through enum variants), or why there
+/// is none, naming the valid fields.
+fn slot<'a>(root: &'a mut Value, path: &str) -> Result<&'a mut Value, String> {
     let segments: Vec<&str> = path.split('.').collect();
     if segments.iter().any(|s| s.trim().is_empty()) {
         return Err(format!("parameter path {path:?} is malformed: write `entity.field` or a top-level field such as `seed`"));
@@ -208,6 +228,26 @@ fn set(root: &mut Value, path: &str, value: &SweepValue) -> Result<(), String> {
         current = descend(current, seg).expect("checked above");
         context = format!("field `{seg}`");
     }
+    Ok(current)
+}
+
+/// Whether the field at `path` of `base` holds a whole number (a count such as `batch`, a seed,
+/// or the payload of `Fixed(100)`): a sampled design then draws whole numbers for it.
+pub fn is_integer(base: &Scenario, path: &str) -> Result<bool, String> {
+    let mut stripped = base.clone();
+    stripped.sweep = None;
+    stripped.search = None;
+    let mut root = serde_json::to_value(&stripped).expect("a scenario serialises to JSON");
+    let whole = |v: &Value| v.as_number().is_some_and(|n| !n.is_f64());
+    Ok(match slot(&mut root, path)? {
+        Value::Object(o) if o.len() == 1 => o.values().next().is_some_and(whole),
+        v => whole(v),
+    })
+}
+
+/// Sets the field at `path` of a serialised scenario to `value`.
+fn set(root: &mut Value, path: &str, value: &SweepValue) -> Result<(), String> {
+    let current = slot(root, path)?;
     let new = value.to_json();
     match current {
         // A schedule (`{"Steps": ..}`, `{"Ramp": ..}`): a number makes it that constant.
@@ -271,50 +311,181 @@ fn quoted(names: &[String]) -> String {
 }
 
 /// Problems of a scenario's sweep section (an empty grid, an unknown path, a value that makes
-/// the scenario invalid), for [`crate::scenario::validate`].
+/// the scenario invalid, a range or a design size that cannot be), for
+/// [`crate::scenario::validate`]. New problems are keyed by where they are written
+/// (`sweep.parameters[1].min`), so that the error points at the line.
 pub fn check(scenario: &Scenario) -> Vec<Problem> {
     let Some(sweep) = &scenario.sweep else { return Vec::new() };
     let mut problems = Vec::new();
-    let mut fail = |message: String| problems.push(Problem { entity: None, kind: "", key: "sweep".into(), message });
-    if sweep.parameters.is_empty() {
-        fail("the sweep lists no parameter: give at least one, e.g. (path: \"captioner.batch\", values: [100, 1000])".into());
+    let mut fail_at = |key: String, message: String| problems.push(Problem { entity: None, kind: "", key, message });
+    let design = &sweep.design;
+    if let Design::Table(file) = design {
+        if !sweep.parameters.is_empty() {
+            fail_at(
+                "sweep.parameters".into(),
+                format!("a Table design takes its parameters from the header of {file:?}; remove `parameters`"),
+            );
+        }
+        if file.trim().is_empty() {
+            fail_at("sweep.design".into(), "Table needs a CSV file, e.g. Table(\"points.csv\") (relative to the scenario file)".into());
+        }
+        return problems;
     }
+    if sweep.parameters.is_empty() {
+        fail_at(
+            "sweep".into(),
+            "the sweep lists no parameter: give at least one, e.g. (path: \"captioner.batch\", values: [100, 1000])".into(),
+        );
+    }
+    if let Some(n) = design.size() {
+        if n == 0 {
+            fail_at("sweep.design".into(), format!("{} needs at least one point: write e.g. {}", design.label(), design.example()));
+        }
+        if let Err(e) = design.fits(sweep.parameters.len()) {
+            fail_at("sweep.design".into(), e);
+        }
+    }
+    if sweep.len() > MAX_POINTS {
+        fail_at(
+            "sweep.design".into(),
+            format!(
+                "the sweep has {} points, more than the {MAX_POINTS} a sweep may have; use fewer values or a sampled design",
+                sweep.len()
+            ),
+        );
+    }
+    let sampled = design.size().is_some();
     let mut seen = Vec::new();
     for (i, p) in sweep.parameters.iter().enumerate() {
         let label = format!("sweep parameter [{i}]");
+        let key = |field: &str| format!("sweep.parameters[{i}]{field}");
         if p.path.is_some() && (p.entity.is_some() || p.field.is_some()) {
-            fail(format!("{label}: give either `path` or `entity`/`field`, not both"));
+            fail_at(key(""), format!("{label}: give either `path` or `entity`/`field`, not both"));
             continue;
         }
         if p.path.is_none() && p.field.is_none() {
-            fail(format!("{label}: no `path` (e.g. \"painter.batch\") or `field` given"));
+            fail_at(key(""), format!("{label}: no `path` (e.g. \"painter.batch\") or `field` given"));
             continue;
         }
         let path = p.path();
-        if p.values.is_empty() {
-            fail(format!("{label} `{path}` has an empty grid: list at least one value"));
-            continue;
-        }
         if seen.contains(&path) {
-            fail(format!("{label}: `{path}` is swept twice; list all its values in one parameter"));
+            fail_at(key(""), format!("{label}: `{path}` is swept twice; list all its values in one parameter"));
             continue;
         }
         seen.push(path.clone());
+        if sampled {
+            for problem in check_range(scenario, design, i, p) {
+                fail_at(problem.key, problem.message);
+            }
+            continue;
+        }
+        if p.min.is_some() || p.max.is_some() || p.log {
+            let what = design.label();
+            fail_at(
+                key(""),
+                format!(
+                    "{label} `{path}`: a {what} design takes `values`, not a range (`min`, `max`, `log`); a range needs a sampled design: Random(n), LatinHypercube(n) or Sobol(n)"
+                ),
+            );
+            continue;
+        }
+        if p.values.is_empty() {
+            fail_at(key(".values"), format!("{label} `{path}` has an empty grid: list at least one value"));
+            continue;
+        }
+        if *design == Design::Zip {
+            let first = &sweep.parameters[0];
+            if p.values.len() != first.values.len() {
+                fail_at(
+                    key(".values"),
+                    format!(
+                        "Zip pairs the values index by index, so every parameter needs as many: `{}` has {}, `{path}` has {}",
+                        first.path(),
+                        first.values.len(),
+                        p.values.len()
+                    ),
+                );
+            }
+        }
         for v in &p.values {
             if let SweepValue::Float(x) = v
                 && !x.is_finite()
             {
-                fail(format!("{label} `{path}`: value {x} is not a finite number"));
+                fail_at(key(".values"), format!("{label} `{path}`: value {x} is not a finite number"));
                 continue;
             }
             if let Err(e) = apply(scenario, &[(path.clone(), v.clone())]) {
                 // One message per parameter is enough when the path itself is wrong.
                 let wrong_path = e.starts_with("unknown parameter path") || e.contains("malformed");
-                fail(e);
+                fail_at(key(""), e);
                 if wrong_path {
                     break;
                 }
             }
+        }
+    }
+    problems
+}
+
+/// Problems of parameter `i`'s range in a sampled design: `values` given instead, `min` or
+/// `max` missing, not finite, not increasing, not positive on a log scale, not whole for an
+/// integer field, or an end that makes the scenario invalid.
+fn check_range(scenario: &Scenario, design: &Design, i: usize, p: &SweepParameter) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let path = p.path();
+    let mut fail = |field: &str, message: String| {
+        problems.push(Problem {
+            entity: None,
+            kind: "",
+            key: format!("sweep.parameters[{i}]{field}"),
+            message: format!("`{path}`: {message}"),
+        })
+    };
+    if !p.values.is_empty() {
+        fail(
+            ".values",
+            format!(
+                "a {} design draws from a range: write `min: .., max: ..` (and `log: true` for a log scale) instead of `values`",
+                design.label()
+            ),
+        );
+        return problems;
+    }
+    let (Some(min), Some(max)) = (p.min, p.max) else {
+        let missing = if p.min.is_none() { ".min" } else { ".max" };
+        fail("", format!("a {} design needs a range: write `min: .., max: ..`; `{}` is missing", design.label(), &missing[1..]));
+        return problems;
+    };
+    for (field, x) in [(".min", min), (".max", max)] {
+        if !x.is_finite() {
+            fail(field, format!("{x} is not a finite number"));
+            return problems;
+        }
+    }
+    if min >= max {
+        fail(".max", format!("the range needs min < max, got min = {min}, max = {max}"));
+        return problems;
+    }
+    if p.log && min <= 0.0 {
+        fail(".min", format!("a log scale needs min > 0, got {min}"));
+        return problems;
+    }
+    let integer = match is_integer(scenario, &path) {
+        Ok(b) => b,
+        Err(e) => {
+            fail("", e);
+            return problems;
+        }
+    };
+    if integer && (min.fract() != 0.0 || max.fract() != 0.0) {
+        fail(".min", format!("the field takes whole numbers, so the range needs whole ends, got min = {min}, max = {max}"));
+        return problems;
+    }
+    for (field, x) in [(".min", min), (".max", max)] {
+        let value = super::design::value(x, integer);
+        if let Err(e) = apply(scenario, &[(path.clone(), value)]) {
+            fail(field, e);
+            return problems;
         }
     }
     problems
@@ -396,29 +567,5 @@ mod tests {
         assert!(e.contains("batch size N must be at least 1"), "{e}");
         let e = one("captioner.batch", SweepValue::Float(0.5)).unwrap_err();
         assert!(e.contains("does not fit"), "{e}");
-    }
-
-    #[test]
-    fn points_are_row_major() {
-        let sweep = Sweep {
-            parameters: vec![
-                SweepParameter {
-                    path: Some("a".into()),
-                    entity: None,
-                    field: None,
-                    values: vec![SweepValue::Unsigned(1), SweepValue::Unsigned(2)],
-                },
-                SweepParameter {
-                    path: None,
-                    entity: Some("b".into()),
-                    field: Some("c".into()),
-                    values: vec![SweepValue::Unsigned(1), SweepValue::Unsigned(2), SweepValue::Unsigned(3)],
-                },
-            ],
-        };
-        assert_eq!(sweep.len(), 6);
-        assert_eq!(sweep.coordinates(0), vec![0, 0]);
-        assert_eq!(sweep.coordinates(4), vec![1, 1]);
-        assert_eq!(sweep.assignments(5)[1], ("b.c".to_string(), SweepValue::Unsigned(3)));
     }
 }

@@ -754,6 +754,7 @@ pub fn validate(scenario: &Scenario) -> Result<(), Vec<Problem>> {
     let has_plugins = scenario.entities.iter().any(|e| matches!(e, EntitySpec::PluginModel(_)));
     c.problems.extend(super::output::check(&scenario.output, scenario.stop.as_ref(), has_plugins));
     c.problems.extend(super::sweep::check(scenario));
+    c.problems.extend(super::search::check(scenario));
     c.problems.extend(super::footprint::check_absolute(scenario));
     if c.problems.is_empty() { Ok(()) } else { Err(c.problems) }
 }
