@@ -94,7 +94,7 @@ fn hostile_plugins_end_the_run_with_exit_1_naming_the_plugin_and_leave_no_proces
         // it overwrote: either way the run fails naming the plugin.
         ("overrun", &[], &["sample"]),
         ("stack", &[], &["crashed (signal"]),
-        ("fork", &["--plugin-timeout", "30"], &["broke the host protocol"]),
+        ("fork", &["--plugin-timeout", "30"], &["forked a process"]),
     ];
     for (mode, flags, expected) in cases {
         let (dir, markers) = marked_scratch(&format!("hostile_{mode}"));

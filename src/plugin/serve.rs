@@ -50,10 +50,25 @@ pub fn serve(library: &Path, sha256: Option<&str>) -> std::io::Result<()> {
     let mut models = Models { table, handles: HashMap::new(), next: 1 };
     // The parent is the trusted side: its frames are as large as its batches.
     while let Some((header, payload)) = wire::read_frame(&mut input, u64::MAX)? {
-        let reply = match Op::from_tag(header.tag) {
+        let op = Op::from_tag(header.tag);
+        let mut reply = match op {
             Some(op) => models.call(op, &payload),
             None => Err(models.usage(Op::Create, "", format!("unknown request {}", header.tag))),
         };
+        if std::process::id() != pid {
+            // The plugin forked and this is the copy. It must never answer: two processes
+            // reading and writing one protocol would interleave at random. It ends here,
+            // without running the plugin's exit handlers; the host reports the fork.
+            // SAFETY: `_exit` ends the process at once and takes no pointer.
+            unsafe { libc::_exit(0) };
+        }
+        if let Some(child) = forked_child() {
+            // Reported on the call that forked, whatever the copy does next: a run with a
+            // forking plugin fails at the same round every time.
+            let reason = format!("forked a process (pid {child}), which a plugin host does not allow");
+            let op = op.map_or("request", Op::name);
+            reply = Err(HostError::Crashed { plugin: models.table.name().to_owned(), model: String::new(), op, reason });
+        }
         let (tag, body) = match reply {
             Ok(body) => (REPLY_OK, body),
             Err(e) => (REPLY_ERR, wire::encode_error(&e)),
@@ -61,6 +76,28 @@ pub fn serve(library: &Path, sha256: Option<&str>) -> std::io::Result<()> {
         wire::write_frame(&mut output, Header { tag, pid, seq: header.seq, len: body.len() as u64 }, &body)?;
     }
     Ok(())
+}
+
+/// A child of this host process, if the plugin made one (running, or exited and not reaped):
+/// the host itself never forks.
+fn forked_child() -> Option<i32> {
+    // SAFETY: an all-zero `siginfo_t` is a valid value of this plain C struct.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable `siginfo_t`; WNOWAIT leaves any child as it is.
+    let found = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+    if found != 0 {
+        return None; // ECHILD: no child at all.
+    }
+    // SAFETY: waitid filled `info` (si_pid is 0 when a child exists but is still running).
+    let pid = unsafe { info.si_pid() };
+    Some(if pid == 0 { first_child().unwrap_or(0) } else { pid })
+}
+
+/// The pid of a running child of this process, from `/proc` (for the message only).
+fn first_child() -> Option<i32> {
+    let me = std::process::id();
+    let children = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
 }
 
 /// Loads the library after checking that its bytes still have the SHA-256 the parent
