@@ -701,16 +701,15 @@ impl PointRunner<'_> {
 /// Before a point (re)starts: the record of an earlier failure goes, and so do the temporary
 /// files of atomic writes that a killed process left.
 fn clear_stale(out: &Path) -> Result<(), RunFailure> {
-    let entries = match std::fs::read_dir(out) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(out)(e)),
-    };
-    for entry in entries {
-        let path = entry.map_err(io(out))?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if crate::output::files::is_temp_file(name) || name == FAILED || name == ERROR {
-            std::fs::remove_file(&path).map_err(io(&path))?;
+    if !out.exists() {
+        return Ok(());
+    }
+    crate::output::files::remove_temp_files(out).map_err(io(out))?;
+    for record in [FAILED, ERROR] {
+        let path = out.join(record);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&path)(e)),
+            _ => {}
         }
     }
     Ok(())
