@@ -14,6 +14,7 @@ pub mod conditional;
 pub mod gaussian;
 pub mod linalg;
 pub mod policy;
+pub mod posterior;
 pub mod schedule;
 pub mod text;
 
