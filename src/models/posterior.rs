@@ -24,13 +24,16 @@ use super::text::{UNDERFLOW, normalise_log_weights};
 /// that a block's `BLOCK x K` log-densities and features stay in cache.
 pub const BLOCK: usize = 256;
 
-/// Largest accepted worst-case error bound of a fast log-density, in nats: `2^-36`, about
-/// 1.5e-11. Larger bounds are recomputed exactly.
+/// Largest accepted worst-case error of a fast log-density, in nats, weighted by the entry's
+/// posterior weight: `2^-36`, about 1.5e-11. An entry with error bound `e` and weight at most
+/// `z = min(1, exp(w + e - max))` (relative to the row's largest) is accepted when
+/// `e <= TOLERANCE` or `e z <= TOLERANCE`, and recomputed exactly otherwise.
 ///
-/// An entry off by `e` nats moves its posterior weight by a factor within `exp(+-2e)` (its own
-/// error and, through the row's normaliser, at most the largest other one), so every accepted
-/// entry's weight is within `3e-11` of the exact path's, relative, in the worst case where
-/// every rounding of a length-`F` dot product goes the same way. Rounding errors are centred
+/// An entry off by `e` nats moves its posterior weight `Z` by at most about `2 e Z` (its own
+/// error and, through the row's normaliser, the others'), so every accepted entry's weight is
+/// within `3e-11` of the exact path's, relative for the entries that carry the row and
+/// absolute (of the row's unit mass) for the faint ones, in the worst case where every
+/// rounding of a length-`F` dot product goes the same way. Rounding errors are centred
 /// and independent, so the realised differences are far smaller (about `1e-15` on the soft
 /// counts, `tests/posterior.rs`). A bound at one ulp of the soft counts is not reachable by
 /// any f64 evaluation, the exact form included: its own worst-case error at `d = 32` is about
@@ -108,6 +111,8 @@ pub struct Scorer<'a> {
 /// What a posterior pass did beyond the soft counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PosteriorReport {
+    /// Entries scored (samples times live texts).
+    pub entries: u64,
     /// Entries whose fast log-density was recomputed in the exact form.
     pub recomputed: u64,
     /// Samples with no finite posterior weight (every likelihood underflowed): their prior is used.
@@ -122,6 +127,14 @@ pub struct PosteriorBuffers {
     log_prior: Vec<f64>,
     /// Per block: `L` partial soft counts, then the block's recomputed and fallback counts.
     partial: Vec<f64>,
+    last: PosteriorReport,
+}
+
+impl PosteriorBuffers {
+    /// What the last pass through these buffers did.
+    pub fn report(&self) -> PosteriorReport {
+        self.last
+    }
 }
 
 /// Per-thread buffers of one block.
@@ -153,7 +166,8 @@ pub fn accumulate_posterior(
     buffers: &mut PosteriorBuffers,
     soft_counts: &mut [f64],
 ) -> PosteriorReport {
-    let PosteriorBuffers { live, prior, log_prior, partial } = buffers;
+    let PosteriorBuffers { live, prior, log_prior, partial, last } = buffers;
+    *last = PosteriorReport::default();
     live.clear();
     live.extend((0..p.len()).filter(|&i| p[i] > 0.0));
     prior.clear();
@@ -179,7 +193,7 @@ pub fn accumulate_posterior(
         partial.chunks_mut(stride).enumerate().for_each(run);
     }
     // The fixed reduction: block partials summed in block order.
-    let mut report = PosteriorReport::default();
+    let mut report = PosteriorReport { entries: (n * l) as u64, ..PosteriorReport::default() };
     for block in partial.chunks(stride) {
         for (&i, &s) in live.iter().zip(block) {
             soft_counts[i] += s;
@@ -187,6 +201,7 @@ pub fn accumulate_posterior(
         report.recomputed += block[l] as u64;
         report.fallbacks += block[l + 1] as u64;
     }
+    *last = report;
     report
 }
 
@@ -224,7 +239,7 @@ fn score_block(rows: Range<usize>, texts: &LiveTexts<'_>, scorers: &[Scorer<'_>]
                 // Certainly below the exact maximum by more than exp's range: exactly zero
                 // weight in the exact path too.
                 *w = f64::NEG_INFINITY;
-            } else if !(e <= TOLERANCE) {
+            } else if !(e <= TOLERANCE || e * (*w + e - floor).exp().min(1.0) <= TOLERANCE) {
                 let j = rows.start + r;
                 *w = log_prior[k] + scorers.iter().map(|s| s.model.exact(s.samples, j, live[k], exact_scratch)).sum::<f64>();
                 recomputed += 1;

@@ -10,13 +10,15 @@
 //! `F = d (d + 1) / 2 + d` terms per entry: 55% of the whitening form's flops at `d = 32`, and
 //! a product with a long inner dimension, which runs near the machine's GEMM rate.
 //!
-//! **Its error.** Every term of that sum is bounded by `rho_i (|y'| + |m'|)^2 / 2`, where
-//! `rho_i` is the largest row sum of `|W|^T |W|` (an upper bound of the spectral radius of
-//! `|P|`, so `sum_ab |y'_a| |y'_b| |P_ab| <= rho |y'|^2` and `|P m'| <= rho |m'|`). The sum, the
-//! rounding of the features and coefficients (`P` and `P m'` are dot products of length `d`) and
-//! the exact form's own rounding (two more length-`d` products) are each at most
-//! `gamma_n = n u / (1 - n u)` times that, `n = F + 4 d + 8` all together (Higham, *Accuracy and
-//! Stability of Numerical Algorithms*, section 3.1), plus a few roundings of the constants.
+//! **Its error.** With `R = (|y'| + |m'|)^2 / 2`, `rho_P` the largest row sum of `|P|` and
+//! `rho_W` that of `|W|^T |W|` (upper bounds of the spectral radii of `|P|` and `|W|^T |W|`, so
+//! `sum_ab |y'_a| |y'_b| |P_ab| <= rho_P |y'|^2` and `|P m'| <= rho_P |m'|`), every term of the
+//! product is at most `rho_P R`: the product, the features and `P m'` round by at most
+//! `gamma_(F + 2d + 8) rho_P R` (`gamma_n = n u / (1 - n u)`, Higham, *Accuracy and Stability of
+//! Numerical Algorithms*, section 3.1). Computing `P` from `W` (length-`d` products of
+//! entries of `|W|`) and the exact form's own rounding (`2 gamma_(d+1) |z| || |W| |v| ||`,
+//! at most `gamma_(d+1) (rho_P + rho_W) |v|^2`) add `gamma_(2d+2) (rho_P + rho_W) R`; a few
+//! roundings of the constants add `4 u |value|`. That sum bounds `|fast - exact|` per entry.
 //! The bound grows with `|y'|^2 ||P||`: harmless for spread-out conditionals, enormous for
 //! collapsed or near-singular ones, where the guard recomputes the entries that matter.
 //! Centring each block on its samples' mean keeps `|y'|` and, for the text that generated the
@@ -42,10 +44,8 @@ pub(super) struct QuadraticForm {
     quad: Vec<f64>,
     /// `K x d x d`: the precisions `P_i = W_i^T W_i`, column-major.
     precision: Vec<f64>,
-    /// `K`: largest row sum of `|W_i|^T |W_i|`.
-    rho: Vec<f64>,
-    /// `gamma_n` of the error bound.
-    gamma: f64,
+    /// `K`: the error bound's factor of `R` (see the module documentation).
+    bound: Vec<f64>,
 }
 
 impl QuadraticForm {
@@ -54,25 +54,32 @@ impl QuadraticForm {
         let (k, fq) = (factors.len(), d * (d + 1) / 2);
         self.quad.resize(k * fq, 0.0);
         self.precision.resize(k * d * d, 0.0);
-        self.rho.resize(k, 0.0);
-        let n = (fq + 5 * d + 8) as f64 * f64::EPSILON / 2.0;
-        self.gamma = n / (1.0 - n);
+        self.bound.resize(k, 0.0);
+        let gamma = |n: usize| {
+            let nu = n as f64 * f64::EPSILON / 2.0;
+            nu / (1.0 - nu)
+        };
+        let (g_fast, g_exact) = (gamma(fq + 3 * d + 8), gamma(2 * d + 2));
         for (i, f) in factors.iter().enumerate() {
             let w = f.whiten.as_slice();
             let p = &mut self.precision[i * d * d..(i + 1) * d * d];
-            let mut rho = 0.0f64;
+            let (mut rho_p, mut rho_w) = (0.0f64, 0.0f64);
             for a in 0..d {
                 let wa = &w[a * d..(a + 1) * d];
-                let mut abs_row = 0.0;
+                let (mut row_p, mut row_w) = (0.0, 0.0);
                 for b in 0..d {
                     let wb = &w[b * d..(b + 1) * d];
                     // (W^T W)_ab: columns a and b of W (column-major), a length-d dot product.
-                    p[b * d + a] = wa.iter().zip(wb).map(|(x, y)| x * y).sum();
-                    abs_row += wa.iter().zip(wb).map(|(x, y)| x.abs() * y.abs()).sum::<f64>();
+                    let pab: f64 = wa.iter().zip(wb).map(|(x, y)| x * y).sum();
+                    p[b * d + a] = pab;
+                    row_p += pab.abs();
+                    row_w += wa.iter().zip(wb).map(|(x, y)| x.abs() * y.abs()).sum::<f64>();
                 }
-                rho = rho.max(abs_row);
+                rho_p = rho_p.max(row_p);
+                rho_w = rho_w.max(row_w);
             }
-            self.rho[i] = rho;
+            // Rounding of the row sums themselves: a relative d u, covered by 2x slack on rho.
+            self.bound[i] = 2.0 * (g_fast * rho_p + g_exact * (rho_p + rho_w));
             let q = &mut self.quad[i * fq..(i + 1) * fq];
             let mut f = 0;
             for a in 0..d {
@@ -165,7 +172,7 @@ impl BlockLogDensity for GaussianImageModel {
                 vrow[li] += v;
                 let reach = yn + m_norm[li];
                 // The terms' bound, and the constant's own roundings (a few ulps of each part).
-                erow[li] += qf.gamma * (0.5 * qf.rho[i] * reach * reach) + 4.0 * f64::EPSILON * (constant[li].abs() + v.abs());
+                erow[li] += qf.bound[i] * (0.5 * reach * reach) + 4.0 * f64::EPSILON * (constant[li].abs() + v.abs());
             }
         }
     }
