@@ -6,7 +6,7 @@
 //! the result must not depend on the number of threads.
 
 use coevo::models::conditional::ConditionalModel;
-use coevo::models::posterior::{BlockLogDensity, PosteriorBuffers, Scorer, accumulate_posterior};
+use coevo::models::posterior::{PosteriorBuffers, Scorer, accumulate_posterior};
 use coevo::models::text::{accumulate_caption_posterior, multinomial_counts};
 use coevo::models::{DataPolicy, Estimator, GaussianImageModel};
 use coevo::rng::{Stream, entity_stream};

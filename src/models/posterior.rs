@@ -142,8 +142,9 @@ impl PosteriorBuffers {
 struct BlockWorkspace {
     values: Vec<f64>,
     errors: Vec<f64>,
+    // Shared by the scorers' blocks and, once they are done, their exact forms (whose small
+    // needs then fit in its capacity: no allocation when the guard first fires).
     scratch: Vec<f64>,
-    exact_scratch: Vec<f64>,
 }
 
 thread_local! {
@@ -218,7 +219,7 @@ struct LiveTexts<'a> {
 fn score_block(rows: Range<usize>, texts: &LiveTexts<'_>, scorers: &[Scorer<'_>], ws: &mut BlockWorkspace, out: &mut [f64]) {
     let LiveTexts { live, prior, log_prior } = *texts;
     let (b, l) = (rows.len(), live.len());
-    let BlockWorkspace { values, errors, scratch, exact_scratch } = ws;
+    let BlockWorkspace { values, errors, scratch } = ws;
     values.clear();
     values.resize(b * l, 0.0);
     errors.clear();
@@ -241,7 +242,7 @@ fn score_block(rows: Range<usize>, texts: &LiveTexts<'_>, scorers: &[Scorer<'_>]
                 *w = f64::NEG_INFINITY;
             } else if !(e <= TOLERANCE || e * (*w + e - floor).exp().min(1.0) <= TOLERANCE) {
                 let j = rows.start + r;
-                *w = log_prior[k] + scorers.iter().map(|s| s.model.exact(s.samples, j, live[k], exact_scratch)).sum::<f64>();
+                *w = log_prior[k] + scorers.iter().map(|s| s.model.exact(s.samples, j, live[k], scratch)).sum::<f64>();
                 recomputed += 1;
             }
         }
