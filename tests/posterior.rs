@@ -34,9 +34,8 @@ struct Case {
     n: u64,
 }
 
-/// Soft counts by the blocked posterior and by the exact path, and the guard's recomputations.
-fn both_paths(case: &Case, seed: u64) -> (Vec<f64>, Vec<f64>, u64) {
-    let (k, d) = (case.p.len(), case.mu[0].len());
+/// The case's model, its log-densities readied, and a batch drawn from it with `seed`.
+fn sampled_model(case: &Case, seed: u64) -> (GaussianImageModel, Vec<f64>) {
     let mut model = GaussianImageModel::new(
         case.mu.clone(),
         case.sigma.clone(),
@@ -49,6 +48,13 @@ fn both_paths(case: &Case, seed: u64) -> (Vec<f64>, Vec<f64>, u64) {
     multinomial_counts(case.n, &case.p, &mut rng, &mut counts);
     model.sample(&counts, 1.0, &mut rng, &mut samples).unwrap();
     assert!(model.prepare_log_density());
+    (model, samples)
+}
+
+/// Soft counts by the blocked posterior and by the exact path, and the guard's recomputations.
+fn both_paths(case: &Case, seed: u64) -> (Vec<f64>, Vec<f64>, u64) {
+    let (k, d) = (case.p.len(), case.mu[0].len());
+    let (model, samples) = sampled_model(case, seed);
     let scorer = model.log_density().unwrap();
     let n = case.n as usize;
     let mut soft = vec![0.0; k];
@@ -170,18 +176,7 @@ fn guard_triggers_where_the_fast_form_cancels_and_only_there() {
     assert!(collapsed > 0, "the guard recomputed no entry of the collapsed pair");
     // The same batch scored by the fast form alone, every entry accepted.
     let (k, n) = (case.p.len(), case.n as usize);
-    let mut model = GaussianImageModel::new(
-        case.mu.clone(),
-        case.sigma.clone(),
-        Estimator::Mle,
-        DataPolicy::Replace,
-        (case.mu[0].clone(), case.sigma[0].clone()),
-    );
-    let mut rng = entity_stream(3, 0, case.label);
-    let (mut counts, mut samples) = (Vec::new(), Vec::new());
-    multinomial_counts(case.n, &case.p, &mut rng, &mut counts);
-    model.sample(&counts, 1.0, &mut rng, &mut samples).unwrap();
-    model.prepare_log_density();
+    let (model, samples) = sampled_model(case, 3);
     let scorer = model.log_density().unwrap();
     let live: Vec<usize> = (0..k).collect();
     let (mut ll, mut errors, mut scratch) = (vec![0.0; n * k], vec![0.0; n * k], Vec::new());
