@@ -5,8 +5,9 @@
 # Usage: benches/compare.sh [--quick] [--no-rust] [--scales paper,mid,large] [--seed S]
 #   --quick     few rounds per scale (smoke run; numbers are noisy)
 #   --no-rust   skip building/running the Rust side
-# Environment: TARGET_SECONDS (default 5) sizes the Rust runs; NUMPY_POSTERIOR=quadratic selects the
-# faster-but-less-stable posterior of the reference (see its docstring).
+# Environment: TARGET_SECONDS (default 5) sizes the Rust runs; NUMPY_POSTERIOR (default quadratic,
+# the reference's fastest posterior, which is what coevo is compared with; `mahalanobis` is its
+# slower, stabler one, see its docstring).
 #
 # Both sides run single-threaded: BLAS/OpenMP/rayon thread counts are 1 and, where taskset works, both
 # are pinned to CPU 0.  Raw JSON records go to target/bench/compare.jsonl.
@@ -25,13 +26,13 @@ while [[ $# -gt 0 ]]; do
         --no-rust) RUST=0 ;;
         --scales) SCALES="$2"; shift ;;
         --seed) SEED="$2"; shift ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
 done
 TARGET_SECONDS="${TARGET_SECONDS:-5}"
-NUMPY_POSTERIOR="${NUMPY_POSTERIOR:-mahalanobis}"
+NUMPY_POSTERIOR="${NUMPY_POSTERIOR:-quadratic}"
 
 # ---- single core -------------------------------------------------------------------------------
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 BLIS_NUM_THREADS=1 \

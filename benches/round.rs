@@ -1,5 +1,7 @@
 //! Criterion benchmarks of a training round (docs/model.md section 3) at three scales, of the
-//! arithmetic floor at the same scales, and of replicate throughput.
+//! arithmetic floor at the same scales, of the text phase's posterior at the large scale (the
+//! whole-matrix path against the blocked one, on one and two threads), and of replicate
+//! throughput.
 //!
 //! `cargo bench --bench round` reports absolute times; the ratios the README quotes (round
 //! over floor, coevo over numpy, parallel efficiency) are printed by `benches/compare.sh`,
@@ -56,6 +58,52 @@ fn normals(c: &mut Criterion) {
     });
 }
 
+/// The text phase's caption posterior at the large scale, on the world's state after one round
+/// (estimated covariances): the `N x K` matrix path (`add_log_likelihood`, then
+/// `accumulate_caption_posterior`) against the blocked, screened path of
+/// `coevo::models::posterior` on one thread and on two (parallelism inside one world).
+fn posterior(c: &mut Criterion) {
+    use coevo::models::posterior::{PosteriorBuffers, Scorer, accumulate_posterior};
+    use coevo::models::text::accumulate_caption_posterior;
+    use coevo::world::{ConditionalAgent, ImageBatch, TextAgent};
+    let (k, d, n) = (256, 32, 100_000);
+    let mut sim = Simulation::new(&scaled_scenario(k, d, n, 1), 0).unwrap();
+    sim.set_measuring(false);
+    sim.step().unwrap();
+    let world = sim.world_mut();
+    let p = world.query::<&TextAgent>().iter(world).next().unwrap().model.p.clone();
+    let mut query = world.query::<(&mut ConditionalAgent, &ImageBatch)>();
+    let (mut agent, batch) = query.iter_mut(world).next().unwrap();
+    let samples = batch.samples.clone();
+    let model = &mut agent.model;
+    assert!(model.prepare_log_density());
+    let mut group = c.benchmark_group("posterior_large");
+    group.sample_size(10).measurement_time(Duration::from_secs(60));
+    let (mut dense, mut scratch) = (vec![0.0; n as usize * k as usize], Vec::new());
+    group.bench_function("matrix", |b| {
+        b.iter(|| {
+            dense.fill(0.0);
+            model.add_log_likelihood(&samples, &mut dense).unwrap();
+            let mut soft = vec![0.0; k as usize];
+            accumulate_caption_posterior(&p, &dense, &mut soft, &mut scratch);
+            soft[0]
+        })
+    });
+    let scorers = [Scorer { model: model.log_density().unwrap(), samples: &samples }];
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let mut buffers = PosteriorBuffers::default();
+        group.bench_function(BenchmarkId::new("blocked_threads", threads), |b| {
+            b.iter(|| {
+                let mut soft = vec![0.0; k as usize];
+                pool.install(|| accumulate_posterior(&p, n as usize, &scorers, &mut buffers, &mut soft));
+                soft[0]
+            })
+        });
+    }
+    group.finish();
+}
+
 fn replicates(c: &mut Criterion) {
     // 64 worlds at paper scale, 20 rounds each, on 1 thread and on every core.
     let cores = std::thread::available_parallelism().map_or(1, |p| p.get() as u64);
@@ -72,5 +120,5 @@ fn replicates(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, rounds, floor, normals, replicates);
+criterion_group!(benches, rounds, floor, normals, posterior, replicates);
 criterion_main!(benches);

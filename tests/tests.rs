@@ -24,6 +24,7 @@ mod plot_folders;
 #[cfg(target_os = "linux")]
 mod plugin_isolation;
 mod plugins;
+mod posterior;
 mod readme;
 mod recording;
 mod richer_models;

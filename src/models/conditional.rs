@@ -9,6 +9,7 @@
 use nalgebra::{DMatrix, DVector};
 
 use super::policy::DataPolicy;
+use super::posterior::BlockLogDensity;
 use crate::rng::Stream;
 
 /// A failure inside a model call, naming the call.
@@ -47,6 +48,26 @@ pub trait ConditionalModel: Send + Sync {
     fn sample_initial(&mut self, counts: &[usize], rng: &mut Stream, out: &mut Vec<f64>) -> Result<(), ModelError>;
     /// Adds `log q(y_j | i)` to `out[j*K + i]` for every sample `j` of `samples` and text `i`.
     fn add_log_likelihood(&mut self, samples: &[f64], out: &mut [f64]) -> Result<(), ModelError>;
+    /// Readies the model's blocked log-densities ([`log_density`](Self::log_density)) for the
+    /// samples it has just drawn (factorisations brought up to date, regularised uses counted)
+    /// and says whether it has them.
+    ///
+    /// The text phase scores a model that answers `true` block by block, only against the
+    /// texts with `p_i > 0`, from several threads, through [`BlockLogDensity`] (see
+    /// [`crate::models::posterior`]): no `N x K` matrix is ever held. A model that answers
+    /// `false` (the default, and every plugin) is asked for the whole matrix through
+    /// [`add_log_likelihood`](Self::add_log_likelihood), which the posterior then reads block
+    /// by block. A new covariance structure (diagonal, isotropic) plugs into the blocked,
+    /// screened posterior by implementing [`BlockLogDensity`] for its `O(d)` log-density and
+    /// returning `true` here.
+    fn prepare_log_density(&mut self) -> bool {
+        false
+    }
+    /// The blocked log-densities readied by [`prepare_log_density`](Self::prepare_log_density),
+    /// `None` (the default) when the model has none.
+    fn log_density(&self) -> Option<&dyn BlockLogDensity> {
+        None
+    }
     /// The data policy the model's refit honours (the image phase mixes in real data under
     /// `Fresh`; the model keeps its own statistics under `Accumulate`).
     fn data_policy(&self) -> &DataPolicy;

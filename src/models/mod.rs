@@ -5,6 +5,9 @@
 //! - [`gaussian`]: the conditional Gaussian image model, its one regularised
 //!   factorisation, sampling, log-densities and per-text maximum-likelihood refit.
 //! - [`conditional`]: the trait every conditional model (built-in or plugin) meets.
+//! - [`posterior`]: the blocked, screened caption posterior of the text phase (live texts
+//!   only, exact recomputation where the fast log-densities' error bound is too wide, parallel
+//!   over blocks with a fixed reduction order).
 //! - [`policy`]: the data policies of docs/model.md section 6.
 //! - [`schedule`]: parameters that change over rounds (docs/model.md section 12).
 //! - [`batch`]: caption-grouped batches: pooling and the checks on what a model returns.
@@ -14,6 +17,7 @@ pub mod conditional;
 pub mod gaussian;
 pub mod linalg;
 pub mod policy;
+pub mod posterior;
 pub mod schedule;
 pub mod text;
 

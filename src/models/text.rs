@@ -164,13 +164,41 @@ pub fn multinomial_counts<R: Rng + ?Sized>(n: u64, probs: &[f64], rng: &mut R, o
     }
 }
 
+/// Log-weights below the row maximum by more than this give exactly zero weight: `exp`
+/// underflows to 0 below -745.2, so skipping the call there is exact (and once conditionals
+/// separate, most texts land there).
+pub const UNDERFLOW: f64 = 745.2;
+
+/// Turns one row of log-weights `log p_i + log q(y | i)` into posterior weights in place
+/// (log-sum-exp with the maximum subtracted; `-inf` gives exactly 0). Returns `false`, leaving
+/// the row unspecified, when no weight is finite (every likelihood underflowed).
+pub fn normalise_log_weights(weights: &mut [f64]) -> bool {
+    let max = weights.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return false;
+    }
+    let mut total = 0.0;
+    for w in weights.iter_mut() {
+        let x = *w - max;
+        *w = if x < -UNDERFLOW { 0.0 } else { x.exp() };
+        total += *w;
+    }
+    for w in weights.iter_mut() {
+        *w /= total;
+    }
+    true
+}
+
 /// Adds the caption posterior of every sample to `soft_counts` (docs/model.md section 3, text phase).
 ///
 /// `log_likelihood` is `n x K` row-major: `log_likelihood[j*K + i] = sum_m log q_m(y_j^m | i)`.
 /// The posterior is `Z_i(y) = p_i q(y|i) / sum_k p_k q(y|k)`, computed in log space with the
-/// maximum subtracted (log-sum-exp). Texts with `p_i = 0` get exactly zero. Returns how many
-/// samples had no finite posterior weight at all (every likelihood underflowed), for which the
-/// prior `p` is used: the image carries no usable evidence.
+/// maximum subtracted (log-sum-exp, [`normalise_log_weights`]). Texts with `p_i = 0` get
+/// exactly zero. Returns how many samples had no finite posterior weight at all (every
+/// likelihood underflowed), for which the prior `p` is used: the image carries no usable
+/// evidence. The text phase itself uses the blocked form of this,
+/// [`accumulate_posterior`](super::posterior::accumulate_posterior), which never holds the
+/// whole matrix; this one is the reference its tests compare against.
 pub fn accumulate_caption_posterior(p: &[f64], log_likelihood: &[f64], soft_counts: &mut [f64], scratch: &mut Vec<f64>) -> u64 {
     let k = p.len();
     debug_assert_eq!(log_likelihood.len() % k.max(1), 0);
@@ -180,31 +208,18 @@ pub fn accumulate_caption_posterior(p: &[f64], log_likelihood: &[f64], soft_coun
     let (log_prior, weights) = scratch.split_at_mut(k);
     let mut fallbacks = 0;
     for row in log_likelihood.chunks_exact(k) {
-        let mut max = f64::NEG_INFINITY;
-        for i in 0..k {
-            let w = log_prior[i] + row[i];
-            weights[i] = w;
-            if w > max {
-                max = w;
-            }
+        for ((w, lp), ll) in weights.iter_mut().zip(log_prior.iter()).zip(row) {
+            *w = lp + ll;
         }
-        if !max.is_finite() {
+        if !normalise_log_weights(weights) {
             fallbacks += 1;
             for (s, &pi) in soft_counts.iter_mut().zip(p) {
                 *s += pi;
             }
             continue;
         }
-        let mut total = 0.0;
-        for w in weights.iter_mut() {
-            // exp underflows to exactly 0 below -745.2: skipping the call there is exact, and
-            // once conditionals separate most texts land there.
-            let x = *w - max;
-            *w = if x < -745.2 { 0.0 } else { x.exp() };
-            total += *w;
-        }
         for (s, w) in soft_counts.iter_mut().zip(weights.iter()) {
-            *s += w / total;
+            *s += w;
         }
     }
     fallbacks

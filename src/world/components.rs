@@ -17,6 +17,7 @@ use nalgebra::{DMatrix, DVector};
 use super::RunError;
 use crate::data::Dataset;
 use crate::metrics::MetricRow;
+use crate::models::posterior::PosteriorBuffers;
 use crate::models::{Allocation, ConditionalModel, GaussianImageModel, Schedule, TextModel};
 use crate::rng::Stream;
 use crate::scenario::Window;
@@ -177,12 +178,13 @@ pub struct CaptionBatch {
     pub real: usize,
     /// Real captions per text.
     pub real_counts: Vec<usize>,
-    /// `log q(y_j | i)` summed over the conditional models, row-major `n x K`.
+    /// `log q(y_j | i)` summed over the conditional models without blocked log-densities
+    /// (plugins), row-major `n x K`; empty when every model has them.
     pub log_likelihood: Vec<f64>,
     /// Soft counts of the refit.
     pub soft_counts: Vec<f64>,
-    /// Scratch of the posterior.
-    pub scratch: Vec<f64>,
+    /// Buffers of the blocked posterior.
+    pub posterior: PosteriorBuffers,
 }
 
 /// One external batch pooled into a conditional model's refit (user content, a dataset, ...),

@@ -3,16 +3,19 @@
 //! - this file: the model, its refit and its [`ConditionalModel`] implementation;
 //! - `factor`: the one regularised factorisation of a covariance (floors, `regularized`);
 //! - `stats`: running sufficient statistics (the refit's input, `Accumulate`'s memory);
-//! - `kernels`: sampling and distance loops.
+//! - `kernels`: sampling and distance loops;
+//! - `loglik`: blocked log-densities (fast form, error bound, exact form) for the text phase.
 
 mod factor;
 mod kernels;
+mod loglik;
 mod stats;
 
 pub use factor::{ABSOLUTE_FLOOR, EigenWorkspace, Factor, RELATIVE_FLOOR, RESOLUTION_FACTOR};
 pub use stats::SufficientStats;
 
 use kernels::{clamped_uses, sample_into, squared_distance};
+use loglik::QuadraticForm;
 
 use std::sync::Arc;
 
@@ -115,6 +118,8 @@ pub struct GaussianImageModel {
     whiten_all: DMatrix<f64>,
     shift_all: Vec<f64>,
     block: DMatrix<f64>,
+    // Coefficients of the blocked log-densities of the text phase (`loglik`).
+    quadratic: QuadraticForm,
     // Reused buffers of the refit and factorisation: a steady-state round allocates nothing.
     batch_stats: SufficientStats,
     pooled_stats: SufficientStats,
@@ -161,6 +166,7 @@ impl GaussianImageModel {
             whiten_all: DMatrix::zeros(0, 0),
             shift_all: Vec::new(),
             block: DMatrix::zeros(0, 0),
+            quadratic: QuadraticForm::default(),
             batch_stats: SufficientStats::empty(d),
             pooled_stats: SufficientStats::empty(d),
             eigen: EigenWorkspace::new(d),
@@ -239,6 +245,7 @@ impl GaussianImageModel {
                 self.shift_all[i * d + r] = (0..d).map(|c| f.whiten[(r, c)] * self.mu[i][c]).sum();
             }
         }
+        self.quadratic.update(&self.factors, d);
         self.factors_current = true;
     }
 
@@ -316,6 +323,16 @@ impl ConditionalModel for GaussianImageModel {
             }
         }
         Ok(())
+    }
+
+    fn prepare_log_density(&mut self) -> bool {
+        self.refresh_factors();
+        self.regularized += clamped_uses(&self.factors, None);
+        true
+    }
+
+    fn log_density(&self) -> Option<&dyn crate::models::posterior::BlockLogDensity> {
+        Some(self)
     }
 
     fn data_policy(&self) -> &DataPolicy {

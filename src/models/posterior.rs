@@ -1,0 +1,262 @@
+//! The blocked, fused caption posterior of the text phase (docs/model.md section 3): the soft
+//! counts `sum_j Z_i(y_j)` without ever holding the `N x K` log-likelihood matrix.
+//!
+//! The batch is cut into blocks of [`BLOCK`] consecutive samples. For one block, every
+//! conditional model adds the log-densities of its samples under the *live* texts only (texts
+//! with `p_i = 0` have `Z_i = 0` exactly and are never scored), each with a bound on its
+//! rounding error ([`BlockLogDensity`]). The block's rows are then screened: an entry that is
+//! certainly below the row maximum by more than [`UNDERFLOW`] gets weight exactly zero (as in
+//! the exact path, where `exp` underflows), an entry whose error bound exceeds [`TOLERANCE`] is
+//! recomputed by the models' exact form, and the log-sum-exp of
+//! [`normalise_log_weights`] turns the row into posterior
+//! weights. Each block adds its rows into its own partial soft counts; the partials are summed
+//! in block order. Block boundaries depend only on `N`, so the result is bit-identical whether
+//! the blocks run on one thread or on many (rayon, above [`PARALLEL_ENTRIES`]).
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::text::{UNDERFLOW, normalise_log_weights};
+
+/// Samples per block: large enough for a matrix product to run at full speed, small enough
+/// that a block's `BLOCK x K` log-densities and features stay in cache.
+pub const BLOCK: usize = 256;
+
+/// Largest accepted worst-case error of a fast log-density, in nats, weighted by the entry's
+/// posterior weight: `2^-36`, about 1.5e-11. An entry with error bound `e` and weight at most
+/// `z = min(1, exp(w + e - max))` (relative to the row's largest) is accepted when
+/// `e <= TOLERANCE` or `e z <= TOLERANCE`, and recomputed exactly otherwise.
+///
+/// An entry off by `e` nats moves its posterior weight `Z` by at most about `2 e Z` (its own
+/// error and, through the row's normaliser, the others'), so every accepted entry's weight is
+/// within `3e-11` of the exact path's, relative for the entries that carry the row and
+/// absolute (of the row's unit mass) for the faint ones, in the worst case where every
+/// rounding of a length-`F` dot product goes the same way. Rounding errors are centred
+/// and independent, so the realised differences are far smaller (about `1e-15` on the soft
+/// counts, `tests/posterior.rs`). A bound at one ulp of the soft counts is not reachable by
+/// any f64 evaluation, the exact form included: its own worst-case error at `d = 32` is about
+/// `2e-13` nats. The guard's job is the cases where the fast form is wrong by whole nats
+/// (collapsed and near-singular covariances, whose cancellation grows with `|y|^2 ||P||`).
+pub const TOLERANCE: f64 = 1.0 / (1u64 << 36) as f64;
+
+/// Scored entries (`N x live texts`) above which one batch's blocks run in parallel on the
+/// current rayon pool: about a millisecond of work at `d = 8`, well above rayon's per-task cost.
+///
+/// Many replicates already keep every worker busy with whole worlds: rayon's work stealing
+/// then runs a world's blocks on its own thread, in order, and the parallelism over worlds is
+/// unchanged. A single large world spreads its blocks over the idle workers.
+pub const PARALLEL_ENTRIES: usize = 1 << 18;
+
+/// Log-densities of blocks of samples under a list of texts, callable from several threads.
+///
+/// Samples are the model's batch of the text phase (`n x dim`, row-major, grouped by caption).
+/// Implementations must not call into rayon (a block is the unit of parallel work).
+pub trait BlockLogDensity: Sync {
+    /// Adds `log q(y_j | live[l])` to `values[r * L + l]` and a bound on its absolute error
+    /// (against [`exact`](Self::exact)) to `errors[r * L + l]`, for every sample
+    /// `j = rows.start + r` of `samples` and `L = live.len()`. An exact implementation adds
+    /// zero errors. `scratch` is a per-thread buffer the implementation may resize freely.
+    fn add_block(
+        &self,
+        samples: &[f64],
+        rows: Range<usize>,
+        live: &[usize],
+        values: &mut [f64],
+        errors: &mut [f64],
+        scratch: &mut Vec<f64>,
+    );
+    /// The exact `log q(y_j | text)` of sample `row`: the reference the error bounds of
+    /// [`add_block`](Self::add_block) are measured against.
+    fn exact(&self, samples: &[f64], row: usize, text: usize, scratch: &mut Vec<f64>) -> f64;
+}
+
+/// A model's log-likelihoods already computed for the whole batch (`n x K` row-major, by
+/// [`ConditionalModel::add_log_likelihood`](super::ConditionalModel::add_log_likelihood)):
+/// the path of models without a blocked form (plugins). Exact by definition.
+pub struct DenseLogLikelihood<'a> {
+    /// `log q(y_j | i)` at `j * k + i`.
+    pub values: &'a [f64],
+    /// Texts `K`.
+    pub k: usize,
+}
+
+impl BlockLogDensity for DenseLogLikelihood<'_> {
+    fn add_block(&self, _: &[f64], rows: Range<usize>, live: &[usize], values: &mut [f64], _: &mut [f64], _: &mut Vec<f64>) {
+        let l = live.len();
+        for (r, j) in rows.enumerate() {
+            let row = &self.values[j * self.k..(j + 1) * self.k];
+            for (v, &i) in values[r * l..(r + 1) * l].iter_mut().zip(live) {
+                *v += row[i];
+            }
+        }
+    }
+
+    fn exact(&self, _: &[f64], row: usize, text: usize, _: &mut Vec<f64>) -> f64 {
+        self.values[row * self.k + text]
+    }
+}
+
+/// One conditional model's contribution to the posterior: its blocked log-densities and the
+/// samples it generated for the batch's captions.
+#[derive(Clone, Copy)]
+pub struct Scorer<'a> {
+    /// The model's log-densities.
+    pub model: &'a dyn BlockLogDensity,
+    /// Its samples, `n x dim`.
+    pub samples: &'a [f64],
+}
+
+/// What a posterior pass did beyond the soft counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PosteriorReport {
+    /// Entries scored (samples times live texts).
+    pub entries: u64,
+    /// Entries whose fast log-density was recomputed in the exact form.
+    pub recomputed: u64,
+    /// Samples with no finite posterior weight (every likelihood underflowed): their prior is used.
+    pub fallbacks: u64,
+}
+
+/// Buffers of [`accumulate_posterior`], reused from round to round.
+#[derive(Debug, Default, Clone)]
+pub struct PosteriorBuffers {
+    live: Vec<usize>,
+    prior: Vec<f64>,
+    log_prior: Vec<f64>,
+    /// Per block: `L` partial soft counts, then the block's recomputed and fallback counts.
+    partial: Vec<f64>,
+    last: PosteriorReport,
+}
+
+impl PosteriorBuffers {
+    /// What the last pass through these buffers did.
+    pub fn report(&self) -> PosteriorReport {
+        self.last
+    }
+}
+
+/// Per-thread buffers of one block.
+#[derive(Default)]
+struct BlockWorkspace {
+    values: Vec<f64>,
+    errors: Vec<f64>,
+    // Shared by the scorers' blocks and, once they are done, their exact forms (whose small
+    // needs then fit in its capacity: no allocation when the guard first fires).
+    scratch: Vec<f64>,
+}
+
+thread_local! {
+    // One per worker thread, kept across rounds so that steady-state rounds allocate nothing.
+    // Borrowed only inside one block, which never yields to rayon, so it is never borrowed twice.
+    static WORKSPACE: RefCell<BlockWorkspace> = RefCell::default();
+}
+
+/// Adds the caption posterior of the `n` samples of `scorers` under the prior `p` to
+/// `soft_counts` (docs/model.md section 3), block by block (see the module documentation).
+///
+/// The posterior multiplies the scorers' likelihoods (docs/model.md section 9). Texts with
+/// `p_i = 0` get exactly zero. A sample without any finite posterior weight counts as the prior
+/// `p` (its image carries no usable evidence), as in
+/// [`accumulate_caption_posterior`](super::text::accumulate_caption_posterior).
+pub fn accumulate_posterior(
+    p: &[f64],
+    n: usize,
+    scorers: &[Scorer<'_>],
+    buffers: &mut PosteriorBuffers,
+    soft_counts: &mut [f64],
+) -> PosteriorReport {
+    let PosteriorBuffers { live, prior, log_prior, partial, last } = buffers;
+    *last = PosteriorReport::default();
+    live.clear();
+    live.extend((0..p.len()).filter(|&i| p[i] > 0.0));
+    prior.clear();
+    prior.extend(live.iter().map(|&i| p[i]));
+    log_prior.clear();
+    log_prior.extend(prior.iter().map(|x| x.ln()));
+    let l = live.len();
+    if n == 0 || l == 0 {
+        return PosteriorReport::default();
+    }
+    let blocks = n.div_ceil(BLOCK);
+    let stride = l + 2;
+    partial.clear();
+    partial.resize(blocks * stride, 0.0);
+    let texts = LiveTexts { live, prior, log_prior };
+    let run = |(b, out): (usize, &mut [f64])| {
+        let rows = b * BLOCK..((b + 1) * BLOCK).min(n);
+        WORKSPACE.with_borrow_mut(|ws| score_block(rows, &texts, scorers, ws, out));
+    };
+    if n * l >= PARALLEL_ENTRIES && blocks > 1 {
+        partial.par_chunks_mut(stride).enumerate().for_each(run);
+    } else {
+        partial.chunks_mut(stride).enumerate().for_each(run);
+    }
+    // The fixed reduction: block partials summed in block order.
+    let mut report = PosteriorReport { entries: (n * l) as u64, ..PosteriorReport::default() };
+    for block in partial.chunks(stride) {
+        for (&i, &s) in live.iter().zip(block) {
+            soft_counts[i] += s;
+        }
+        report.recomputed += block[l] as u64;
+        report.fallbacks += block[l + 1] as u64;
+    }
+    *last = report;
+    report
+}
+
+/// The texts with `p_i > 0`, their prior and its logarithm.
+#[derive(Clone, Copy)]
+struct LiveTexts<'a> {
+    live: &'a [usize],
+    prior: &'a [f64],
+    log_prior: &'a [f64],
+}
+
+/// One block: scores, screens, recomputes and normalises its rows, and adds them to `out`
+/// (`L` soft counts, then the recomputed and fallback counts).
+fn score_block(rows: Range<usize>, texts: &LiveTexts<'_>, scorers: &[Scorer<'_>], ws: &mut BlockWorkspace, out: &mut [f64]) {
+    let LiveTexts { live, prior, log_prior } = *texts;
+    let (b, l) = (rows.len(), live.len());
+    let BlockWorkspace { values, errors, scratch } = ws;
+    values.clear();
+    values.resize(b * l, 0.0);
+    errors.clear();
+    errors.resize(b * l, 0.0);
+    for s in scorers {
+        s.model.add_block(s.samples, rows.clone(), live, values, errors, scratch);
+    }
+    let (mut recomputed, mut fallbacks) = (0u64, 0u64);
+    for (r, (row, err)) in values.chunks_exact_mut(l).zip(errors.chunks_exact(l)).enumerate() {
+        // A certain lower bound of the exact row maximum (NaN bounds are ignored by max).
+        let mut floor = f64::NEG_INFINITY;
+        for ((w, e), lp) in row.iter_mut().zip(err).zip(log_prior) {
+            *w += lp;
+            floor = floor.max(*w - e);
+        }
+        for (k, (w, &e)) in row.iter_mut().zip(err).enumerate() {
+            if *w + e < floor - UNDERFLOW {
+                // Certainly below the exact maximum by more than exp's range: exactly zero
+                // weight in the exact path too.
+                *w = f64::NEG_INFINITY;
+            } else if !(e <= TOLERANCE || e * (*w + e - floor).exp().min(1.0) <= TOLERANCE) {
+                let j = rows.start + r;
+                *w = log_prior[k] + scorers.iter().map(|s| s.model.exact(s.samples, j, live[k], scratch)).sum::<f64>();
+                recomputed += 1;
+            }
+        }
+        if normalise_log_weights(row) {
+            for (o, z) in out.iter_mut().zip(row.iter()) {
+                *o += z;
+            }
+        } else {
+            fallbacks += 1;
+            for (o, pi) in out.iter_mut().zip(prior) {
+                *o += pi;
+            }
+        }
+    }
+    out[l] += recomputed as f64;
+    out[l + 1] += fallbacks as f64;
+}
