@@ -17,8 +17,8 @@ use nalgebra::{DMatrix, DVector};
 
 use crate::data::{Dataset, MemoryLimit};
 use crate::models::Estimator;
-use crate::scenario::design::{Design, read_table};
 use crate::models::{Structure, StructuredCovariance};
+use crate::scenario::design::{Design, read_table};
 use crate::scenario::{Covariance, EntitySpec, ImageModelSpec, Means, Problem, Scenario, ScenarioError, ScenarioErrors, UserSource};
 
 impl Scenario {
@@ -402,9 +402,8 @@ fn new_text_prior(
     if let Some(prior) = &s.new_text {
         return Ok((DVector::from_column_slice(&prior.mean), initial_covariances(&prior.covariance, 1, d, s.structure)?.remove(0)));
     }
-    let text0 = || {
-        sigma0.first().cloned().unwrap_or_else(|| StructuredCovariance::Isotropic { variance: 0.1, dim: d }.widened(s.structure))
-    };
+    let text0 =
+        || sigma0.first().cloned().unwrap_or_else(|| StructuredCovariance::Isotropic { variance: 0.1, dim: d }.widened(s.structure));
     Ok(match data {
         Some(data) => {
             let mean = if matches!(s.means, Means::FromData(_)) { data.marginal().mean.clone() } else { DVector::zeros(d) };

@@ -29,11 +29,8 @@ const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
 /// no numerical special function involved.
 fn polygamma_half(x: f64) -> (f64, f64) {
     let pi2 = std::f64::consts::PI.powi(2);
-    let (mut at, mut psi, mut tri) = if x.fract() == 0.0 {
-        (1.0, -EULER_GAMMA, pi2 / 6.0)
-    } else {
-        (0.5, -EULER_GAMMA - 2.0 * std::f64::consts::LN_2, pi2 / 2.0)
-    };
+    let (mut at, mut psi, mut tri) =
+        if x.fract() == 0.0 { (1.0, -EULER_GAMMA, pi2 / 6.0) } else { (0.5, -EULER_GAMMA - 2.0 * std::f64::consts::LN_2, pi2 / 2.0) };
     assert!(x >= at && (x - at).fract() == 0.0, "{x} is not a positive half-integer");
     while at < x {
         psi += 1.0 / at;
@@ -114,7 +111,8 @@ fn structured_families_contract_the_trace_geometrically() {
         let tr0: f64 = s0.iter().sum();
         let all = runs(&source, R, T);
         for t in 1..=T {
-            let traces: Vec<f64> = all.iter().flat_map(|run| (0..K).map(move |i| metric(&run[t], "painter", "trace", Some(i as u32)))).collect();
+            let traces: Vec<f64> =
+                all.iter().flat_map(|run| (0..K).map(move |i| metric(&run[t], "painter", "trace", Some(i as u32)))).collect();
             let expected = q.powi(t as i32) * tr0;
             let var = match structure {
                 "Diagonal" => s0.iter().map(|s| s * s * (m.powi(t as i32) - q.powi(2 * t as i32))).sum::<f64>(),
@@ -135,7 +133,13 @@ fn structured_families_contract_the_trace_geometrically() {
 /// order), while the `Full` model also fits correlations (its log-determinant is lower).
 #[test]
 fn a_diagonal_model_refits_the_diagonal_of_a_full_model_on_the_same_draws() {
-    for (policy, users) in [("Replace", false), ("Fresh(lambda: 0.4)", false), ("Accumulate(initial: 30)", false), ("Augment(lambda: 1.0)", false), ("Replace", true)] {
+    for (policy, users) in [
+        ("Replace", false),
+        ("Fresh(lambda: 0.4)", false),
+        ("Accumulate(initial: 30)", false),
+        ("Augment(lambda: 1.0)", false),
+        ("Replace", true),
+    ] {
         let rows = |structure: &str| {
             let user = if users { "UserContentInjector(name: \"users\", target: \"painter\", n0: 4)," } else { "" };
             let source = format!(
@@ -181,7 +185,9 @@ fn the_log_determinant_follows_the_wishart_law_at_any_condition_number() {
     const R: u64 = 300;
     const T: usize = 4;
     let (mean, var) = log_det_increment_law(2, 3);
-    assert!((mean - (-2.0 * EULER_GAMMA - 2.0 * 3f64.ln())).abs() < 1e-12 && (var - 2.0 * std::f64::consts::PI.powi(2) / 3.0).abs() < 1e-12);
+    assert!(
+        (mean - (-2.0 * EULER_GAMMA - 2.0 * 3f64.ln())).abs() < 1e-12 && (var - 2.0 * std::f64::consts::PI.powi(2) / 3.0).abs() < 1e-12
+    );
     for cond in [1e2, 1e6, 1e10, 1e14] {
         let source = format!(
             "Scenario(name: \"wishart\", seed: 17, rounds: {T}, entities: [
@@ -247,7 +253,15 @@ fn checkpoints_of_every_family_restore_the_exact_state() {
     ];
     for (f, sigma) in families.iter().enumerate() {
         for policy in [DataPolicy::Replace, DataPolicy::Accumulate { initial: 20 }] {
-            let build = || GaussianImageModel::new(means.clone(), vec![sigma.clone(); 2], Estimator::Mle, policy.clone(), (means[0].clone(), sigma.clone()));
+            let build = || {
+                GaussianImageModel::new(
+                    means.clone(),
+                    vec![sigma.clone(); 2],
+                    Estimator::Mle,
+                    policy.clone(),
+                    (means[0].clone(), sigma.clone()),
+                )
+            };
             let mut model = build();
             let mut rng = entity_stream(3, 0, "checkpoint");
             let (mut y, counts) = (Vec::new(), [7, 5]);
@@ -280,7 +294,9 @@ fn checkpoints_of_every_family_restore_the_exact_state() {
         v1.extend_from_slice(mu.as_slice());
         v1.extend_from_slice(sigma.as_slice());
     }
-    let full = |s: StructuredCovariance| GaussianImageModel::new(vec![mu.clone()], vec![s.clone()], Estimator::Mle, DataPolicy::Replace, (mu.clone(), s));
+    let full = |s: StructuredCovariance| {
+        GaussianImageModel::new(vec![mu.clone()], vec![s.clone()], Estimator::Mle, DataPolicy::Replace, (mu.clone(), s))
+    };
     let mut model = full(StructuredCovariance::Full(DMatrix::identity(2, 2)));
     model.load_state(&v1).unwrap();
     assert_eq!(model.covariance(0), &StructuredCovariance::Full(sigma.clone()));

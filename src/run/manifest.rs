@@ -8,8 +8,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{RunFailure, io_error};
-use crate::output::{StoppedEarly, write_atomic};
 use crate::models::StructuredCovariance;
+use crate::output::{StoppedEarly, write_atomic};
 use crate::resolve::{Resolved, ResolvedEntity};
 use crate::rng::RNG_ALGORITHM;
 use crate::scenario::{EntitySpec, Scenario};

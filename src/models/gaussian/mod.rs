@@ -254,13 +254,19 @@ impl GaussianImageModel {
         mut record: Option<&mut [OwnDraws]>,
     ) {
         let d = mu.first().map_or(0, |m| m.len());
+        let total = counts.iter().sum::<usize>() * d;
         out.clear();
-        out.resize(counts.iter().sum::<usize>() * d, 0.0);
+        out.resize(total, 0.0);
+        // Sized by the batch, not by the largest text: the batch size is fixed, a text's share
+        // varies from round to round (no allocation in a steady state).
+        if normals.len() < total {
+            normals.resize(total, 0.0);
+        }
         let mut offset = 0;
         for (i, &n) in counts.iter().enumerate() {
             let block = &mut out[offset * d..(offset + n) * d];
             offset += n;
-            normals.resize(n * d, 0.0);
+            let normals = &mut normals[..n * d];
             sigma[i].draw(mu[i].as_slice(), c, rng, normals, block);
             if let Some(own) = record.as_deref_mut().and_then(|r| r.get_mut(i)) {
                 own.z.set_from(normals, d);
@@ -677,7 +683,8 @@ mod tests {
         let mu0 = vec![DVector::from_vec(vec![1.0, 0.0]), DVector::from_vec(vec![0.0, 1.0])];
         let s0 = vec![DMatrix::from_row_slice(2, 2, &[0.3, 0.1, 0.1, 0.2]), DMatrix::identity(2, 2) * 0.1];
         let structured = s0.iter().cloned().map(StructuredCovariance::Full).collect();
-        let mut m = GaussianImageModel::new(mu0.clone(), structured, Estimator::Mle, DataPolicy::Replace, (mu0[0].clone(), s0[0].clone().into()));
+        let mut m =
+            GaussianImageModel::new(mu0.clone(), structured, Estimator::Mle, DataPolicy::Replace, (mu0[0].clone(), s0[0].clone().into()));
         let y = [0.3, -0.2, 1.5, 0.7, -0.1, 0.9];
         let mut out = vec![0.0; 6];
         m.add_log_likelihood(&y, &mut out).unwrap();
