@@ -262,6 +262,10 @@ impl GaussianImageModel {
         if normals.len() < total {
             normals.resize(total, 0.0);
         }
+        // A text without draws in this call has none to refit on exactly.
+        for own in record.iter_mut().flat_map(|r| r.iter_mut()) {
+            own.batch = None;
+        }
         let mut offset = 0;
         for (i, &n) in counts.iter().enumerate() {
             let block = &mut out[offset * d..(offset + n) * d];
