@@ -204,6 +204,7 @@ fn the_log_determinant_follows_the_wishart_law_at_any_condition_number() {
             increments.extend(logdet.windows(2).map(|w| w[1] - w[0]));
         }
         let measured = increments.iter().sum::<f64>() / increments.len() as f64;
+        println!("cond {cond:e}: mean log-det increment {measured:.4} over {} (theory {mean:.4})", increments.len());
         assert_within(&format!("cond {cond:e}: E[log det S_z]"), measured, mean, (var / increments.len() as f64).sqrt());
     }
 }
@@ -235,6 +236,7 @@ fn one_dimensional_collapse_follows_theory_past_the_resolution_of_the_mean() {
         })
         .collect();
     let (measured, _) = mean_se(&changes);
+    println!("1-D, n = 2: mean log-det change over {T} rounds {measured:.2} (theory {:.2})", T as f64 * mean);
     assert!(measured < -150.0, "the collapse stalled at {measured}");
     assert_within("E[log Sigma_100 - log Sigma_0] (1-D, n = 2)", measured, T as f64 * mean, (T as f64 * var / R as f64).sqrt());
 }
@@ -317,7 +319,7 @@ fn covariances_outside_the_family_are_located_errors() {
         ("Isotropic", "PerText([[[0.1, 0.0], [0.0, 0.1]], [[0.1, 0.0], [0.0, 0.3]]])", "covariance [1]"),
     ] {
         let source = format!(
-            "Scenario(name: \"family\", entities: [
+            "Scenario(name: \"family\", rounds: 1, entities: [
                 TextModel(name: \"captioner\", initial: Probabilities([0.5, 0.5])),
                 ImageModel(name: \"painter\", conditioned_on: \"captioner\", covariance: {covariance}, structure: {structure}),
             ])"
@@ -325,7 +327,7 @@ fn covariances_outside_the_family_are_located_errors() {
         let err = coevo::Scenario::parse(&source, std::path::Path::new("family.ron")).unwrap_err().to_string();
         assert!(err.contains("covariance") && err.contains(expected) && err.contains("family.ron"), "{structure}: {err}");
     }
-    let ok = "Scenario(name: \"family\", entities: [
+    let ok = "Scenario(name: \"family\", rounds: 1, entities: [
         TextModel(name: \"captioner\", initial: Probabilities([0.5, 0.5])),
         ImageModel(name: \"painter\", conditioned_on: \"captioner\", covariance: Full([[0.1, 0.0], [0.0, 0.1]]), structure: Isotropic),
     ])";

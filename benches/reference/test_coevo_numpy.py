@@ -81,6 +81,32 @@ def test_trace_contraction_fixed_allocation():
     assert abs(mean - expected) < Z_TOL * se, f"mean ratio {mean} vs {expected} (se {se})"
 
 
+def test_diagonal_variant():
+    """--structure diagonal: the expanded-form posterior equals the full one on diagonal covariances,
+    and fixed(n), MLE, frozen text contracts E tr Sigma_t = ((n-1)/n)^t tr Sigma_0 (docs/model.md
+    section 14), same tolerance rule as test_trace_contraction_fixed_allocation (K * R independent
+    ratios, Z_TOL standard errors)."""
+    rng = np.random.default_rng(11)
+    K, d, N = 6, 5, 2000
+    var = rng.uniform(0.05, 0.5, (K, d))
+    mu = rng.standard_normal((K, d))
+    p = rng.dirichlet(np.ones(K))
+    y = rng.standard_normal((N, d))
+    L, _ = cn.factorize(np.stack([np.diag(v) for v in var]))
+    assert np.allclose(cn.posterior_diagonal(y, p, mu, var), cn._posterior_mahalanobis(y, p, mu, L), rtol=1e-9, atol=1e-9)
+    K, d, n, t, R = 5, 3, 5, 4, 400
+    ratios = []
+    for _ in range(R):
+        st = cn.initial_state_diagonal(K, d, s2=0.1)
+        tr0 = cn.traces(st.Sigma)
+        for _ in range(t):
+            cn.run_round_diagonal(rng, st, N=1000, fixed=n, freeze_text=True)
+        ratios.extend(cn.traces(st.Sigma) / tr0)
+    mean, se = _mean_and_se(ratios)
+    expected = ((n - 1) / n) ** t
+    assert abs(mean - expected) < Z_TOL * se, f"mean ratio {mean} vs {expected} (se {se})"
+
+
 def test_wright_fisher_limit():
     """Non-overlapping conditionals (Sigma -> 0): Z is one-hot, the text phase is Wright-Fisher
     resampling and E[H_t] = (1 - 1/N)^t H_0.
