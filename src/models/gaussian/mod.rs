@@ -685,7 +685,7 @@ mod tests {
     #[test]
     fn log_likelihood_matches_the_closed_form() {
         let mu0 = vec![DVector::from_vec(vec![1.0, 0.0]), DVector::from_vec(vec![0.0, 1.0])];
-        let s0 = vec![DMatrix::from_row_slice(2, 2, &[0.3, 0.1, 0.1, 0.2]), DMatrix::identity(2, 2) * 0.1];
+        let s0 = [DMatrix::from_row_slice(2, 2, &[0.3, 0.1, 0.1, 0.2]), DMatrix::identity(2, 2) * 0.1];
         let structured = s0.iter().cloned().map(StructuredCovariance::Full).collect();
         let mut m =
             GaussianImageModel::new(mu0.clone(), structured, Estimator::Mle, DataPolicy::Replace, (mu0[0].clone(), s0[0].clone().into()));

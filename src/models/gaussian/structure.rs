@@ -612,7 +612,7 @@ impl DiagonalDensity {
                     _ => resolution_floor(m[k].abs()),
                 };
                 let mut v = s.sigma.variance(k);
-                if !(v >= floor) {
+                if v.is_nan() || v < floor {
                     self.clamped[i] = true;
                     v = floor;
                 }
@@ -699,6 +699,10 @@ impl DiagonalDensity {
 /// `(y1, m1 r1)`, each with four independent partial sums (vectorisable, in a fixed
 /// grouping: every pair's value is the one it would have alone, reproducibly).
 #[inline(always)]
+#[expect(
+    clippy::needless_range_loop,
+    reason = "lane l of the four accumulators of four pairs, indexed together: the shape the vectoriser maps onto one register per pair"
+)]
 fn scaled_squared_distances(y0: &[f64], y1: &[f64], m0: &[f64], r0: &[f64], m1: &[f64], r1: &[f64]) -> [f64; 4] {
     let d = y0.len();
     // Re-sliced to one length, so the compiler can drop the bounds checks of the loop.
