@@ -289,8 +289,9 @@ impl StructuredCovariance {
     }
 }
 
-/// The exact square root a conditional samples through: lower-triangular (a Cholesky factor
-/// or a product of them) or, for a singular `Full` covariance, the symmetric root.
+/// The exact square root a conditional samples through: the symmetric-eigenvector root of a
+/// covariance estimated from samples (or given), times the Cholesky factors of the exact
+/// refits on its own draws since.
 #[derive(Debug, Clone, PartialEq)]
 enum Root {
     Full(DMatrix<f64>),
@@ -384,8 +385,10 @@ impl FactoredCovariance {
     fn refactor(&mut self, count: Option<f64>, ws: &mut RefitWorkspace) {
         self.log_det = match (&self.sigma, &mut self.root) {
             (StructuredCovariance::Full(s), Root::Full(a)) => {
-                let rank_deficient = count.is_some_and(|n| n <= s.nrows() as f64);
-                root_of(s, rank_deficient, a, &mut ws.eigen)
+                let log_det = symmetric_root(s, a, &mut ws.eigen);
+                // A sample covariance of at most d samples is singular, whatever rounding
+                // makes of its smallest eigenvalue.
+                if count.is_some_and(|n| n <= s.nrows() as f64) { f64::NEG_INFINITY } else { log_det }
             }
             (StructuredCovariance::Diagonal(v), Root::Diagonal(sd)) => {
                 sd.iter_mut().zip(v.iter()).for_each(|(s, v)| *s = v.max(0.0).sqrt());
@@ -428,7 +431,15 @@ impl FactoredCovariance {
                 for (s, x) in ws.s.iter_mut().zip(z.scatter.iter()) {
                     *s = x / divisor;
                 }
-                let log_det_z = root_of(&ws.s, z.count <= d as f64, &mut ws.t, &mut ws.eigen);
+                // R = chol(S_z), exact to rounding (S_z of standard normals is well
+                // conditioned); with at most d draws S_z is singular and R its symmetric root.
+                let log_det_z = match (z.count > d as f64).then(|| cholesky_into(&ws.s, &mut ws.t)).flatten() {
+                    Some(log_det) => log_det,
+                    None => {
+                        symmetric_root(&ws.s, &mut ws.t, &mut ws.eigen);
+                        f64::NEG_INFINITY
+                    }
+                };
                 for r in 0..d {
                     mu[r] += scale * (0..d).map(|k| a[(r, k)] * z.mean[k]).sum::<f64>();
                 }
@@ -496,25 +507,23 @@ impl FactoredCovariance {
     }
 }
 
-/// A square root `A` of the symmetric positive semi-definite `s` (`A A^T = s`) into `a`, and
-/// `log det s`: the Cholesky factor when `s` is positive definite (exact to rounding at any
-/// condition number the pivots survive), else the symmetric root with negative rounding
-/// clamped to zero (not floored: the root stays singular) and `log det = -inf`.
-/// `rank_deficient` says `s` is singular by construction (a sample covariance of at most `d`
-/// samples), whatever rounding makes of its pivots.
-fn root_of(s: &DMatrix<f64>, rank_deficient: bool, a: &mut DMatrix<f64>, eigen: &mut EigenWorkspace) -> f64 {
+/// The symmetric-eigenvector square root `A = V diag(sqrt(lambda))` of the symmetric positive
+/// semi-definite `s` into `a` (negative rounding clamped to zero, not floored: a singular `s`
+/// keeps a singular root), and `log det s = sum log lambda` (`-inf` when singular). The root a
+/// covariance computed from samples is drawn through: the same eigendecomposition the
+/// likelihood factor makes, so a regular covariance samples exactly as it always has.
+fn symmetric_root(s: &DMatrix<f64>, a: &mut DMatrix<f64>, eigen: &mut EigenWorkspace) -> f64 {
     let d = s.nrows();
-    if !rank_deficient && let Some(log_det) = cholesky_into(s, a) {
-        return log_det;
-    }
     let (values, vectors) = eigen.decompose(s);
+    let mut log_det = 0.0;
     for c in 0..d {
         let root = values[c].max(0.0).sqrt();
+        log_det += values[c].max(0.0).ln();
         for r in 0..d {
             a[(r, c)] = vectors[c * d + r] * root;
         }
     }
-    f64::NEG_INFINITY
+    log_det
 }
 
 /// In-place Cholesky factorisation `s = L L^T` into `l` (lower triangle; the upper one
@@ -737,7 +746,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cholesky_and_singular_roots_reproduce_the_covariance() {
+    fn symmetric_and_singular_roots_reproduce_the_covariance() {
         let s = DMatrix::from_row_slice(3, 3, &[4.0, 2.0, 0.6, 2.0, 2.0, 0.5, 0.6, 0.5, 3.0]);
         let f = FactoredCovariance::new(StructuredCovariance::Full(s.clone()));
         let Root::Full(a) = &f.root else { unreachable!() };
