@@ -704,33 +704,41 @@ impl DiagonalDensity {
     }
 }
 
+/// Four lanes of partial sums (one AVX2 register).
+type Lanes = [f64; 4];
+
+/// `s` in chunks of four (the lanes of [`Lanes`]).
+#[inline(always)]
+fn quads(s: &[f64]) -> std::slice::ChunksExact<'_, f64> {
+    s.chunks_exact(4)
+}
+
+/// `acc[l] += ((y[l] - m[l]) r[l])^2` lane by lane: written per pair so that the compiler maps
+/// each pair's lanes onto one vector register (interleaving the pairs in one loop made it
+/// vectorise across pairs instead, with a shuffle per operation).
+#[inline(always)]
+fn accumulate(acc: &mut Lanes, y: &[f64], m: &[f64], r: &[f64]) {
+    for (((a, y), m), r) in acc.iter_mut().zip(y).zip(m).zip(r) {
+        let t = (y - m) * r;
+        *a += t * t;
+    }
+}
+
 /// `sum_k ((y_k - m_k) r_k)^2` for the four pairs `(y0, m0 r0)`, `(y0, m1 r1)`, `(y1, m0 r0)`,
 /// `(y1, m1 r1)`, each with four independent partial sums (vectorisable, in a fixed
 /// grouping: every pair's value is the one it would have alone, reproducibly).
 #[inline(always)]
-#[expect(
-    clippy::needless_range_loop,
-    reason = "lane l of the four accumulators of four pairs, indexed together: the shape the vectoriser maps onto one register per pair"
-)]
 fn scaled_squared_distances(y0: &[f64], y1: &[f64], m0: &[f64], r0: &[f64], m1: &[f64], r1: &[f64]) -> [f64; 4] {
-    let d = y0.len();
-    // Re-sliced to one length, so the compiler can drop the bounds checks of the loop.
-    let (y1, m0, r0, m1, r1) = (&y1[..d], &m0[..d], &r0[..d], &m1[..d], &r1[..d]);
-    let body = d - d % 4;
     let mut acc = [[0.0f64; 4]; 4];
-    for c in (0..body).step_by(4) {
-        for l in 0..4 {
-            let k = c + l;
-            let (a, b) = ((y0[k] - m0[k]) * r0[k], (y0[k] - m1[k]) * r1[k]);
-            let (e, f) = ((y1[k] - m0[k]) * r0[k], (y1[k] - m1[k]) * r1[k]);
-            acc[0][l] += a * a;
-            acc[1][l] += b * b;
-            acc[2][l] += e * e;
-            acc[3][l] += f * f;
-        }
+    for (((((c0, c1), a0), s0), a1), s1) in quads(y0).zip(quads(y1)).zip(quads(m0)).zip(quads(r0)).zip(quads(m1)).zip(quads(r1)) {
+        accumulate(&mut acc[0], c0, a0, s0);
+        accumulate(&mut acc[1], c0, a1, s1);
+        accumulate(&mut acc[2], c1, a0, s0);
+        accumulate(&mut acc[3], c1, a1, s1);
     }
+    let body = y0.len() - y0.len() % 4;
     let mut tail = [0.0f64; 4];
-    for k in body..d {
+    for k in body..y0.len() {
         let (a, b) = ((y0[k] - m0[k]) * r0[k], (y0[k] - m1[k]) * r1[k]);
         let (e, f) = ((y1[k] - m0[k]) * r0[k], (y1[k] - m1[k]) * r1[k]);
         tail[0] += a * a;
