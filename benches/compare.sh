@@ -2,9 +2,12 @@
 # One-core throughput comparison: numpy reference (benches/reference/coevo_numpy.py) vs the coevo engine,
 # one training round (docs/model.md section 3) at three scales.
 #
-# Usage: benches/compare.sh [--quick] [--no-rust] [--scales paper,mid,large] [--seed S]
+# Usage: benches/compare.sh [--quick] [--no-rust] [--scales paper,mid,large] [--seed S] [--platform]
 #   --quick     few rounds per scale (smoke run; numbers are noisy)
 #   --no-rust   skip building/running the Rust side
+#   --platform  also the platform row (K = 1024, d = 512 diagonal, N = 1e5; about 2.5 GB and a few
+#               minutes): numpy single-threaded with its diagonal GEMM form, coevo unpinned (every
+#               core), interleaved numpy, coevo, numpy, coevo
 # Environment: TARGET_SECONDS (default 5) sizes the Rust runs; NUMPY_POSTERIOR (default quadratic,
 # the reference's fastest posterior, which is what coevo is compared with; `mahalanobis` is its
 # slower, stabler one, see its docstring).
@@ -20,13 +23,15 @@ QUICK=0
 RUST=1
 SCALES="paper,mid,large"
 SEED=1
+PLATFORM=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) QUICK=1 ;;
+        --platform) PLATFORM=1 ;;
         --no-rust) RUST=0 ;;
         --scales) SCALES="$2"; shift ;;
         --seed) SEED="$2"; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -139,6 +144,27 @@ print(line(hdr)); print(line(["-" * x for x in w]))
 for r in rows: print(line(r))
 EOF
 if [[ $RUST_OK == 0 ]]; then echo "rust side not available yet ($RUST_WHY)"; exit 0; fi
+
+# ---- platform scale (issue 17): K = 1024, d = 512 diagonal covariances, N = 1e5 ----------------
+# numpy stays single-threaded (its fastest form: one GEMM per chunk against the features (y^2, y));
+# coevo runs unpinned on every core. Interleaved: numpy, coevo, numpy, coevo; the row reports each
+# side's better run (the slower one is in compare.jsonl).
+if [[ $PLATFORM == 1 ]]; then
+    CORES_P="$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)"
+    pargs=(--K 1024 --d 512 --N 100000 --seed "$SEED")
+    best_np=0; best_rs=0
+    for rep in 1 2; do
+        echo "[platform] numpy, run $rep ..." >&2
+        rec="$("$PY" benches/reference/coevo_numpy.py "${pargs[@]}" --rounds 1 --threads 1 --structure diagonal)"
+        echo "{\"side\":\"numpy\",\"scale\":\"platform\",\"record\":$rec}" >>"$OUT/compare.jsonl"
+        best_np="$("$PY" -c 'import sys; print(max(float(sys.argv[1]), float(sys.argv[2])))' "$best_np" "$(json_field rounds_per_second <<<"$rec")")"
+        echo "[platform] coevo, run $rep ..." >&2
+        rrec="$(RAYON_NUM_THREADS="$CORES_P" cargo run --release --quiet --bin coevo -- bench-round "${pargs[@]}" --rounds 2 --structure diagonal)"
+        echo "{\"side\":\"coevo\",\"scale\":\"platform\",\"cores\":$CORES_P,\"record\":$(tail -n1 <<<"$rrec")}" >>"$OUT/compare.jsonl"
+        best_rs="$("$PY" -c 'import sys; print(max(float(sys.argv[1]), float(sys.argv[2])))' "$best_rs" "$(json_field rounds_per_second <<<"$rrec")")"
+    done
+    "$PY" -c 'import sys; n, r, c = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]; print(f"\nplatform (K = 1024, d = 512 diagonal, N = 100000): numpy (1 thread) {n:.3g} rounds/s, coevo ({c} cores) {r:.3g} rounds/s, coevo/numpy {r / n:.2f}x")' "$best_np" "$best_rs" "$CORES_P"
+fi
 
 # ---- replicate throughput: 64 paper-scale worlds on 1 thread and on every core -----------------
 # Not `nproc`: it honours the OMP_NUM_THREADS=1 exported above for the one-core comparison.

@@ -4,12 +4,20 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::models::Structure;
 use crate::scenario::Scenario;
 use crate::world::{RunError, Simulation};
 
 /// The paper's co-evolution scenario at an arbitrary scale: `K` texts uniform, `d`-dimensional
 /// images with unit-circle means and `0.1 I` covariances, `N` pairs per batch.
 pub fn scaled_scenario(k: u64, d: u64, n: u64, seed: u64) -> Scenario {
+    structured_scenario(k, d, n, seed, Structure::Full)
+}
+
+/// [`scaled_scenario`] with image covariances of the family `structure` (docs/model.md section
+/// 14): `Diagonal` at `K = 1024, d = 512, N = 10^5` is the platform scale of
+/// `scenarios/platform.ron`.
+pub fn structured_scenario(k: u64, d: u64, n: u64, seed: u64, structure: Structure) -> Scenario {
     // Written as a scenario file would be, so that every default the schema gains applies here too.
     let source = format!(
         r#"Scenario(
@@ -18,9 +26,11 @@ pub fn scaled_scenario(k: u64, d: u64, n: u64, seed: u64) -> Scenario {
             rounds: 1,
             entities: [
                 TextModel(name: "captioner", initial: Uniform({k}), batch: {n}),
-                ImageModel(name: "painter", conditioned_on: "captioner", dim: {d}, covariance: Isotropic(0.1), batch: {n}),
+                ImageModel(name: "painter", conditioned_on: "captioner", dim: {d}, covariance: Isotropic(0.1), batch: {n},
+                           structure: {structure}),
             ],
-        )"#
+        )"#,
+        structure = structure.name()
     );
     Scenario::parse(&source, std::path::Path::new("<bench>")).expect("the synthetic scenario is valid")
 }
@@ -58,7 +68,20 @@ pub fn peak_rss_kib() -> Option<u64> {
 
 /// Times `rounds` training rounds after one warm-up round, on the calling thread.
 pub fn time_rounds(k: u64, d: u64, n: u64, rounds: u64, seed: u64, measured: bool) -> Result<RoundTiming, RunError> {
-    let scenario = scaled_scenario(k, d, n, seed);
+    time_structured_rounds(k, d, n, rounds, seed, measured, Structure::Full)
+}
+
+/// [`time_rounds`] with image covariances of the family `structure` ([`structured_scenario`]).
+pub fn time_structured_rounds(
+    k: u64,
+    d: u64,
+    n: u64,
+    rounds: u64,
+    seed: u64,
+    measured: bool,
+    structure: Structure,
+) -> Result<RoundTiming, RunError> {
+    let scenario = structured_scenario(k, d, n, seed, structure);
     let mut sim = Simulation::new(&scenario, 0).expect("the synthetic scenario is valid");
     sim.set_measuring(measured);
     sim.step()?;

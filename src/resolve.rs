@@ -17,6 +17,7 @@ use nalgebra::{DMatrix, DVector};
 
 use crate::data::{Dataset, MemoryLimit};
 use crate::models::Estimator;
+use crate::models::{Structure, StructuredCovariance};
 use crate::scenario::design::{Design, read_table};
 use crate::scenario::{Covariance, EntitySpec, ImageModelSpec, Means, Problem, Scenario, ScenarioError, ScenarioErrors, UserSource};
 
@@ -140,10 +141,10 @@ pub struct BuildError {
 pub struct Gaussians {
     /// `mu_i`, one per text.
     pub means: Vec<DVector<f64>>,
-    /// `Sigma_i`, one per text, exactly symmetric.
-    pub covariances: Vec<DMatrix<f64>>,
+    /// `Sigma_i`, one per text, in the model's family, exactly symmetric.
+    pub covariances: Vec<StructuredCovariance>,
     /// The conditional a text appended by a `NewText` injection starts from.
-    pub new_text: (DVector<f64>, DMatrix<f64>),
+    pub new_text: (DVector<f64>, StructuredCovariance),
 }
 
 /// One entity of a resolved scenario (same index as in the scenario's `entities`).
@@ -238,11 +239,14 @@ impl Resolved {
                             let target_data = image_data_name(image).map(|n| data(&image.name, n)).transpose()?;
                             let target = image_gaussians(image, k, target_data.as_deref())
                                 .map_err(|message| BuildError { entity: image.name.clone(), message })?;
-                            let gaussians = Gaussians {
-                                means: initial_means(&g.means, k, d),
-                                covariances: initial_covariances(&g.covariance, k, d),
-                                new_text: target.new_text,
-                            };
+                            // The source's covariances in the family they are written in, or the
+                            // target's if wider (its new texts start from the target's prior).
+                            let structure = written_structure(&g.covariance).widest(image.structure);
+                            let covariances = initial_covariances(&g.covariance, k, d, structure)
+                                .map_err(|message| BuildError { entity: s.name.clone(), message })?;
+                            let (mean, prior) = target.new_text;
+                            let gaussians =
+                                Gaussians { means: initial_means(&g.means, k, d), covariances, new_text: (mean, prior.widened(structure)) };
                             (Some(gaussians), None)
                         }
                         (UserSource::Gaussian(_), _) => {
@@ -314,14 +318,16 @@ fn image_gaussians(s: &ImageModelSpec, k: usize, data: Option<&Dataset>) -> Resu
                 other => initial_means(other, k, d),
             };
             let covariances = match &s.covariance {
-                Covariance::FromData(_) => (0..k).map(|i| data.label_covariance(i, s.estimator, s.shrinkage)).collect::<Result<_, _>>()?,
-                other => initial_covariances(other, k, d),
+                Covariance::FromData(_) => (0..k)
+                    .map(|i| Ok(StructuredCovariance::estimate_within(s.structure, data.label_covariance(i, s.estimator, s.shrinkage)?)))
+                    .collect::<Result<_, String>>()?,
+                other => initial_covariances(other, k, d, s.structure)?,
             };
             (means, covariances)
         }
-        None => (initial_means(&s.means, k, d), initial_covariances(&s.covariance, k, d)),
+        None => (initial_means(&s.means, k, d), initial_covariances(&s.covariance, k, d, s.structure)?),
     };
-    Ok(Gaussians { means, new_text: new_text_prior(s, &covariances, data), covariances })
+    Ok(Gaussians { means, new_text: new_text_prior(s, &covariances, data)?, covariances })
 }
 
 /// The paper's initial means: `(cos(2 pi i / K), sin(2 pi i / K))` for `i = 1..K`, padded
@@ -347,19 +353,38 @@ pub fn initial_means(spec: &Means, k: usize, d: usize) -> Vec<DVector<f64>> {
     }
 }
 
-/// The initial covariances an image model spec describes, one per text.
-pub fn initial_covariances(spec: &Covariance, k: usize, d: usize) -> Vec<DMatrix<f64>> {
+/// The initial covariances an image model spec describes, one per text, in the family
+/// `structure`: `Isotropic` and `Diagonal` specs are built in it directly (no `d x d` matrix
+/// for a structured model); explicit matrices must lie in it (validation reports the entry
+/// that does not, naming the field; this is the message).
+pub fn initial_covariances(spec: &Covariance, k: usize, d: usize, structure: Structure) -> Result<Vec<StructuredCovariance>, String> {
+    let within = |m: DMatrix<f64>| StructuredCovariance::within(structure, m);
     let rows_to_matrix = |rows: &Vec<Vec<f64>>| {
         let m = DMatrix::from_fn(d, d, |r, c| rows[r][c]);
         // Symmetrise exactly: validation accepted asymmetry at the 1e-9 level only.
         (&m + m.transpose()) * 0.5
     };
+    Ok(match (spec, structure) {
+        (Covariance::Isotropic(s2), _) => {
+            vec![StructuredCovariance::Isotropic { variance: *s2, dim: d }.widened(structure); k]
+        }
+        (Covariance::Diagonal(v), Structure::Diagonal | Structure::Full) => {
+            vec![StructuredCovariance::Diagonal(DVector::from_column_slice(v)).widened(structure); k]
+        }
+        (Covariance::Diagonal(v), Structure::Isotropic) => vec![within(DMatrix::from_diagonal(&DVector::from_column_slice(v)))?; k],
+        (Covariance::Full(rows), _) => vec![within(rows_to_matrix(rows))?; k],
+        (Covariance::PerText(all), _) => all.iter().map(|rows| within(rows_to_matrix(rows))).collect::<Result<_, _>>()?,
+        (Covariance::FromData(_), _) => unreachable!("covariances from data are resolved with their dataset"),
+    })
+}
+
+/// The smallest family a covariance spec is written in: `Isotropic(..)`, `Diagonal(..)`, else
+/// `Full` (a user-content source's family, unless its target's is wider).
+pub fn written_structure(spec: &Covariance) -> Structure {
     match spec {
-        Covariance::Isotropic(s2) => vec![DMatrix::identity(d, d) * *s2; k],
-        Covariance::Diagonal(v) => vec![DMatrix::from_diagonal(&DVector::from_column_slice(v)); k],
-        Covariance::Full(rows) => vec![rows_to_matrix(rows); k],
-        Covariance::PerText(all) => all.iter().map(rows_to_matrix).collect(),
-        Covariance::FromData(_) => unreachable!("covariances from data are resolved with their dataset"),
+        Covariance::Isotropic(_) => Structure::Isotropic,
+        Covariance::Diagonal(_) => Structure::Diagonal,
+        _ => Structure::Full,
     }
 }
 
@@ -368,23 +393,31 @@ pub fn initial_covariances(spec: &Covariance, k: usize, d: usize) -> Vec<DMatrix
 /// defaults to the data's marginal moments instead (a new caption's images look like the
 /// whole collection until it has its own): the marginal mean for means from data, the
 /// marginal covariance (estimator and shrinkage as the labels') for covariances from data.
-fn new_text_prior(s: &ImageModelSpec, sigma0: &[DMatrix<f64>], data: Option<&Dataset>) -> (DVector<f64>, DMatrix<f64>) {
+fn new_text_prior(
+    s: &ImageModelSpec,
+    sigma0: &[StructuredCovariance],
+    data: Option<&Dataset>,
+) -> Result<(DVector<f64>, StructuredCovariance), String> {
     let d = s.dim as usize;
     if let Some(prior) = &s.new_text {
-        return (DVector::from_column_slice(&prior.mean), initial_covariances(&prior.covariance, 1, d).remove(0));
+        return Ok((DVector::from_column_slice(&prior.mean), initial_covariances(&prior.covariance, 1, d, s.structure)?.remove(0)));
     }
-    let text0 = || sigma0.first().cloned().unwrap_or_else(|| DMatrix::identity(d, d) * 0.1);
-    match data {
+    let text0 =
+        || sigma0.first().cloned().unwrap_or_else(|| StructuredCovariance::Isotropic { variance: 0.1, dim: d }.widened(s.structure));
+    Ok(match data {
         Some(data) => {
             let mean = if matches!(s.means, Means::FromData(_)) { data.marginal().mean.clone() } else { DVector::zeros(d) };
             let cov = match s.covariance {
-                Covariance::FromData(_) => data.marginal_covariance(s.estimator, s.shrinkage).unwrap_or_else(|_| text0()),
+                Covariance::FromData(_) => data
+                    .marginal_covariance(s.estimator, s.shrinkage)
+                    .map(|m| StructuredCovariance::estimate_within(s.structure, m))
+                    .unwrap_or_else(|_| text0()),
                 _ => text0(),
             };
             (mean, cov)
         }
         None => (DVector::zeros(d), text0()),
-    }
+    })
 }
 
 /// A mean and a covariance.

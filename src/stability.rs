@@ -62,12 +62,12 @@ pub fn perturbed(scenario: &Scenario, perturbation: &Perturbation) -> Scenario {
                     (None, Covariance::PerText(all)) => all.iter_mut().for_each(scale_rows),
                     // Covariances estimated from data: the resolved ones, scaled, written out.
                     (None, covariance @ Covariance::FromData(_)) => {
-                        let mut all: Vec<Vec<Vec<f64>>> = g.covariances.iter().map(as_rows).collect();
+                        let mut all: Vec<Vec<Vec<f64>>> = g.covariances.iter().map(|c| as_rows(&c.to_dense())).collect();
                         all.iter_mut().for_each(scale_rows);
                         *covariance = Covariance::PerText(all);
                     }
                     (Some(i), covariance) => {
-                        let mut all: Vec<Vec<Vec<f64>>> = g.covariances.iter().map(as_rows).collect();
+                        let mut all: Vec<Vec<Vec<f64>>> = g.covariances.iter().map(|c| as_rows(&c.to_dense())).collect();
                         scale_rows(&mut all[*i as usize]);
                         *covariance = Covariance::PerText(all);
                     }

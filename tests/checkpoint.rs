@@ -19,9 +19,10 @@ pub fn kill_after_first_checkpoint(scenario: &Path, out: &Path, every: &str) -> 
 }
 
 /// Every kind of state a checkpoint must carry: accumulated text counts, accumulated image
-/// statistics, a fresh-data policy with the unbiased estimator, a temperature, two image
+/// statistics, a fresh-data policy with the unbiased estimator, the three covariance families
+/// (the exact roots of their refits), a temperature, three image
 /// models multiplying their likelihoods in the caption posterior, corpus injectors (their own
-/// streams; new texts grow K in both models), user content, two replicates.
+/// streams; new texts grow K in every model), user content, two replicates.
 const STATEFUL: &str = r#"Scenario(
     name: "stateful",
     seed: 77,
@@ -30,7 +31,8 @@ const STATEFUL: &str = r#"Scenario(
     entities: [
         TextModel(name: "captioner", initial: Probabilities([0.4, 0.3, 0.2, 0.1]), batch: 120, data: Accumulate(initial: 200)),
         ImageModel(name: "painter", conditioned_on: "captioner", batch: 120, data: Accumulate(initial: 100)),
-        ImageModel(name: "sketcher", conditioned_on: "captioner", dim: 3, batch: 120, estimator: Unbiased, data: Fresh(lambda: 0.25)),
+        ImageModel(name: "sketcher", conditioned_on: "captioner", dim: 3, batch: 120, estimator: Unbiased, data: Fresh(lambda: 0.25), structure: Diagonal),
+        ImageModel(name: "doodler", conditioned_on: "captioner", dim: 4, batch: 60, structure: Isotropic),
         Temperature(name: "heat", target: "captioner", t: 1.3),
         CorpusInjector(name: "newcomers", target: "captioner", alpha: 0.01, eps: 0.05, distribution: NewText),
         CorpusInjector(name: "tokens", target: "captioner", alpha: 0.1, eps: 0.05, distribution: RandomTokens(20)),

@@ -18,7 +18,7 @@ use coevo::{Scenario, Simulation};
 use nalgebra::{DMatrix, DVector};
 use rayon::prelude::*;
 
-use crate::common::{Z, coevo, mean_se, metric, ok, per_text, scratch, stderr, stdout, write};
+use crate::common::{Z, coevo, full, mean_se, metric, ok, per_text, scratch, stderr, stdout, write};
 use crate::stabilisers::pooled_fixed_point;
 
 /// The dataset coevo ships (examples/make_digits.py).
@@ -247,8 +247,13 @@ fn the_bootstrap_mean_of_n0_rows_has_the_label_mean_and_variance_s_over_n0() {
     let k = data.num_labels();
     let means: Vec<DVector<f64>> = (0..k).map(|i| data.label_stats(i).mean.clone()).collect();
     let covs: Vec<DMatrix<f64>> = (0..k).map(|i| data.label_covariance(i, Estimator::Mle, 0.0).unwrap()).collect();
-    let mut target =
-        GaussianImageModel::new(means.clone(), covs.clone(), Estimator::Mle, DataPolicy::Replace, (means[0].clone(), covs[0].clone()));
+    let mut target = GaussianImageModel::new(
+        means.clone(),
+        full(&covs),
+        Estimator::Mle,
+        DataPolicy::Replace,
+        (means[0].clone(), covs[0].clone().into()),
+    );
     let mut injector = UserContentInjector { n0: coevo::models::Schedule::Constant(n0 as u64), source: None, data: Some(data.clone()) };
     let mut rng = entity_stream(11, 0, "users");
     let (mut counts, mut out) = (Vec::new(), Vec::new());

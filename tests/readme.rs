@@ -300,9 +300,9 @@ fn matthew_row() {
     let window =
         |from: u64, to: u64| -> Vec<f64> { (0..4).flat_map(|rep| (from..=to).map(move |t| (rep, t))).map(|(rep, t)| m(rep, t)).collect() };
     let negatives = |v: &[f64]| v.iter().filter(|x| **x < 0.0).count() as f64;
-    reproduces("mean over rounds 1-5", mean(&window(1, 5)), after(&row, "around 0 in rounds 1-5 (mean"));
-    reproduces("negative values in rounds 1-5", negatives(&window(1, 5)), after(&row, "(mean -0.04,"));
-    reproduces("negative values in rounds 6-20", negatives(&window(6, 20)), after(&row, "then positive ("));
+    reproduces("mean over rounds 1-5", mean(&window(1, 5)), after(&row, "noise in rounds 1-5 (mean"));
+    reproduces("negative values in rounds 1-5", negatives(&window(1, 5)), after(&row, "(mean -0.215,"));
+    reproduces("negative values in rounds 6-20", negatives(&window(6, 20)), after(&row, "then rising ("));
     reproduces("negative values in rounds 50-200", negatives(&window(50, 200)), after(&row, "in rounds 6-20,"));
     reproduces("mean over rounds 1-20", mean(&window(1, 20)), after(&row, "mean over the 4 replicates"));
     let per_replicate = |run: &Run| -> Vec<f64> {

@@ -32,6 +32,7 @@ mod scenario_errors;
 mod scenarios;
 mod schedules;
 mod stabilisers;
+mod structure;
 #[cfg(unix)]
 mod sweep_ops;
 mod tables;

@@ -34,8 +34,15 @@ Implementation choices (timed single-threaded with numpy 2.4.6 + OpenBLAS; numbe
   fails, texts are factorised one by one and a failing one gets a jitter 1e-12 * (tr Sigma / d) * I,
   multiplied by 10 until it factorises; each regularised text is counted (`regularized`).
 
+Diagonal covariances (`--structure diagonal`, docs/model.md section 14; the platform-scale comparison):
+  Sigma is stored as (K, d) variances; sampling is y = mu_i + sd_i * eps on each segment; the posterior
+  uses the expanded form log N(y; mu_k, diag s_k) = -(1/2)[y^2 . (1/s_k) - 2 y . (mu_k/s_k) + sum mu_k^2/s_k]
+  - (1/2) sum log s_k - d/2 log 2 pi, i.e. one (c, 2d) @ (2d, K) GEMM per chunk of images against the
+  features (y^2, y): the fastest numpy formulation (its cancellation for collapsed covariances is the same
+  caveat as `--posterior quadratic`); the refit is the per-coordinate MLE variance (two-pass, centred).
+
 CLI:
-  coevo_numpy.py --K 5 --d 2 --N 1000 --rounds R --seed S [--threads 1]
+  coevo_numpy.py --K 5 --d 2 --N 1000 --rounds R --seed S [--threads 1] [--structure diagonal]
       one warm-up round, then times R rounds; prints
       {"K":..,"d":..,"N":..,"rounds":..,"seconds":..,"rounds_per_second":..}
   coevo_numpy.py ... --check [--fixed n] [--freeze-text] [--freeze-image]
@@ -62,6 +69,8 @@ def _parse_args(argv=None):
                     help="set OMP/OPENBLAS/MKL thread counts before numpy is imported (1 for the one-core comparison)")
     ap.add_argument("--s2", type=float, default=0.1, help="initial covariance Sigma^0 = s2 I")
     ap.add_argument("--posterior", choices=("mahalanobis", "quadratic"), default="mahalanobis")
+    ap.add_argument("--structure", choices=("full", "diagonal"), default="full",
+                    help="covariance family: full matrices, or diagonal (per-coordinate variances)")
     ap.add_argument("--check", action="store_true", help="print dynamics summary instead of timing")
     ap.add_argument("--fixed", type=int, default=None, metavar="n",
                     help="fixed(n) allocation in the image phase (default: binomial)")
@@ -299,25 +308,98 @@ def run_round(rng, state, N, fixed=None, freeze_text=False, freeze_image=False, 
     return n_reg
 
 
+# --------------------------------------------------------------------------- diagonal covariances
+def initial_state_diagonal(K, d, s2=0.1):
+    """Paper defaults with diagonal covariances: Sigma is the (K, d) array of variances."""
+    state = initial_state(K, 2 if d < 2 else d, s2)
+    return State(state.p, state.mu, np.full((K, d), s2))
+
+
+def draw_images_diagonal(rng, counts, mu, sd):
+    """Images of a batch sorted by text, y = mu_i + sd_i * eps on each text's segment."""
+    K, d = mu.shape
+    offsets = np.zeros(K + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    y = rng.standard_normal((int(offsets[-1]), d))
+    for i in np.flatnonzero(counts):
+        s, e = offsets[i], offsets[i + 1]
+        y[s:e] *= sd[i]
+        y[s:e] += mu[i]
+    return y, offsets
+
+
+def posterior_diagonal(y, p, mu, var):
+    """Sum over images of Z(y) with diagonal covariances, by one GEMM per chunk against (y^2, y)."""
+    N, d = y.shape
+    K = p.shape[0]
+    with np.errstate(divide="ignore"):
+        logp = np.log(p)
+    prec = 1.0 / var
+    C = np.empty((2 * d, K))
+    C[:d] = -0.5 * prec.T
+    C[d:] = (mu * prec).T
+    const = logp - 0.5 * np.log(var).sum(axis=1) - 0.5 * d * LOG_2PI - 0.5 * np.einsum("ki,ki->k", mu * mu, prec)
+    chunk = max(1, POSTERIOR_BUDGET // max(2 * d, K))
+    zsum = np.zeros(K)
+    Phi = np.empty((min(chunk, N), 2 * d))
+    for s in range(0, N, chunk):
+        yc = y[s:s + chunk]
+        ph = Phi[:yc.shape[0]]
+        np.multiply(yc, yc, out=ph[:, :d])
+        ph[:, d:] = yc
+        lj = ph @ C
+        lj += const
+        lj -= lj.max(axis=1, keepdims=True)
+        np.exp(lj, out=lj)
+        lj /= lj.sum(axis=1, keepdims=True)
+        zsum += lj.sum(axis=0)
+    return zsum
+
+
+def run_round_diagonal(rng, state, N, fixed=None, freeze_text=False, freeze_image=False):
+    """One training round with diagonal covariances (per-coordinate MLE refit)."""
+    sd = np.sqrt(state.Sigma)
+    if not freeze_text:
+        counts = draw_counts(rng, state.p, N)
+        y, _ = draw_images_diagonal(rng, counts, state.mu, sd)
+        state.p = posterior_diagonal(y, state.p, state.mu, state.Sigma) / N
+    if not freeze_image:
+        counts = draw_counts(rng, state.p, N, fixed)
+        y, offsets = draw_images_diagonal(rng, counts, state.mu, sd)
+        nz = np.flatnonzero(counts >= 2)
+        for i in nz:  # two-pass per segment: mean, then centred squares
+            seg = y[offsets[i]:offsets[i + 1]]
+            m = seg.mean(axis=0)
+            state.mu[i] = m
+            state.Sigma[i] = ((seg - m) ** 2).mean(axis=0)
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ metrics
 def gini_simpson(p):
     return float(1.0 - np.dot(p, p))
 
 
 def traces(Sigma):
-    return np.trace(Sigma, axis1=1, axis2=2)
+    """Per-text traces of a (K, d, d) stack, or of (K, d) diagonal variances."""
+    return Sigma.sum(axis=1) if Sigma.ndim == 2 else np.trace(Sigma, axis1=1, axis2=2)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
 def main(args):
     rng = np.random.default_rng(args.seed)
-    state = initial_state(args.K, args.d, args.s2)
-    kw = dict(fixed=args.fixed, freeze_text=args.freeze_text, freeze_image=args.freeze_image,
-              posterior=args.posterior)
+    kw = dict(fixed=args.fixed, freeze_text=args.freeze_text, freeze_image=args.freeze_image)
+    if args.structure == "diagonal":
+        state = initial_state_diagonal(args.K, args.d, args.s2)
+        step = run_round_diagonal
+    else:
+        state = initial_state(args.K, args.d, args.s2)
+        kw["posterior"] = args.posterior
+        step = run_round
     if args.check:
         h0, tr0 = gini_simpson(state.p), float(traces(state.Sigma).mean())
         for _ in range(args.rounds):
-            run_round(rng, state, args.N, **kw)
+            step(rng, state, args.N, **kw)
         t = args.rounds
         out = {"K": args.K, "d": args.d, "N": args.N, "rounds": t, "seed": args.seed,
                "gini_simpson_0": h0, "gini_simpson": gini_simpson(state.p),
@@ -332,10 +414,10 @@ def main(args):
             out["expected_mean_trace"] = ((args.fixed - 1) / args.fixed) ** t * tr0
         print(json.dumps(out))
         return
-    run_round(rng, state, args.N, **kw)  # warm-up (first-call allocations, BLAS init)
+    step(rng, state, args.N, **kw)  # warm-up (first-call allocations, BLAS init)
     t0 = time.perf_counter()
     for _ in range(args.rounds):
-        run_round(rng, state, args.N, **kw)
+        step(rng, state, args.N, **kw)
     secs = time.perf_counter() - t0
     print(json.dumps({"K": args.K, "d": args.d, "N": args.N, "rounds": args.rounds,
                       "seconds": secs, "rounds_per_second": args.rounds / secs}))

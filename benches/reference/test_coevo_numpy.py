@@ -59,6 +59,19 @@ def test_martingale_mean_p():
     assert np.all(z < Z_TOL), f"mean p {mean} vs p0 {P0}, z = {z}"
 
 
+def _contraction_ratios(initial, step, rng, K, d, n, t, R):
+    """tr Sigma_t / tr Sigma_0 of the K texts of R runs of t rounds, fixed(n), frozen text."""
+    ratios = []
+    for _ in range(R):
+        st = initial(K, d, s2=0.1)
+        tr0 = cn.traces(st.Sigma)
+        for _ in range(t):
+            step(rng, st, N=1000, fixed=n, freeze_text=True)
+        ratios.extend(cn.traces(st.Sigma) / tr0)
+        assert np.array_equal(st.p, np.full(K, 1.0 / K))  # frozen text model
+    return ratios
+
+
 def test_trace_contraction_fixed_allocation():
     """fixed(n), MLE, frozen text: E tr Sigma_t = ((n-1)/n)^t tr Sigma_0.
 
@@ -67,15 +80,27 @@ def test_trace_contraction_fixed_allocation():
     tolerance Z_TOL standard errors (std of the ratio over the K * R replicates / sqrt(K * R)).  The
     unbiased divisor (expectation 1) or a divisor off by one would be dozens of standard errors away."""
     K, d, n, t, R = 5, 2, 5, 4, 500
-    rng = np.random.default_rng(777)
-    ratios = []
-    for _ in range(R):
-        st = cn.initial_state(K, d, s2=0.1)
-        tr0 = cn.traces(st.Sigma)
-        for _ in range(t):
-            cn.run_round(rng, st, N=1000, fixed=n, freeze_text=True)
-        ratios.extend(cn.traces(st.Sigma) / tr0)
-        assert np.array_equal(st.p, np.full(K, 1.0 / K))  # frozen text model
+    ratios = _contraction_ratios(cn.initial_state, cn.run_round, np.random.default_rng(777), K, d, n, t, R)
+    mean, se = _mean_and_se(ratios)
+    expected = ((n - 1) / n) ** t
+    assert abs(mean - expected) < Z_TOL * se, f"mean ratio {mean} vs {expected} (se {se})"
+
+
+def test_diagonal_variant():
+    """--structure diagonal: the expanded-form posterior equals the full one on diagonal covariances,
+    and fixed(n), MLE, frozen text contracts E tr Sigma_t = ((n-1)/n)^t tr Sigma_0 (docs/model.md
+    section 14), same tolerance rule as test_trace_contraction_fixed_allocation (K * R independent
+    ratios, Z_TOL standard errors)."""
+    rng = np.random.default_rng(11)
+    K, d, N = 6, 5, 2000
+    var = rng.uniform(0.05, 0.5, (K, d))
+    mu = rng.standard_normal((K, d))
+    p = rng.dirichlet(np.ones(K))
+    y = rng.standard_normal((N, d))
+    L, _ = cn.factorize(np.stack([np.diag(v) for v in var]))
+    assert np.allclose(cn.posterior_diagonal(y, p, mu, var), cn._posterior_mahalanobis(y, p, mu, L), rtol=1e-9, atol=1e-9)
+    K, d, n, t, R = 5, 3, 5, 4, 400
+    ratios = _contraction_ratios(cn.initial_state_diagonal, cn.run_round_diagonal, rng, K, d, n, t, R)
     mean, se = _mean_and_se(ratios)
     expected = ((n - 1) / n) ** t
     assert abs(mean - expected) < Z_TOL * se, f"mean ratio {mean} vs {expected} (se {se})"

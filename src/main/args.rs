@@ -428,4 +428,29 @@ pub struct BenchArgs {
     /// Worker threads for --worlds [default: all cores].
     #[arg(long, requires = "worlds", value_parser = clap::value_parser!(u64).range(1..))]
     pub threads: Option<u64>,
+    /// Covariance family of the image model (docs/model.md section 14): `diagonal` at
+    /// K = 1024, d = 512, N = 100000 is the platform scale.
+    #[arg(long, value_enum, default_value_t = BenchStructure::Full, conflicts_with_all = ["floor", "worlds"])]
+    pub structure: BenchStructure,
+}
+
+/// `--structure` of `coevo bench-round`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchStructure {
+    /// Full covariance matrices.
+    Full,
+    /// Per-coordinate variances.
+    Diagonal,
+    /// One variance per text.
+    Isotropic,
+}
+
+impl From<BenchStructure> for coevo::models::Structure {
+    fn from(s: BenchStructure) -> Self {
+        match s {
+            BenchStructure::Full => coevo::models::Structure::Full,
+            BenchStructure::Diagonal => coevo::models::Structure::Diagonal,
+            BenchStructure::Isotropic => coevo::models::Structure::Isotropic,
+        }
+    }
 }

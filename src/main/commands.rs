@@ -450,7 +450,8 @@ pub fn bench_round(b: &BenchArgs) -> Result<(), CliError> {
     } else if b.floor {
         serde_json::to_string(&coevo::bench::time_floor(b.k, b.d, b.n, b.rounds, b.seed))
     } else {
-        let t = coevo::bench::time_rounds(b.k, b.d, b.n, b.rounds, b.seed, b.measure).map_err(|e| CliError::Runtime(e.to_string()))?;
+        let t = coevo::bench::time_structured_rounds(b.k, b.d, b.n, b.rounds, b.seed, b.measure, b.structure.into())
+            .map_err(|e| CliError::Runtime(e.to_string()))?;
         serde_json::to_string(&t)
     };
     emit(format!("{}\n", json.expect("timing serialises")).as_bytes())

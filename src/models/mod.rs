@@ -22,7 +22,7 @@ pub mod schedule;
 pub mod text;
 
 pub use conditional::{ConditionalModel, ModelError, PerTextMetrics};
-pub use gaussian::{Allocation, Estimator, GaussianImageModel};
+pub use gaussian::{Allocation, Estimator, GaussianImageModel, Structure, StructuredCovariance};
 pub use policy::DataPolicy;
 pub use schedule::{Schedule, ScheduleValue};
 pub use text::TextModel;

@@ -8,6 +8,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{RunFailure, io_error};
+use crate::models::StructuredCovariance;
 use crate::output::{StoppedEarly, write_atomic};
 use crate::resolve::{Resolved, ResolvedEntity};
 use crate::rng::RNG_ALGORITHM;
@@ -42,8 +43,13 @@ struct ResolvedModel {
     p0: Option<Vec<f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     means: Option<Vec<Vec<f64>>>,
+    /// `Full` covariances, rows per text.
     #[serde(skip_serializing_if = "Option::is_none")]
     covariances: Option<Vec<Vec<Vec<f64>>>>,
+    /// Covariances of the structured families (docs/model.md section 14): the variances of
+    /// each text's coordinates (`Diagonal`) or its one variance (`Isotropic`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variances: Option<Vec<Vec<f64>>>,
     /// Plugin models: the library file loaded and what it said of itself, so a run records
     /// exactly which plugin produced its numbers.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,18 +72,22 @@ struct ResolvedPlugin {
 fn resolve(scenario: &Scenario) -> Vec<ResolvedModel> {
     let Ok(resolved) = Resolved::of(scenario) else { return Vec::new() };
     let rows = |m: &nalgebra::DMatrix<f64>| m.row_iter().map(|r| r.iter().copied().collect()).collect();
+    let full = |g: &crate::resolve::Gaussians| -> Option<Vec<Vec<Vec<f64>>>> {
+        g.covariances.iter().map(|c| if let StructuredCovariance::Full(m) = c { Some(rows(m)) } else { None }).collect()
+    };
     let mut out = Vec::new();
     for (e, r) in scenario.entities.iter().zip(&resolved.entities) {
         let name = e.name().to_string();
         let model = match (e, r) {
             (EntitySpec::TextModel(_), ResolvedEntity::Text { p0 }) => {
-                ResolvedModel { name, p0: Some(p0.clone()), means: None, covariances: None, plugin: None }
+                ResolvedModel { name, p0: Some(p0.clone()), means: None, covariances: None, variances: None, plugin: None }
             }
             (EntitySpec::ImageModel(_), ResolvedEntity::Conditional { initial: Some(g), .. }) => ResolvedModel {
                 name,
                 p0: None,
                 means: Some(g.means.iter().map(|m| m.iter().copied().collect()).collect()),
-                covariances: Some(g.covariances.iter().map(rows).collect()),
+                covariances: full(g),
+                variances: full(g).is_none().then(|| g.covariances.iter().map(|c| c.values().to_vec()).collect()),
                 plugin: None,
             },
             (EntitySpec::PluginModel(s), ResolvedEntity::Conditional { library, .. }) => {
@@ -90,7 +100,7 @@ fn resolve(scenario: &Scenario) -> Vec<ResolvedModel> {
                     abi_version: coevo_plugin_api::COEVO_ABI_VERSION,
                     model: s.model.clone(),
                 });
-                ResolvedModel { name, p0: None, means: None, covariances: None, plugin }
+                ResolvedModel { name, p0: None, means: None, covariances: None, variances: None, plugin }
             }
             _ => continue,
         };

@@ -20,9 +20,9 @@
 use std::collections::HashMap;
 
 use super::validate::Problem;
-use super::{EntitySpec, Injection, Scenario, TextInit, UserSource};
+use super::{EntitySpec, ImageModelSpec, Injection, Scenario, TextInit, UserSource};
 use crate::data::{MemoryLimit, human_bytes};
-use crate::models::DataPolicy;
+use crate::models::{DataPolicy, Structure};
 
 /// No scenario may need more than this (1 PiB) whatever the machine: beyond it the estimate
 /// itself is the refusal, and sizes derived from the scenario stay far from `usize::MAX`.
@@ -41,6 +41,14 @@ const MODEL_METRICS: u128 = 16;
 /// Memory a sweep keeps per point besides the point's run (its scenario, its row of
 /// `sweep.csv`), about.
 const SWEEP_POINT_BYTES: u128 = 16 << 10;
+
+/// Numbers one conditional covariance of an image model stores: `d^2` (`Full`) or `d`
+/// (`Diagonal`, and `Isotropic`, whose likelihood keeps `d` precisions); also the work of one
+/// of its log-densities, or of one sample's share of its refit.
+fn stored_covariance(s: &ImageModelSpec) -> u128 {
+    let d = u128::from(s.dim);
+    if s.structure == Structure::Full { d.saturating_mul(d) } else { d }
+}
 
 /// One allocation the estimate counts, where it comes from in the scenario.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,20 +145,22 @@ impl Footprint {
             }
         }
         let texts_of = |name: &str| index.get(name).map_or(0, |&i| texts[i]);
-        // Per text model: the dimensions of the samples its conditionals add per caption.
+        // Per text model: the dimensions of the samples its conditionals add per caption, and
+        // the work of one log-density per caption and text (`d^2` for a full covariance, `d`
+        // for a structured one: docs/model.md section 14).
         let mut sample_dims: Vec<u128> = vec![0; scenario.entities.len()];
         let mut square_dims: Vec<u128> = vec![0; scenario.entities.len()];
         for e in &scenario.entities {
-            let d = match e {
-                EntitySpec::ImageModel(s) => u128::from(s.dim),
-                EntitySpec::PluginModel(_) => 1,
+            let (d, work) = match e {
+                EntitySpec::ImageModel(s) => (u128::from(s.dim), stored_covariance(s)),
+                EntitySpec::PluginModel(_) => (1, 1),
                 _ => continue,
             };
             let fed = e.conditioned_on().into_iter().chain(e.feed().iter().map(|(t, _)| t.as_str()));
             for t in fed {
                 if let Some(&i) = index.get(t) {
                     sample_dims[i] = sample_dims[i].saturating_add(d);
-                    square_dims[i] = square_dims[i].saturating_add(d.saturating_mul(d));
+                    square_dims[i] = square_dims[i].saturating_add(work);
                 }
             }
         }
@@ -210,15 +220,19 @@ impl Footprint {
                         crate::models::Allocation::Binomial => (u128::from(s.batch), "batch"),
                     };
                     let (n, kept) = policy_samples(&s.data, per_round);
-                    let square = d.saturating_mul(d);
-                    // Means, covariances, their factors and sufficient statistics.
+                    // Means, covariances (current, initial, last round's), their roots, the
+                    // likelihood factors and the draws' statistics: about 8 of each per text.
+                    let (field, size) = match s.structure {
+                        Structure::Full => ("dim", format!("{d} x {d}")),
+                        other => ("structure", format!("{} {}", other.name(), d)),
+                    };
                     term(
                         &mut f,
                         i,
                         e,
-                        "dim",
-                        format!("per-text Gaussians: {k} texts x 4 x {d} x {d}"),
-                        k.saturating_mul(square.saturating_add(d)).saturating_mul(4 * F64),
+                        field,
+                        format!("per-text Gaussians: {k} texts x 8 x ({size} + {d})"),
+                        k.saturating_mul(stored_covariance(s).saturating_add(d)).saturating_mul(8 * F64),
                     );
                     term(
                         &mut f,
@@ -239,7 +253,10 @@ impl Footprint {
                         );
                     }
                     let steps = u128::from(s.steps);
-                    let step = n.saturating_mul(square).saturating_add(k.saturating_mul(square.saturating_mul(d)));
+                    // Scatter per sample, then a factorisation per text (`d^3` for `Full`).
+                    let square = stored_covariance(s);
+                    let factorisation = if s.structure == Structure::Full { square.saturating_mul(d) } else { square };
+                    let step = n.saturating_mul(square).saturating_add(k.saturating_mul(factorisation));
                     f.work_per_round = f.work_per_round.saturating_add(steps.saturating_mul(step).saturating_mul(replicates));
                     rows = rows.saturating_add(k.saturating_mul(PER_TEXT_METRICS) + MODEL_METRICS);
                     recorded_rows =

@@ -31,7 +31,7 @@ pub use sweep::{Sweep, SweepParameter, SweepValue};
 
 use crate::data::Dataset;
 pub use crate::models::Schedule;
-use crate::models::{Allocation, DataPolicy, Estimator};
+use crate::models::{Allocation, DataPolicy, Estimator, Structure};
 
 /// A whole scenario file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -229,6 +229,12 @@ pub struct ImageModelSpec {
     /// Initial covariances (default `Isotropic(0.1)`).
     #[serde(default)]
     pub covariance: Covariance,
+    /// The family of the conditional covariances (docs/model.md section 14, default `Full`):
+    /// `Diagonal` and `Isotropic` store `O(d)` numbers per text and cost `O(d)` per
+    /// log-density; the refit is the maximum-likelihood estimate within the family. Explicit
+    /// initial covariances must lie in the family; covariances from data are estimated in it.
+    #[serde(default, skip_serializing_if = "is_full")]
+    pub structure: Structure,
     /// Pairs per image-phase batch `N` under binomial allocation (default 1000).
     #[serde(default = "default_batch")]
     pub batch: u64,
@@ -263,6 +269,10 @@ pub struct ImageModelSpec {
 
 fn default_dim() -> u64 {
     2
+}
+
+fn is_full(s: &Structure) -> bool {
+    *s == Structure::Full
 }
 
 fn is_zero(x: &f64) -> bool {

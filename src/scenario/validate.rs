@@ -12,7 +12,7 @@ use super::{
     Scenario, TextInit, UserContentInjectorSpec, UserSource, Window,
 };
 use crate::data::Dataset;
-use crate::models::{Allocation, DataPolicy, Schedule, ScheduleValue};
+use crate::models::{Allocation, DataPolicy, Schedule, ScheduleValue, Structure, StructuredCovariance};
 
 /// Tolerance on `sum p = 1`: loose enough for hand-written decimals like `0.1` (ten of which
 /// sum to `0.9999999999999999`), tight enough to catch a genuine typo.
@@ -264,8 +264,39 @@ impl<'a> Checker<'a> {
             }
         }
         self.gaussians(&s.means, &s.covariance, d, texts, &s.conditioned_on);
+        self.in_family("covariance", &s.covariance, d, s.structure);
         if let Some(prior) = &s.new_text {
             self.gaussian("new_text", prior, d);
+            self.in_family("new_text", &prior.covariance, d, s.structure);
+        }
+    }
+
+    /// Explicit covariances of a structured image model must lie in its family
+    /// (docs/model.md section 14): an off-diagonal entry, or unequal variances for
+    /// `Isotropic`, is reported rather than dropped. Covariances from data are estimated in
+    /// the family and need no check; malformed matrices are reported by [`Self::matrix`].
+    fn in_family(&mut self, key: &str, covariance: &Covariance, d: usize, structure: Structure) {
+        let square = |rows: &Vec<Vec<f64>>| rows.len() == d && rows.iter().all(|r| r.len() == d);
+        let matrices: Vec<(String, DMatrix<f64>)> = match covariance {
+            Covariance::Diagonal(v) if structure == Structure::Isotropic && v.len() == d => {
+                vec![("Diagonal covariance".into(), DMatrix::from_diagonal(&nalgebra::DVector::from_column_slice(v)))]
+            }
+            Covariance::Full(rows) if structure != Structure::Full && square(rows) => {
+                vec![("Full covariance".into(), DMatrix::from_fn(d, d, |r, c| rows[r][c]))]
+            }
+            Covariance::PerText(all) if structure != Structure::Full => all
+                .iter()
+                .enumerate()
+                .filter(|(_, rows)| square(rows))
+                .map(|(i, rows)| (format!("covariance [{i}]"), DMatrix::from_fn(d, d, |r, c| rows[r][c])))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (label, m) in matrices {
+            if let Err(why) = StructuredCovariance::within(structure, m) {
+                self.fail(key, format!("{label}: {why} (structure: {})", structure.name()));
+                return;
+            }
         }
     }
 

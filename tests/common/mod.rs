@@ -161,3 +161,8 @@ pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// Full covariances as the image model's structured form (`StructuredCovariance::Full`).
+pub fn full(covariances: &[nalgebra::DMatrix<f64>]) -> Vec<coevo::models::StructuredCovariance> {
+    covariances.iter().cloned().map(Into::into).collect()
+}

@@ -1,5 +1,7 @@
-//! The one regularised factorisation of a covariance (eigendecomposition with stated
-//! floors), shared by sampling and log-densities.
+//! The one regularised factorisation of a full covariance (eigendecomposition with stated
+//! floors) for log-densities, and the floor rule it shares with the structured families
+//! (`structure`). Sampling never uses it: samples go through the exact root of
+//! `structure::FactoredCovariance`.
 
 use nalgebra::{DMatrix, DVector};
 
@@ -47,9 +49,9 @@ pub struct Factor {
 /// Caller-owned buffers of one eigendecomposition (see [`crate::models::linalg::symmetric_eigen`]).
 #[derive(Debug, Clone)]
 pub struct EigenWorkspace {
-    a: Vec<f64>,
-    values: Vec<f64>,
-    vectors: Vec<f64>,
+    pub(super) a: Vec<f64>,
+    pub(super) values: Vec<f64>,
+    pub(super) vectors: Vec<f64>,
 }
 
 impl EigenWorkspace {
@@ -57,6 +59,16 @@ impl EigenWorkspace {
     pub fn new(d: usize) -> Self {
         EigenWorkspace { a: vec![0.0; d * d], values: vec![0.0; d], vectors: vec![0.0; d * d] }
     }
+}
+
+/// The floor a variance needs before a likelihood can divide by it, whatever the
+/// factorisation: `max((RESOLUTION_FACTOR * eps * |mu|)^2, ABSOLUTE_FLOOR)` for a conditional
+/// whose mean has magnitude `mu_scale` (see [`RESOLUTION_FACTOR`] and [`ABSOLUTE_FLOOR`]).
+/// The eigendecomposition of a full covariance adds [`RELATIVE_FLOOR`]; a diagonal one needs
+/// no decomposition, so this is all it gets.
+pub fn resolution_floor(mu_scale: f64) -> f64 {
+    let resolution = RESOLUTION_FACTOR * f64::EPSILON * mu_scale;
+    (resolution * resolution).max(ABSOLUTE_FLOOR)
 }
 
 impl Factor {
@@ -80,8 +92,7 @@ impl Factor {
         ws.a.copy_from_slice(sigma.as_slice());
         symmetric_eigen(&mut ws.a, d, &mut ws.values, &mut ws.vectors);
         let max = ws.values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let resolution = RESOLUTION_FACTOR * f64::EPSILON * mu.amax();
-        let floor = (RELATIVE_FLOOR * max).max(resolution * resolution).max(ABSOLUTE_FLOOR);
+        let floor = (RELATIVE_FLOOR * max).max(resolution_floor(mu.amax()));
         self.regularized = false;
         let mut log_det = 0.0;
         for c in 0..d {

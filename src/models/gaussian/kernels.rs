@@ -1,94 +1,58 @@
-//! The inner loops: drawing samples through a factor, counting clamped factors, squared
-//! distances.
+//! The inner loops: standard normal draws and their affine map through a full covariance's
+//! square root, counting clamped factors, squared distances.
 
-use nalgebra::DVector;
+use nalgebra::DMatrix;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::factor::Factor;
 use crate::rng::Stream;
 
-/// Draws `counts[i]` samples of `N(mu[i], c * Sigma_i)` for every text into `out`, using the
-/// factors' square roots.
-pub(super) fn sample_into(
-    mu: &[DVector<f64>],
-    factors: &[Factor],
-    counts: &[usize],
-    c: f64,
-    rng: &mut Stream,
-    out: &mut Vec<f64>,
-    z: &mut Vec<f64>,
-) {
-    let d = mu.first().map_or(0, |m| m.len());
-    let total: usize = counts.iter().sum();
-    out.clear();
-    out.resize(total * d, 0.0);
-    // The paper's d = 2 (and other tiny d) get a kernel with the dimension known at compile
-    // time, fully unrolled; the arithmetic and the order of random draws are the same.
-    match d {
-        1 => sample_kernel::<1>(mu, factors, counts, c, rng, out),
-        2 => sample_kernel::<2>(mu, factors, counts, c, rng, out),
-        3 => sample_kernel::<3>(mu, factors, counts, c, rng, out),
-        4 => sample_kernel::<4>(mu, factors, counts, c, rng, out),
-        _ => sample_kernel_dyn(d, mu, factors, counts, c, rng, out, z),
+/// Fills `z` with standard normal draws from `rng`, in order (sample-major, coordinate-minor:
+/// the order every sampler has always used).
+pub(super) fn standard_normals(rng: &mut Stream, z: &mut [f64]) {
+    for v in z.iter_mut() {
+        *v = StandardNormal.sample(rng);
     }
 }
 
-fn sample_kernel<const D: usize>(mu: &[DVector<f64>], factors: &[Factor], counts: &[usize], c: f64, rng: &mut Stream, out: &mut [f64]) {
-    let scale = c.sqrt();
-    let mut samples = out.chunks_exact_mut(D);
-    for (i, &n) in counts.iter().enumerate() {
-        let a: [[f64; D]; D] = std::array::from_fn(|col| std::array::from_fn(|r| factors[i].sqrt[(r, col)]));
-        let m: [f64; D] = std::array::from_fn(|x| mu[i][x]);
-        for y in samples.by_ref().take(n) {
-            // A plain loop rather than `array::from_fn`: whether LLVM inlined the latter's
-            // fallible-closure machinery here varied from build to build (6% of a paper-scale
-            // round in instructions); the draws and their order are the same.
-            let mut z = [0.0f64; D];
-            for v in &mut z {
-                *v = StandardNormal.sample(rng);
+/// `y_j = mu + A (scale z_j)` for every sample `j`: `z` and `out` are row-major `n x d`, `a`
+/// is a `d x d` square root of the covariance (`A A^T = Sigma`).
+pub(super) fn affine(a: &DMatrix<f64>, mu: &[f64], scale: f64, z: &[f64], out: &mut [f64]) {
+    // The paper's d = 2 (and other tiny d) get a kernel with the dimension known at compile
+    // time, fully unrolled; the arithmetic is the same.
+    match mu.len() {
+        1 => affine_kernel::<1>(a, mu, scale, z, out),
+        2 => affine_kernel::<2>(a, mu, scale, z, out),
+        3 => affine_kernel::<3>(a, mu, scale, z, out),
+        4 => affine_kernel::<4>(a, mu, scale, z, out),
+        _ => affine_dyn(a, mu, scale, z, out),
+    }
+}
+
+fn affine_kernel<const D: usize>(a: &DMatrix<f64>, mu: &[f64], scale: f64, z: &[f64], out: &mut [f64]) {
+    let a: [[f64; D]; D] = std::array::from_fn(|col| std::array::from_fn(|r| a[(r, col)]));
+    let m: [f64; D] = std::array::from_fn(|x| mu[x]);
+    for (y, z) in out.chunks_exact_mut(D).zip(z.chunks_exact(D)) {
+        // Same operation order as the general kernel: y = mu, then += column * (z * scale).
+        for r in 0..D {
+            let mut v = m[r];
+            for col in 0..D {
+                v += a[col][r] * (z[col] * scale);
             }
-            // Same operation order as the general kernel: y = mu, then += column * (z * scale).
-            for r in 0..D {
-                let mut v = m[r];
-                for col in 0..D {
-                    v += a[col][r] * (z[col] * scale);
-                }
-                y[r] = v;
-            }
+            y[r] = v;
         }
     }
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the dynamic-dimension twin of `sample_kernel::<D>`: its six inputs plus the dimension and a scratch buffer, kept as plain arguments in the hot loop"
-)]
-fn sample_kernel_dyn(
-    d: usize,
-    mu: &[DVector<f64>],
-    factors: &[Factor],
-    counts: &[usize],
-    c: f64,
-    rng: &mut Stream,
-    out: &mut [f64],
-    z: &mut Vec<f64>,
-) {
-    let scale = c.sqrt();
-    z.resize(d, 0.0);
-    let mut samples = out.chunks_exact_mut(d.max(1));
-    for (i, &n) in counts.iter().enumerate() {
-        let a = factors[i].sqrt.as_slice();
-        let m = mu[i].as_slice();
-        for y in samples.by_ref().take(n) {
-            for zr in z.iter_mut() {
-                *zr = StandardNormal.sample(rng);
-            }
-            y.copy_from_slice(m);
-            for (col, &zc) in z.iter().enumerate() {
-                let zc = zc * scale;
-                for (yr, ar) in y.iter_mut().zip(&a[col * d..(col + 1) * d]) {
-                    *yr += ar * zc;
-                }
+fn affine_dyn(a: &DMatrix<f64>, mu: &[f64], scale: f64, z: &[f64], out: &mut [f64]) {
+    let d = mu.len();
+    let a = a.as_slice();
+    for (y, z) in out.chunks_exact_mut(d).zip(z.chunks_exact(d)) {
+        y.copy_from_slice(mu);
+        for (col, &zc) in z.iter().enumerate() {
+            let zc = zc * scale;
+            for (yr, ar) in y.iter_mut().zip(&a[col * d..(col + 1) * d]) {
+                *yr += ar * zc;
             }
         }
     }

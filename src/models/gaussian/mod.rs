@@ -1,7 +1,11 @@
 //! The conditional Gaussian image model `q(y|i) = N(mu_i, Sigma_i)` (docs/model.md sections 1-3).
 //!
 //! - this file: the model, its refit and its [`ConditionalModel`] implementation;
-//! - `factor`: the one regularised factorisation of a covariance (floors, `regularized`);
+//! - `structure`: the covariance families (`Full`, `Diagonal`, `Isotropic`), the exact roots
+//!   samples go through with their exact refit on a text's own draws, and the `O(d)`
+//!   log-densities of the structured families;
+//! - `factor`: the one regularised factorisation of a full covariance for log-densities
+//!   (floors, `regularized`);
 //! - `stats`: running sufficient statistics (the refit's input, `Accumulate`'s memory);
 //! - `kernels`: sampling and distance loops;
 //! - `loglik`: blocked log-densities (fast form, error bound, exact form) for the text phase.
@@ -10,11 +14,13 @@ mod factor;
 mod kernels;
 mod loglik;
 mod stats;
+mod structure;
 
-pub use factor::{ABSOLUTE_FLOOR, EigenWorkspace, Factor, RELATIVE_FLOOR, RESOLUTION_FACTOR};
+pub use factor::{ABSOLUTE_FLOOR, EigenWorkspace, Factor, RELATIVE_FLOOR, RESOLUTION_FACTOR, resolution_floor};
 pub use stats::SufficientStats;
+pub use structure::{DiagonalDensity, FactoredCovariance, RefitWorkspace, Structure, StructuredCovariance};
 
-use kernels::{clamped_uses, sample_into, squared_distance};
+use kernels::{clamped_uses, squared_distance};
 use loglik::QuadraticForm;
 
 use std::sync::Arc;
@@ -82,23 +88,46 @@ pub fn shrink_to_isotropic(sigma: &DMatrix<f64>, s: f64) -> DMatrix<f64> {
     out
 }
 
-/// The conditional Gaussian image model: `N(mu_i, Sigma_i)` for every text `i`.
+/// What a text's last draws were, so that a refit on exactly them can be done on the draws
+/// themselves ([`FactoredCovariance::refit_on_own_draws`]).
+#[derive(Debug, Clone)]
+struct OwnDraws {
+    /// Statistics of the standard-normal draws `z` (`y = mu + sqrt(c) A z`).
+    z: SufficientStats,
+    /// The image temperature `c` they were drawn at.
+    temperature: f64,
+    /// Number of samples and a fingerprint of their bits, `None` once used or when stale: a
+    /// refit recognises its own draws by them, whatever pooled them.
+    batch: Option<(usize, u64)>,
+}
+
+/// A 64-bit fingerprint of the bits of `values` (a multiply-rotate hash, FxHash's step): two
+/// different sample blocks share one with probability about `2^-64`.
+fn fingerprint(values: &[f64]) -> u64 {
+    values.iter().fold(values.len() as u64, |h, v| (h.rotate_left(5) ^ v.to_bits()).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95))
+}
+
+/// The conditional Gaussian image model: `N(mu_i, Sigma_i)` for every text `i`, with
+/// covariances of one family ([`Structure`]).
 #[derive(Debug, Clone)]
 pub struct GaussianImageModel {
     d: usize,
+    structure: Structure,
     /// Current means.
     pub mu: Vec<DVector<f64>>,
-    /// Current covariances: always the exact estimator, never regularised.
-    pub sigma: Vec<DMatrix<f64>>,
+    /// Current covariances with their exact roots: always the exact estimator, never regularised.
+    sigma: Vec<FactoredCovariance>,
     /// Initial means.
     pub mu0: Vec<DVector<f64>>,
-    /// Initial covariances.
-    pub sigma0: Vec<DMatrix<f64>>,
+    sigma0: Vec<FactoredCovariance>,
     prev_mu: Vec<DVector<f64>>,
-    prev_sigma: Vec<DMatrix<f64>>,
+    prev_sigma: Vec<StructuredCovariance>,
+    /// `Sigma0^(1/2)` of `Full` covariances (for the Frechet distance to the initial state).
     sigma0_sqrt: Vec<DMatrix<f64>>,
+    /// Likelihood factorisations of `Full` covariances.
     factors: Vec<Factor>,
-    factors0: Vec<Factor>,
+    /// Likelihood constants of the structured families.
+    diagonal: DiagonalDensity,
     factors_current: bool,
     /// Covariance estimator of the refit.
     pub estimator: Estimator,
@@ -111,7 +140,7 @@ pub struct GaussianImageModel {
     /// conditionals).
     pub real_data: Option<Arc<dyn RealSource>>,
     /// The conditional a new text starts from (corpus injection `new_text`).
-    pub new_text_prior: (DVector<f64>, DMatrix<f64>),
+    pub new_text_prior: (DVector<f64>, StructuredCovariance),
     regularized: u64,
     // Stacked whitening matrices and shifts of all texts: one matrix product scores a whole
     // block of samples against every text (the dominant cost of the text phase).
@@ -124,6 +153,8 @@ pub struct GaussianImageModel {
     batch_stats: SufficientStats,
     pooled_stats: SufficientStats,
     eigen: EigenWorkspace,
+    refit: RefitWorkspace,
+    draws: Vec<OwnDraws>,
     normals: Vec<f64>,
     real_buffer: Vec<f64>,
 }
@@ -135,28 +166,34 @@ const BLOCK: usize = 256;
 
 impl GaussianImageModel {
     /// A model with initial conditionals `mu0[i]`, `sigma0[i]` (validated by the caller:
-    /// equal dimensions, symmetric positive semi-definite).
+    /// equal dimensions, one family, positive semi-definite); its family is theirs (or the
+    /// new-text prior's when there are no texts yet).
     pub fn new(
         mu0: Vec<DVector<f64>>,
-        sigma0: Vec<DMatrix<f64>>,
+        sigma0: Vec<StructuredCovariance>,
         estimator: Estimator,
         policy: DataPolicy,
-        new_text_prior: (DVector<f64>, DMatrix<f64>),
+        new_text_prior: (DVector<f64>, StructuredCovariance),
     ) -> Self {
         let d = mu0.first().map_or(new_text_prior.0.len(), |m| m.len());
+        let structure = sigma0.first().unwrap_or(&new_text_prior.1).structure();
+        debug_assert!(sigma0.iter().all(|s| s.structure() == structure && s.dim() == d));
         let keeps_statistics = policy.keeps_statistics();
+        let factored: Vec<FactoredCovariance> = sigma0.iter().cloned().map(FactoredCovariance::new).collect();
+        let own = OwnDraws { z: structure.empty_stats(d), temperature: 1.0, batch: None };
         let mut model = GaussianImageModel {
             d,
+            structure,
             mu: mu0.clone(),
-            sigma: sigma0.clone(),
+            sigma: factored.clone(),
             prev_mu: mu0.clone(),
             prev_sigma: sigma0.clone(),
-            sigma0_sqrt: sigma0.iter().map(gm::sqrtm_psd).collect(),
-            factors0: sigma0.iter().zip(&mu0).map(|(s, m)| Factor::new(s, m)).collect(),
+            sigma0_sqrt: Vec::new(),
             factors: Vec::new(),
+            diagonal: DiagonalDensity::default(),
             factors_current: false,
             mu0,
-            sigma0,
+            sigma0: factored,
             estimator,
             policy,
             accumulated: Vec::new(),
@@ -167,14 +204,17 @@ impl GaussianImageModel {
             shift_all: Vec::new(),
             block: DMatrix::zeros(0, 0),
             quadratic: QuadraticForm::default(),
-            batch_stats: SufficientStats::empty(d),
-            pooled_stats: SufficientStats::empty(d),
-            eigen: EigenWorkspace::new(d),
+            batch_stats: structure.empty_stats(d),
+            pooled_stats: structure.empty_stats(d),
+            eigen: EigenWorkspace::new(if structure == Structure::Full { d } else { 0 }),
+            refit: RefitWorkspace::new(structure, d),
+            draws: vec![own; sigma0.len()],
             normals: Vec::new(),
             real_buffer: Vec::new(),
         };
+        model.sigma0_sqrt = sigma0.iter().filter_map(full_matrix).map(gm::sqrtm_psd).collect();
         if keeps_statistics {
-            model.accumulated = vec![SufficientStats::empty(d); model.mu.len()];
+            model.accumulated = vec![structure.empty_stats(d); model.mu.len()];
         }
         model
     }
@@ -185,13 +225,74 @@ impl GaussianImageModel {
         self
     }
 
+    /// The covariance family of its conditionals.
+    pub fn structure(&self) -> Structure {
+        self.structure
+    }
+
+    /// Text `i`'s current covariance: the exact estimator, never regularised.
+    pub fn covariance(&self, i: usize) -> &StructuredCovariance {
+        self.sigma[i].sigma()
+    }
+
+    /// Text `i`'s current covariance with its exact root and log-determinant.
+    pub fn factored_covariance(&self, i: usize) -> &FactoredCovariance {
+        &self.sigma[i]
+    }
+
+    /// Text `i`'s initial covariance.
+    pub fn initial_covariance(&self, i: usize) -> &StructuredCovariance {
+        self.sigma0[i].sigma()
+    }
+
+    /// Draws `counts[i]` samples of `N(mu[i], c Sigma[i])` of every text into `out` through
+    /// the exact roots `sigma` (never floored), grouped by text; when `record` holds one entry
+    /// per text, each text's draws are recorded there for an exact refit on them.
+    #[expect(clippy::too_many_arguments, reason = "the parameters, the draws' destination and the model's scratch buffers, borrowed apart")]
+    fn draw(
+        mu: &[DVector<f64>],
+        sigma: &[FactoredCovariance],
+        counts: &[usize],
+        c: f64,
+        rng: &mut Stream,
+        out: &mut Vec<f64>,
+        normals: &mut Vec<f64>,
+        mut record: Option<&mut [OwnDraws]>,
+    ) {
+        let d = mu.first().map_or(0, |m| m.len());
+        let total = counts.iter().sum::<usize>() * d;
+        out.clear();
+        out.resize(total, 0.0);
+        // Sized by the batch, not by the largest text: the batch size is fixed, a text's share
+        // varies from round to round (no allocation in a steady state).
+        if normals.len() < total {
+            normals.resize(total, 0.0);
+        }
+        // A text without draws in this call has none to refit on exactly.
+        for own in record.iter_mut().flat_map(|r| r.iter_mut()) {
+            own.batch = None;
+        }
+        let mut offset = 0;
+        for (i, &n) in counts.iter().enumerate() {
+            let block = &mut out[offset * d..(offset + n) * d];
+            offset += n;
+            let normals = &mut normals[..n * d];
+            sigma[i].draw(mu[i].as_slice(), c, rng, normals, block);
+            if let Some(own) = record.as_deref_mut().and_then(|r| r.get_mut(i)) {
+                own.z.set_from(normals, d);
+                own.temperature = c;
+                own.batch = Some((n, fingerprint(block)));
+            }
+        }
+    }
+
     /// Draws `counts[i]` real samples of every text `i` into `out`, grouped by text: from the
     /// dataset the model was built from (a bootstrap of label `i`'s rows; a text without rows,
     /// appended by a `NewText` injection, from its initial conditional, the new-text prior),
-    /// else from the initial conditionals. Not counted in `regularized`: see `sample_initial`.
+    /// else from the initial conditionals (through their exact roots: nothing is floored).
     fn draw_real(&mut self, counts: &[usize], rng: &mut Stream, out: &mut Vec<f64>) {
         let Some(data) = &self.real_data else {
-            sample_into(&self.mu0, &self.factors0, counts, 1.0, rng, out, &mut self.normals);
+            Self::draw(&self.mu0, &self.sigma0, counts, 1.0, rng, out, &mut self.normals, None);
             return;
         };
         out.clear();
@@ -199,7 +300,7 @@ impl GaussianImageModel {
             if i < data.num_labels() {
                 data.resample(i, n, rng, out);
             } else if n > 0 {
-                sample_into(&self.mu0[i..=i], &self.factors0[i..=i], &counts[i..=i], 1.0, rng, &mut self.real_buffer, &mut self.normals);
+                Self::draw(&self.mu0[i..=i], &self.sigma0[i..=i], &counts[i..=i], 1.0, rng, &mut self.real_buffer, &mut self.normals, None);
                 out.extend_from_slice(&self.real_buffer);
             }
         }
@@ -219,15 +320,22 @@ impl GaussianImageModel {
         }
     }
 
-    /// Brings the factorisations, stacked whitening matrices and shifts up to date with
-    /// `sigma` and `mu`, in place.
+    /// Brings the likelihood factorisations (`Full`: factors, stacked whitening matrices and
+    /// shifts; structured families: the per-text precisions) up to date with `sigma` and
+    /// `mu`, in place.
     fn refresh_factors(&mut self) {
         if self.factors_current {
             return;
         }
+        if self.structure != Structure::Full {
+            self.diagonal.update(&self.mu, &self.sigma);
+            self.factors_current = true;
+            return;
+        }
         let (k, d) = (self.mu.len(), self.d);
         while self.factors.len() < k {
-            self.factors.push(Factor::new(&self.sigma[self.factors.len()], &self.mu[self.factors.len()]));
+            let i = self.factors.len();
+            self.factors.push(Factor::new(&self.sigma[i].sigma().to_dense(), &self.mu[i]));
         }
         if self.whiten_all.nrows() != k * d {
             self.whiten_all = DMatrix::zeros(k * d, d);
@@ -235,7 +343,8 @@ impl GaussianImageModel {
         }
         for i in 0..k {
             let f = &mut self.factors[i];
-            f.update(&self.sigma[i], &self.mu[i], &mut self.eigen);
+            let StructuredCovariance::Full(sigma) = self.sigma[i].sigma() else { unreachable!("a Full model's covariances are Full") };
+            f.update(sigma, &self.mu[i], &mut self.eigen);
             for c in 0..d {
                 for r in 0..d {
                     self.whiten_all[(i * d + r, c)] = f.whiten[(r, c)];
@@ -249,17 +358,20 @@ impl GaussianImageModel {
         self.factors_current = true;
     }
 
-    /// Replaces text `i`'s parameters by the estimate from `stats`, if it holds at least two
-    /// samples (fewer carry no evidence about a covariance: docs/model.md section 3).
-    fn set_estimate(mu: &mut DVector<f64>, sigma: &mut DMatrix<f64>, stats: &SufficientStats, estimator: Estimator) {
-        if stats.count < 2.0 {
-            return;
-        }
-        let divisor = estimator.divisor(stats.count);
-        mu.copy_from(&stats.mean);
-        for (s, x) in sigma.iter_mut().zip(stats.scatter.iter()) {
-            *s = x / divisor;
-        }
+    /// Whether text `i`'s refit input `samples` is exactly its last draws, untouched and alone
+    /// (no real data, user content or accumulated statistics mixed in): then the refit is
+    /// done exactly on the draws (docs/model.md section 3). Consumes the record.
+    fn own_draws(&mut self, i: usize, samples: &[f64]) -> bool {
+        let batch = self.draws[i].batch.take();
+        !self.policy.keeps_statistics() && batch == Some((samples.len() / self.d.max(1), fingerprint(samples)))
+    }
+}
+
+/// The matrix of a `Full` covariance (`None` for the structured families).
+fn full_matrix(s: &StructuredCovariance) -> Option<&DMatrix<f64>> {
+    match s {
+        StructuredCovariance::Full(m) => Some(m),
+        _ => None,
     }
 }
 
@@ -277,33 +389,31 @@ impl ConditionalModel for GaussianImageModel {
     }
 
     fn sample(&mut self, counts: &[usize], temperature: f64, rng: &mut Stream, out: &mut Vec<f64>) -> Result<(), ModelError> {
-        self.refresh_factors();
-        self.regularized += clamped_uses(&self.factors, Some(counts));
-        sample_into(&self.mu, &self.factors, counts, temperature, rng, out, &mut self.normals);
+        if counts.len() > self.mu.len() {
+            return Err(ModelError::new("sample", format!("{} counts for K = {} texts", counts.len(), self.mu.len())));
+        }
+        Self::draw(&self.mu, &self.sigma, counts, temperature, rng, out, &mut self.normals, Some(&mut self.draws));
         Ok(())
     }
 
     fn sample_initial(&mut self, counts: &[usize], rng: &mut Stream, out: &mut Vec<f64>) -> Result<(), ModelError> {
-        match &self.real_data {
-            // Only the texts without rows use a factorisation.
-            Some(data) => {
-                let rows = data.num_labels().min(counts.len());
-                self.regularized += clamped_uses(&self.factors0[rows..], Some(&counts[rows..]));
-            }
-            None => self.regularized += clamped_uses(&self.factors0, Some(counts)),
-        }
         self.draw_real(counts, rng, out);
         Ok(())
     }
 
     fn add_log_likelihood(&mut self, samples: &[f64], out: &mut [f64]) -> Result<(), ModelError> {
         self.refresh_factors();
-        self.regularized += clamped_uses(&self.factors, None);
         let (k, d) = (self.mu.len(), self.d);
         let n = samples.len() / d;
         if out.len() != n * k {
             return Err(ModelError::new("log_likelihood", format!("output holds {} values, expected {n} samples x {k} texts", out.len())));
         }
+        if self.structure != Structure::Full {
+            self.regularized += self.diagonal.clamped_texts();
+            self.diagonal.add_log_density(samples, out);
+            return Ok(());
+        }
+        self.regularized += clamped_uses(&self.factors, None);
         if self.block.nrows() != k * d || self.block.ncols() != BLOCK {
             self.block = DMatrix::zeros(k * d, BLOCK);
         }
@@ -327,7 +437,8 @@ impl ConditionalModel for GaussianImageModel {
 
     fn prepare_log_density(&mut self) -> bool {
         self.refresh_factors();
-        self.regularized += clamped_uses(&self.factors, None);
+        self.regularized +=
+            if self.structure == Structure::Full { clamped_uses(&self.factors, None) } else { self.diagonal.clamped_texts() };
         true
     }
 
@@ -349,8 +460,15 @@ impl ConditionalModel for GaussianImageModel {
         }
         let mut offset = 0;
         for (i, &n) in counts.iter().enumerate() {
-            self.batch_stats.set_from(&samples[offset * d..(offset + n) * d], d);
+            let block = &samples[offset * d..(offset + n) * d];
             offset += n;
+            if self.own_draws(i, block) {
+                let own = &self.draws[i];
+                let divisor = self.estimator.divisor(own.z.count);
+                self.sigma[i].refit_on_own_draws(&mut self.mu[i], &own.z, divisor, own.temperature, &mut self.refit);
+                continue;
+            }
+            self.batch_stats.set_from(block, d);
             let stats = match self.policy {
                 DataPolicy::Accumulate { .. } => {
                     self.accumulated[i].merge(&self.batch_stats);
@@ -367,7 +485,7 @@ impl ConditionalModel for GaussianImageModel {
                 }
                 _ => &self.batch_stats,
             };
-            Self::set_estimate(&mut self.mu[i], &mut self.sigma[i], stats, self.estimator);
+            self.sigma[i].refit(&mut self.mu[i], stats, self.estimator.divisor(stats.count), &mut self.refit);
         }
         self.factors_current = false;
         Ok(())
@@ -378,25 +496,35 @@ impl ConditionalModel for GaussianImageModel {
             prev.copy_from(now);
         }
         for (prev, now) in self.prev_sigma.iter_mut().zip(&self.sigma) {
-            prev.copy_from(now);
+            prev.copy_from(now.sigma());
         }
     }
 
     fn metrics(&mut self, sink: &mut PerTextMetrics<'_>) -> Result<(), ModelError> {
         self.refresh_factors();
         for i in 0..self.mu.len() {
-            let eig = &self.factors[i].eigenvalues;
-            sink(names::TRACE, i, self.sigma[i].trace());
-            sink(names::TRACE_SQRT, i, gm::trace_sqrt(eig));
-            sink(names::LOGDET, i, gm::log_det(eig));
-            sink(names::EFFECTIVE_RANK, i, gm::effective_rank(eig));
+            let (sigma, sigma0, prev) = (self.sigma[i].sigma(), self.sigma0[i].sigma(), &self.prev_sigma[i]);
+            let (trace_sqrt, rank) = sigma.structured_spectrum().unwrap_or_else(|| {
+                let eig = &self.factors[i].eigenvalues;
+                (gm::trace_sqrt(eig), gm::effective_rank(eig))
+            });
+            sink(names::TRACE, i, sigma.trace());
+            sink(names::TRACE_SQRT, i, trace_sqrt);
+            sink(names::LOGDET, i, self.sigma[i].log_det());
+            sink(names::EFFECTIVE_RANK, i, rank);
             sink(names::FIDELITY, i, (&self.mu[i] - &self.mu0[i]).norm());
-            sink(
-                names::FRECHET_TO_INITIAL,
-                i,
-                gm::frechet_sq_with_sqrt(&self.mu[i], &self.sigma[i], &self.mu0[i], &self.sigma0[i], &self.sigma0_sqrt[i]),
-            );
-            sink(names::FRECHET_LOCAL, i, gm::frechet_sq(&self.mu[i], &self.sigma[i], &self.prev_mu[i], &self.prev_sigma[i]));
+            let (to_initial, local) = match (full_matrix(sigma), full_matrix(sigma0), full_matrix(prev)) {
+                (Some(s), Some(s0), Some(p)) => (
+                    gm::frechet_sq_with_sqrt(&self.mu[i], s, &self.mu0[i], s0, &self.sigma0_sqrt[i]),
+                    gm::frechet_sq(&self.mu[i], s, &self.prev_mu[i], p),
+                ),
+                _ => (
+                    sigma.structured_frechet_sq(&self.mu[i], sigma0, &self.mu0[i]).unwrap_or(f64::NAN),
+                    sigma.structured_frechet_sq(&self.mu[i], prev, &self.prev_mu[i]).unwrap_or(f64::NAN),
+                ),
+            };
+            sink(names::FRECHET_TO_INITIAL, i, to_initial);
+            sink(names::FRECHET_LOCAL, i, local);
         }
         Ok(())
     }
@@ -411,39 +539,57 @@ impl ConditionalModel for GaussianImageModel {
 
     fn add_text(&mut self) -> Result<(), ModelError> {
         let (mu, sigma) = self.new_text_prior.clone();
-        self.sigma0_sqrt.push(gm::sqrtm_psd(&sigma));
-        self.factors0.push(Factor::new(&sigma, &mu));
+        if let Some(m) = full_matrix(&sigma) {
+            self.sigma0_sqrt.push(gm::sqrtm_psd(m));
+        }
+        let factored = FactoredCovariance::new(sigma.clone());
         for v in [&mut self.mu, &mut self.mu0, &mut self.prev_mu] {
             v.push(mu.clone());
         }
-        for v in [&mut self.sigma, &mut self.sigma0, &mut self.prev_sigma] {
-            v.push(sigma.clone());
-        }
+        self.sigma.push(factored.clone());
+        self.sigma0.push(factored);
+        self.prev_sigma.push(sigma);
+        self.draws.push(OwnDraws { z: self.structure.empty_stats(self.d), temperature: 1.0, batch: None });
         if self.policy.keeps_statistics() {
-            self.accumulated.push(SufficientStats::empty(self.d));
+            self.accumulated.push(self.structure.empty_stats(self.d));
         }
         self.factors_current = false;
         Ok(())
     }
 
     fn moments(&self, text: usize) -> Option<(DVector<f64>, DMatrix<f64>)> {
-        Some((self.mu.get(text)?.clone(), self.sigma[text].clone()))
+        Some((self.mu.get(text)?.clone(), self.sigma[text].sigma().to_dense()))
     }
 
-    /// Layout: `[STATE_VERSION, K, d, regularized, factors_current, accumulating]`, then per
-    /// text `mu, Sigma, mu0, Sigma0, prev_mu, prev_Sigma` (matrices column-major), then, when
-    /// the policy keeps statistics (`Accumulate`, `Augment`), per text `count, mean, scatter`. Everything else (square roots and
-    /// factors of `Sigma0`, the current factors) is a deterministic function of these.
+    /// Layout (version 2): `[STATE_VERSION, K, d, regularized, factors_current, accumulating,
+    /// structure]`, then per text `mu, Sigma, A, log det Sigma, mu0, Sigma0, prev_mu,
+    /// prev_Sigma` (each covariance and root as its family stores it: `d^2` numbers
+    /// column-major, `d`, or one), then, when the policy keeps statistics (`Accumulate`,
+    /// `Augment`), per text `count, mean, scatter` (`d^2` numbers, or `d` for the structured
+    /// families). The root `A` is saved because after exact refits it is no longer a function
+    /// of `Sigma`; everything else (the initial conditionals' roots, the likelihood factors) is
+    /// a deterministic function of these. Version 1 (before covariance families) loads as `Full`.
     fn save_state(&self) -> Result<Vec<f64>, ModelError> {
         let (k, d) = (self.mu.len(), self.d);
         let accumulating = !self.accumulated.is_empty();
-        let mut out =
-            vec![STATE_VERSION, k as f64, d as f64, self.regularized as f64, self.factors_current as u8 as f64, accumulating as u8 as f64];
+        let mut out = vec![
+            STATE_VERSION,
+            k as f64,
+            d as f64,
+            self.regularized as f64,
+            self.factors_current as u8 as f64,
+            accumulating as u8 as f64,
+            self.structure.code(),
+        ];
         for i in 0..k {
-            for v in [&self.mu[i], &self.mu0[i], &self.prev_mu[i]].into_iter().zip([&self.sigma[i], &self.sigma0[i], &self.prev_sigma[i]]) {
-                out.extend_from_slice(v.0.as_slice());
-                out.extend_from_slice(v.1.as_slice());
-            }
+            out.extend_from_slice(self.mu[i].as_slice());
+            out.extend_from_slice(self.sigma[i].sigma().values());
+            out.extend_from_slice(self.sigma[i].root_values());
+            out.push(self.sigma[i].log_det());
+            out.extend_from_slice(self.mu0[i].as_slice());
+            out.extend_from_slice(self.sigma0[i].sigma().values());
+            out.extend_from_slice(self.prev_mu[i].as_slice());
+            out.extend_from_slice(self.prev_sigma[i].values());
         }
         for a in &self.accumulated {
             out.push(a.count);
@@ -455,51 +601,63 @@ impl ConditionalModel for GaussianImageModel {
 
     fn load_state(&mut self, state: &[f64]) -> Result<(), ModelError> {
         let bad = |m: String| Err(ModelError::new("load_state", m));
-        if state.len() < 6 || state[0] != STATE_VERSION {
-            return bad(format!("not a Gaussian image model state of version {STATE_VERSION}"));
+        let version = state.first().copied();
+        if state.len() < 6 || !(version == Some(STATE_VERSION) || version == Some(1.0)) {
+            return bad(format!("not a Gaussian image model state of version 1 or {STATE_VERSION}"));
         }
         let (k, d, accumulating) = (state[1] as usize, state[2] as usize, state[5] != 0.0);
+        // Version 1 predates the families: its covariances are Full.
+        let (structure, header) = match version {
+            Some(1.0) => (Some(Structure::Full), 6),
+            _ => (state.get(6).copied().and_then(Structure::from_code), 7),
+        };
+        let Some(structure) = structure else { return bad("the state names no covariance family".into()) };
         if d != self.d {
             return bad(format!("state has image dimension {d}, the model has {}", self.d));
+        }
+        if structure != self.structure {
+            return bad(format!("the state's covariances are {}, the model's are {}", structure.name(), self.structure.name()));
         }
         if accumulating != self.policy.keeps_statistics() {
             return bad("the state's data policy differs from the model's".into());
         }
-        let per_text = 3 * (d + d * d) + if accumulating { 1 + d + d * d } else { 0 };
-        if state.len() != 6 + k * per_text {
-            return bad(format!("state has {} values, expected {} for K = {k}, d = {d}", state.len(), 6 + k * per_text));
+        let (c, v1) = (structure.stored(d), header == 6);
+        let scatter = if structure == Structure::Full { d * d } else { d };
+        let per_text = if v1 { 3 * (d + c) } else { 3 * d + 4 * c + 1 } + if accumulating { 1 + d + scatter } else { 0 };
+        if state.len() != header + k * per_text {
+            return bad(format!("state has {} values, expected {} for K = {k}, d = {d}", state.len(), header + k * per_text));
         }
-        let mut it = state[6..].iter().copied();
-        let mut vector = |n: usize| DVector::from_iterator(n, it.by_ref().take(n));
-        let mut parts: Vec<(DVector<f64>, DMatrix<f64>)> = Vec::with_capacity(3 * k);
-        for _ in 0..3 * k {
-            let mu = vector(d);
-            let sigma = DMatrix::from_column_slice(d, d, vector(d * d).as_slice());
-            parts.push((mu, sigma));
+        let mut it = state[header..].iter().copied();
+        let mut next = |n: usize| DVector::from_iterator(n, it.by_ref().take(n));
+        let (mut mu, mut sigma, mut mu0, mut sigma0, mut prev_mu, mut prev_sigma) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for _ in 0..k {
+            mu.push(next(d));
+            let s = StructuredCovariance::from_values(structure, d, next(c).as_slice());
+            sigma.push(if v1 {
+                FactoredCovariance::new(s)
+            } else {
+                let root = next(c);
+                FactoredCovariance::from_parts(s, root.as_slice(), next(1)[0])
+            });
+            mu0.push(next(d));
+            sigma0.push(FactoredCovariance::new(StructuredCovariance::from_values(structure, d, next(c).as_slice())));
+            prev_mu.push(next(d));
+            prev_sigma.push(StructuredCovariance::from_values(structure, d, next(c).as_slice()));
         }
         let mut accumulated = Vec::new();
         if accumulating {
             for _ in 0..k {
-                let count = vector(1)[0];
-                let mean = vector(d);
-                let scatter = DMatrix::from_column_slice(d, d, vector(d * d).as_slice());
+                let count = next(1)[0];
+                let mean = next(d);
+                let scatter = DMatrix::from_column_slice(d, scatter / d, next(scatter).as_slice());
                 accumulated.push(SufficientStats { count, mean, scatter });
             }
         }
-        let mut parts = parts.into_iter();
-        let (mut mu, mut sigma, mut mu0, mut sigma0, mut prev_mu, mut prev_sigma) = (vec![], vec![], vec![], vec![], vec![], vec![]);
-        for _ in 0..k {
-            for (m, s) in [(&mut mu, &mut sigma), (&mut mu0, &mut sigma0), (&mut prev_mu, &mut prev_sigma)] {
-                let (a, b) = parts.next().expect("3 K parts");
-                m.push(a);
-                s.push(b);
-            }
-        }
-        // The initial conditionals' root and factor, exactly as `new` and `add_text` make them.
-        self.sigma0_sqrt = sigma0.iter().map(gm::sqrtm_psd).collect();
-        self.factors0 = sigma0.iter().zip(&mu0).map(|(s, m)| Factor::new(s, m)).collect();
+        // The initial conditionals' roots, exactly as `new` and `add_text` make them.
+        self.sigma0_sqrt = sigma0.iter().filter_map(|s| full_matrix(s.sigma())).map(gm::sqrtm_psd).collect();
         (self.mu, self.sigma, self.mu0, self.sigma0, self.prev_mu, self.prev_sigma) = (mu, sigma, mu0, sigma0, prev_mu, prev_sigma);
         self.accumulated = accumulated;
+        self.draws = vec![OwnDraws { z: structure.empty_stats(d), temperature: 1.0, batch: None }; k];
         self.factors.clear();
         self.factors_current = false;
         if state[4] != 0.0 {
@@ -513,8 +671,9 @@ impl ConditionalModel for GaussianImageModel {
     }
 }
 
-/// Version tag of [`GaussianImageModel`]'s checkpoint state.
-const STATE_VERSION: f64 = 1.0;
+/// Version tag of [`GaussianImageModel`]'s checkpoint state (2: covariance families and exact
+/// roots; 1, `Full` covariances only, still loads).
+const STATE_VERSION: f64 = 2.0;
 
 #[cfg(test)]
 mod tests {
@@ -544,8 +703,10 @@ mod tests {
     #[test]
     fn log_likelihood_matches_the_closed_form() {
         let mu0 = vec![DVector::from_vec(vec![1.0, 0.0]), DVector::from_vec(vec![0.0, 1.0])];
-        let s0 = vec![DMatrix::from_row_slice(2, 2, &[0.3, 0.1, 0.1, 0.2]), DMatrix::identity(2, 2) * 0.1];
-        let mut m = GaussianImageModel::new(mu0.clone(), s0.clone(), Estimator::Mle, DataPolicy::Replace, (mu0[0].clone(), s0[0].clone()));
+        let s0 = [DMatrix::from_row_slice(2, 2, &[0.3, 0.1, 0.1, 0.2]), DMatrix::identity(2, 2) * 0.1];
+        let structured = s0.iter().cloned().map(StructuredCovariance::Full).collect();
+        let mut m =
+            GaussianImageModel::new(mu0.clone(), structured, Estimator::Mle, DataPolicy::Replace, (mu0[0].clone(), s0[0].clone().into()));
         let y = [0.3, -0.2, 1.5, 0.7, -0.1, 0.9];
         let mut out = vec![0.0; 6];
         m.add_log_likelihood(&y, &mut out).unwrap();

@@ -5,26 +5,46 @@ use nalgebra::{DMatrix, DVector};
 /// Running sufficient statistics of one text's samples (count, mean, scatter about the
 /// mean): equivalent to count, sum and sum of outer products, stored centred so that the
 /// covariance does not suffer cancellation when the spread is small next to the mean.
+///
+/// The scatter is either the whole `d x d` matrix or only its diagonal, a `d x 1` column
+/// (what a `Diagonal` or `Isotropic` refit needs: `O(d)` memory and work per sample instead
+/// of `O(d^2)`, docs/model.md section 14); [`SufficientStats::is_diagonal`] tells which.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SufficientStats {
     /// Number of samples seen.
     pub count: f64,
     /// Their mean.
     pub mean: DVector<f64>,
-    /// `sum (y - mean)(y - mean)^T`.
+    /// `sum (y - mean)(y - mean)^T`, or its diagonal as a column.
     pub scatter: DMatrix<f64>,
 }
 
 impl SufficientStats {
-    /// No samples yet, in dimension `d`.
+    /// No samples yet, in dimension `d`, keeping the whole scatter matrix.
     pub fn empty(d: usize) -> Self {
         SufficientStats { count: 0.0, mean: DVector::zeros(d), scatter: DMatrix::zeros(d, d) }
+    }
+
+    /// No samples yet, in dimension `d`, keeping only the scatter's diagonal.
+    pub fn empty_diagonal(d: usize) -> Self {
+        SufficientStats { count: 0.0, mean: DVector::zeros(d), scatter: DMatrix::zeros(d, 1) }
+    }
+
+    /// Whether only the scatter's diagonal is kept (a `d x 1` column).
+    pub fn is_diagonal(&self) -> bool {
+        self.scatter.ncols() == 1 && self.mean.len() != 1
+    }
+
+    /// `sum (y_k - mean_k)^2`, the scatter's diagonal entry `k`, whichever form is kept.
+    pub fn scatter_diagonal(&self, k: usize) -> f64 {
+        if self.scatter.ncols() == 1 { self.scatter[k] } else { self.scatter[(k, k)] }
     }
 
     /// Computes the statistics of a row-major `n x d` block of samples into `self`
     /// (two-pass: the exact mean first, then the scatter about it). No allocation.
     pub fn set_from(&mut self, samples: &[f64], d: usize) {
         let n = samples.len() / d;
+        let diagonal = self.is_diagonal();
         self.count = n as f64;
         let mean = self.mean.as_mut_slice();
         mean.fill(0.0);
@@ -40,6 +60,14 @@ impl SufficientStats {
         }
         for m in mean.iter_mut() {
             *m /= n as f64;
+        }
+        if diagonal {
+            for y in samples.chunks_exact(d) {
+                for ((s, v), m) in scatter.iter_mut().zip(y).zip(mean.iter()) {
+                    *s += (v - m) * (v - m);
+                }
+            }
+            return;
         }
         // Lower triangle of sum (y - mean)(y - mean)^T, column-major, then mirrored.
         for y in samples.chunks_exact(d) {
@@ -66,6 +94,22 @@ impl SufficientStats {
         let n = self.count + other.count;
         let w = self.count * other.count / n;
         let d = self.mean.len();
+        if self.is_diagonal() {
+            for k in 0..d {
+                let dk = other.mean[k] - self.mean[k];
+                self.scatter[k] += other.scatter[k] + w * dk * dk;
+            }
+        } else {
+            self.merge_full(other, w);
+        }
+        for r in 0..d {
+            self.mean[r] += (other.mean[r] - self.mean[r]) * (other.count / n);
+        }
+        self.count = n;
+    }
+
+    fn merge_full(&mut self, other: &SufficientStats, w: f64) {
+        let d = self.mean.len();
         for c in 0..d {
             let dc = other.mean[c] - self.mean[c];
             for r in 0..d {
@@ -73,9 +117,5 @@ impl SufficientStats {
                 self.scatter[(r, c)] += other.scatter[(r, c)] + w * dr * dc;
             }
         }
-        for r in 0..d {
-            self.mean[r] += (other.mean[r] - self.mean[r]) * (other.count / n);
-        }
-        self.count = n;
     }
 }
