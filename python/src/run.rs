@@ -62,7 +62,7 @@ pub fn run<'py>(
     let batches = outcome.metrics.unwrap_or_default();
     d.set_item("metrics", ArrowTable::new(MetricsBatches::schema(), batches))?;
     d.set_item("summary", serde_json::to_string(&outcome.summary).expect("a summary serialises"))?;
-    d.set_item("manifest", outcome.manifest.to_string())?;
+    d.set_item("manifest", outcome.manifest)?;
     d.set_item("report", outcome.summary.report())?;
     d.set_item("out_dir", out.map(|_| outcome.out_dir.display().to_string()))?;
     Ok(d)

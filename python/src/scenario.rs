@@ -23,8 +23,8 @@ pyo3::create_exception!(
      and RON text only), `.errors` every problem as a dict with the same keys and `message`."
 );
 
-/// A scenario as Python hands it over.
-#[derive(Debug, Clone, FromPyObject)]
+/// A scenario as Python hands it over: the tuple `(kind, text, label)`.
+#[derive(Debug, Clone)]
 pub struct Source {
     /// `file`, `ron` or `json`.
     pub kind: String,
@@ -33,6 +33,15 @@ pub struct Source {
     /// What errors call it (the path for a file; `<string>` or `<dict>`, or a path whose folder
     /// relative paths start from).
     pub label: String,
+}
+
+impl<'py> FromPyObject<'_, 'py> for Source {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'_, 'py, PyAny>) -> PyResult<Self> {
+        let (kind, text, label) = ob.extract()?;
+        Ok(Source { kind, text, label })
+    }
 }
 
 /// The command line's overrides of a scenario's top-level counts, as `coevo run` applies them

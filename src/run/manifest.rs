@@ -122,9 +122,9 @@ impl<'a> ManifestWriter<'a> {
         }
     }
 
-    /// The last manifest written (or kept), as JSON.
-    pub(crate) fn last(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.last.borrow()).unwrap_or(serde_json::Value::Null)
+    /// The last manifest written (or kept), as JSON text.
+    pub(crate) fn last(&self) -> String {
+        String::from_utf8_lossy(&self.last.borrow()).into_owned()
     }
 
     /// Writes the manifest with `status` after `completed` rounds.

@@ -134,8 +134,8 @@ pub struct RunOutcome {
     pub out_dir: PathBuf,
     /// The summary (also in `summary.json`).
     pub summary: Summary,
-    /// The final manifest (also `manifest.json`).
-    pub manifest: serde_json::Value,
+    /// The final manifest, as JSON text (the bytes of `manifest.json`, when written).
+    pub manifest: String,
     /// The metrics table (the rows of `metrics.csv`, with the columns and types of
     /// `metrics.parquet`), when the destination keeps it in memory.
     pub metrics: Option<Vec<arrow_array::RecordBatch>>,
