@@ -13,7 +13,7 @@
 //! - `sweep`: one sweep point (what `coevo.sweep` maps over an executor) and a design's points.
 //!
 //! A module for models written in Python (issue 14 item 5) goes beside these and is added to
-//! [`_native`] below.
+//! the module function `_native` below.
 
 use pyo3::prelude::*;
 

@@ -442,7 +442,7 @@ pub struct MetricsBatches {
 
 impl MetricsBatches {
     /// Appends one round's rows of every replicate, in replicate order (a batch is closed
-    /// every [`BATCH_ROWS`] rows or so, after a whole round).
+    /// every `BATCH_ROWS` (8192) rows or so, after a whole round).
     pub fn write_round<'a>(&mut self, replicates: impl IntoIterator<Item = (u64, &'a [MetricRow])>) {
         self.columns.append(replicates);
         if self.columns.len() >= BATCH_ROWS {
