@@ -10,32 +10,43 @@
 #
 # Builds `cargo build --release` and a release wheel (`maturin build --release`) installed
 # into .venv-bench/ (git-ignored), from the pinned tools of python/requirements-dev.txt.
+# With PROFILE=test it builds nothing and times what .ci/python left instead: the `test`
+# profile (opt-level 3 like release, with debug assertions) binary target/debug/coevo and the
+# module python/coevo/_native.abi3.so, from the .venv/ of .ci/python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reps=${1:-7}
 replicates=${2:-1}
 root=$PWD
-venv=$root/.venv-bench
-cargo build --release --bin coevo --quiet
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r python/requirements-dev.txt
+if [ "${PROFILE:-release}" = test ]; then
+    bin=$root/target/debug/coevo
+    python=$root/.venv/bin/python
+    export PYTHONPATH=$root/python
+else
+    bin=$root/target/release/coevo
+    venv=$root/.venv-bench
+    python=$venv/bin/python
+    cargo build --release --bin coevo --quiet
+    if [ ! -x "$python" ]; then
+        python3 -m venv "$venv"
+        "$python" -m pip install --quiet --disable-pip-version-check -r python/requirements-dev.txt
+    fi
+    rm -rf target/wheels-bench
+    (cd python && "$venv/bin/maturin" build --release --quiet --out "$root/target/wheels-bench")
+    "$python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps target/wheels-bench/*.whl
 fi
-rm -rf target/wheels-bench
-(cd python && "$venv/bin/maturin" build --release --quiet --out "$root/target/wheels-bench")
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps target/wheels-bench/*.whl
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-"$venv/bin/python" - "$reps" "$replicates" "$out" <<'PY'
+"$python" - "$bin" "$reps" "$replicates" "$out" <<'PY'
 import statistics, subprocess, sys, time
 import coevo
 
-reps, replicates, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+binary, reps, replicates, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 scenario = "scenarios/coevolve.ron"
 times = {"cli": [], "python": [], "python+out": []}
 for i in range(reps):
     t = time.perf_counter()
-    subprocess.run(["target/release/coevo", "run", scenario, "--replicates", replicates, "--out", f"{out}/cli", "--force", "--quiet"], check=True)
+    subprocess.run([binary, "run", scenario, "--replicates", replicates, "--out", f"{out}/cli", "--force", "--quiet"], check=True)
     times["cli"].append(time.perf_counter() - t)
     t = time.perf_counter()
     rows = coevo.run(scenario, replicates=int(replicates)).metrics.height
