@@ -85,16 +85,14 @@ pub fn sweep_point(
     Ok(point_rows(&point, &outcome.summary, &outcome.last_phases))
 }
 
+/// A design as Python gets it: the parameter paths, and each point's values.
+type DesignTable<'py> = (Vec<String>, Vec<Vec<Bound<'py, PyAny>>>);
+
 /// The points of the scenario's own `sweep` section: its parameter paths, and one list of
 /// values per point, in point order (what `coevo sweep` runs).
 #[pyfunction]
 #[pyo3(signature = (source, *, seed = None, max_memory = None))]
-pub fn design<'py>(
-    py: Python<'py>,
-    source: Source,
-    seed: Option<u64>,
-    max_memory: Option<u64>,
-) -> PyResult<(Vec<String>, Vec<Vec<Bound<'py, PyAny>>>)> {
+pub fn design<'py>(py: Python<'py>, source: Source, seed: Option<u64>, max_memory: Option<u64>) -> PyResult<DesignTable<'py>> {
     let loaded = load(py, &source, Overrides { seed, ..Default::default() }, max_memory)?;
     let design = design_points(&loaded.scenario, &loaded.file).map_err(|e| run_error(&e))?;
     let rows =

@@ -75,12 +75,6 @@ def test_a_hand_written_dict_takes_the_ron_defaults():
     assert_frame_equal(coevo.run(as_dict).metrics, coevo.run(ron).metrics, check_exact=True)
 
 
-def test_to_pandas_is_one_call_away():
-    pandas = __import__("pytest").importorskip("pandas")
-    frame = coevo.run(SCENARIO_TINY).metrics.to_pandas()
-    assert isinstance(frame, pandas.DataFrame)
-
-
 SCENARIO_TINY = """Scenario(name: "tiny", rounds: 3, entities: [TextModel(name: "t", initial: Uniform(3), batch: 10)])"""
 
 
