@@ -4,7 +4,7 @@
 # `coevo.run(...)` from Python (release wheel; the metrics handed over as Arrow, no folder) and
 # `coevo.run(..., out=...)` (the folder too). Runs are interleaved (CLI, Python, Python+out,
 # CLI, ...) so that load from other processes hits all three alike; prints each run's wall time
-# and the ratio of medians against the CLI. Not a test: timings depend on the machine.
+# and CPU time, and the ratios of medians against the CLI. Not a test: timings depend on the machine.
 #
 #   benches/python_overhead.sh [REPETITIONS] [REPLICATES]     (default 7 and 1)
 #
@@ -38,25 +38,40 @@ fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 "$python" - "$bin" "$reps" "$replicates" "$out" <<'PY'
-import statistics, subprocess, sys, time
+import resource, statistics, subprocess, sys, time
 import coevo
 
 binary, reps, replicates, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 scenario = "scenarios/coevolve.ron"
-times = {"cli": [], "python": [], "python+out": []}
+
+
+def cpu(who):
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
+# Wall time, and CPU time (user + system: of the child for the CLI, of this process for the
+# Python path), the fairer figure on a loaded machine.
+wall = {"cli": [], "python": [], "python+out": []}
+cpus = {k: [] for k in wall}
+
+
+def timed(name, who, work):
+    t, c = time.perf_counter(), cpu(who)
+    value = work()
+    wall[name].append(time.perf_counter() - t)
+    cpus[name].append(cpu(who) - c)
+    return value
+
+
 for i in range(reps):
-    t = time.perf_counter()
-    subprocess.run([binary, "run", scenario, "--replicates", replicates, "--out", f"{out}/cli", "--force", "--quiet"], check=True)
-    times["cli"].append(time.perf_counter() - t)
-    t = time.perf_counter()
-    rows = coevo.run(scenario, replicates=int(replicates)).metrics.height
-    times["python"].append(time.perf_counter() - t)
-    t = time.perf_counter()
-    coevo.run(scenario, replicates=int(replicates), out=f"{out}/py", force=True)
-    times["python+out"].append(time.perf_counter() - t)
-    print(f"repetition {i}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items()), flush=True)
-cli = statistics.median(times["cli"])
+    timed("cli", resource.RUSAGE_CHILDREN, lambda: subprocess.run(
+        [binary, "run", scenario, "--replicates", replicates, "--out", f"{out}/cli", "--force", "--quiet"], check=True))
+    rows = timed("python", resource.RUSAGE_SELF, lambda: coevo.run(scenario, replicates=int(replicates)).metrics.height)
+    timed("python+out", resource.RUSAGE_SELF, lambda: coevo.run(scenario, replicates=int(replicates), out=f"{out}/py", force=True))
+    print(f"repetition {i}: " + ", ".join(f"{k} {wall[k][-1]:.3f} s wall {cpus[k][-1]:.3f} s CPU" for k in wall), flush=True)
 print(f"{scenario}, {replicates} replicate(s), {rows} metric rows, {reps} interleaved repetitions")
-for k, v in times.items():
-    print(f"{k:>11}: median {statistics.median(v):.3f} s (min {min(v):.3f} s), ratio to the CLI {statistics.median(v) / cli:.3f}")
+for k in wall:
+    print(f"{k:>11}: wall median {statistics.median(wall[k]):.3f} s (ratio {statistics.median(wall[k]) / statistics.median(wall['cli']):.3f}), "
+          f"CPU median {statistics.median(cpus[k]):.3f} s (ratio {statistics.median(cpus[k]) / statistics.median(cpus['cli']):.3f})")
 PY
