@@ -1,13 +1,16 @@
 //! The examples in `examples/` run and show what their headers say. Each is built by the
 //! test itself (`cargo build --example` through the `CARGO` that runs the tests, in the
-//! optimised test profile), so filtering the tests still runs the example it names.
+//! optimised test profile), so filtering the tests still runs the example it names. It is
+//! built with `--workspace`, as `cargo test --workspace` builds: a build of the root package
+//! alone unifies features without the other members' (PyO3's macros ask more of `syn`), so it
+//! would compile the library and its derive macros a second time.
 
 use std::process::Command;
 
 /// Builds the example `name` and returns the path of its executable.
 fn build_example(name: &str) -> String {
     let out = Command::new(env!("CARGO"))
-        .args(["build", "--profile", "test", "--example", name, "--message-format=json"])
+        .args(["build", "--workspace", "--profile", "test", "--example", name, "--message-format=json"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo runs");
