@@ -16,7 +16,7 @@ use std::sync::Arc;
 use nalgebra::{DMatrix, DVector};
 
 use crate::data::{Dataset, MemoryLimit};
-use crate::models::Estimator;
+use crate::models::{Estimator, HostedModels};
 use crate::scenario::design::{Design, read_table};
 use crate::scenario::{Covariance, EntitySpec, ImageModelSpec, Means, Problem, Scenario, ScenarioError, ScenarioErrors, UserSource};
 
@@ -35,6 +35,13 @@ impl Scenario {
     /// the estimate, after its datasets are read (with their own limits) and before its
     /// plugin models are created or any text distribution is built.
     pub fn load_within(file: &Path, max_memory: Option<u64>) -> Result<(Scenario, String), ScenarioErrors> {
+        Scenario::load_with_models(file, max_memory, &HostedModels::new())
+    }
+
+    /// [`Scenario::load_within`] with the hosted models a program supplies: a `PluginModel`
+    /// without `library` names one of `models` (the Python API's `models=`), is checked
+    /// against it, and the loaded scenario carries `models` to the worlds built from it.
+    pub fn load_with_models(file: &Path, max_memory: Option<u64>, models: &HostedModels) -> Result<(Scenario, String), ScenarioErrors> {
         const MAX_SCENARIO_BYTES: u64 = 64 << 20;
         let too_large = std::fs::metadata(file).is_ok_and(|m| m.len() > MAX_SCENARIO_BYTES);
         if too_large {
@@ -47,7 +54,7 @@ impl Scenario {
         scenario.load_design_table(file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
         crate::scenario::footprint::check_memory(&scenario, max_memory)
             .map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
-        crate::plugin::check_scenario(&mut scenario, file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
+        crate::plugin::check_scenario_with(&mut scenario, file, models).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
         Ok((scenario, source))
     }
 

@@ -5,6 +5,7 @@
 //! - [`gaussian`]: the conditional Gaussian image model, its one regularised
 //!   factorisation, sampling, log-densities and per-text maximum-likelihood refit.
 //! - [`conditional`]: the trait every conditional model (built-in or plugin) meets.
+//! - [`hosted`]: conditional models supplied in process by the program running coevo.
 //! - [`policy`]: the data policies of docs/model.md section 6.
 //! - [`schedule`]: parameters that change over rounds (docs/model.md section 12).
 //! - [`batch`]: caption-grouped batches: pooling and the checks on what a model returns.
@@ -12,6 +13,7 @@
 pub mod batch;
 pub mod conditional;
 pub mod gaussian;
+pub mod hosted;
 pub mod linalg;
 pub mod policy;
 pub mod schedule;
@@ -19,6 +21,7 @@ pub mod text;
 
 pub use conditional::{ConditionalModel, ModelError, PerTextMetrics};
 pub use gaussian::{Allocation, Estimator, GaussianImageModel};
+pub use hosted::{HostedContext, HostedFactory, HostedModels};
 pub use policy::DataPolicy;
 pub use schedule::{Schedule, ScheduleValue};
 pub use text::TextModel;
