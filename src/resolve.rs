@@ -54,7 +54,8 @@ impl Scenario {
         scenario.load_design_table(file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
         crate::scenario::footprint::check_memory(&scenario, max_memory)
             .map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
-        crate::plugin::check_scenario_with(&mut scenario, file, models).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
+        crate::plugin::check_scenario_with(&mut scenario, file, models)
+            .map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
         Ok((scenario, source))
     }
 

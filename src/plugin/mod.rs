@@ -42,8 +42,8 @@ pub use isolate::{
 };
 pub use library::{Discovered, NotFound, PLUGIN_PATH_VAR, discover, resolve_library, search_path, set_allowed_plugins, set_plugin_dirs};
 
-use crate::models::{ConditionalModel, DataPolicy, HostedModels};
 use crate::models::text::multinomial_counts;
+use crate::models::{ConditionalModel, DataPolicy, HostedModels};
 use crate::rng::Stream;
 use crate::scenario::{EntitySpec, LibraryRecord, PluginModelSpec, Problem, Scenario};
 
