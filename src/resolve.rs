@@ -49,14 +49,33 @@ impl Scenario {
         }
         let source = std::fs::read_to_string(file)
             .map_err(|e| ScenarioErrors::from(ScenarioError::Io { file: file.to_path_buf(), message: e.to_string() }))?;
-        let mut scenario = Scenario::parse(&source, file)?;
-        scenario.load_data(file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
-        scenario.load_design_table(file).map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
-        crate::scenario::footprint::check_memory(&scenario, max_memory)
-            .map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
-        crate::plugin::check_scenario_with(&mut scenario, file, models)
-            .map_err(|problems| ScenarioErrors::invalid(file, &source, problems))?;
+        let scenario = Scenario::from_source(&source, file, max_memory, models)?;
         Ok((scenario, source))
+    }
+
+    /// [`Scenario::load_within`] for a scenario whose RON `source` was not read from a file
+    /// (a string handed to the Python package): `file` names it in errors, and the paths it
+    /// holds (datasets, design tables, plugins) are relative to `file`'s folder. `models`: the
+    /// hosted models it may name (see [`Scenario::load_with_models`]).
+    pub fn from_source(source: &str, file: &Path, max_memory: Option<u64>, models: &HostedModels) -> Result<Scenario, ScenarioErrors> {
+        Scenario::parse(source, file)?.complete(file, source, max_memory, models)
+    }
+
+    /// [`Scenario::from_source`] for the JSON form of a scenario (what `serde` makes of the
+    /// same schema, as in `manifest.json`; a Python dict): same defaults and validation, the
+    /// errors naming the field path instead of a line.
+    pub fn from_json(json: &str, file: &Path, max_memory: Option<u64>, models: &HostedModels) -> Result<Scenario, ScenarioErrors> {
+        Scenario::parse_json(json, file)?.complete(file, json, max_memory, models)
+    }
+
+    /// What loading does after parsing: read the datasets and design table, check the memory
+    /// the scenario needs, load and check its plugins and hosted models.
+    fn complete(mut self, file: &Path, source: &str, max_memory: Option<u64>, models: &HostedModels) -> Result<Scenario, ScenarioErrors> {
+        self.load_data(file).map_err(|problems| ScenarioErrors::invalid(file, source, problems))?;
+        self.load_design_table(file).map_err(|problems| ScenarioErrors::invalid(file, source, problems))?;
+        crate::scenario::footprint::check_memory(&self, max_memory).map_err(|problems| ScenarioErrors::invalid(file, source, problems))?;
+        crate::plugin::check_scenario_with(&mut self, file, models).map_err(|problems| ScenarioErrors::invalid(file, source, problems))?;
+        Ok(self)
     }
 
     /// Reads every `Dataset` of a parsed scenario (paths relative to the folder of `file`, the

@@ -266,7 +266,7 @@ pub fn run_stability(scenario: &Scenario, source: &str, file: &Path, options: &R
     let lock = prepare_output(&out_dir, options.force)?;
     let perturbation = scenario.stability.as_ref().and_then(|s| s.perturb.as_ref());
     let mut twins: Vec<Twins> = (0..scenario.replicates).map(|r| Twins::new(scenario, perturbation, r)).collect::<Result<_, _>>()?;
-    let manifest = ManifestWriter::new(&out_dir, scenario, source, file);
+    let manifest = ManifestWriter::new(Some(&out_dir), scenario, source, file);
     manifest.write("running", 0)?;
     let mut summary = StabilitySummary {
         perturbation: perturbation.map(|p| ron::ser::to_string(p).expect("a perturbation serialises")),

@@ -34,6 +34,7 @@ use sha2::{Digest, Sha256};
 
 use super::claims::{Claims, Lease};
 use crate::output::aggregate::Stats;
+use crate::output::phases::LastPhases;
 use crate::output::{Summary, format_value, write_atomic};
 use crate::run::{Progress, RunFailure, RunOptions};
 use crate::scenario::design::DesignPoints;
@@ -646,6 +647,7 @@ impl PointRunner<'_> {
         let out = point_dir(self.dir, index, total);
         let run_options = RunOptions {
             out_dir: Some(out.clone()),
+            destination: crate::run::Destination::Folder,
             force: true,
             progress,
             checkpoint_every: self.options.checkpoint_every,
@@ -694,7 +696,7 @@ impl PointRunner<'_> {
     }
 
     fn record_done(&self, point: &SweepPoint, out: &Path, summary: &Summary) -> Result<(), RunFailure> {
-        let rows = point_rows(point, out, summary).map_err(io(out))?;
+        let rows = point_rows(point, summary, &last_phases(out).map_err(io(out))?);
         let done = PointRecord { point: point.index, status: PointStatus::Ok, values: point.describe(), rows, error: None };
         let path = out.join(DONE);
         write_atomic(&path, &serde_json::to_vec_pretty(&done).expect("serialises")).map_err(io(&path))
@@ -737,21 +739,30 @@ fn status_row(index: usize, values: &[(String, SweepValue)], status: PointStatus
     row
 }
 
-/// The `sweep.csv` rows of one completed point.
-fn point_rows(point: &SweepPoint, out: &Path, summary: &Summary) -> std::io::Result<String> {
-    let Some(first) = summary.replicates.first() else { return Ok(String::new()) };
-    let replicates = summary.replicates.len();
-    let mut last_phase: BTreeMap<(String, u64), String> = BTreeMap::new();
+/// The phase of every model and replicate at its last round, from the `phases.csv` of the run
+/// folder `out` (empty without one). Rows come in round order and each replicate's last round
+/// is always recorded (the planned last round, or the one it stopped early at): the last row
+/// per replicate and model is its phase at its last round. Read from the file, not from the
+/// run's outcome, so that a point resumed from a checkpoint counts the replicates that
+/// stopped before it.
+fn last_phases(out: &Path) -> std::io::Result<LastPhases> {
+    let mut last_phase = LastPhases::new();
     let phases = out.join("phases.csv");
     if phases.exists() {
-        // Rows come in round order and each replicate's last round is always recorded (the
-        // planned last round, or the one it stopped early at): the last row per replicate and
-        // model is its phase at its last round.
         crate::output::tidy::read_csv(&phases, crate::output::phases::PHASES_HEADER, |n, f| {
             last_phase.insert((f[2].to_string(), crate::output::tidy::parse(&phases, n, "replicate", f[0])?), f[7].to_string());
             Ok(())
         })?;
     }
+    Ok(last_phase)
+}
+
+/// The `sweep.csv` rows of one completed point, from its summary and the phase of each model
+/// and replicate at its last round (a run's [`RunOutcome::last_phases`](crate::run::RunOutcome),
+/// or its folder's `phases.csv`).
+pub fn point_rows(point: &SweepPoint, summary: &Summary, last_phase: &LastPhases) -> String {
+    let Some(first) = summary.replicates.first() else { return String::new() };
+    let replicates = summary.replicates.len();
     let mut out_rows = String::new();
     for (m, model) in first.iter().enumerate() {
         let across: Vec<_> = summary.replicates.iter().filter_map(|r| r.get(m)).collect();
@@ -784,7 +795,7 @@ fn point_rows(point: &SweepPoint, out: &Path, summary: &Summary) -> std::io::Res
             if phase_count == 0 { String::new() } else { format_value(stationary as f64 / phase_count as f64) },
         );
     }
-    Ok(out_rows)
+    out_rows
 }
 
 /// Reads the records of the points of a sweep folder that ended: point index to its record

@@ -415,6 +415,60 @@ static METRICS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ])
 });
 
+impl MetricsColumns {
+    /// Appends one round's rows of every replicate, in replicate order.
+    fn append<'a>(&mut self, replicates: impl IntoIterator<Item = (u64, &'a [MetricRow])>) {
+        for (replicate, rows) in replicates {
+            for row in rows {
+                self.replicate.append_value(replicate);
+                self.round.append_value(row.round);
+                self.model.append_value(&row.model);
+                self.text.append_option(row.text.map(u64::from));
+                self.metric.append_value(&row.metric);
+                self.value.append_value(row.value);
+            }
+        }
+    }
+}
+
+/// The metrics table kept in memory as Arrow record batches, with the columns and types of
+/// `metrics.parquet` (and so of `metrics.csv`): what a run that writes no folder, or a caller
+/// that wants the table without reading a file back (the Python package), gets.
+#[derive(Default)]
+pub struct MetricsBatches {
+    columns: MetricsColumns,
+    batches: Vec<RecordBatch>,
+}
+
+impl MetricsBatches {
+    /// Appends one round's rows of every replicate, in replicate order (a batch is closed
+    /// every [`BATCH_ROWS`] rows or so, after a whole round).
+    pub fn write_round<'a>(&mut self, replicates: impl IntoIterator<Item = (u64, &'a [MetricRow])>) {
+        self.columns.append(replicates);
+        if self.columns.len() >= BATCH_ROWS {
+            self.close_batch();
+        }
+    }
+
+    fn close_batch(&mut self) {
+        if self.columns.len() > 0 {
+            let batch = RecordBatch::try_new(METRICS_SCHEMA.clone(), self.columns.finish()).expect("the columns follow the schema");
+            self.batches.push(batch);
+        }
+    }
+
+    /// Every row appended, in order.
+    pub fn finish(mut self) -> Vec<RecordBatch> {
+        self.close_batch();
+        self.batches
+    }
+
+    /// The schema of the batches (that of `metrics.parquet`).
+    pub fn schema() -> SchemaRef {
+        METRICS_SCHEMA.clone()
+    }
+}
+
 impl Columns for MetricsColumns {
     fn schema() -> &'static SchemaRef {
         &METRICS_SCHEMA
@@ -450,17 +504,7 @@ impl MetricsParquet {
 
     /// Buffers one round's rows of every replicate (writing a row group when enough are).
     pub fn write_round<'a>(&mut self, replicates: impl IntoIterator<Item = (u64, &'a [MetricRow])>) -> io::Result<()> {
-        let c = &mut self.0.columns;
-        for (replicate, rows) in replicates {
-            for row in rows {
-                c.replicate.append_value(replicate);
-                c.round.append_value(row.round);
-                c.model.append_value(&row.model);
-                c.text.append_option(row.text.map(u64::from));
-                c.metric.append_value(&row.metric);
-                c.value.append_value(row.value);
-            }
-        }
+        self.0.columns.append(replicates);
         self.0.end_round()
     }
 

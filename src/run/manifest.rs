@@ -1,6 +1,7 @@
 //! `manifest.json`: what a run is (coevo version, scenario file and hash, seed, rounds,
 //! replicates, RNG, every model's resolved initial state and plugin provenance) and how far
-//! it got, rewritten atomically as the run progresses.
+//! it got, rewritten atomically as the run progresses (or only kept, by a run that writes no
+//! folder).
 
 use std::path::{Path, PathBuf};
 
@@ -99,17 +100,31 @@ fn resolve(scenario: &Scenario) -> Vec<ResolvedModel> {
     out
 }
 
-/// Writes `manifest.json` as a run progresses.
+/// Writes `manifest.json` as a run progresses, and keeps the last one written.
 pub(crate) struct ManifestWriter<'a> {
-    path: PathBuf,
+    /// `None`: a run that writes no folder (the manifest is only kept).
+    path: Option<PathBuf>,
     scenario: &'a Scenario,
     file: &'a Path,
     hash: String,
+    last: std::cell::RefCell<Vec<u8>>,
 }
 
 impl<'a> ManifestWriter<'a> {
-    pub(crate) fn new(out_dir: &Path, scenario: &'a Scenario, source: &str, file: &'a Path) -> Self {
-        ManifestWriter { path: out_dir.join("manifest.json"), scenario, file, hash: format!("{:x}", Sha256::digest(source.as_bytes())) }
+    /// The manifest of a run in `out_dir` (`None`: a run that writes no folder).
+    pub(crate) fn new(out_dir: Option<&Path>, scenario: &'a Scenario, source: &str, file: &'a Path) -> Self {
+        ManifestWriter {
+            path: out_dir.map(|d| d.join("manifest.json")),
+            scenario,
+            file,
+            hash: format!("{:x}", Sha256::digest(source.as_bytes())),
+            last: Default::default(),
+        }
+    }
+
+    /// The last manifest written (or kept), as JSON.
+    pub(crate) fn last(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.last.borrow()).unwrap_or(serde_json::Value::Null)
     }
 
     /// Writes the manifest with `status` after `completed` rounds.
@@ -134,7 +149,12 @@ impl<'a> ManifestWriter<'a> {
             stopped_early,
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-        write_atomic(&self.path, &json).map_err(io_error(&self.path))
+        let written = match &self.path {
+            Some(path) => write_atomic(path, &json).map_err(io_error(path)),
+            None => Ok(()),
+        };
+        *self.last.borrow_mut() = json;
+        written
     }
 
     /// Writes the final status (`complete` or `failed: ...`) with where replicates stopped

@@ -49,11 +49,27 @@ impl std::fmt::Debug for dyn Progress {
     }
 }
 
+/// Where a run's results go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Destination {
+    /// Its output folder (the CLI's runs).
+    #[default]
+    Folder,
+    /// Nowhere on disk: the metrics come back as Arrow batches in
+    /// [`RunOutcome::metrics`], the manifest and summary in the outcome. No aggregate table is
+    /// computed, and no checkpoint can be taken.
+    Memory,
+    /// Both: the output folder, and the metrics in memory as well (no reading the table back).
+    FolderAndMemory,
+}
+
 /// How to run a scenario.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Output folder; default: the scenario's `output.dir`, else `out/<scenario name>`.
     pub out_dir: Option<PathBuf>,
+    /// Whether the output folder is written, and whether the metrics are kept in memory.
+    pub destination: Destination,
     /// Overwrite an output folder that already holds a run.
     pub force: bool,
     /// Told of every completed training round (see [`Progress`]); `None`: nobody is.
@@ -118,10 +134,18 @@ impl RunFailure {
 /// What a completed run produced.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
-    /// The output folder.
+    /// The output folder (empty for [`Destination::Memory`]: none was written).
     pub out_dir: PathBuf,
     /// The summary (also in `summary.json`).
     pub summary: Summary,
+    /// The final manifest (also `manifest.json`).
+    pub manifest: serde_json::Value,
+    /// The metrics table (the rows of `metrics.csv`, with the columns and types of
+    /// `metrics.parquet`), when the destination keeps it in memory.
+    pub metrics: Option<Vec<arrow_array::RecordBatch>>,
+    /// The drift phase of every conditional model and replicate at its last recorded round (the
+    /// last row of each in `phases.csv`; since the resumption, for a resumed run).
+    pub last_phases: crate::output::phases::LastPhases,
 }
 
 /// The output folder a run of `scenario` (read from `file`) writes to under `options`: the
@@ -145,6 +169,9 @@ pub fn output_dir(scenario: &Scenario, file: &Path, options: &RunOptions) -> Pat
 /// schedule); each round's rows are written in replicate order, so the files are identical
 /// whatever the number of threads.
 pub fn run(scenario: &Scenario, source: &str, file: &Path, options: &RunOptions) -> Result<RunOutcome, RunFailure> {
+    if options.destination == Destination::Memory {
+        return run_in_memory(scenario, source, file, options);
+    }
     let out_dir = output_dir(scenario, file, options);
     let stale = tables::stale_tables(&out_dir, scenario);
     // Tables of another run that this one would not overwrite: refused, or removed with --force
@@ -163,14 +190,32 @@ pub fn run(scenario: &Scenario, source: &str, file: &Path, options: &RunOptions)
     remove_if_present(&out_dir.join(crate::checkpoint::FILE))?;
     crate::output::files::remove_temp_files(&out_dir).map_err(io_error(&out_dir))?;
     let sims = build_worlds(scenario, options)?;
-    let manifest = ManifestWriter::new(&out_dir, scenario, source, file);
+    let manifest = ManifestWriter::new(Some(&out_dir), scenario, source, file);
     manifest.write("running", 0)?;
     let tracker = SummaryTracker::new(scenario.collapse.clone(), scenario.stop.clone(), sims.len(), scenario.rounds);
-    let tables = Tables::create(&out_dir, scenario)?;
+    let mut tables = Tables::create(&out_dir, scenario)?;
+    if options.destination == Destination::FolderAndMemory {
+        tables = tables.keeping();
+    }
     let source = RunSource { text: source, file };
-    let outcome = continue_run(sims, scenario, &source, options, &out_dir, &manifest, tracker, tables, 0);
+    let outcome = continue_run(sims, scenario, &source, options, Some(&out_dir), &manifest, tracker, tables, 0);
     drop(lock);
     outcome
+}
+
+/// [`run`] for [`Destination::Memory`]: the same worlds and round loop, nothing written.
+fn run_in_memory(scenario: &Scenario, source: &str, file: &Path, options: &RunOptions) -> Result<RunOutcome, RunFailure> {
+    if options.checkpoint_every.is_some() {
+        return Err(RunFailure::BadInput(
+            "checkpoints are written to the output folder: a run kept in memory cannot take them; write a folder too".into(),
+        ));
+    }
+    let sims = build_worlds(scenario, options)?;
+    let manifest = ManifestWriter::new(None, scenario, source, file);
+    manifest.write("running", 0)?;
+    let tracker = SummaryTracker::new(scenario.collapse.clone(), scenario.stop.clone(), sims.len(), scenario.rounds);
+    let source = RunSource { text: source, file };
+    continue_run(sims, scenario, &source, options, None, &manifest, tracker, Tables::in_memory(scenario), 0)
 }
 
 /// The worlds of every replicate, each told of the interrupt flag so that a long round stops
@@ -256,10 +301,10 @@ pub fn resume(out_dir: &Path, options: &RunOptions) -> Result<RunOutcome, RunFai
     crate::output::files::remove_temp_files(out_dir).map_err(io_error(out_dir))?;
     let tables = Tables::resume(out_dir, &scenario, (&marks.0, &marks.1), checkpoint.phases_bytes, observers.phases)?;
     let tracker = observers.summary;
-    let manifest = ManifestWriter::new(out_dir, &scenario, &checkpoint.scenario_source, &file);
+    let manifest = ManifestWriter::new(Some(out_dir), &scenario, &checkpoint.scenario_source, &file);
     manifest.write("running", checkpoint.round)?;
     let source = RunSource { text: &checkpoint.scenario_source, file: &file };
-    let outcome = continue_run(sims, &scenario, &source, options, out_dir, &manifest, tracker, tables, checkpoint.round + 1);
+    let outcome = continue_run(sims, &scenario, &source, options, Some(out_dir), &manifest, tracker, tables, checkpoint.round + 1);
     drop(lock);
     outcome
 }
@@ -278,7 +323,7 @@ fn remove_if_present(path: &Path) -> Result<(), RunFailure> {
 }
 
 /// Runs rounds `start..=rounds`, checkpointing if asked, then writes the summary, the phase
-/// labels and the final manifest.
+/// labels and the final manifest (into `out_dir`; a run in memory, `None`, keeps them only).
 #[expect(
     clippy::too_many_arguments,
     reason = "a run's worlds, scenario, source, options, folder, manifest, summary and tables, handed over by run and resume"
@@ -288,15 +333,17 @@ fn continue_run(
     scenario: &Scenario,
     source: &RunSource<'_>,
     options: &RunOptions,
-    out_dir: &Path,
+    out_dir: Option<&Path>,
     manifest: &ManifestWriter<'_>,
     tracker: SummaryTracker,
     tables: Tables,
     start: u64,
 ) -> Result<RunOutcome, RunFailure> {
-    let checkpoint_path = out_dir.join(crate::checkpoint::FILE);
+    let checkpoint_path = out_dir.map(|d| d.join(crate::checkpoint::FILE));
     let checkpoint = |round: u64, sims: &mut [Simulation], tables: &mut Tables, tracker: &SummaryTracker| -> Result<(), RunFailure> {
-        let Some(k) = options.checkpoint_every else { return Ok(()) };
+        let (Some(k), Some(out_dir), Some(checkpoint_path)) = (options.checkpoint_every, out_dir, &checkpoint_path) else {
+            return Ok(());
+        };
         if round == 0 || !round.is_multiple_of(k) || round >= scenario.rounds {
             return Ok(());
         }
@@ -326,12 +373,12 @@ fn continue_run(
             worlds,
             sha256: None,
         };
-        c.write(out_dir).map_err(io_error(&checkpoint_path))?;
+        c.write(out_dir).map_err(io_error(checkpoint_path))?;
         manifest.write("running", round)
     };
     let live = (0..sims.len()).map(|r| !tracker.has_stopped(r)).collect();
     let tracker = std::cell::RefCell::new(tracker);
-    let (completed, result) = drive_from(
+    let (completed, result, kept) = drive_from(
         &mut sims,
         scenario,
         options,
@@ -343,15 +390,21 @@ fn continue_run(
     );
     let tracker = tracker.into_inner();
     let summary = tracker.summary();
-    let summary_path = out_dir.join("summary.json");
-    let written = write_atomic(&summary_path, &serde_json::to_vec_pretty(&summary).expect("summary serialises"));
-    let result = first_failure(result, &summary_path, written);
-    if result.is_ok() {
-        remove_if_present(&checkpoint_path)?;
+    let result = match out_dir {
+        Some(out_dir) => {
+            let summary_path = out_dir.join("summary.json");
+            let written = write_atomic(&summary_path, &serde_json::to_vec_pretty(&summary).expect("summary serialises"));
+            first_failure(result, &summary_path, written)
+        }
+        None => result,
+    };
+    if let (Ok(()), Some(path)) = (&result, &checkpoint_path) {
+        remove_if_present(path)?;
     }
     manifest.finish(completed, summary.stopped_early.as_deref(), result)?;
+    let out_dir = out_dir.map(Path::to_path_buf).unwrap_or_default();
     tracing::info!(rounds = completed, dir = %out_dir.display(), "run complete");
-    Ok(RunOutcome { out_dir: out_dir.to_path_buf(), summary })
+    Ok(RunOutcome { out_dir, summary, manifest: manifest.last(), metrics: kept.metrics, last_phases: kept.last_phases })
 }
 
 /// How a run ended, once the write of `path` that follows its loop (the summary) returned

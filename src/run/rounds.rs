@@ -7,7 +7,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::tables::Tables;
+use super::tables::{Kept, Tables};
 use super::{RunFailure, RunOptions, io_error};
 use crate::metrics::MetricRow;
 use crate::scenario::{OutputSpec, Scenario};
@@ -59,7 +59,8 @@ pub fn drive<W: Rounds>(
         observe(r, rows);
         false
     };
-    loop_.run(worlds, tables, observe, |_, _, _| Ok(()))
+    let (completed, result, _) = loop_.run(worlds, tables, observe, |_, _, _| Ok(()));
+    (completed, result)
 }
 
 /// The round loop of a run: from round `start`, writing its [`Tables`] as `scenario.output`
@@ -67,7 +68,8 @@ pub fn drive<W: Rounds>(
 /// sees every row of every live replicate and says whether the replicate stops early after
 /// this round; `live` says which replicates still run (all of them, unless a checkpoint is
 /// resumed after some stopped). The tables are closed however the loop ends (completed,
-/// failed or interrupted), so every round written is in them.
+/// failed or interrupted), so every round written is in them; what they kept in memory is
+/// returned.
 #[expect(clippy::too_many_arguments, reason = "a run's worlds, scenario, options, tables, start round, live replicates and two hooks")]
 pub(super) fn drive_from(
     worlds: &mut [Simulation],
@@ -78,7 +80,7 @@ pub(super) fn drive_from(
     live: Vec<bool>,
     observe: impl FnMut(usize, &[MetricRow]) -> bool,
     after_round: impl FnMut(u64, &mut [Simulation], &mut Tables) -> Result<(), RunFailure>,
-) -> (u64, Result<(), RunFailure>) {
+) -> (u64, Result<(), RunFailure>, Kept) {
     RoundLoop { scenario, options, record: &scenario.output, start, live }.run(worlds, tables, observe, after_round)
 }
 
@@ -100,7 +102,7 @@ impl RoundLoop<'_> {
         mut tables: Tables,
         mut observe: impl FnMut(usize, &[MetricRow]) -> bool,
         mut after_round: impl FnMut(u64, &mut [W], &mut Tables) -> Result<(), RunFailure>,
-    ) -> (u64, Result<(), RunFailure>) {
+    ) -> (u64, Result<(), RunFailure>, Kept) {
         let (scenario, rounds) = (self.scenario, self.scenario.rounds);
         let progress = self.options.progress.as_deref();
         // Training rounds 1..start are done already when a checkpoint is resumed.
@@ -147,8 +149,12 @@ impl RoundLoop<'_> {
                 .filter(|&(_, &stops)| recorded || stops)
                 .map(|(&r, _)| (r as u64, self.record.select(worlds[r].rows())))
                 .collect();
-            let (writer, table) = &mut tables.metrics;
-            if let Err(e) = writer.write_round(writes.iter().map(|(r, rows)| (*r, &**rows))) {
+            if let Some(kept) = &mut tables.kept {
+                kept.write_round(writes.iter().map(|(r, rows)| (*r, &**rows)));
+            }
+            if let Some((writer, table)) = &mut tables.metrics
+                && let Err(e) = writer.write_round(writes.iter().map(|(r, rows)| (*r, &**rows)))
+            {
                 result = Err(io_error(table)(e));
                 break;
             }
@@ -196,7 +202,8 @@ impl RoundLoop<'_> {
         // A failure to close the tables loses rows: it is the run's failure if it completed or
         // was interrupted (both promise every round on disk), else it is logged beside the
         // failure that ended the loop.
-        if let Err(e) = tables.close() {
+        let (closed, kept) = tables.close();
+        if let Err(e) = closed {
             match result {
                 Ok(()) | Err(RunFailure::Interrupted { .. }) => result = Err(e),
                 Err(_) => tracing::error!("closing the tables after the run failed: {e}"),
@@ -205,6 +212,6 @@ impl RoundLoop<'_> {
         if let Some(p) = progress {
             p.finish();
         }
-        (completed, result)
+        (completed, result, kept)
     }
 }

@@ -1,23 +1,40 @@
 //! The tables a run appends to round by round, in the scenario's `output.format`: created
-//! fresh, or cut back to a checkpoint; marked at checkpoints; closed when the loop ends.
+//! fresh, or cut back to a checkpoint; marked at checkpoints; closed when the loop ends. A
+//! run that keeps its metrics in memory ([`super::Destination`]) has them as Arrow batches
+//! beside (or instead of) the files.
 
 use std::path::{Path, PathBuf};
 
 use super::{RunFailure, io_error};
 use crate::diagnostics::DriftChains;
 use crate::output::MetricsWriter;
-use crate::output::parquet::TableMark;
-use crate::output::phases::PhasesWriter;
+use crate::output::parquet::{MetricsBatches, TableMark};
+use crate::output::phases::{LastPhases, PhasesWriter};
 use crate::output::table::{AggregateTable, MetricsTable, table_path};
 use crate::scenario::{Scenario, TableFormat};
 
 /// The tables a run appends to round by round, each with its file: `metrics`, `aggregate`
 /// (when [`writes_aggregate`](crate::scenario::OutputSpec::writes_aggregate)) and
-/// `phases.csv` (a run's; a stability run writes its divergence table only).
+/// `phases.csv` (a run's; a stability run writes its divergence table only), and the metrics
+/// kept in memory when the run's destination asks for them.
 pub(crate) struct Tables {
-    pub(super) metrics: (MetricsTable, PathBuf),
+    /// `None`: a run that writes no folder.
+    pub(super) metrics: Option<(MetricsTable, PathBuf)>,
     pub(super) aggregate: Option<(AggregateTable, PathBuf)>,
+    /// The path is empty for a run that writes no folder (the writer then keeps the last
+    /// phases only).
     pub(super) phases: Option<(PhasesWriter, PathBuf)>,
+    /// The metric rows written, kept in memory too.
+    pub(super) kept: Option<MetricsBatches>,
+}
+
+/// What the tables of a run kept in memory, once closed.
+#[derive(Default)]
+pub(super) struct Kept {
+    /// The metrics table, if it was kept.
+    pub(super) metrics: Option<Vec<arrow_array::RecordBatch>>,
+    /// The last recorded phase of every model and replicate.
+    pub(super) last_phases: LastPhases,
 }
 
 /// The tables every format has, by name (what a folder's stale tables are looked for among).
@@ -54,7 +71,29 @@ impl Tables {
     /// The table of a run that writes one tidy table only (a stability run's divergence).
     pub(super) fn single(table: &Path) -> Result<Self, RunFailure> {
         let writer = MetricsWriter::create(table).map_err(io_error(table))?;
-        Ok(Tables { metrics: (MetricsTable::Csv(writer, table.to_path_buf()), table.to_path_buf()), aggregate: None, phases: None })
+        Ok(Tables {
+            metrics: Some((MetricsTable::Csv(writer, table.to_path_buf()), table.to_path_buf())),
+            aggregate: None,
+            phases: None,
+            kept: None,
+        })
+    }
+
+    /// The tables of a run that writes no folder: the metrics in memory, the phases labelled
+    /// (their last labels kept), no aggregate (a caller aggregates the kept metrics as it likes).
+    pub(super) fn in_memory(scenario: &Scenario) -> Self {
+        Tables {
+            metrics: None,
+            aggregate: None,
+            phases: Some((PhasesWriter::in_memory(&scenario.diagnostics), PathBuf::new())),
+            kept: Some(MetricsBatches::default()),
+        }
+    }
+
+    /// Keeps the metrics in memory as well as in their file.
+    pub(super) fn keeping(mut self) -> Self {
+        self.kept = Some(MetricsBatches::default());
+        self
     }
 
     /// Creates the tables in `out_dir`.
@@ -64,12 +103,13 @@ impl Tables {
         let aggregate = scenario.output.writes_aggregate(scenario.replicates).then(|| table_path(out_dir, "aggregate", format));
         let phases = out_dir.join("phases.csv");
         Ok(Tables {
-            metrics: (MetricsTable::create(&metrics, format).map_err(io_error(&metrics))?, metrics),
+            metrics: Some((MetricsTable::create(&metrics, format).map_err(io_error(&metrics))?, metrics)),
             aggregate: match aggregate {
                 Some(path) => Some((AggregateTable::create(&path, format).map_err(io_error(&path))?, path)),
                 None => None,
             },
             phases: Some((PhasesWriter::create(&phases, &scenario.diagnostics).map_err(io_error(&phases))?, phases)),
+            kept: None,
         })
     }
 
@@ -106,9 +146,10 @@ impl Tables {
             )));
         }
         Ok(Tables {
-            metrics: (metrics, metrics_path),
+            metrics: Some((metrics, metrics_path)),
             aggregate,
             phases: Some((PhasesWriter::resume(&phases, phases_bytes, chains).map_err(io_error(&phases))?, phases)),
+            kept: None,
         })
     }
 
@@ -145,7 +186,7 @@ impl Tables {
     /// Where `metrics` and `aggregate` (a default mark when there is none) stand after the
     /// rounds written so far: a checkpoint's marks.
     pub(super) fn marks(&mut self) -> Result<(TableMark, TableMark), RunFailure> {
-        let (metrics, path) = &mut self.metrics;
+        let (metrics, path) = self.metrics.as_mut().expect("checkpoints are taken of runs that write their tables");
         let metrics = metrics.mark().map_err(io_error(path))?;
         let aggregate = match &mut self.aggregate {
             Some((table, path)) => table.mark().map_err(io_error(path))?,
@@ -154,14 +195,23 @@ impl Tables {
         Ok((metrics, aggregate))
     }
 
-    /// Ends the tables: every round written is in their files.
-    pub(super) fn close(self) -> Result<(), RunFailure> {
-        let (metrics, path) = self.metrics;
-        metrics.close().map_err(io_error(&path))?;
-        if let Some((aggregate, path)) = self.aggregate {
-            aggregate.close().map_err(io_error(&path))?;
-        }
-        Ok(())
+    /// Ends the tables: every round written is in their files; what was kept in memory is
+    /// returned, however the files closed.
+    pub(super) fn close(self) -> (Result<(), RunFailure>, Kept) {
+        let kept = Kept {
+            metrics: self.kept.map(MetricsBatches::finish),
+            last_phases: self.phases.map(|(p, _)| p.last_phases().clone()).unwrap_or_default(),
+        };
+        let closed = (|| {
+            if let Some((metrics, path)) = self.metrics {
+                metrics.close().map_err(io_error(&path))?;
+            }
+            if let Some((aggregate, path)) = self.aggregate {
+                aggregate.close().map_err(io_error(&path))?;
+            }
+            Ok(())
+        })();
+        (closed, kept)
     }
 }
 

@@ -556,6 +556,26 @@ impl Scenario {
         Ok(scenario)
     }
 
+    /// Parses and validates the JSON form of a scenario (the same schema, defaults and checks
+    /// as RON: `{"TextModel": {...}}` for a variant with fields, `"Unbiased"` for a unit one,
+    /// as `manifest.json` writes it), naming `file` in errors. A value that does not fit is
+    /// reported at its field path (`entities[0].TextModel.batch`), the JSON having no lines
+    /// worth naming.
+    pub fn parse_json(json: &str, file: &Path) -> Result<Scenario, ScenarioErrors> {
+        let located = |path: String, e: &serde_json::Error| {
+            // serde_json appends where the error is in the text; the path says it better.
+            let message = e.to_string();
+            let message = message.strip_suffix(&format!(" at line {} column {}", e.line(), e.column())).unwrap_or(&message).to_string();
+            let field = if path.is_empty() || path == "." { "(scenario)".to_string() } else { path };
+            ScenarioErrors::from(ScenarioError::Invalid { file: file.to_path_buf(), position: None, field, message })
+        };
+        let mut de = serde_json::Deserializer::from_str(json);
+        let scenario: Scenario = serde_path_to_error::deserialize(&mut de).map_err(|e| located(e.path().to_string(), e.inner()))?;
+        de.end().map_err(|e| located(String::new(), &e))?;
+        validate::validate(&scenario).map_err(|problems| ScenarioErrors::invalid(file, json, problems))?;
+        Ok(scenario)
+    }
+
     /// Sets the perturbation of the `stability` section from `text` (RON, written as in a
     /// scenario file: the CLI's `--perturb`) and validates it, naming `label` in errors.
     pub fn set_perturbation(&mut self, text: &str, label: &Path) -> Result<(), ScenarioErrors> {
