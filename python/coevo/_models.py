@@ -18,7 +18,10 @@ import json
 import traceback
 from typing import Any, Callable, Mapping
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:  # numpy is needed only by models written in Python
+    np = None  # type: ignore[assignment]
 
 __all__ = ["Model"]
 
@@ -105,6 +108,8 @@ class _Hosted:
     or raises ``RuntimeError`` with the one line coevo reports."""
 
     def __init__(self, factory: Callable[..., Any], num_texts: int, params_json: str, model: str) -> None:
+        if np is None:
+            raise RuntimeError("models written in Python need numpy: pip install numpy")
         params = json.loads(params_json)
         try:
             self.model = factory(num_texts, params)
