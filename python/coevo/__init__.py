@@ -51,7 +51,12 @@ ScenarioError.__module__ = "coevo"
 Scenario = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
 
-def _source(scenario: Scenario) -> tuple[str, str, str]:
+#: What the native module reads a scenario from: fields by name (its `Source` extracts
+#: attributes), and picklable (a module-level namedtuple) for a sweep's worker processes.
+_Source = __import__("collections").namedtuple("_Source", "kind text label")
+
+
+def _source(scenario: Scenario) -> "_Source":
     """The (kind, text, label) triple the native module loads: picklable, so it also goes
     to the worker processes of a sweep. Relative paths inside RON text or a dict (datasets,
     plugins) are relative to the current folder."""
@@ -60,15 +65,15 @@ def _source(scenario: Scenario) -> tuple[str, str, str]:
             text = json.dumps(scenario, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise ScenarioError(f"<dict>: the scenario is not plain data (dicts, lists, numbers, strings, bools): {e}") from None
-        return ("json", text, "<dict>")
+        return _Source("json", text, "<dict>")
     if isinstance(scenario, os.PathLike):
         path = os.fspath(scenario)
-        return ("file", path, path)
+        return _Source("file", path, path)
     if isinstance(scenario, str):
         looks_like_path = "\n" not in scenario and "(" not in scenario
         if looks_like_path and (scenario.endswith(".ron") or os.path.isfile(scenario)):
-            return ("file", scenario, scenario)
-        return ("ron", scenario, "<string>")
+            return _Source("file", scenario, scenario)
+        return _Source("ron", scenario, "<string>")
     raise TypeError(f"a scenario is a path, RON text or a dict, not {type(scenario).__name__}")
 
 
