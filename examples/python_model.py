@@ -3,6 +3,9 @@ kernel density estimate (the kind of model collapse researchers fit) in numpy. I
 conditionals are the paper's Gaussians; each refit keeps the text's new samples as the
 kernel centres, with Silverman's bandwidth. Prints its diversity (the p-weighted trace of its
 conditionals) every 10 rounds, mean over 4 replicates; writes python_model.png with matplotlib.
+Shows the opposite of the Gaussian's collapse: a KDE refitted on its own samples adds the kernel's
+variance h^2 each round (a smoothed bootstrap's known bias; h is about 0.4 sigma here), so its
+trace grows by about 1.17 a round (0.2 at round 0, 1.2 at 10, 6.8e7 at 100 with seed 1).
 Run from the repository's root after `pip install ./python`: python examples/python_model.py"""
 import coevo
 import numpy as np
