@@ -16,7 +16,7 @@ use std::sync::Arc;
 use nalgebra::{DMatrix, DVector};
 
 use crate::data::{Dataset, MemoryLimit};
-use crate::models::Estimator;
+use crate::models::{Estimator, HostedModels};
 use crate::models::{Structure, StructuredCovariance};
 use crate::scenario::design::{Design, read_table};
 use crate::scenario::{Covariance, EntitySpec, ImageModelSpec, Means, Problem, Scenario, ScenarioError, ScenarioErrors, UserSource};
@@ -36,6 +36,13 @@ impl Scenario {
     /// the estimate, after its datasets are read (with their own limits) and before its
     /// plugin models are created or any text distribution is built.
     pub fn load_within(file: &Path, max_memory: Option<u64>) -> Result<(Scenario, String), ScenarioErrors> {
+        Scenario::load_with_models(file, max_memory, &HostedModels::new())
+    }
+
+    /// [`Scenario::load_within`] with the hosted models a program supplies: a `PluginModel`
+    /// without `library` names one of `models` (the Python API's `models=`), is checked
+    /// against it, and the loaded scenario carries `models` to the worlds built from it.
+    pub fn load_with_models(file: &Path, max_memory: Option<u64>, models: &HostedModels) -> Result<(Scenario, String), ScenarioErrors> {
         const MAX_SCENARIO_BYTES: u64 = 64 << 20;
         let too_large = std::fs::metadata(file).is_ok_and(|m| m.len() > MAX_SCENARIO_BYTES);
         if too_large {
@@ -43,31 +50,32 @@ impl Scenario {
         }
         let source = std::fs::read_to_string(file)
             .map_err(|e| ScenarioErrors::from(ScenarioError::Io { file: file.to_path_buf(), message: e.to_string() }))?;
-        let scenario = Scenario::from_source(&source, file, max_memory)?;
+        let scenario = Scenario::from_source(&source, file, max_memory, models)?;
         Ok((scenario, source))
     }
 
     /// [`Scenario::load_within`] for a scenario whose RON `source` was not read from a file
     /// (a string handed to the Python package): `file` names it in errors, and the paths it
-    /// holds (datasets, design tables, plugins) are relative to `file`'s folder.
-    pub fn from_source(source: &str, file: &Path, max_memory: Option<u64>) -> Result<Scenario, ScenarioErrors> {
-        Scenario::parse(source, file)?.complete(file, source, max_memory)
+    /// holds (datasets, design tables, plugins) are relative to `file`'s folder. `models`: the
+    /// hosted models it may name (see [`Scenario::load_with_models`]).
+    pub fn from_source(source: &str, file: &Path, max_memory: Option<u64>, models: &HostedModels) -> Result<Scenario, ScenarioErrors> {
+        Scenario::parse(source, file)?.complete(file, source, max_memory, models)
     }
 
     /// [`Scenario::from_source`] for the JSON form of a scenario (what `serde` makes of the
     /// same schema, as in `manifest.json`; a Python dict): same defaults and validation, the
     /// errors naming the field path instead of a line.
-    pub fn from_json(json: &str, file: &Path, max_memory: Option<u64>) -> Result<Scenario, ScenarioErrors> {
-        Scenario::parse_json(json, file)?.complete(file, json, max_memory)
+    pub fn from_json(json: &str, file: &Path, max_memory: Option<u64>, models: &HostedModels) -> Result<Scenario, ScenarioErrors> {
+        Scenario::parse_json(json, file)?.complete(file, json, max_memory, models)
     }
 
     /// What loading does after parsing: read the datasets and design table, check the memory
-    /// the scenario needs, load and check its plugins.
-    fn complete(mut self, file: &Path, source: &str, max_memory: Option<u64>) -> Result<Scenario, ScenarioErrors> {
+    /// the scenario needs, load and check its plugins and hosted models.
+    fn complete(mut self, file: &Path, source: &str, max_memory: Option<u64>, models: &HostedModels) -> Result<Scenario, ScenarioErrors> {
         self.load_data(file).map_err(|problems| ScenarioErrors::invalid(file, source, problems))?;
         self.load_design_table(file).map_err(|problems| ScenarioErrors::invalid(file, source, problems))?;
         crate::scenario::footprint::check_memory(&self, max_memory).map_err(|problems| ScenarioErrors::invalid(file, source, problems))?;
-        crate::plugin::check_scenario(&mut self, file).map_err(|problems| ScenarioErrors::invalid(file, source, problems))?;
+        crate::plugin::check_scenario_with(&mut self, file, models).map_err(|problems| ScenarioErrors::invalid(file, source, problems))?;
         Ok(self)
     }
 

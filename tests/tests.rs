@@ -16,6 +16,7 @@ mod designs;
 mod examples;
 mod experiments;
 mod fuzz;
+mod hosted;
 mod hostile;
 #[cfg(unix)]
 mod interrupt;

@@ -9,7 +9,9 @@ hands it scenarios and gets results back through Arrow, without files in between
 - :func:`sweep` runs a list of parameter points (from any design: scipy.stats.qmc, SALib,
   a grid) sequentially or on any ``concurrent.futures`` executor, and returns the table
   ``coevo sweep`` writes as ``sweep.csv``;
-- :class:`ScenarioError` is what a scenario that cannot run raises.
+- :class:`ScenarioError` is what a scenario that cannot run raises;
+- :class:`Model` is the protocol of a conditional model written in Python, which a scenario's
+  ``PluginModel`` without ``library`` names and ``run(..., models={name: cls})`` supplies.
 
 Scenarios as dicts have the schema of the RON files, in the JSON form serde gives it (the
 form ``manifest.json`` records and :func:`validate` returns): a struct is a dict, a variant
@@ -35,8 +37,9 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 import polars as pl
 
 from . import _native
+from ._models import Model
 
-__all__ = ["run", "validate", "sweep", "Result", "ScenarioError", "Scenario", "__version__"]
+__all__ = ["run", "validate", "sweep", "Result", "ScenarioError", "Scenario", "Model", "__version__"]
 
 __version__: str = _native.__version__
 
@@ -48,7 +51,12 @@ ScenarioError.__module__ = "coevo"
 Scenario = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
 
-def _source(scenario: Scenario) -> tuple[str, str, str]:
+#: What the native module reads a scenario from: fields by name (its `Source` extracts
+#: attributes), and picklable (a module-level namedtuple) for a sweep's worker processes.
+_Source = __import__("collections").namedtuple("_Source", "kind text label")
+
+
+def _source(scenario: Scenario) -> "_Source":
     """The (kind, text, label) triple the native module loads: picklable, so it also goes
     to the worker processes of a sweep. Relative paths inside RON text or a dict (datasets,
     plugins) are relative to the current folder."""
@@ -57,15 +65,15 @@ def _source(scenario: Scenario) -> tuple[str, str, str]:
             text = json.dumps(scenario, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise ScenarioError(f"<dict>: the scenario is not plain data (dicts, lists, numbers, strings, bools): {e}") from None
-        return ("json", text, "<dict>")
+        return _Source("json", text, "<dict>")
     if isinstance(scenario, os.PathLike):
         path = os.fspath(scenario)
-        return ("file", path, path)
+        return _Source("file", path, path)
     if isinstance(scenario, str):
         looks_like_path = "\n" not in scenario and "(" not in scenario
         if looks_like_path and (scenario.endswith(".ron") or os.path.isfile(scenario)):
-            return ("file", scenario, scenario)
-        return ("ron", scenario, "<string>")
+            return _Source("file", scenario, scenario)
+        return _Source("ron", scenario, "<string>")
     raise TypeError(f"a scenario is a path, RON text or a dict, not {type(scenario).__name__}")
 
 
@@ -105,6 +113,7 @@ def run(
     force: bool = False,
     threads: Optional[int] = None,
     max_memory: Optional[int] = None,
+    models: Optional[Mapping[str, Any]] = None,
 ) -> Result:
     """Run a scenario and return its metrics, summary and manifest.
 
@@ -121,6 +130,9 @@ def run(
             depend on it.
         max_memory: refuse scenarios estimated to need more bytes than this
             (``--max-memory``; default: the memory the system reports available).
+        models: conditional models written in Python, by the name a ``PluginModel`` without
+            ``library`` gives as its ``model``: ``{"kde": Kde}``, each a class (or factory)
+            called once per world as ``Kde(num_texts, params)``; see :class:`Model`.
 
     Returns:
         A :class:`Result`; ``result.metrics`` equals ``metrics.csv`` of ``coevo run`` on the
@@ -144,6 +156,7 @@ def run(
         force=force,
         threads=threads,
         max_memory=max_memory,
+        models=None if models is None else dict(models),
     )
     return Result(
         metrics=pl.DataFrame(native["metrics"]),
@@ -154,7 +167,7 @@ def run(
     )
 
 
-def validate(scenario: Scenario, *, max_memory: Optional[int] = None) -> dict:
+def validate(scenario: Scenario, *, max_memory: Optional[int] = None, models: Optional[Mapping[str, Any]] = None) -> dict:
     """Check a scenario as :func:`run` would (parse, validate, read its datasets, check its
     memory and plugins) without running it.
 
@@ -166,7 +179,7 @@ def validate(scenario: Scenario, *, max_memory: Optional[int] = None) -> dict:
             first problem, ``.line`` and ``.column`` where it is written (files and RON
             text), ``.errors`` every problem.
     """
-    return json.loads(_native.validate(_source(scenario), max_memory=max_memory))
+    return json.loads(_native.validate(_source(scenario), max_memory=max_memory, models=None if models is None else dict(models)))
 
 
 def _sweep_point(task: tuple) -> str:

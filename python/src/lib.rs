@@ -11,13 +11,13 @@
 //!   Ctrl-C and raises the library's interrupt flag;
 //! - `run`: `run` and `validate`;
 //! - `sweep`: one sweep point (what `coevo.sweep` maps over an executor) and a design's points.
-//!
-//! A module for models written in Python (issue 14 item 5) goes beside these and is added to
-//! the module function `_native` below.
+//! - `model`: models written in Python (`models=`), seen by the library as conditional
+//!   models.
 
 use pyo3::prelude::*;
 
 mod detach;
+mod model;
 mod run;
 mod scenario;
 mod sweep;

@@ -41,7 +41,7 @@ pub fn run_loaded(
 /// Runs a scenario; returns a dict of `metrics` (an [`ArrowTable`]), `summary`, `manifest`
 /// (JSON texts), `report` (the CLI's summary text) and `out_dir` (or `None`).
 #[pyfunction]
-#[pyo3(signature = (source, *, seed = None, rounds = None, replicates = None, out = None, force = false, threads = None, max_memory = None))]
+#[pyo3(signature = (source, *, seed = None, rounds = None, replicates = None, out = None, force = false, threads = None, max_memory = None, models = None))]
 #[expect(clippy::too_many_arguments, reason = "the keyword arguments of coevo.run, passed through")]
 pub fn run<'py>(
     py: Python<'py>,
@@ -53,8 +53,10 @@ pub fn run<'py>(
     force: bool,
     threads: Option<usize>,
     max_memory: Option<u64>,
+    models: Option<Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let loaded = load(py, &source, Overrides { seed, rounds, replicates }, max_memory)?;
+    let models = crate::model::hosted_models(py, models.as_ref())?;
+    let loaded = load(py, &source, Overrides { seed, rounds, replicates }, max_memory, &models)?;
     let destination = if out.is_some() { Destination::FolderAndMemory } else { Destination::Memory };
     let options = RunOptions { out_dir: out.clone(), destination, force, max_memory, ..Default::default() };
     let outcome = run_loaded(py, &loaded, options, threads)?;
@@ -71,8 +73,9 @@ pub fn run<'py>(
 /// Loads and validates a scenario as a run would; returns it as JSON, every default filled in
 /// (the form `coevo.run` accepts as a dict).
 #[pyfunction]
-#[pyo3(signature = (source, *, max_memory = None))]
-pub fn validate(py: Python<'_>, source: Source, max_memory: Option<u64>) -> PyResult<String> {
-    let loaded = load(py, &source, Overrides::default(), max_memory)?;
+#[pyo3(signature = (source, *, max_memory = None, models = None))]
+pub fn validate(py: Python<'_>, source: Source, max_memory: Option<u64>, models: Option<Bound<'_, PyDict>>) -> PyResult<String> {
+    let models = crate::model::hosted_models(py, models.as_ref())?;
+    let loaded = load(py, &source, Overrides::default(), max_memory, &models)?;
     Ok(serde_json::to_string(&loaded.scenario).expect("a scenario serialises"))
 }

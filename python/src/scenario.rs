@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use coevo::Scenario;
+use coevo::models::HostedModels;
 use coevo::scenario::{ScenarioError as Problem, ScenarioErrors};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -76,12 +77,13 @@ pub struct Loaded {
 
 /// Loads `source` with the library's loader (parse, validate, datasets, memory check,
 /// plugins) and applies `overrides`; problems raise [`ScenarioError`].
-pub fn load(py: Python<'_>, source: &Source, overrides: Overrides, max_memory: Option<u64>) -> PyResult<Loaded> {
+/// `models`: the models written in Python it may name (`models=`, see [`crate::model`]).
+pub fn load(py: Python<'_>, source: &Source, overrides: Overrides, max_memory: Option<u64>, models: &HostedModels) -> PyResult<Loaded> {
     let file = PathBuf::from(&source.label);
     let loaded = match source.kind.as_str() {
-        "file" => Scenario::load_within(Path::new(&source.text), max_memory),
-        "ron" => Scenario::from_source(&source.text, &file, max_memory).map(|s| (s, source.text.clone())),
-        "json" => Scenario::from_json(&source.text, &file, max_memory).map(|s| (s, source.text.clone())),
+        "file" => Scenario::load_with_models(Path::new(&source.text), max_memory, models),
+        "ron" => Scenario::from_source(&source.text, &file, max_memory, models).map(|s| (s, source.text.clone())),
+        "json" => Scenario::from_json(&source.text, &file, max_memory, models).map(|s| (s, source.text.clone())),
         other => return Err(PyValueError::new_err(format!("unknown scenario kind {other:?}: expected file, ron or json"))),
     };
     let (mut scenario, text) = loaded.map_err(|e| scenario_error(py, &e))?;

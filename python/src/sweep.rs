@@ -72,7 +72,7 @@ pub fn sweep_point(
     threads: Option<usize>,
     max_memory: Option<u64>,
 ) -> PyResult<String> {
-    let mut loaded = load(py, &source, Overrides { seed, rounds, replicates }, max_memory)?;
+    let mut loaded = load(py, &source, Overrides { seed, rounds, replicates }, max_memory, &Default::default())?;
     let values: Vec<(String, SweepValue)> = values.into_iter().map(|(p, v)| (p, v.0)).collect();
     let scenario = apply(&loaded.scenario, &values)
         .map_err(|e| run_error(&RunFailure::BadInput(format!("{}: sweep point {index}: {e}", loaded.file.display()))))?;
@@ -93,7 +93,7 @@ type DesignTable<'py> = (Vec<String>, Vec<Vec<Bound<'py, PyAny>>>);
 #[pyfunction]
 #[pyo3(signature = (source, *, seed = None, max_memory = None))]
 pub fn design<'py>(py: Python<'py>, source: Source, seed: Option<u64>, max_memory: Option<u64>) -> PyResult<DesignTable<'py>> {
-    let loaded = load(py, &source, Overrides { seed, ..Default::default() }, max_memory)?;
+    let loaded = load(py, &source, Overrides { seed, ..Default::default() }, max_memory, &Default::default())?;
     let design = design_points(&loaded.scenario, &loaded.file).map_err(|e| run_error(&e))?;
     let rows =
         design.values.iter().map(|row| row.iter().map(|v| to_python(py, v)).collect::<PyResult<Vec<_>>>()).collect::<PyResult<_>>()?;

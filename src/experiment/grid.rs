@@ -654,6 +654,9 @@ impl PointRunner<'_> {
             interrupt: self.options.interrupt.clone(),
             // The sweep's size, every point included, was checked when its scenario was loaded.
             max_memory: None,
+            // A point resumed from its checkpoint reads its scenario again: its hosted models
+            // come from the sweep's scenario.
+            models: point.scenario.hosted_models(),
         };
         let attempt = || -> Result<Summary, RunFailure> {
             clear_stale(&out)?;

@@ -8,6 +8,7 @@
 //! - [`posterior`]: the blocked, screened caption posterior of the text phase (live texts
 //!   only, exact recomputation where the fast log-densities' error bound is too wide, parallel
 //!   over blocks with a fixed reduction order).
+//! - [`hosted`]: conditional models supplied in process by the program running coevo.
 //! - [`policy`]: the data policies of docs/model.md section 6.
 //! - [`schedule`]: parameters that change over rounds (docs/model.md section 12).
 //! - [`batch`]: caption-grouped batches: pooling and the checks on what a model returns.
@@ -15,6 +16,7 @@
 pub mod batch;
 pub mod conditional;
 pub mod gaussian;
+pub mod hosted;
 pub mod linalg;
 pub mod policy;
 pub mod posterior;
@@ -23,6 +25,7 @@ pub mod text;
 
 pub use conditional::{ConditionalModel, ModelError, PerTextMetrics};
 pub use gaussian::{Allocation, Estimator, GaussianImageModel, Structure, StructuredCovariance};
+pub use hosted::{HostedContext, HostedFactory, HostedModels};
 pub use policy::DataPolicy;
 pub use schedule::{Schedule, ScheduleValue};
 pub use text::TextModel;

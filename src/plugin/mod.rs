@@ -17,6 +17,8 @@
 //!   built-in Gaussian image model, so the world's systems have no plugin special case;
 //! - [`check_scenario`] and [`build_conditional`]: loading-time validation (exit code 2) and
 //!   construction of a world's plugin models;
+//! - [`hosted`]: the same for hosted models (a `PluginModel` without `library`), created in
+//!   process from the [`HostedModels`] the program running coevo supplies;
 //! - [`check`]: `coevo plugins check`, every model of a library exercised against the plugin
 //!   contract (shapes, finiteness, determinism, checkpoint round trip) for plugin authors.
 //!
@@ -24,6 +26,7 @@
 
 pub mod adapter;
 pub mod check;
+mod hosted;
 pub mod isolate;
 pub mod library;
 pub mod serve;
@@ -39,8 +42,8 @@ pub use isolate::{
 };
 pub use library::{Discovered, NotFound, PLUGIN_PATH_VAR, discover, resolve_library, search_path, set_allowed_plugins, set_plugin_dirs};
 
-use crate::models::DataPolicy;
 use crate::models::text::multinomial_counts;
+use crate::models::{ConditionalModel, DataPolicy, HostedModels};
 use crate::rng::Stream;
 use crate::scenario::{EntitySpec, LibraryRecord, PluginModelSpec, Problem, Scenario};
 
@@ -54,9 +57,19 @@ use crate::scenario::{EntitySpec, LibraryRecord, PluginModelSpec, Problem, Scena
 /// Nothing of a library runs in this process: it is loaded and its models created in a plugin
 /// host process ([`isolate`]), whatever the [`Isolation`] of the run.
 ///
+/// A hosted model (no `library`) is refused: none is supplied (see [`check_scenario_with`]).
+///
 /// Every problem names the entity, the field to fix, the plugin and the reason (the loader's
 /// or the plugin's own message).
 pub fn check_scenario(scenario: &mut Scenario, file: &Path) -> Result<(), Vec<Problem>> {
+    check_scenario_with(scenario, file, &HostedModels::new())
+}
+
+/// [`check_scenario`] with the hosted models a program supplies: a hosted model (no
+/// `library`) is checked against `models` (see [`hosted`]): it is supplied, accepts its
+/// parameters and reports its diversity metric; the scenario then carries `models` to the
+/// worlds built from it.
+pub fn check_scenario_with(scenario: &mut Scenario, file: &Path, models: &HostedModels) -> Result<(), Vec<Problem>> {
     let base = file.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
     let texts: Vec<(String, usize)> = scenario
         .entities
@@ -80,7 +93,20 @@ pub fn check_scenario(scenario: &mut Scenario, file: &Path) -> Result<(), Vec<Pr
             key: key.to_owned(),
             message,
         };
-        let record = match locate(&spec.library, base) {
+        let Some(library) = spec.library.clone() else {
+            // Static validation already reported the wiring when `conditioned_on` is unknown.
+            if let Some(&(_, k)) = texts.iter().find(|(name, _)| *name == spec.conditioned_on) {
+                match hosted::check(spec, k, models) {
+                    Ok(names) => {
+                        plugin_metrics.extend(names);
+                        spec.hosted = Some(models.clone());
+                    }
+                    Err((key, message)) => problems.push(problem(key, message)),
+                }
+            }
+            continue;
+        };
+        let record = match locate(&library, base) {
             Ok(r) => r,
             Err(message) => {
                 problems.push(problem("library", message));
@@ -158,10 +184,13 @@ fn locate(library: &str, base: Option<&Path>) -> Result<(std::path::PathBuf, Str
 /// Uses the library recorded by [`check_scenario`] (refused if its bytes changed since),
 /// else resolves `library` from the current directory and the plugin search path, with the
 /// same consent rule. The model runs where [`isolate::isolation`] says.
-pub fn build_conditional(spec: &PluginModelSpec, p0: &[f64], stream: &mut Stream) -> Result<PluginConditional, String> {
-    let (path, sha256) = match &spec.resolved {
-        Some(record) => (record.path.clone(), record.sha256.clone()),
-        None => locate(&spec.library, None)?,
+///
+/// A hosted model (no `library`) is created by its factory instead (see [`hosted`]).
+pub fn build_conditional(spec: &PluginModelSpec, p0: &[f64], stream: &mut Stream) -> Result<Box<dyn ConditionalModel>, String> {
+    let (path, sha256) = match (&spec.resolved, &spec.library) {
+        (_, None) => return hosted::build(spec, p0.len(), stream),
+        (Some(record), _) => (record.path.clone(), record.sha256.clone()),
+        (None, Some(library)) => locate(library, None)?,
     };
     let table = library::open_for_run(&path, Some(&sha256)).map_err(|e| e.to_string())?;
     let fit_stream = Stream::from_rng(stream);
@@ -173,7 +202,7 @@ pub fn build_conditional(spec: &PluginModelSpec, p0: &[f64], stream: &mut Stream
         multinomial_counts(initial, p0, stream, &mut counts);
         model.seed_accumulated(&counts, stream).map_err(|e| e.to_string())?;
     }
-    Ok(model)
+    Ok(Box::new(model))
 }
 
 /// The report of `coevo plugins list`: every file named like a plugin library in `dirs`

@@ -85,6 +85,10 @@ pub struct RunOptions {
     /// Refuse scenarios whose estimated peak memory exceeds this many bytes (see
     /// [`crate::scenario::footprint::Footprint`]); default: the memory the system reports available.
     pub max_memory: Option<u64>,
+    /// The hosted models a resumed run's scenario names (see [`crate::models::hosted`]): a
+    /// run's own scenario carries the models it was loaded with, but [`resume`] reads the
+    /// scenario again from the checkpoint. Default: none.
+    pub models: crate::models::HostedModels,
 }
 
 /// Why a run did not complete.
@@ -272,7 +276,7 @@ pub fn resume(out_dir: &Path, options: &RunOptions) -> Result<RunOutcome, RunFai
         .map_err(|e| bad(format!("{}: {e}", path.display())))?;
     // Plugin libraries are resolved as the run resolved them (from the scenario's folder, with
     // the same consent rule), and must be the files, and the bytes, the run loaded.
-    crate::plugin::check_scenario(&mut scenario, &file)
+    crate::plugin::check_scenario_with(&mut scenario, &file, &options.models)
         .map_err(|problems| bad(ScenarioErrors::invalid(&file, &checkpoint.scenario_source, problems).to_string()))?;
     crate::checkpoint::PluginRecord::check_unchanged(&checkpoint.plugins, &crate::checkpoint::PluginRecord::of(&scenario))
         .map_err(|e| bad(format!("{}: {e}", path.display())))?;

@@ -1,10 +1,11 @@
-//! The scenario entity of a plugin model, and the `feed` of conditional models.
+//! The scenario entity of a plugin model (from a plugin library, or hosted by the program
+//! running coevo), and the `feed` of conditional models.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::models::{Allocation, DataPolicy};
+use crate::models::{Allocation, DataPolicy, HostedModels};
 
 /// A conditional model provided by a plugin library (docs/model.md section 9): like an image model, one
 /// conditional distribution per text of the text model it is conditioned on, but of any
@@ -16,9 +17,13 @@ pub struct PluginModelSpec {
     pub name: String,
     /// The library: a bare name looked up in the plugin directories (`"audio"` finds
     /// `libaudio.so` or `libcoevo_plugin_audio.so`), or a path (relative to the scenario file's
-    /// folder, else to the current directory).
-    pub library: String,
-    /// The model's name inside the library (`coevo plugins list` shows them).
+    /// folder, else to the current directory). Omitted: `model` is a hosted model, supplied
+    /// in process by the program running coevo (the Python API's `models=`; see
+    /// [`HostedModels`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub library: Option<String>,
+    /// The model's name inside the library (`coevo plugins list` shows them), or the name a
+    /// hosted model is supplied under.
     pub model: String,
     /// Name of the text model whose texts condition the samples.
     pub conditioned_on: String,
@@ -49,6 +54,10 @@ pub struct PluginModelSpec {
     /// scenario is loaded from a file; not part of the file format).
     #[serde(skip)]
     pub resolved: Option<LibraryRecord>,
+    /// The hosted models supplied with the scenario when `library` is omitted (filled in when
+    /// the scenario is checked with them; not part of the file format).
+    #[serde(skip)]
+    pub hosted: Option<HostedModels>,
 }
 
 /// The provenance of a plugin library a scenario loaded: which file, exactly which bytes, and
@@ -64,6 +73,31 @@ pub struct LibraryRecord {
     pub plugin: String,
     /// The plugin's version from its table.
     pub version: String,
+}
+
+impl super::Scenario {
+    /// The hosted models the scenario was checked with (see `crate::plugin::check_scenario`;
+    /// none if it names no hosted model or was not checked).
+    pub fn hosted_models(&self) -> HostedModels {
+        self.entities
+            .iter()
+            .find_map(|e| match e {
+                super::EntitySpec::PluginModel(s) => s.hosted.clone(),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// Gives the hosted models of `base`'s plugin models to the same entities of this scenario,
+    /// derived from `base` through its serialised form (which does not carry them): entities
+    /// are structure, never parameters, so they are in the same order.
+    pub(crate) fn carry_hosted(&mut self, base: &super::Scenario) {
+        for (to, from) in self.entities.iter_mut().zip(&base.entities) {
+            if let (super::EntitySpec::PluginModel(to), super::EntitySpec::PluginModel(from)) = (to, from) {
+                to.hosted.clone_from(&from.hosted);
+            }
+        }
+    }
 }
 
 /// The feed of a conditional model: `[(text model, weight), ...]`. In its image phase the

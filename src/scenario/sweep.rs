@@ -172,8 +172,9 @@ pub fn apply(base: &Scenario, assignments: &[(String, SweepValue)]) -> Result<Sc
     }
     let describe =
         |assignments: &[(String, SweepValue)]| assignments.iter().map(|(p, v)| format!("{p} = {v}")).collect::<Vec<_>>().join(", ");
-    let point: Scenario =
+    let mut point: Scenario =
         serde_json::from_value(root).map_err(|e| format!("{}: the value does not fit the field: {e}", describe(assignments)))?;
+    point.carry_hosted(base);
     super::validate(&point).map_err(|problems| {
         let list: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.path(), p.message)).collect();
         format!("{} makes the scenario invalid: {}", describe(assignments), list.join("; "))

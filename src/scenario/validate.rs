@@ -301,13 +301,17 @@ impl<'a> Checker<'a> {
     }
 
     /// The fields of a plugin model that need no library to check (the library, model and
-    /// params are checked when the scenario is loaded: `crate::plugin::check_scenario`).
+    /// params are checked when the scenario is loaded: `crate::plugin::check_scenario`, which
+    /// also checks a hosted model against the models supplied).
     fn plugin_model(&mut self, s: &PluginModelSpec) {
-        if s.library.trim().is_empty() {
-            self.fail("library", "give the plugin library: a name found in the plugin directories (e.g. \"audio\") or a path");
+        if s.library.as_ref().is_some_and(|l| l.trim().is_empty()) {
+            self.fail(
+                "library",
+                "give the plugin library: a name found in the plugin directories (e.g. \"audio\") or a path; omit `library` for a hosted model",
+            );
         }
         if s.model.trim().is_empty() {
-            self.fail("model", "give the model's name inside the library (`coevo plugins list` shows them)");
+            self.fail("model", "give the model's name inside the library (`coevo plugins list` shows them), or the name of a hosted model");
         }
         self.at_least("batch", s.batch, 1, "the batch size N");
         self.at_least("steps", s.steps, 1, "refits per round");
@@ -317,6 +321,12 @@ impl<'a> Checker<'a> {
         self.policy(&s.data);
         if let DataPolicy::Augment { .. } = s.data {
             self.fail("data", "Augment is available to the built-in image models, not to plugin models; use Replace, Accumulate or Fresh");
+        }
+        if let (None, DataPolicy::Accumulate { .. }) = (&s.library, &s.data) {
+            self.fail(
+                "data",
+                "a hosted model (no `library`) takes Replace or Fresh: coevo supplies the real data of Fresh, while Accumulate needs statistics kept across refits, which only the built-in and plugin models implement",
+            );
         }
     }
 

@@ -110,7 +110,7 @@ fn spawn_conditional_models(ctx: &mut BuildContext<'_>) -> Result<(), BuildError
             (EntitySpec::PluginModel(s), _) => {
                 let model = crate::plugin::build_conditional(s, p0, &mut stream)
                     .map_err(|message| BuildError { entity: name.to_string(), message })?;
-                (ConditionalAgent { model: Box::new(model), batch: s.batch, steps: s.steps, allocation: s.allocation }, s.frozen)
+                (ConditionalAgent { model, batch: s.batch, steps: s.steps, allocation: s.allocation }, s.frozen)
             }
             _ => unreachable!("a resolved conditional is an image model with its Gaussians or a plugin model"),
         };
