@@ -40,8 +40,8 @@ fn test_gaussian(context: &HostedContext<'_>, fail_fit_at: Option<u64>) -> Resul
     let k = context.num_texts;
     let means = coevo::resolve::unit_circle_means(k, dim);
     let covariance = DMatrix::identity(dim, dim) * variance;
-    let prior = (DVector::zeros(dim), covariance.clone());
-    let inner = GaussianImageModel::new(means, vec![covariance; k], Estimator::Mle, context.policy.clone(), prior);
+    let prior = (DVector::zeros(dim), covariance.clone().into());
+    let inner = GaussianImageModel::new(means, vec![covariance.into(); k], Estimator::Mle, context.policy.clone(), prior);
     Ok(Box::new(TestGaussian { inner, fail_fit_at, fits: 0 }))
 }
 

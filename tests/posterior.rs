@@ -38,10 +38,10 @@ struct Case {
 fn sampled_model(case: &Case, seed: u64) -> (GaussianImageModel, Vec<f64>) {
     let mut model = GaussianImageModel::new(
         case.mu.clone(),
-        case.sigma.clone(),
+        case.sigma.iter().cloned().map(Into::into).collect(),
         Estimator::Mle,
         DataPolicy::Replace,
-        (case.mu[0].clone(), case.sigma[0].clone()),
+        (case.mu[0].clone(), case.sigma[0].clone().into()),
     );
     let mut rng = entity_stream(seed, 0, case.label);
     let (mut counts, mut samples) = (Vec::new(), Vec::new());

@@ -464,14 +464,18 @@ fn fresh_data_bounds_the_divergence_that_replace_lets_grow() {
     // once the perturbation shifts their multinomial draws, so E TV grows towards the distance
     // between two independent collapses; with lambda = 0.2 every refit pulls both towards their
     // (nearby) real distributions, so TV stays at the size of the perturbation plus sampling
-    // noise. Compared over replicates (independent units) with their standard errors.
+    // noise. Compared over replicates (independent units) with their standard errors. 24
+    // replicates: one replace twin's final TV is anywhere in [0, 1] (the two collapses fix the
+    // same text or not), a standard deviation of about 0.35, so 8 replicates left a standard
+    // error of 0.125 and the Z-level comparison without power (it failed at a 0.47 gap once the
+    // draws changed); 24 bring it to about 0.07.
     let mut finals = Vec::new();
     for name in ["stability_fresh", "stability_replace"] {
         let mut s = ready(name);
         s.rounds = 500;
         let perturbation = s.stability.as_ref().and_then(|x| x.perturb.clone());
         let mut tv = Vec::new();
-        for r in 0..s.replicates.max(8) {
+        for r in 0..s.replicates.max(24) {
             let mut twins = Twins::new(&s, perturbation.as_ref(), r).unwrap();
             for _ in 0..s.rounds {
                 twins.step().unwrap();
