@@ -17,7 +17,7 @@
 //!   built-in Gaussian image model, so the world's systems have no plugin special case;
 //! - [`check_scenario`] and [`build_conditional`]: loading-time validation (exit code 2) and
 //!   construction of a world's plugin models;
-//! - [`hosted`]: the same for hosted models (a `PluginModel` without `library`), created in
+//! - `hosted`: the same for hosted models (a `PluginModel` without `library`), created in
 //!   process from the [`HostedModels`] the program running coevo supplies;
 //! - [`check`]: `coevo plugins check`, every model of a library exercised against the plugin
 //!   contract (shapes, finiteness, determinism, checkpoint round trip) for plugin authors.
@@ -66,7 +66,7 @@ pub fn check_scenario(scenario: &mut Scenario, file: &Path) -> Result<(), Vec<Pr
 }
 
 /// [`check_scenario`] with the hosted models a program supplies: a hosted model (no
-/// `library`) is checked against `models` (see [`hosted`]): it is supplied, accepts its
+/// `library`) is checked against `models` (see `hosted`): it is supplied, accepts its
 /// parameters and reports its diversity metric; the scenario then carries `models` to the
 /// worlds built from it.
 pub fn check_scenario_with(scenario: &mut Scenario, file: &Path, models: &HostedModels) -> Result<(), Vec<Problem>> {
@@ -185,7 +185,7 @@ fn locate(library: &str, base: Option<&Path>) -> Result<(std::path::PathBuf, Str
 /// else resolves `library` from the current directory and the plugin search path, with the
 /// same consent rule. The model runs where [`isolate::isolation`] says.
 ///
-/// A hosted model (no `library`) is created by its factory instead (see [`hosted`]).
+/// A hosted model (no `library`) is created by its factory instead (see `hosted`).
 pub fn build_conditional(spec: &PluginModelSpec, p0: &[f64], stream: &mut Stream) -> Result<Box<dyn ConditionalModel>, String> {
     let (path, sha256) = match (&spec.resolved, &spec.library) {
         (_, None) => return hosted::build(spec, p0.len(), stream),
