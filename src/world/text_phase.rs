@@ -118,7 +118,10 @@ pub fn refit_texts(
             if count < INLINE {
                 inline[count] = s;
             } else {
-                spilled.extend_from_slice(&inline);
+                // The inline ones move to the heap once, when the ninth arrives.
+                if count == INLINE {
+                    spilled.extend_from_slice(&inline);
+                }
                 spilled.push(s);
             }
             count += 1;
