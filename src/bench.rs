@@ -93,6 +93,59 @@ pub fn time_structured_rounds(
     Ok(RoundTiming { k, d, n, rounds, measured, seconds, rounds_per_second: rounds as f64 / seconds, peak_rss_kib: peak_rss_kib() })
 }
 
+/// One window of [`time_curve`]: how fast rounds ran while collapse removed texts.
+#[derive(Debug, Clone, Serialize)]
+pub struct CurveWindow {
+    /// First round of the window (the warm-up round is round 1).
+    pub first_round: u64,
+    /// Rounds in the window.
+    pub rounds: u64,
+    /// Wall-clock seconds of the window's rounds.
+    pub seconds: f64,
+    /// `rounds / seconds`.
+    pub rounds_per_second: f64,
+    /// Mean number of live texts (`p_i > 0`) at the start of the window's rounds: the texts
+    /// the posterior scores.
+    pub live_texts: f64,
+}
+
+/// The per-round cost along a long run (the later-rounds curve of `benches/compare.sh`): after
+/// one warm-up round, `rounds` rounds timed in windows of `window`, each with its mean live
+/// support. Collapse kills texts (`p_i = 0`), which the posterior no longer scores.
+pub fn time_curve(k: u64, d: u64, n: u64, rounds: u64, window: u64, seed: u64, structure: Structure) -> Result<Vec<CurveWindow>, RunError> {
+    use crate::world::components::TextAgent;
+    let scenario = structured_scenario(k, d, n, seed, structure);
+    let mut sim = Simulation::new(&scenario, 0).expect("the synthetic scenario is valid");
+    sim.set_measuring(false);
+    sim.step()?;
+    let mut live_texts = {
+        let mut texts = sim.world_mut().query::<&TextAgent>();
+        move |sim: &mut Simulation| texts.iter(sim.world()).map(|t| t.model.p.iter().filter(|&&p| p > 0.0).count()).sum::<usize>()
+    };
+    let mut out = Vec::new();
+    let mut first = 2;
+    while first < rounds + 2 {
+        let len = window.min(rounds + 2 - first);
+        let (mut live, mut seconds) = (0usize, 0.0);
+        for _ in 0..len {
+            // Counting the live texts is outside the timed part.
+            live += live_texts(&mut sim);
+            let start = Instant::now();
+            sim.step()?;
+            seconds += start.elapsed().as_secs_f64();
+        }
+        out.push(CurveWindow {
+            first_round: first,
+            rounds: len,
+            seconds,
+            rounds_per_second: len as f64 / seconds,
+            live_texts: live as f64 / len as f64,
+        });
+        first += len;
+    }
+    Ok(out)
+}
+
 /// The arithmetic a round at scale `(K, d, N)` cannot avoid, in a tight loop: drawing the
 /// `2 N d` standard normal variates of its two batches, and the `N K` Gaussian log-densities
 /// of the text phase as dense matrix products (`(K d x d)` whitening matrices times `d x B`

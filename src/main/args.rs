@@ -428,6 +428,11 @@ pub struct BenchArgs {
     /// Worker threads for --worlds [default: all cores].
     #[arg(long, requires = "worlds", value_parser = clap::value_parser!(u64).range(1..))]
     pub threads: Option<u64>,
+    /// Time the rounds in windows of this many and print one JSON line per window with its
+    /// mean number of live texts (the later-rounds curve: collapse kills texts, which the
+    /// posterior no longer scores).
+    #[arg(long, value_name = "ROUNDS", conflicts_with_all = ["floor", "worlds", "measure"], value_parser = clap::value_parser!(u64).range(1..))]
+    pub curve: Option<u64>,
     /// Covariance family of the image model (docs/model.md section 14): `diagonal` at
     /// K = 1024, d = 512, N = 100000 is the platform scale.
     #[arg(long, value_enum, default_value_t = BenchStructure::Full, conflicts_with_all = ["floor", "worlds"])]

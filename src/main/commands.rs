@@ -447,6 +447,11 @@ pub fn bench_round(b: &BenchArgs) -> Result<(), CliError> {
         let t =
             coevo::bench::time_worlds(b.k, b.d, b.n, b.rounds, b.seed, worlds, threads).map_err(|e| CliError::Runtime(e.to_string()))?;
         serde_json::to_string(&t)
+    } else if let Some(window) = b.curve {
+        let windows = coevo::bench::time_curve(b.k, b.d, b.n, b.rounds, window, b.seed, b.structure.into())
+            .map_err(|e| CliError::Runtime(e.to_string()))?;
+        let lines: Result<Vec<String>, _> = windows.iter().map(serde_json::to_string).collect();
+        lines.map(|l| l.join("\n"))
     } else if b.floor {
         serde_json::to_string(&coevo::bench::time_floor(b.k, b.d, b.n, b.rounds, b.seed))
     } else {

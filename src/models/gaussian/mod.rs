@@ -89,16 +89,18 @@ pub fn shrink_to_isotropic(sigma: &DMatrix<f64>, s: f64) -> DMatrix<f64> {
 }
 
 /// What a text's last draws were, so that a refit on exactly them can be done on the draws
-/// themselves ([`FactoredCovariance::refit_on_own_draws`]).
-#[derive(Debug, Clone)]
+/// themselves ([`FactoredCovariance::refit_on_own_draws`]). The standard-normal draws `z`
+/// (`y = mu + sqrt(c) A z`) stay in the model's `own_normals` buffer until the next sampling
+/// call; their statistics are computed only by the refit that uses them (most batches, those
+/// of the text phase, are never refit on).
+#[derive(Debug, Clone, Copy, Default)]
 struct OwnDraws {
-    /// Statistics of the standard-normal draws `z` (`y = mu + sqrt(c) A z`).
-    z: SufficientStats,
     /// The image temperature `c` they were drawn at.
     temperature: f64,
-    /// Number of samples and a fingerprint of their bits, `None` once used or when stale: a
-    /// refit recognises its own draws by them, whatever pooled them.
-    batch: Option<(usize, u64)>,
+    /// Offset of the text's first draw in `own_normals` (in samples), number of samples and a
+    /// fingerprint of their bits, `None` once used or when stale: a refit recognises its own
+    /// draws by them, whatever pooled them.
+    batch: Option<(usize, usize, u64)>,
 }
 
 /// A 64-bit fingerprint of the bits of `values` (a multiply-rotate hash, FxHash's step): two
@@ -155,6 +157,8 @@ pub struct GaussianImageModel {
     eigen: EigenWorkspace,
     refit: RefitWorkspace,
     draws: Vec<OwnDraws>,
+    /// The standard-normal draws of the last `sample` call, grouped by text (see [`OwnDraws`]).
+    own_normals: Vec<f64>,
     normals: Vec<f64>,
     real_buffer: Vec<f64>,
 }
@@ -180,7 +184,6 @@ impl GaussianImageModel {
         debug_assert!(sigma0.iter().all(|s| s.structure() == structure && s.dim() == d));
         let keeps_statistics = policy.keeps_statistics();
         let factored: Vec<FactoredCovariance> = sigma0.iter().cloned().map(FactoredCovariance::new).collect();
-        let own = OwnDraws { z: structure.empty_stats(d), temperature: 1.0, batch: None };
         let mut model = GaussianImageModel {
             d,
             structure,
@@ -208,7 +211,8 @@ impl GaussianImageModel {
             pooled_stats: structure.empty_stats(d),
             eigen: EigenWorkspace::new(if structure == Structure::Full { d } else { 0 }),
             refit: RefitWorkspace::new(structure, d),
-            draws: vec![own; sigma0.len()],
+            draws: vec![OwnDraws::default(); sigma0.len()],
+            own_normals: Vec::new(),
             normals: Vec::new(),
             real_buffer: Vec::new(),
         };
@@ -276,12 +280,11 @@ impl GaussianImageModel {
         for (i, &n) in counts.iter().enumerate() {
             let block = &mut out[offset * d..(offset + n) * d];
             offset += n;
-            let normals = &mut normals[..n * d];
+            let normals = &mut normals[(offset - n) * d..offset * d];
             sigma[i].draw(mu[i].as_slice(), c, rng, normals, block);
             if let Some(own) = record.as_deref_mut().and_then(|r| r.get_mut(i)) {
-                own.z.set_from(normals, d);
                 own.temperature = c;
-                own.batch = Some((n, fingerprint(block)));
+                own.batch = Some((offset - n, n, fingerprint(block)));
             }
         }
     }
@@ -360,10 +363,13 @@ impl GaussianImageModel {
 
     /// Whether text `i`'s refit input `samples` is exactly its last draws, untouched and alone
     /// (no real data, user content or accumulated statistics mixed in): then the refit is
-    /// done exactly on the draws (docs/model.md section 3). Consumes the record.
-    fn own_draws(&mut self, i: usize, samples: &[f64]) -> bool {
-        let batch = self.draws[i].batch.take();
-        !self.policy.keeps_statistics() && batch == Some((samples.len() / self.d.max(1), fingerprint(samples)))
+    /// done exactly on the draws (docs/model.md section 3): the offset of its draws in
+    /// `own_normals` and their temperature. Consumes the record.
+    fn own_draws(&mut self, i: usize, samples: &[f64]) -> Option<(usize, f64)> {
+        let OwnDraws { temperature, batch } = std::mem::take(&mut self.draws[i]);
+        let (first, n, print) = batch?;
+        let pure = !self.policy.keeps_statistics() && n == samples.len() / self.d.max(1) && print == fingerprint(samples);
+        pure.then_some((first, temperature))
     }
 }
 
@@ -392,7 +398,8 @@ impl ConditionalModel for GaussianImageModel {
         if counts.len() > self.mu.len() {
             return Err(ModelError::new("sample", format!("{} counts for K = {} texts", counts.len(), self.mu.len())));
         }
-        Self::draw(&self.mu, &self.sigma, counts, temperature, rng, out, &mut self.normals, Some(&mut self.draws));
+        // The recorded draws' normals go to their own buffer, kept until the next call.
+        Self::draw(&self.mu, &self.sigma, counts, temperature, rng, out, &mut self.own_normals, Some(&mut self.draws));
         Ok(())
     }
 
@@ -462,10 +469,11 @@ impl ConditionalModel for GaussianImageModel {
         for (i, &n) in counts.iter().enumerate() {
             let block = &samples[offset * d..(offset + n) * d];
             offset += n;
-            if self.own_draws(i, block) {
-                let own = &self.draws[i];
-                let divisor = self.estimator.divisor(own.z.count);
-                self.sigma[i].refit_on_own_draws(&mut self.mu[i], &own.z, divisor, own.temperature, &mut self.refit);
+            if let Some((first, temperature)) = self.own_draws(i, block) {
+                // The statistics of the standard normals behind exactly these samples.
+                self.batch_stats.set_from(&self.own_normals[first * d..first * d + block.len()], d);
+                let divisor = self.estimator.divisor(self.batch_stats.count);
+                self.sigma[i].refit_on_own_draws(&mut self.mu[i], &self.batch_stats, divisor, temperature, &mut self.refit);
                 continue;
             }
             self.batch_stats.set_from(block, d);
@@ -549,7 +557,7 @@ impl ConditionalModel for GaussianImageModel {
         self.sigma.push(factored.clone());
         self.sigma0.push(factored);
         self.prev_sigma.push(sigma);
-        self.draws.push(OwnDraws { z: self.structure.empty_stats(self.d), temperature: 1.0, batch: None });
+        self.draws.push(OwnDraws::default());
         if self.policy.keeps_statistics() {
             self.accumulated.push(self.structure.empty_stats(self.d));
         }
@@ -657,7 +665,7 @@ impl ConditionalModel for GaussianImageModel {
         self.sigma0_sqrt = sigma0.iter().filter_map(|s| full_matrix(s.sigma())).map(gm::sqrtm_psd).collect();
         (self.mu, self.sigma, self.mu0, self.sigma0, self.prev_mu, self.prev_sigma) = (mu, sigma, mu0, sigma0, prev_mu, prev_sigma);
         self.accumulated = accumulated;
-        self.draws = vec![OwnDraws { z: structure.empty_stats(d), temperature: 1.0, batch: None }; k];
+        self.draws = vec![OwnDraws::default(); k];
         self.factors.clear();
         self.factors_current = false;
         if state[4] != 0.0 {
