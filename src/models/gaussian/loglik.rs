@@ -262,9 +262,12 @@ impl BlockLogDensity for GaussianImageModel {
         let nf = fq + d;
         // Scratch: features (F x b, one column per sample), coefficients (L x F, one row per
         // live text), products (L x b), centre (d), m' (d), |y'| (b), per text |m'| and
-        // constant (2 L).
-        scratch.clear();
-        scratch.resize(nf * b + l * nf + l * b + 2 * d + b + 2 * l, 0.0);
+        // constant (2 L). Every part is overwritten below (the centre is zeroed there): the
+        // buffer is only grown, never cleared (zeroing it was 4% of a large round).
+        let need = nf * b + l * nf + l * b + 2 * d + b + 2 * l;
+        if scratch.len() < need {
+            scratch.resize(need, 0.0);
+        }
         let (features, rest) = scratch.split_at_mut(nf * b);
         let (coefficients, rest) = rest.split_at_mut(l * nf);
         let (products, rest) = rest.split_at_mut(l * b);
@@ -272,6 +275,7 @@ impl BlockLogDensity for GaussianImageModel {
         let (shift, rest) = rest.split_at_mut(d);
         let (y_norm, rest) = rest.split_at_mut(b);
         let (m_norm, constant) = rest.split_at_mut(l);
+        centre.fill(0.0);
         for row in y.chunks_exact(d) {
             for (c, v) in centre.iter_mut().zip(row) {
                 *c += v;

@@ -70,14 +70,12 @@ impl SufficientStats {
             return;
         }
         // Lower triangle of sum (y - mean)(y - mean)^T, column-major, then mirrored.
-        for y in samples.chunks_exact(d) {
-            for c in 0..d {
-                let dc = y[c] - mean[c];
-                let column = &mut scatter[c * d..(c + 1) * d];
-                for r in c..d {
-                    column[r] += (y[r] - mean[r]) * dc;
-                }
-            }
+        match d {
+            1 => lower_scatter::<1>(samples, mean, scatter),
+            2 => lower_scatter::<2>(samples, mean, scatter),
+            3 => lower_scatter::<3>(samples, mean, scatter),
+            4 => lower_scatter::<4>(samples, mean, scatter),
+            _ => lower_scatter_dyn(samples, d, mean, scatter),
         }
         for c in 0..d {
             for r in c + 1..d {
@@ -117,5 +115,41 @@ impl SufficientStats {
                 self.scatter[(r, c)] += other.scatter[(r, c)] + w * dr * dc;
             }
         }
+    }
+}
+
+/// The lower triangle of `sum (y - mean)(y - mean)^T` (column-major `d x d`) added into
+/// `scatter`, sample by sample.
+fn lower_scatter_dyn(samples: &[f64], d: usize, mean: &[f64], scatter: &mut [f64]) {
+    for y in samples.chunks_exact(d) {
+        for c in 0..d {
+            let dc = y[c] - mean[c];
+            let column = &mut scatter[c * d..(c + 1) * d];
+            for r in c..d {
+                column[r] += (y[r] - mean[r]) * dc;
+            }
+        }
+    }
+}
+
+/// [`lower_scatter_dyn`] compiled for dimension `D` (the per-sample loops unrolled, the
+/// triangle kept in registers): the same operations in the same order, so the same values.
+fn lower_scatter<const D: usize>(samples: &[f64], mean: &[f64], scatter: &mut [f64]) {
+    let mut m = [0.0; D];
+    m.copy_from_slice(mean);
+    let mut acc = [[0.0; D]; D];
+    for (a, column) in acc.iter_mut().zip(scatter.chunks_exact(D)) {
+        a.copy_from_slice(column);
+    }
+    for y in samples.chunks_exact(D) {
+        for c in 0..D {
+            let dc = y[c] - m[c];
+            for r in c..D {
+                acc[c][r] += (y[r] - m[r]) * dc;
+            }
+        }
+    }
+    for (a, column) in acc.iter().zip(scatter.chunks_exact_mut(D)) {
+        column.copy_from_slice(a);
     }
 }
