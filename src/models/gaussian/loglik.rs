@@ -94,23 +94,6 @@ impl QuadraticForm {
     }
 }
 
-impl GaussianImageModel {
-    /// [`BlockLogDensity::add_block`] of a structured family (`Diagonal`, `Isotropic`): the
-    /// exact `O(d)` kernel of `structure` on the block against every text, its live texts
-    /// gathered; error bounds stay zero (the kernel takes differences before scaling).
-    fn add_structured_block(&self, samples: &[f64], rows: Range<usize>, live: &[usize], values: &mut [f64], scratch: &mut Vec<f64>) {
-        let (d, k, l) = (self.d, self.mu.len(), live.len());
-        scratch.clear();
-        scratch.resize(rows.len() * k, 0.0);
-        self.diagonal.add_log_density(&samples[rows.start * d..rows.end * d], scratch);
-        for (vrow, all) in values.chunks_exact_mut(l).zip(scratch.chunks_exact(k)) {
-            for (v, &i) in vrow.iter_mut().zip(live) {
-                *v += all[i];
-            }
-        }
-    }
-}
-
 impl BlockLogDensity for GaussianImageModel {
     fn add_block(
         &self,
@@ -122,7 +105,7 @@ impl BlockLogDensity for GaussianImageModel {
         scratch: &mut Vec<f64>,
     ) {
         if self.structure() != super::Structure::Full {
-            return self.add_structured_block(samples, rows, live, values, scratch);
+            return self.diagonal_form.add_block(&self.diagonal, samples, rows, live, values, errors, scratch);
         }
         let (d, b, l) = (self.d, rows.len(), live.len());
         let qf = &self.quadratic;
@@ -200,12 +183,7 @@ impl BlockLogDensity for GaussianImageModel {
     fn exact(&self, samples: &[f64], row: usize, text: usize, scratch: &mut Vec<f64>) -> f64 {
         let d = self.d;
         if self.structure() != super::Structure::Full {
-            // The structured families' block values are exact (zero error bounds), so the
-            // posterior never asks for this; it is the same kernel on one sample.
-            scratch.clear();
-            scratch.resize(self.mu.len(), 0.0);
-            self.diagonal.add_log_density(&samples[row * d..(row + 1) * d], scratch);
-            return scratch[text];
+            return self.diagonal.log_density(&samples[row * d..(row + 1) * d], text);
         }
         scratch.clear();
         scratch.resize(2 * d, 0.0);
