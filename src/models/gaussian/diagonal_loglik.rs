@@ -50,8 +50,6 @@
 
 use std::ops::Range;
 
-use nalgebra::{DMatrixView, DMatrixViewMut};
-
 use super::structure::{DiagonalDensity, exact_depth};
 
 /// Largest inner dimension of one matrix product: `matrixmultiply`'s own depth block for
@@ -212,25 +210,21 @@ impl DiagonalForm {
             let (linear_products, quadratic_products_out) = products.split_at_mut(chunks * tl * b);
             for (q, k0) in (0..d).step_by(CHUNK).enumerate() {
                 let kc = CHUNK.min(d - k0);
-                let features = DMatrixView::from_slice_with_strides(&linear_features[k0..], kc, b, 1, d);
-                let coefficients = DMatrixView::from_slice_with_strides(&shifted[k0..tl * d], tl, kc, d, 1);
-                let mut out = DMatrixViewMut::from_slice(&mut linear_products[q * tl * b..(q + 1) * tl * b], tl, b);
-                out.gemm(1.0, &coefficients, &features, 0.0);
+                let out = &mut linear_products[q * tl * b..(q + 1) * tl * b];
+                product(tl, kc, b, &shifted[k0..tl * d], d, &linear_features[k0..], d, out);
                 if !isotropic {
-                    let features = DMatrixView::from_slice_with_strides(&quadratic_features[k0..], kc, b, 1, d);
-                    let coefficients = DMatrixView::from_slice_with_strides(&precision[k0..], tl, kc, d, 1);
-                    let mut out = DMatrixViewMut::from_slice(&mut quadratic_products_out[q * tl * b..(q + 1) * tl * b], tl, b);
-                    out.gemm(1.0, &coefficients, &features, 0.0);
+                    let out = &mut quadratic_products_out[q * tl * b..(q + 1) * tl * b];
+                    product(tl, kc, b, &precision[k0..], d, &quadratic_features[k0..], d, out);
                 }
             }
             let linear_products = &*linear_products;
             let quadratic_products_out = &*quadratic_products_out;
-            for r in 0..b {
-                let at = r * l + t0;
-                let (vrow, erow) = (&mut values[at..at + tl], &mut errors[at..at + tl]);
+            for (r, (vrow, erow)) in values.chunks_exact_mut(l).zip(errors.chunks_exact_mut(l)).enumerate() {
+                let (vrow, erow) = (&mut vrow[t0..t0 + tl], &mut erow[t0..t0 + tl]);
+                let norm = if isotropic { quadratic_features[r] } else { 0.0 };
                 for li in 0..tl {
                     let s = if isotropic {
-                        isotropic_w[li] * quadratic_features[r]
+                        isotropic_w[li] * norm
                     } else {
                         chunk_sum(quadratic_products_out, chunks, tl * b, r * tl + li)
                     };
@@ -241,6 +235,41 @@ impl DiagonalForm {
                 }
             }
         }
+    }
+}
+
+/// `c = a b`, overwritten, for `a` an `m x k` matrix stored by rows `lda` apart (the text-major
+/// coefficient rows, read as they are), `b` a `k x n` matrix stored by columns `ldb` apart
+/// (the samples' features) and `c` `m x n` column-major (a block's values, text-minor).
+///
+/// `matrixmultiply` directly, not through nalgebra: nalgebra sends products with a dimension
+/// of 5 or less to a fallback that mishandles a strided left operand (it walks the whole
+/// underlying slice), and the coefficient rows are exactly that.
+#[allow(clippy::too_many_arguments)]
+fn product(m: usize, k: usize, n: usize, a: &[f64], lda: usize, b: &[f64], ldb: usize, c: &mut [f64]) {
+    assert!(k <= lda && k <= ldb && (m == 0 || a.len() >= (m - 1) * lda + k) && (n == 0 || b.len() >= (n - 1) * ldb + k));
+    assert!(c.len() >= m * n);
+    // SAFETY: the asserts above keep every element the strides reach, `a[r * lda + j]` and
+    // `b[col * ldb + j]` for `r < m`, `col < n`, `j < k`, inside `a` and `b`, and `c` holds the
+    // `m x n` column-major result (rows stride 1, columns stride `m`: no two elements alias).
+    // With beta = 0 `c` is only written.
+    unsafe {
+        matrixmultiply::dgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            lda as isize,
+            1,
+            b.as_ptr(),
+            1,
+            ldb as isize,
+            0.0,
+            c.as_mut_ptr(),
+            1,
+            m as isize,
+        );
     }
 }
 
