@@ -144,7 +144,9 @@ fn structured_cases(structure: Structure, rng: &mut Stream) -> Vec<Case> {
     let (k, d) = (10, 6);
     let sigma = (0..k)
         .map(|i| {
-            let v = (0..d).map(|a| 10f64.powf(-14.0 * if structure == Structure::Isotropic { i as f64 / (k - 1) as f64 } else { a as f64 / (d - 1) as f64 }));
+            let v = (0..d).map(|a| {
+                10f64.powf(-14.0 * if structure == Structure::Isotropic { i as f64 / (k - 1) as f64 } else { a as f64 / (d - 1) as f64 })
+            });
             structured(structure, v.collect())
         })
         .collect();
@@ -160,7 +162,8 @@ fn structured_cases(structure: Structure, rng: &mut Stream) -> Vec<Case> {
     out.push(Case { label: label("overlapping"), p: random_p(k, &[], rng), mu, sigma, n: 2000 });
     // A collapsed pair on one mean sharing a block with a far text (see `cases`).
     let mu = vec![DVector::from_vec(vec![50.0, 0.0]), DVector::from_vec(vec![-50.0, 1.0]), DVector::from_vec(vec![-50.0, 1.0])];
-    let sigma = vec![structured(structure, vec![0.01; 2]), structured(structure, vec![1e-12, 3e-13]), structured(structure, vec![2e-12, 1e-12])];
+    let sigma =
+        vec![structured(structure, vec![0.01; 2]), structured(structure, vec![1e-12, 3e-13]), structured(structure, vec![2e-12, 1e-12])];
     out.push(Case { label: label("collapsed pair"), p: vec![0.5, 0.25, 0.25], mu, sigma, n: 300 });
     // Dead texts at a scale with three tiles of live texts and two product chunks.
     let (k, d) = (300, 300);
@@ -185,9 +188,8 @@ fn cases() -> Vec<Case> {
     out.push(Case { label: "collapsed".into(), p: random_p(k, &[], rng), mu: random_means(k, d, 1e-7, 30.0, rng), sigma, n: 2000 });
     // Near-singular: condition number 1e14, eigenvalues 1 .. 1e-14, random rotations, d = 6.
     let (k, d) = (10, 6);
-    let sigma = full(
-        (0..k).map(|_| covariance(&(0..d).map(|a| 10f64.powf(-14.0 * a as f64 / (d - 1) as f64)).collect::<Vec<_>>(), rng)).collect(),
-    );
+    let sigma =
+        full((0..k).map(|_| covariance(&(0..d).map(|a| 10f64.powf(-14.0 * a as f64 / (d - 1) as f64)).collect::<Vec<_>>(), rng)).collect());
     out.push(Case { label: "near-singular".into(), p: random_p(k, &[], rng), mu: random_means(k, d, 0.5, 1.0, rng), sigma, n: 2000 });
     // Overlapping: nearly identical conditionals (the posterior depends on every digit of the
     // log-density differences), and a pair of collapsed texts on the same mean.
@@ -208,7 +210,13 @@ fn cases() -> Vec<Case> {
     // Dead texts: a third of the texts have p_i = 0; they are scored nowhere and get exactly 0.
     let (k, d) = (15, 3);
     let sigma = full((0..k).map(|_| covariance(&[0.2, 0.1, 0.05], rng)).collect());
-    out.push(Case { label: "dead texts".into(), p: random_p(k, &[0, 3, 4, 9, 14], rng), mu: random_means(k, d, 0.5, 0.0, rng), sigma, n: 1500 });
+    out.push(Case {
+        label: "dead texts".into(),
+        p: random_p(k, &[0, 3, 4, 9, 14], rng),
+        mu: random_means(k, d, 0.5, 0.0, rng),
+        sigma,
+        n: 1500,
+    });
     out.extend(structured_cases(Structure::Diagonal, rng));
     out.extend(structured_cases(Structure::Isotropic, rng));
     out

@@ -223,11 +223,7 @@ impl DiagonalForm {
                 let (vrow, erow) = (&mut vrow[t0..t0 + tl], &mut erow[t0..t0 + tl]);
                 let norm = if isotropic { quadratic_features[r] } else { 0.0 };
                 for li in 0..tl {
-                    let s = if isotropic {
-                        isotropic_w[li] * norm
-                    } else {
-                        chunk_sum(quadratic_products_out, chunks, tl * b, r * tl + li)
-                    };
+                    let s = if isotropic { isotropic_w[li] * norm } else { chunk_sum(quadratic_products_out, chunks, tl * b, r * tl + li) };
                     let a = 0.5 * s;
                     let p = chunk_sum(linear_products, chunks, tl * b, r * tl + li);
                     vrow[li] += (p - a) + constant[li];
@@ -254,22 +250,7 @@ fn product(m: usize, k: usize, n: usize, a: &[f64], lda: usize, b: &[f64], ldb: 
     // `m x n` column-major result (rows stride 1, columns stride `m`: no two elements alias).
     // With beta = 0 `c` is only written.
     unsafe {
-        matrixmultiply::dgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            lda as isize,
-            1,
-            b.as_ptr(),
-            1,
-            ldb as isize,
-            0.0,
-            c.as_mut_ptr(),
-            1,
-            m as isize,
-        );
+        matrixmultiply::dgemm(m, k, n, 1.0, a.as_ptr(), lda as isize, 1, b.as_ptr(), 1, ldb as isize, 0.0, c.as_mut_ptr(), 1, m as isize);
     }
 }
 
