@@ -1,14 +1,16 @@
 //! The blocked, screened caption posterior (`coevo::models::posterior`) against the exact path:
-//! every log-density in the exact form (`z = W (y - mu)`), the whole `N x K` matrix, and the
-//! row-by-row log-sum-exp of `accumulate_caption_posterior`. Soft counts must agree to 1e-12
-//! relative (the requirement of issue 17) on random, collapsed, near-singular, overlapping and
-//! dead-text cases; the guard must be what makes them agree where the fast form cancels; and
-//! the result must not depend on the number of threads.
+//! every log-density in the exact form (`z = W (y - mu)`, or the structured families' `O(d)`
+//! kernel, which must equal the dense `add_log_likelihood` bit for bit), the whole `N x K`
+//! matrix, and the row-by-row log-sum-exp of `accumulate_caption_posterior`. Soft counts must
+//! agree to 1e-12 relative (the requirement of issue 17) on random, collapsed, near-singular,
+//! overlapping and dead-text cases of every covariance family; the guard must be what makes
+//! them agree where the fast form cancels; and the result must not depend on the number of
+//! threads.
 
 use coevo::models::conditional::ConditionalModel;
 use coevo::models::posterior::{PosteriorBuffers, Scorer, accumulate_posterior};
 use coevo::models::text::{accumulate_caption_posterior, multinomial_counts};
-use coevo::models::{DataPolicy, Estimator, GaussianImageModel};
+use coevo::models::{DataPolicy, Estimator, GaussianImageModel, Structure, StructuredCovariance};
 use coevo::rng::{Stream, entity_stream};
 use nalgebra::{DMatrix, DVector};
 use rand::RngExt;
@@ -31,7 +33,7 @@ struct Case {
     label: String,
     p: Vec<f64>,
     mu: Vec<DVector<f64>>,
-    sigma: Vec<DMatrix<f64>>,
+    sigma: Vec<StructuredCovariance>,
     n: u64,
 }
 
@@ -39,10 +41,10 @@ struct Case {
 fn sampled_model(case: &Case, seed: u64) -> (GaussianImageModel, Vec<f64>) {
     let mut model = GaussianImageModel::new(
         case.mu.clone(),
-        case.sigma.iter().cloned().map(Into::into).collect(),
+        case.sigma.clone(),
         Estimator::Mle,
         DataPolicy::Replace,
-        (case.mu[0].clone(), case.sigma[0].clone().into()),
+        (case.mu[0].clone(), case.sigma[0].clone()),
     );
     let mut rng = entity_stream(seed, 0, &case.label);
     let (mut counts, mut samples) = (Vec::new(), Vec::new());
@@ -55,9 +57,12 @@ fn sampled_model(case: &Case, seed: u64) -> (GaussianImageModel, Vec<f64>) {
 /// Soft counts by the blocked posterior and by the exact path, and the guard's recomputations.
 fn both_paths(case: &Case, seed: u64) -> (Vec<f64>, Vec<f64>, u64) {
     let (k, d) = (case.p.len(), case.mu[0].len());
-    let (model, samples) = sampled_model(case, seed);
-    let scorer = model.log_density().unwrap();
+    let (mut model, samples) = sampled_model(case, seed);
     let n = case.n as usize;
+    let mut dense = vec![0.0; n * k];
+    model.add_log_likelihood(&samples, &mut dense).unwrap();
+    let structured = model.structure() != Structure::Full;
+    let scorer = model.log_density().unwrap();
     let mut soft = vec![0.0; k];
     let report =
         accumulate_posterior(&case.p, n, &[Scorer { model: scorer, samples: &samples }], &mut PosteriorBuffers::default(), &mut soft);
@@ -69,6 +74,11 @@ fn both_paths(case: &Case, seed: u64) -> (Vec<f64>, Vec<f64>, u64) {
         }
     }
     assert!(samples.len() == n * d);
+    if structured {
+        // The guard's exact form is the dense path's kernel, pair by pair.
+        let same = ll.iter().zip(&dense).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{}: the per-pair exact form differs from the dense log-likelihood", case.label);
+    }
     let mut exact = vec![0.0; k];
     accumulate_caption_posterior(&case.p, &ll, &mut exact, &mut scratch);
     (soft, exact, report.recomputed)
@@ -100,23 +110,87 @@ fn random_p(k: usize, dead: &[usize], rng: &mut Stream) -> Vec<f64> {
     p
 }
 
+/// Full covariances.
+fn full(sigma: Vec<DMatrix<f64>>) -> Vec<StructuredCovariance> {
+    sigma.into_iter().map(Into::into).collect()
+}
+
+/// A covariance of the structured family `structure` with coordinate variances `v` (an
+/// `Isotropic` one takes the first).
+fn structured(structure: Structure, v: Vec<f64>) -> StructuredCovariance {
+    match structure {
+        Structure::Isotropic => StructuredCovariance::Isotropic { variance: v[0], dim: v.len() },
+        _ => StructuredCovariance::Diagonal(DVector::from_vec(v)),
+    }
+}
+
+/// The cases of [`cases`] for a structured family, labelled `"{family} {case}"`, and one at a
+/// scale with several text tiles and product chunks (`K = 300`, `d = 300`) whose dead texts
+/// make the live texts of later tiles non-consecutive.
+fn structured_cases(structure: Structure, rng: &mut Stream) -> Vec<Case> {
+    let family = structure.name();
+    let label = |case: &str| format!("{family} {case}");
+    let mut out = Vec::new();
+    let (k, d) = (20, 42);
+    let sigma = (0..k).map(|_| structured(structure, (0..d).map(|_| rng.random_range(0.02..0.5)).collect())).collect();
+    out.push(Case { label: label("random"), p: random_p(k, &[], rng), mu: random_means(k, d, 1.0, 0.0, rng), sigma, n: 3000 });
+    // Collapsed: variances 1e-12 (and down to 1e-20) of the mean's squared magnitude (30^2),
+    // means 1e-7 apart: some texts overlap, some are separated by many standard deviations.
+    let (k, d) = (12, 10);
+    let sigma = (0..k)
+        .map(|i| structured(structure, (0..d).map(|_| 900.0 * 10f64.powi(-12 - 2 * (i % 5) as i32) * rng.random_range(0.5..2.0)).collect()))
+        .collect();
+    out.push(Case { label: label("collapsed"), p: random_p(k, &[], rng), mu: random_means(k, d, 1e-7, 30.0, rng), sigma, n: 2000 });
+    // Near-singular: variances spanning 1 .. 1e-14 over the coordinates (Isotropic: over the texts).
+    let (k, d) = (10, 6);
+    let sigma = (0..k)
+        .map(|i| {
+            let v = (0..d).map(|a| {
+                10f64.powf(-14.0 * if structure == Structure::Isotropic { i as f64 / (k - 1) as f64 } else { a as f64 / (d - 1) as f64 })
+            });
+            structured(structure, v.collect())
+        })
+        .collect();
+    out.push(Case { label: label("near-singular"), p: random_p(k, &[], rng), mu: random_means(k, d, 0.5, 1.0, rng), sigma, n: 2000 });
+    // Overlapping: nearly identical conditionals, and a collapsed pair on one mean.
+    let (k, d) = (8, 5);
+    let mut mu = random_means(k, d, 1e-3, 2.0, rng);
+    let mut sigma: Vec<StructuredCovariance> =
+        (0..k).map(|i| structured(structure, [0.3, 0.2, 0.1, 0.05, 0.01].iter().map(|v| v * (1.0 + 1e-3 * i as f64)).collect())).collect();
+    mu[7] = mu[6].clone();
+    sigma[6] = structured(structure, vec![1e-18; d]);
+    sigma[7] = structured(structure, vec![1.5e-18; d]);
+    out.push(Case { label: label("overlapping"), p: random_p(k, &[], rng), mu, sigma, n: 2000 });
+    // A collapsed pair on one mean sharing a block with a far text (see `cases`).
+    let mu = vec![DVector::from_vec(vec![50.0, 0.0]), DVector::from_vec(vec![-50.0, 1.0]), DVector::from_vec(vec![-50.0, 1.0])];
+    let sigma =
+        vec![structured(structure, vec![0.01; 2]), structured(structure, vec![1e-12, 3e-13]), structured(structure, vec![2e-12, 1e-12])];
+    out.push(Case { label: label("collapsed pair"), p: vec![0.5, 0.25, 0.25], mu, sigma, n: 300 });
+    // Dead texts at a scale with three tiles of live texts and two product chunks.
+    let (k, d) = (300, 300);
+    let dead: Vec<usize> = (150..k).filter(|i| i % 3 == 1).collect();
+    let sigma = (0..k).map(|_| structured(structure, (0..d).map(|_| rng.random_range(0.05..0.3)).collect())).collect();
+    out.push(Case { label: label("dead texts"), p: random_p(k, &dead, rng), mu: random_means(k, d, 0.5, 0.0, rng), sigma, n: 600 });
+    out
+}
+
 fn cases() -> Vec<Case> {
     let mut rng = entity_stream(17, 0, "posterior cases");
     let rng = &mut rng;
     let mut out = Vec::new();
     // Random: spread conditionals of random shape, d = 8 (one full block and a partial one at N = 3000).
     let (k, d) = (20, 8);
-    let sigma = (0..k).map(|_| covariance(&(0..d).map(|_| rng.random_range(0.02..0.5)).collect::<Vec<_>>(), rng)).collect();
+    let sigma = full((0..k).map(|_| covariance(&(0..d).map(|_| rng.random_range(0.02..0.5)).collect::<Vec<_>>(), rng)).collect());
     out.push(Case { label: "random".into(), p: random_p(k, &[], rng), mu: random_means(k, d, 1.0, 0.0, rng), sigma, n: 3000 });
     // Collapsed: tiny covariances (1e-20 .. 1e-16) around means far from the origin, where the
     // fast form cancels by |y|^2 ||P|| ~ 1e22 eps.
     let (k, d) = (12, 4);
-    let sigma = (0..k).map(|i| covariance(&vec![10f64.powi(-16 - (i % 5) as i32); d], rng)).collect();
+    let sigma = full((0..k).map(|i| covariance(&vec![10f64.powi(-16 - (i % 5) as i32); d], rng)).collect());
     out.push(Case { label: "collapsed".into(), p: random_p(k, &[], rng), mu: random_means(k, d, 1e-7, 30.0, rng), sigma, n: 2000 });
     // Near-singular: condition number 1e14, eigenvalues 1 .. 1e-14, random rotations, d = 6.
     let (k, d) = (10, 6);
     let sigma =
-        (0..k).map(|_| covariance(&(0..d).map(|a| 10f64.powf(-14.0 * a as f64 / (d - 1) as f64)).collect::<Vec<_>>(), rng)).collect();
+        full((0..k).map(|_| covariance(&(0..d).map(|a| 10f64.powf(-14.0 * a as f64 / (d - 1) as f64)).collect::<Vec<_>>(), rng)).collect());
     out.push(Case { label: "near-singular".into(), p: random_p(k, &[], rng), mu: random_means(k, d, 0.5, 1.0, rng), sigma, n: 2000 });
     // Overlapping: nearly identical conditionals (the posterior depends on every digit of the
     // log-density differences), and a pair of collapsed texts on the same mean.
@@ -127,16 +201,16 @@ fn cases() -> Vec<Case> {
     mu[7] = mu[6].clone();
     sigma[6] = covariance(&[1e-18; 5], rng);
     sigma[7] = &sigma[6] * 1.5;
-    out.push(Case { label: "overlapping".into(), p: random_p(k, &[], rng), mu, sigma, n: 2000 });
+    out.push(Case { label: "overlapping".into(), p: random_p(k, &[], rng), mu, sigma: full(sigma), n: 2000 });
     // A collapsed pair on one mean, sharing a block with the samples of a far text: the block's
     // centre lies between them, so the fast form cancels by ~|m'|^2 ||P|| u ~ 1 nat, while
     // the pair's posterior split depends on every digit of their log-density difference.
     let mu = vec![DVector::from_vec(vec![50.0, 0.0]), DVector::from_vec(vec![-50.0, 1.0]), DVector::from_vec(vec![-50.0, 1.0])];
-    let sigma = vec![DMatrix::identity(2, 2) * 0.01, covariance(&[1e-12, 3e-13], rng), covariance(&[2e-12, 1e-12], rng)];
+    let sigma = full(vec![DMatrix::identity(2, 2) * 0.01, covariance(&[1e-12, 3e-13], rng), covariance(&[2e-12, 1e-12], rng)]);
     out.push(Case { label: "collapsed pair".into(), p: vec![0.5, 0.25, 0.25], mu, sigma, n: 300 });
     // Dead texts: a third of the texts have p_i = 0; they are scored nowhere and get exactly 0.
     let (k, d) = (15, 3);
-    let sigma = (0..k).map(|_| covariance(&[0.2, 0.1, 0.05], rng)).collect();
+    let sigma = full((0..k).map(|_| covariance(&[0.2, 0.1, 0.05], rng)).collect());
     out.push(Case {
         label: "dead texts".into(),
         p: random_p(k, &[0, 3, 4, 9, 14], rng),
@@ -144,30 +218,33 @@ fn cases() -> Vec<Case> {
         sigma,
         n: 1500,
     });
-    // Up to d = 8 blocks are scored by the exact form itself; the same cases lifted to d = 10
-    // exercise the fast form and its guard.
+    // Up to d = 8 `Full` blocks are scored by the exact form itself; the same cases lifted to
+    // d = 10 exercise the fast form and its guard.
     let lifted: Vec<Case> = out.iter().map(|c| lift(c, FAST_FORM_D)).collect();
     out.extend(lifted);
+    out.extend(structured_cases(Structure::Diagonal, rng));
+    out.extend(structured_cases(Structure::Isotropic, rng));
     out
 }
 
-/// A dimension where blocks are scored by the fast (quadratic-feature) form.
+/// A dimension where `Full` blocks are scored by the fast (quadratic-feature) form.
 const FAST_FORM_D: usize = 10;
 
-/// `case` embedded in dimension `d`: means padded with zeros, each covariance extended by a
-/// block `lambda_min I` (its own smallest eigenvalue), so collapsed and near-singular
-/// conditionals stay so in the new coordinates.
+/// The `Full` `case` embedded in dimension `d`: means padded with zeros, each covariance
+/// extended by a block `lambda_min I` (its own smallest eigenvalue), so collapsed and
+/// near-singular conditionals stay so in the new coordinates.
 fn lift(case: &Case, d: usize) -> Case {
     let sigma = case
         .sigma
         .iter()
         .map(|s| {
+            let StructuredCovariance::Full(s) = s else { panic!("{}: only Full cases are lifted", case.label) };
             let low = s.symmetric_eigenvalues().min().max(0.0);
-            DMatrix::from_fn(d, d, |r, c| match (r < s.nrows(), c < s.ncols()) {
+            StructuredCovariance::Full(DMatrix::from_fn(d, d, |r, c| match (r < s.nrows(), c < s.ncols()) {
                 (true, true) => s[(r, c)],
                 _ if r == c => low,
                 _ => 0.0,
-            })
+            }))
         })
         .collect();
     let mu = case.mu.iter().map(|m| DVector::from_fn(d, |r, _| if r < m.len() { m[r] } else { 0.0 })).collect();
@@ -203,11 +280,22 @@ fn blocked_posterior_equals_the_exact_path() {
 /// longer pay for itself).
 #[test]
 fn guard_triggers_where_the_fast_form_cancels_and_only_there() {
-    use coevo::models::posterior::BLOCK;
     let cases = cases();
-    let case = cases.iter().find(|c| c.label == "collapsed pair (d = 10)").unwrap();
-    let (_, exact, collapsed) = both_paths(case, 3);
-    assert!(collapsed > 0, "the guard recomputed no entry of the collapsed pair");
+    for family in ["", "Diagonal ", "Isotropic "] {
+        // `Full` blocks take the fast form above d = 8 only.
+        let lifted = if family.is_empty() { format!(" (d = {FAST_FORM_D})") } else { String::new() };
+        let case = |kind: &str| cases.iter().find(|c| c.label == format!("{family}{kind}{lifted}")).unwrap();
+        guard_fires_only_where_needed(case("collapsed pair"), case("random"));
+    }
+}
+
+/// The guard recomputes entries of `collapsed` (where the fast form alone is off by more than
+/// 1e-6 relative) and fewer than a tenth of those of `random`.
+fn guard_fires_only_where_needed(collapsed: &Case, random: &Case) {
+    use coevo::models::posterior::BLOCK;
+    let case = collapsed;
+    let (_, exact, recomputed) = both_paths(case, 3);
+    assert!(recomputed > 0, "{}: the guard recomputed no entry", case.label);
     // The same batch scored by the fast form alone, every entry accepted.
     let (k, n) = (case.p.len(), case.n as usize);
     let (model, samples) = sampled_model(case, 3);
@@ -222,35 +310,38 @@ fn guard_triggers_where_the_fast_form_cancels_and_only_there() {
     let mut fast = vec![0.0; k];
     accumulate_caption_posterior(&case.p, &ll, &mut fast, &mut scratch);
     let unguarded = worst_relative(&fast, &exact);
-    eprintln!("collapsed pair, fast form without the guard: worst relative difference {unguarded:.2e}");
-    assert!(unguarded > 1e-6, "the fast form alone is accurate here ({unguarded:e}): the case does not exercise the guard");
-    let case = cases.iter().find(|c| c.label == "random (d = 10)").unwrap();
-    let (_, _, random) = both_paths(case, 3);
+    eprintln!("{}, fast form without the guard: worst relative difference {unguarded:.2e}", case.label);
+    assert!(unguarded > 1e-6, "{}: the fast form alone is accurate here ({unguarded:e}): the case does not exercise the guard", case.label);
+    let case = random;
+    let (_, _, recomputed) = both_paths(case, 3);
     let entries = case.n * case.p.len() as u64;
-    assert!(random * 10 < entries, "spread-out conditionals: {random} of {entries} entries recomputed");
+    assert!(recomputed * 10 < entries, "{}: {recomputed} of {entries} entries recomputed", case.label);
 }
 
 /// A world large enough for its blocks to run in parallel (N K = 1.3e6 scored entries, above
-/// `PARALLEL_ENTRIES`) gives bit-identical metric tables on one thread and on two.
+/// `PARALLEL_ENTRIES`) gives bit-identical metric tables on one thread and on two, in every
+/// covariance family (the structured ones at `d = 262`: two product chunks, a tail of lanes).
 #[test]
 fn one_world_is_identical_on_one_and_two_threads() {
-    use coevo::bench::scaled_scenario;
+    use coevo::bench::structured_scenario;
     use coevo::models::posterior::PARALLEL_ENTRIES;
     use coevo::world::Simulation;
-    let (k, d, n) = (64u64, 12u64, 20_000u64);
-    assert!((n * k) as usize >= PARALLEL_ENTRIES);
-    let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| {
-            let mut sim = Simulation::new(&scaled_scenario(k, d, n, 5), 0).unwrap();
-            (0..3)
-                .map(|_| sim.step().unwrap().iter().map(|r| (r.metric.to_string(), r.text, r.value.to_bits())).collect::<Vec<_>>())
-                .collect::<Vec<_>>()
-        })
-    };
-    let (one, two) = (run(1), run(2));
-    assert!(one.iter().all(|round| !round.is_empty()));
-    assert_eq!(one, two, "metric tables differ between 1 and 2 threads");
+    for (structure, d) in [(Structure::Full, 12u64), (Structure::Diagonal, 262), (Structure::Isotropic, 262)] {
+        let (k, n) = (64u64, 20_000u64);
+        assert!((n * k) as usize >= PARALLEL_ENTRIES);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut sim = Simulation::new(&structured_scenario(k, d, n, 5, structure), 0).unwrap();
+                (0..3)
+                    .map(|_| sim.step().unwrap().iter().map(|r| (r.metric.to_string(), r.text, r.value.to_bits())).collect::<Vec<_>>())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let (one, two) = (run(1), run(2));
+        assert!(one.iter().all(|round| !round.is_empty()));
+        assert_eq!(one, two, "{}: metric tables differ between 1 and 2 threads", structure.name());
+    }
 }
 
 /// Up to `d = 8` a block is scored by the exact form itself: every value equals `exact` bit
@@ -258,7 +349,7 @@ fn one_world_is_identical_on_one_and_two_threads() {
 #[test]
 fn small_dimensions_are_scored_by_the_exact_form() {
     use coevo::models::posterior::BLOCK;
-    for case in cases().iter().filter(|c| c.mu[0].len() <= 8) {
+    for case in cases().iter().filter(|c| c.mu[0].len() <= 8 && matches!(c.sigma[0], StructuredCovariance::Full(_))) {
         let (k, n) = (case.p.len(), case.n as usize);
         let (model, samples) = sampled_model(case, 5);
         let scorer = model.log_density().unwrap();

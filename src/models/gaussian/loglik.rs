@@ -37,6 +37,7 @@
 use std::ops::Range;
 
 use super::GaussianImageModel;
+use super::diagonal_loglik::product;
 use super::factor::Factor;
 use crate::models::posterior::BlockLogDensity;
 
@@ -93,23 +94,6 @@ impl QuadraticForm {
                     q[f] = -p[b * d + a];
                     f += 1;
                 }
-            }
-        }
-    }
-}
-
-impl GaussianImageModel {
-    /// [`BlockLogDensity::add_block`] of a structured family (`Diagonal`, `Isotropic`): the
-    /// exact `O(d)` kernel of `structure` on the block against every text, its live texts
-    /// gathered; error bounds stay zero (the kernel takes differences before scaling).
-    fn add_structured_block(&self, samples: &[f64], rows: Range<usize>, live: &[usize], values: &mut [f64], scratch: &mut Vec<f64>) {
-        let (d, k, l) = (self.d, self.mu.len(), live.len());
-        scratch.clear();
-        scratch.resize(rows.len() * k, 0.0);
-        self.diagonal.add_log_density(&samples[rows.start * d..rows.end * d], scratch);
-        for (vrow, all) in values.chunks_exact_mut(l).zip(scratch.chunks_exact(k)) {
-            for (v, &i) in vrow.iter_mut().zip(live) {
-                *v += all[i];
             }
         }
     }
@@ -198,37 +182,6 @@ impl GaussianImageModel {
     }
 }
 
-/// `c = a b` (`m x n`, column-major, overwritten) for `a` (`m x k`) and `b` (`k x n`) stored
-/// with the given `[row, column]` strides: `matrixmultiply`'s kernel (runtime-selected
-/// AVX-512, AVX2/FMA or scalar), whatever the sizes.
-#[expect(clippy::too_many_arguments, reason = "a BLAS-style product: three operands, their shapes and strides")]
-fn product(m: usize, k: usize, n: usize, a: &[f64], a_strides: [usize; 2], b: &[f64], b_strides: [usize; 2], c: &mut [f64]) {
-    let extent =
-        |rows: usize, cols: usize, [rs, cs]: [usize; 2]| if rows == 0 || cols == 0 { 0 } else { (rows - 1) * rs + (cols - 1) * cs + 1 };
-    assert!(extent(m, k, a_strides) <= a.len() && extent(k, n, b_strides) <= b.len() && m * n <= c.len(), "product: operands too short");
-    let s = |x: usize| x as isize;
-    // SAFETY: the assertion above keeps every element the product reads inside `a` and `b` and
-    // every one it writes inside `c`; `c` does not alias `a` or `b` (a `&mut` borrow).
-    unsafe {
-        matrixmultiply::dgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            s(a_strides[0]),
-            s(a_strides[1]),
-            b.as_ptr(),
-            s(b_strides[0]),
-            s(b_strides[1]),
-            0.0,
-            c.as_mut_ptr(),
-            1,
-            s(m),
-        );
-    }
-}
-
 impl BlockLogDensity for GaussianImageModel {
     fn add_block(
         &self,
@@ -240,7 +193,7 @@ impl BlockLogDensity for GaussianImageModel {
         scratch: &mut Vec<f64>,
     ) {
         if self.structure() != super::Structure::Full {
-            return self.add_structured_block(samples, rows, live, values, scratch);
+            return self.diagonal_form.add_block(&self.diagonal, samples, rows, live, values, errors, scratch);
         }
         let y = &samples[rows.start * self.d..rows.end * self.d];
         // Small dimensions: the exact form itself, which at `d <= 8` costs about what the fast
@@ -317,7 +270,7 @@ impl BlockLogDensity for GaussianImageModel {
             m_norm[li] = shift.iter().map(|v| v * v).sum::<f64>().sqrt();
             constant[li] = self.factors[i].log_norm - 0.5 * quad;
         }
-        product(l, nf, b, coefficients, [nf, 1], features, [1, nf], products);
+        product(l, nf, b, coefficients, nf, features, nf, products);
         for (r, ((vrow, erow), prod)) in
             values.chunks_exact_mut(l).zip(errors.chunks_exact_mut(l)).zip(products.chunks_exact(l)).enumerate()
         {
@@ -335,12 +288,7 @@ impl BlockLogDensity for GaussianImageModel {
     fn exact(&self, samples: &[f64], row: usize, text: usize, scratch: &mut Vec<f64>) -> f64 {
         let d = self.d;
         if self.structure() != super::Structure::Full {
-            // The structured families' block values are exact (zero error bounds), so the
-            // posterior never asks for this; it is the same kernel on one sample.
-            scratch.clear();
-            scratch.resize(self.mu.len(), 0.0);
-            self.diagonal.add_log_density(&samples[row * d..(row + 1) * d], scratch);
-            return scratch[text];
+            return self.diagonal.log_density(&samples[row * d..(row + 1) * d], text);
         }
         scratch.clear();
         scratch.resize(2 * d, 0.0);

@@ -8,8 +8,11 @@
 //!   (floors, `regularized`);
 //! - `stats`: running sufficient statistics (the refit's input, `Accumulate`'s memory);
 //! - `kernels`: sampling and distance loops;
-//! - `loglik`: blocked log-densities (fast form, error bound, exact form) for the text phase.
+//! - `loglik`: blocked log-densities (fast form, error bound, exact form) for the text phase;
+//! - `diagonal_loglik`: the same for the structured families (their exact form is in
+//!   `structure`).
 
+mod diagonal_loglik;
 mod factor;
 mod kernels;
 mod loglik;
@@ -20,6 +23,7 @@ pub use factor::{ABSOLUTE_FLOOR, EigenWorkspace, Factor, RELATIVE_FLOOR, RESOLUT
 pub use stats::SufficientStats;
 pub use structure::{DiagonalDensity, FactoredCovariance, RefitWorkspace, Structure, StructuredCovariance};
 
+use diagonal_loglik::DiagonalForm;
 use kernels::{clamped_uses, squared_distance};
 use loglik::QuadraticForm;
 
@@ -140,6 +144,8 @@ pub struct GaussianImageModel {
     factors: Vec<Factor>,
     /// Likelihood constants of the structured families.
     diagonal: DiagonalDensity,
+    /// Coefficients of their blocked log-densities (`diagonal_loglik`).
+    diagonal_form: DiagonalForm,
     factors_current: bool,
     /// Covariance estimator of the refit.
     pub estimator: Estimator,
@@ -204,6 +210,7 @@ impl GaussianImageModel {
             sigma0_sqrt: Vec::new(),
             factors: Vec::new(),
             diagonal: DiagonalDensity::default(),
+            diagonal_form: DiagonalForm::default(),
             factors_current: false,
             mu0,
             sigma0: factored,
@@ -342,6 +349,7 @@ impl GaussianImageModel {
         }
         if self.structure != Structure::Full {
             self.diagonal.update(&self.mu, &self.sigma);
+            self.diagonal_form.update(&self.diagonal);
             self.factors_current = true;
             return;
         }

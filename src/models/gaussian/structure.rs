@@ -11,8 +11,10 @@
 //!   `A' = sqrt(c) A chol(S_z)` and `log det Sigma' = log det Sigma + d log c + log det S_z`,
 //!   exactly at any condition number and any depth of collapse, where the same estimate
 //!   computed from the rounded `y` loses everything below `eps |mu|`;
-//! - [`DiagonalDensity`]: `O(d)` log-densities of a block of samples against every text for
-//!   the structured families, with the floor rule of `factor` (counted in `regularized`).
+//! - [`DiagonalDensity`]: the exact `O(d)` log-densities of the structured families (a block
+//!   of samples against every text, or one sample against one text), with the floor rule of
+//!   `factor` (counted in `regularized`); the text phase screens them at matrix-product speed
+//!   in `diagonal_loglik` and falls back on these.
 
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
@@ -588,11 +590,16 @@ impl EigenWorkspace {
 /// `factor`. A diagonal needs no decomposition, so no relative floor applies.
 #[derive(Debug, Clone, Default)]
 pub struct DiagonalDensity {
-    d: usize,
-    mu: Vec<f64>,
-    inv_sd: Vec<f64>,
-    log_norm: Vec<f64>,
+    pub(super) d: usize,
+    /// `K x d`, text-major.
+    pub(super) mu: Vec<f64>,
+    /// `K x d`, text-major: `1 / sqrt(v_ia)` of the floored variances.
+    pub(super) inv_sd: Vec<f64>,
+    /// `K`: `-(d log 2 pi + log det)/2` of the floored variances.
+    pub(super) log_norm: Vec<f64>,
     clamped: Vec<bool>,
+    /// Whether the texts are `Isotropic` (each row of `inv_sd` one number repeated).
+    pub(super) isotropic: bool,
 }
 
 /// Texts scored together in [`DiagonalDensity::add_log_density`]: their means and inverse
@@ -610,6 +617,7 @@ impl DiagonalDensity {
         self.inv_sd.resize(k * d, 0.0);
         self.log_norm.resize(k, 0.0);
         self.clamped.resize(k, false);
+        self.isotropic = sigma.first().is_some_and(|s| s.sigma.structure() == Structure::Isotropic);
         let log_2pi = (2.0 * std::f64::consts::PI).ln();
         for (i, (m, s)) in mu.iter().zip(sigma).enumerate() {
             let isotropic_floor = resolution_floor(m.amax());
@@ -662,6 +670,34 @@ impl DiagonalDensity {
         self.scan(samples, out);
     }
 
+    /// `log q(y | text)` of one sample `y` (`d` numbers): bit for bit the value
+    /// [`add_log_density`](Self::add_log_density) adds for that pair (the same lanes in the
+    /// same order), the exact form the text phase's guard falls back on. Its rounding error is
+    /// at most `gamma_n Q / 2 + u |value|`, `n = d / 4 + 9`, with `Q` the exact scaled squared
+    /// distance (all its terms are non-negative; Higham's `gamma_n = n u / (1 - n u)`).
+    pub fn log_density(&self, y: &[f64], text: usize) -> f64 {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above), the only requirement of a
+            // `target_feature(enable = "avx2")` function.
+            return unsafe { self.log_density_avx2(y, text) };
+        }
+        self.pair(y, text)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn log_density_avx2(&self, y: &[f64], text: usize) -> f64 {
+        self.pair(y, text)
+    }
+
+    #[inline(always)]
+    fn pair(&self, y: &[f64], i: usize) -> f64 {
+        let d = self.d;
+        let (m, r) = (&self.mu[i * d..(i + 1) * d], &self.inv_sd[i * d..(i + 1) * d]);
+        self.log_norm[i] - 0.5 * scaled_squared_distances(y, y, m, r, m, r)[0]
+    }
+
     /// The loops of [`add_log_density`](Self::add_log_density): texts in tiles that stay in
     /// cache, and within a tile pairs of samples against pairs of texts (each sample and each
     /// text's coordinates loaded once for two products). Every entry is reduced in the same
@@ -702,6 +738,16 @@ impl DiagonalDensity {
             }
         }
     }
+}
+
+/// Largest number of roundings any term of the exact scaled squared distance
+/// `sum_k ((y_k - m_k) r_k)^2` of [`scaled_squared_distances`] goes through in dimension `d`:
+/// three for the term (difference, scaling, square), then at most `d / 4` in its lane and
+/// three where the lanes and the tail are combined, or, for a tail term, at most four in the
+/// tail and its addition. Higham's `gamma_n` with this `n` bounds the exact form's relative
+/// error (all terms are non-negative).
+pub(super) fn exact_depth(d: usize) -> usize {
+    d / 4 + 9
 }
 
 /// Four lanes of partial sums (one AVX2 register).
