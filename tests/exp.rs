@@ -53,7 +53,7 @@ fn div_f64(x: Dd, b: f64) -> Dd {
 }
 
 /// `ln 2` in three pieces (each the rounded remainder of the ones before).
-const LN2: [f64; 3] = [0.693_147_180_559_945_3, 2.319_046_813_846_299_6e-17, 5.707_708_438_416_212e-34];
+const LN2: [f64; 3] = [std::f64::consts::LN_2, 2.319_046_813_846_299_6e-17, 5.707_708_438_416_212e-34];
 
 /// `e^x` as `(m, k)` with `e^x = m 2^k`, `m` in about `[0.7, 1.42]` to about 94 bits.
 fn reference(x: f64) -> (Dd, i32) {

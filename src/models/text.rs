@@ -172,55 +172,59 @@ pub fn multinomial_counts<R: Rng + ?Sized>(n: u64, probs: &[f64], rng: &mut R, o
 pub const UNDERFLOW: f64 = 745.2;
 
 /// Turns one row of log-weights `log p_i + log q(y | i)` into posterior weights in place
-/// (log-sum-exp with the maximum subtracted, [`exp_log_weights`]). Returns `false`, leaving
-/// the row unspecified, when no weight is finite (every likelihood underflowed).
+/// (log-sum-exp with the maximum subtracted, as [`add_posterior_row`]). Returns `false`,
+/// leaving the row unspecified, when no weight is finite (every likelihood underflowed).
 pub fn normalise_log_weights(weights: &mut [f64]) -> bool {
-    let Some(total) = exp_log_weights(weights) else {
+    if !subtract_max(weights) {
         return false;
-    };
+    }
+    exp_in_place(weights);
+    let total = sum_in_lanes(weights);
     for w in weights.iter_mut() {
         *w /= total;
     }
     true
 }
 
-/// Replaces a row of log-weights by `exp(w_i - max_k w_k)` in place and returns their sum, the
-/// posterior's normaliser; `None`, leaving the row unspecified, when no weight is finite.
-///
-/// `exp` is [`models::exp`](super::exp), the same bits on every machine (`-inf` and anything
-/// below `-UNDERFLOW` give exactly 0), over the whole row at once; the sum is taken in eight
-/// interleaved partial sums ([`sum_in_lanes`]), a fixed order.
-pub fn exp_log_weights(weights: &mut [f64]) -> Option<f64> {
-    let max = weights.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+/// First step of a posterior row: subtracts the row's largest log-weight from every entry,
+/// so that the largest weight is `exp(0) = 1` and none overflows. Returns `false`, leaving the
+/// row as it was, when no log-weight is finite.
+pub fn subtract_max(log_weights: &mut [f64]) -> bool {
+    let max = log_weights.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if !max.is_finite() {
-        return None;
+        return false;
     }
-    for w in weights.iter_mut() {
+    for w in log_weights.iter_mut() {
         *w -= max;
     }
-    exp_in_place(weights);
-    Some(sum_in_lanes(weights))
+    true
 }
 
-/// Adds one sample's posterior to `soft_counts` from its row of log-weights (destroyed): the
-/// weights of [`exp_log_weights`] divided by their sum, or `prior` when no weight is finite
-/// (returning `false`). The one posterior step of both the exact path
-/// ([`accumulate_caption_posterior`]) and the blocked one
-/// ([`accumulate_posterior`](super::posterior::accumulate_posterior)).
+/// Last step of a posterior row: adds the row's weights (the `exp` of [`subtract_max`]'s
+/// output), divided by their sum ([`sum_in_lanes`]), to `soft_counts`.
+pub fn add_normalised(weights: &[f64], soft_counts: &mut [f64]) {
+    let total = sum_in_lanes(weights);
+    for (s, w) in soft_counts.iter_mut().zip(weights) {
+        *s += w / total;
+    }
+}
+
+/// Adds one sample's posterior to `soft_counts` from its row of log-weights (destroyed):
+/// [`subtract_max`], `exp` ([`models::exp`](super::exp), the same bits on every machine; `-inf`
+/// and anything below `-UNDERFLOW` give exactly 0), [`add_normalised`]; or `prior` when no
+/// weight is finite (returning `false`). The blocked path
+/// ([`accumulate_posterior`](super::posterior::accumulate_posterior)) runs the same steps with
+/// one `exp` pass over a whole block of rows, value for value the same.
 pub fn add_posterior_row(log_weights: &mut [f64], prior: &[f64], soft_counts: &mut [f64]) -> bool {
-    match exp_log_weights(log_weights) {
-        Some(total) => {
-            for (s, w) in soft_counts.iter_mut().zip(log_weights.iter()) {
-                *s += w / total;
-            }
-            true
+    if subtract_max(log_weights) {
+        exp_in_place(log_weights);
+        add_normalised(log_weights, soft_counts);
+        true
+    } else {
+        for (s, pi) in soft_counts.iter_mut().zip(prior) {
+            *s += pi;
         }
-        None => {
-            for (s, pi) in soft_counts.iter_mut().zip(prior) {
-                *s += pi;
-            }
-            false
-        }
+        false
     }
 }
 
