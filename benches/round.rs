@@ -1,7 +1,7 @@
 //! Criterion benchmarks of a training round (docs/model.md section 3) at three scales, of the
 //! arithmetic floor at the same scales, of the text phase's posterior at the large scale (the
-//! whole-matrix path against the blocked one, on one and two threads), and of replicate
-//! throughput.
+//! whole-matrix path against the blocked one, on one and two threads), of the posterior's `exp`
+//! against libm's, and of replicate throughput.
 //!
 //! `cargo bench --bench round` reports absolute times; the ratios the README quotes (round
 //! over floor, coevo over numpy, parallel efficiency) are printed by `benches/compare.sh`,
@@ -104,6 +104,42 @@ fn posterior(c: &mut Criterion) {
     group.finish();
 }
 
+/// The posterior's `exp` (`coevo::models::exp`) against the platform's libm on the same 4096
+/// arguments of the posterior's range `[-745.2, 0]`, in values per second: libm's scalar call,
+/// the crate's scalar form in the same loop, and its slice form (vectorised).
+fn exp(c: &mut Criterion) {
+    use coevo::models::exp::{exp, exp_in_place};
+    // A fixed spread of arguments (a Weyl sequence), no generator needed.
+    let args: Vec<f64> = (0..4096u32).map(|i| -745.2 * ((i as f64 * 0.618_033_988_749_895) % 1.0)).collect();
+    let mut out = vec![0.0; args.len()];
+    let mut group = c.benchmark_group("exp_4096");
+    group.throughput(criterion::Throughput::Elements(args.len() as u64));
+    group.bench_function("libm", |b| {
+        b.iter(|| {
+            for (o, x) in out.iter_mut().zip(&args) {
+                *o = std::hint::black_box(*x).exp();
+            }
+            out[7]
+        })
+    });
+    group.bench_function("coevo_scalar", |b| {
+        b.iter(|| {
+            for (o, x) in out.iter_mut().zip(&args) {
+                *o = exp(std::hint::black_box(*x));
+            }
+            out[7]
+        })
+    });
+    group.bench_function("coevo_slice", |b| {
+        b.iter(|| {
+            out.copy_from_slice(std::hint::black_box(&args));
+            exp_in_place(&mut out);
+            out[7]
+        })
+    });
+    group.finish();
+}
+
 fn replicates(c: &mut Criterion) {
     // 64 worlds at paper scale, 20 rounds each, on 1 thread and on every core.
     let cores = std::thread::available_parallelism().map_or(1, |p| p.get() as u64);
@@ -120,5 +156,5 @@ fn replicates(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, rounds, floor, normals, posterior, replicates);
+criterion_group!(benches, rounds, floor, normals, posterior, exp, replicates);
 criterion_main!(benches);

@@ -14,6 +14,7 @@ mod data;
 mod data_errors;
 mod designs;
 mod examples;
+mod exp;
 mod experiments;
 mod fuzz;
 mod hosted;

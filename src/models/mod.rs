@@ -4,6 +4,8 @@
 //!   soft-posterior captioner refit (docs/model.md sections 1-4).
 //! - [`gaussian`]: the conditional Gaussian image model, its one regularised
 //!   factorisation, sampling, log-densities and per-text maximum-likelihood refit.
+//! - [`exp`]: the posterior's `exp`, identical to the bit on every machine and vectorised over
+//!   slices.
 //! - [`conditional`]: the trait every conditional model (built-in or plugin) meets.
 //! - [`posterior`]: the blocked, screened caption posterior of the text phase (live texts
 //!   only, exact recomputation where the fast log-densities' error bound is too wide, parallel
@@ -15,6 +17,7 @@
 
 pub mod batch;
 pub mod conditional;
+pub mod exp;
 pub mod gaussian;
 pub mod hosted;
 pub mod linalg;

@@ -8,8 +8,8 @@
 //! certainly below the row maximum by more than [`UNDERFLOW`] gets weight exactly zero (as in
 //! the exact path, where `exp` underflows), an entry whose error bound exceeds [`TOLERANCE`] is
 //! recomputed by the models' exact form, and the log-sum-exp of
-//! [`normalise_log_weights`] turns the row into posterior
-//! weights. Each block adds its rows into its own partial soft counts; the partials are summed
+//! [`add_posterior_row`](super::text::add_posterior_row) (with the crate's own, machine-independent [`exp`], in one pass over
+//! the block) turns the rows into posterior weights. Each block adds its rows into its own partial soft counts; the partials are summed
 //! in block order. Block boundaries depend only on `N`, so the result is bit-identical whether
 //! the blocks run on one thread or on many (rayon, above [`PARALLEL_ENTRIES`]).
 
@@ -18,7 +18,8 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::text::{UNDERFLOW, normalise_log_weights};
+use super::exp::{exp, exp_in_place};
+use super::text::{UNDERFLOW, add_normalised, subtract_max};
 
 /// Samples per block: large enough for a matrix product to run at full speed, small enough
 /// that a block's `BLOCK x K` log-densities and features stay in cache.
@@ -228,35 +229,49 @@ fn score_block(rows: Range<usize>, texts: &LiveTexts<'_>, scorers: &[Scorer<'_>]
         s.model.add_block(s.samples, rows.clone(), live, values, errors, scratch);
     }
     let (mut recomputed, mut fallbacks) = (0u64, 0u64);
-    for (r, (row, err)) in values.chunks_exact_mut(l).zip(errors.chunks_exact(l)).enumerate() {
-        // A certain lower bound of the exact row maximum (NaN bounds are ignored by max).
-        let mut floor = f64::NEG_INFINITY;
-        for ((w, e), lp) in row.iter_mut().zip(err).zip(log_prior) {
+    let (soft_counts, counters) = out.split_at_mut(l);
+    // Per row, passes over the whole row that the compiler vectorises; only rows where some
+    // error bound exceeds TOLERANCE take the entry-by-entry screen.
+    for (r, (row, err)) in values.chunks_exact_mut(l).zip(errors.chunks_exact_mut(l)).enumerate() {
+        for (w, lp) in row.iter_mut().zip(log_prior) {
             *w += lp;
-            floor = floor.max(*w - e);
         }
-        for (k, (w, &e)) in row.iter_mut().zip(err).enumerate() {
-            if *w + e < floor - UNDERFLOW {
-                // Certainly below the exact maximum by more than exp's range: exactly zero
-                // weight in the exact path too.
-                *w = f64::NEG_INFINITY;
-            } else if !(e <= TOLERANCE || e * (*w + e - floor).exp().min(1.0) <= TOLERANCE) {
-                let j = rows.start + r;
-                *w = log_prior[k] + scorers.iter().map(|s| s.model.exact(s.samples, j, live[k], scratch)).sum::<f64>();
-                recomputed += 1;
+        // A certain lower bound of the exact row maximum (NaN bounds are ignored by max).
+        let floor = row.iter().zip(err.iter()).map(|(w, e)| w - e).fold(f64::NEG_INFINITY, f64::max);
+        // Entries certainly below the exact maximum by more than exp's range: exactly zero
+        // weight in the exact path too.
+        let cut = floor - UNDERFLOW;
+        for (w, e) in row.iter_mut().zip(err.iter()) {
+            *w = if *w + e < cut { f64::NEG_INFINITY } else { *w };
+        }
+        if err.iter().fold(false, |wide, &e| wide | (e > TOLERANCE || e.is_nan())) {
+            // The cut is decided again on the cut row: `-inf + e < cut` exactly where
+            // `w + e < cut` was, so an entry is recomputed only if it survived the cut.
+            for (k, (w, &e)) in row.iter_mut().zip(err.iter()).enumerate() {
+                if !(*w + e < cut || e <= TOLERANCE || e * exp(*w + e - floor).min(1.0) <= TOLERANCE) {
+                    let j = rows.start + r;
+                    *w = log_prior[k] + scorers.iter().map(|s| s.model.exact(s.samples, j, live[k], scratch)).sum::<f64>();
+                    recomputed += 1;
+                }
             }
         }
-        if normalise_log_weights(row) {
-            for (o, z) in out.iter_mut().zip(row.iter()) {
-                *o += z;
+        // The row's first posterior step; the error bounds are spent, so the row's first
+        // entry of `err` keeps whether it has a finite weight (NaN when not).
+        err[0] = if subtract_max(row) { 0.0 } else { f64::NAN };
+    }
+    // One `exp` pass over the whole block (full vectors whatever the number of texts), then
+    // each row normalised and added, or its prior for a row without a finite weight.
+    exp_in_place(values);
+    for (row, err) in values.chunks_exact(l).zip(errors.chunks_exact(l)) {
+        if err[0].is_nan() {
+            fallbacks += 1;
+            for (s, pi) in soft_counts.iter_mut().zip(prior) {
+                *s += pi;
             }
         } else {
-            fallbacks += 1;
-            for (o, pi) in out.iter_mut().zip(prior) {
-                *o += pi;
-            }
+            add_normalised(row, soft_counts);
         }
     }
-    out[l] += recomputed as f64;
-    out[l + 1] += fallbacks as f64;
+    counters[0] += recomputed as f64;
+    counters[1] += fallbacks as f64;
 }

@@ -3,6 +3,7 @@
 use rand::Rng;
 use rand_distr::{Binomial, Distribution};
 
+use super::exp::{exp, exp_in_place};
 use super::policy::DataPolicy;
 
 /// A text model: a categorical distribution `p` over the texts `0..K`.
@@ -121,7 +122,8 @@ impl TextModel {
 /// The text temperature `tau_T(p)_i = p_i^(1/T) / sum_k p_k^(1/T)`, written into `out`.
 ///
 /// Computed as a softmax of `log p / T` with the maximum subtracted, so that small `T`
-/// cannot overflow; zero probabilities stay exactly zero. `T = 1` copies `p` unchanged.
+/// cannot overflow; zero probabilities stay exactly zero. `T = 1` copies `p` unchanged. `exp` is
+/// [`models::exp`](super::exp), identical on every machine.
 pub fn tempered(p: &[f64], t: f64, out: &mut Vec<f64>) {
     out.clear();
     if t == 1.0 {
@@ -129,7 +131,7 @@ pub fn tempered(p: &[f64], t: f64, out: &mut Vec<f64>) {
         return;
     }
     let max_log = p.iter().filter(|&&x| x > 0.0).map(|x| x.ln() / t).fold(f64::NEG_INFINITY, f64::max);
-    out.extend(p.iter().map(|&x| if x > 0.0 { (x.ln() / t - max_log).exp() } else { 0.0 }));
+    out.extend(p.iter().map(|&x| if x > 0.0 { exp(x.ln() / t - max_log) } else { 0.0 }));
     let total: f64 = out.iter().sum();
     for x in out.iter_mut() {
         *x /= total;
@@ -165,35 +167,87 @@ pub fn multinomial_counts<R: Rng + ?Sized>(n: u64, probs: &[f64], rng: &mut R, o
 }
 
 /// Log-weights below the row maximum by more than this give exactly zero weight: `exp`
-/// underflows to 0 below -745.2, so skipping the call there is exact (and once conditionals
-/// separate, most texts land there).
+/// rounds to 0 below -745.14, so skipping them is exact (and once conditionals separate, most
+/// texts land there).
 pub const UNDERFLOW: f64 = 745.2;
 
 /// Turns one row of log-weights `log p_i + log q(y | i)` into posterior weights in place
-/// (log-sum-exp with the maximum subtracted; `-inf` gives exactly 0). Returns `false`, leaving
-/// the row unspecified, when no weight is finite (every likelihood underflowed).
+/// (log-sum-exp with the maximum subtracted, as [`add_posterior_row`]). Returns `false`,
+/// leaving the row unspecified, when no weight is finite (every likelihood underflowed).
 pub fn normalise_log_weights(weights: &mut [f64]) -> bool {
-    let max = weights.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if !max.is_finite() {
+    if !subtract_max(weights) {
         return false;
     }
-    let mut total = 0.0;
-    for w in weights.iter_mut() {
-        let x = *w - max;
-        *w = if x < -UNDERFLOW { 0.0 } else { x.exp() };
-        total += *w;
-    }
+    exp_in_place(weights);
+    let total = sum_in_lanes(weights);
     for w in weights.iter_mut() {
         *w /= total;
     }
     true
 }
 
+/// First step of a posterior row: subtracts the row's largest log-weight from every entry,
+/// so that the largest weight is `exp(0) = 1` and none overflows. Returns `false`, leaving the
+/// row as it was, when no log-weight is finite.
+pub fn subtract_max(log_weights: &mut [f64]) -> bool {
+    let max = log_weights.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return false;
+    }
+    for w in log_weights.iter_mut() {
+        *w -= max;
+    }
+    true
+}
+
+/// Last step of a posterior row: adds the row's weights (the `exp` of [`subtract_max`]'s
+/// output), divided by their sum ([`sum_in_lanes`]), to `soft_counts`.
+pub fn add_normalised(weights: &[f64], soft_counts: &mut [f64]) {
+    let total = sum_in_lanes(weights);
+    for (s, w) in soft_counts.iter_mut().zip(weights) {
+        *s += w / total;
+    }
+}
+
+/// Adds one sample's posterior to `soft_counts` from its row of log-weights (destroyed):
+/// [`subtract_max`], `exp` ([`models::exp`](super::exp), the same bits on every machine; `-inf`
+/// and anything below `-UNDERFLOW` give exactly 0), [`add_normalised`]; or `prior` when no
+/// weight is finite (returning `false`). The blocked path
+/// ([`accumulate_posterior`](super::posterior::accumulate_posterior)) runs the same steps with
+/// one `exp` pass over a whole block of rows, value for value the same.
+pub fn add_posterior_row(log_weights: &mut [f64], prior: &[f64], soft_counts: &mut [f64]) -> bool {
+    if subtract_max(log_weights) {
+        exp_in_place(log_weights);
+        add_normalised(log_weights, soft_counts);
+        true
+    } else {
+        for (s, pi) in soft_counts.iter_mut().zip(prior) {
+            *s += pi;
+        }
+        false
+    }
+}
+
+/// `sum xs` in a fixed order the compiler can vectorise: eight partial sums over `xs` in
+/// chunks of eight, combined pairwise, then the remainder in order.
+pub fn sum_in_lanes(xs: &[f64]) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (l, x) in lanes.iter_mut().zip(chunk) {
+            *l += x;
+        }
+    }
+    let [a, b, c, d, e, f, g, h] = lanes;
+    rest.iter().fold(((a + b) + (c + d)) + ((e + f) + (g + h)), |s, x| s + x)
+}
+
 /// Adds the caption posterior of every sample to `soft_counts` (docs/model.md section 3, text phase).
 ///
 /// `log_likelihood` is `n x K` row-major: `log_likelihood[j*K + i] = sum_m log q_m(y_j^m | i)`.
 /// The posterior is `Z_i(y) = p_i q(y|i) / sum_k p_k q(y|k)`, computed in log space with the
-/// maximum subtracted (log-sum-exp, [`normalise_log_weights`]). Texts with `p_i = 0` get
+/// maximum subtracted (log-sum-exp, [`add_posterior_row`]). Texts with `p_i = 0` get
 /// exactly zero. Returns how many samples had no finite posterior weight at all (every
 /// likelihood underflowed), for which the prior `p` is used: the image carries no usable
 /// evidence. The text phase itself uses the blocked form of this,
@@ -211,15 +265,8 @@ pub fn accumulate_caption_posterior(p: &[f64], log_likelihood: &[f64], soft_coun
         for ((w, lp), ll) in weights.iter_mut().zip(log_prior.iter()).zip(row) {
             *w = lp + ll;
         }
-        if !normalise_log_weights(weights) {
+        if !add_posterior_row(weights, p, soft_counts) {
             fallbacks += 1;
-            for (s, &pi) in soft_counts.iter_mut().zip(p) {
-                *s += pi;
-            }
-            continue;
-        }
-        for (s, w) in soft_counts.iter_mut().zip(weights.iter()) {
-            *s += w;
         }
     }
     fallbacks
