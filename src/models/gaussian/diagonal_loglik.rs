@@ -66,7 +66,8 @@ const TEXT_TILE: usize = 128;
 /// roundings of evaluating the bound itself (a few ulps of positive terms).
 const SLACK: f64 = 1.0 + 1.0 / (1u64 << 20) as f64;
 
-/// Higham's `gamma_n = n u / (1 - n u)`, `u = eps / 2`: the relative error of `n` roundings.
+/// Higham's `gamma_n = n u / (1 - n u)`, `u = eps / 2`: the relative error of `n` roundings
+/// (the bounds of both fast forms, this one and `loglik`'s).
 pub(super) fn gamma(n: usize) -> f64 {
     let nu = n as f64 * f64::EPSILON / 2.0;
     nu / (1.0 - nu)

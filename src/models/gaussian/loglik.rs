@@ -37,7 +37,7 @@
 use std::ops::Range;
 
 use super::GaussianImageModel;
-use super::diagonal_loglik::product;
+use super::diagonal_loglik::{gamma, product};
 use super::factor::Factor;
 use crate::models::posterior::BlockLogDensity;
 
@@ -60,10 +60,6 @@ impl QuadraticForm {
         self.quad.resize(k * fq, 0.0);
         self.precision.resize(k * d * d, 0.0);
         self.bound.resize(k, 0.0);
-        let gamma = |n: usize| {
-            let nu = n as f64 * f64::EPSILON / 2.0;
-            nu / (1.0 - nu)
-        };
         let (g_fast, g_exact) = (gamma(fq + 3 * d + 8), gamma(2 * d + 2));
         for (i, f) in factors.iter().enumerate() {
             let w = f.whiten.as_slice();
