@@ -109,22 +109,7 @@ pub fn exp(x: f64) -> f64 {
 /// `x <- e^x` for every value of `xs`, bit for bit [`exp`] of each (the same operations, run
 /// on as many values at once as the CPU's vectors hold).
 pub fn exp_in_place(xs: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above), the only requirement of a
-        // `target_feature(enable = "avx2")` function.
-        unsafe { exp_in_place_avx2(xs) };
-        return;
-    }
-    exp_loop(xs);
-}
-
-/// [`exp_loop`] compiled for AVX2: 4-wide vectors, the same operations (no fused multiply-add,
-/// which is a separate feature), so the same values.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn exp_in_place_avx2(xs: &mut [f64]) {
-    exp_loop(xs);
+    super::widest_vectors!(exp_loop, xs: &mut [f64]);
 }
 
 /// Values per step of [`exp_loop`]: one AVX2 vector, two SSE2 ones.

@@ -15,6 +15,42 @@
 //! - [`schedule`]: parameters that change over rounds (docs/model.md section 12).
 //! - [`batch`]: caption-grouped batches: pooling and the checks on what a model returns.
 
+/// Runs `kernel(args)` (an `#[inline(always)]` function, so compiled into each variant; write
+/// `kernel => T` when it returns a `T`) with the widest vectors the CPU offers: AVX-512F, else
+/// AVX2, else the baseline. The kernels
+/// use plain IEEE operations and no fused multiply-add (a separate feature), so every variant
+/// gives the same bits: wider vectors only run more independent lanes at once. Returns from the
+/// enclosing function. The one place where coevo picks an instruction set at run time.
+macro_rules! widest_vectors {
+    ($kernel:path, $($arg:ident: $ty:ty),* $(,)?) => {
+        $crate::models::widest_vectors!($kernel => (), $($arg: $ty),*)
+    };
+    ($kernel:path => $ret:ty, $($arg:ident: $ty:ty),* $(,)?) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f")]
+            fn avx512($($arg: $ty),*) -> $ret {
+                $kernel($($arg),*)
+            }
+            #[target_feature(enable = "avx2")]
+            fn avx2($($arg: $ty),*) -> $ret {
+                $kernel($($arg),*)
+            }
+            if std::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU supports AVX-512F (checked just above), the only requirement
+                // of a `target_feature(enable = "avx512f")` function.
+                return unsafe { avx512($($arg),*) };
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: as above, for AVX2.
+                return unsafe { avx2($($arg),*) };
+            }
+        }
+        $kernel($($arg),*)
+    }};
+}
+pub(crate) use widest_vectors;
+
 pub mod batch;
 pub mod conditional;
 pub mod exp;

@@ -96,41 +96,48 @@ impl QuadraticForm {
 }
 
 impl GaussianImageModel {
-    /// The exact form on a block of `Full` conditionals in dimension `D` (at most 8, where
-    /// it is as fast as the fast form): the same operations in the same order as
+    /// The exact form on a block of `Full` conditionals in dimension `d <= 8` (where it is as
+    /// fast as the fast form): the same operations in the same order as
     /// [`BlockLogDensity::exact`], so bit-identical to it, with zero error bounds. The block
-    /// is transposed first so that each text's loop over samples runs on contiguous columns
-    /// (vectorised across samples).
-    ///
-    /// On x86-64 with AVX-512 or AVX2 the same code runs with wider vectors: the same
-    /// operations in the same order (no fused multiply-add), so the values are identical on
-    /// every machine.
-    fn add_exact_block<const D: usize>(&self, y: &[f64], live: &[usize], values: &mut [f64], scratch: &mut Vec<f64>) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports AVX-512F (checked just above), the only requirement
-                // of a `target_feature(enable = "avx512f")` function.
-                return unsafe { self.exact_block_avx512::<D>(y, live, values, scratch) };
-            }
-            if std::is_x86_feature_detected!("avx2") {
-                // SAFETY: as above, for AVX2.
-                return unsafe { self.exact_block_avx2::<D>(y, live, values, scratch) };
-            }
+    /// is transposed first so that each text's loop over samples runs on contiguous columns,
+    /// vectorised across samples with the widest vectors the CPU offers (the same operations,
+    /// so the same values on every machine). Returns `false` (doing nothing) when `d > 8`.
+    fn add_exact_block(&self, y: &[f64], live: &[usize], values: &mut [f64], scratch: &mut Vec<f64>) -> bool {
+        if !(1..=8).contains(&self.d) {
+            return false;
         }
-        self.exact_block::<D>(y, live, values, scratch);
+        self.exact_block_widest(y, live, values, scratch);
+        true
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn exact_block_avx512<const D: usize>(&self, y: &[f64], live: &[usize], values: &mut [f64], scratch: &mut Vec<f64>) {
-        self.exact_block::<D>(y, live, values, scratch);
+    /// [`exact_block_of_any_dimension`](Self::exact_block_of_any_dimension) with the widest
+    /// vectors the CPU offers.
+    fn exact_block_widest(&self, y: &[f64], live: &[usize], values: &mut [f64], scratch: &mut Vec<f64>) {
+        let this = self;
+        crate::models::widest_vectors!(
+            GaussianImageModel::exact_block_of_any_dimension,
+            this: &GaussianImageModel,
+            y: &[f64],
+            live: &[usize],
+            values: &mut [f64],
+            scratch: &mut Vec<f64>,
+        );
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn exact_block_avx2<const D: usize>(&self, y: &[f64], live: &[usize], values: &mut [f64], scratch: &mut Vec<f64>) {
-        self.exact_block::<D>(y, live, values, scratch);
+    /// [`exact_block`](Self::exact_block) for the model's `d` (at most 8).
+    #[inline(always)]
+    fn exact_block_of_any_dimension(&self, y: &[f64], live: &[usize], values: &mut [f64], scratch: &mut Vec<f64>) {
+        match self.d {
+            1 => self.exact_block::<1>(y, live, values, scratch),
+            2 => self.exact_block::<2>(y, live, values, scratch),
+            3 => self.exact_block::<3>(y, live, values, scratch),
+            4 => self.exact_block::<4>(y, live, values, scratch),
+            5 => self.exact_block::<5>(y, live, values, scratch),
+            6 => self.exact_block::<6>(y, live, values, scratch),
+            7 => self.exact_block::<7>(y, live, values, scratch),
+            8 => self.exact_block::<8>(y, live, values, scratch),
+            _ => unreachable!("add_exact_block checks d <= 8"),
+        }
     }
 
     /// The loops of [`add_exact_block`](Self::add_exact_block), compiled into each of its
@@ -194,16 +201,8 @@ impl BlockLogDensity for GaussianImageModel {
         let y = &samples[rows.start * self.d..rows.end * self.d];
         // Small dimensions: the exact form itself, which at `d <= 8` costs about what the fast
         // form's product and bound cost, and needs no guard.
-        match self.d {
-            1 => return self.add_exact_block::<1>(y, live, values, scratch),
-            2 => return self.add_exact_block::<2>(y, live, values, scratch),
-            3 => return self.add_exact_block::<3>(y, live, values, scratch),
-            4 => return self.add_exact_block::<4>(y, live, values, scratch),
-            5 => return self.add_exact_block::<5>(y, live, values, scratch),
-            6 => return self.add_exact_block::<6>(y, live, values, scratch),
-            7 => return self.add_exact_block::<7>(y, live, values, scratch),
-            8 => return self.add_exact_block::<8>(y, live, values, scratch),
-            _ => {}
+        if self.add_exact_block(y, live, values, scratch) {
+            return;
         }
         let (d, b, l) = (self.d, rows.len(), live.len());
         let qf = &self.quadratic;

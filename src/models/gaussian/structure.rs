@@ -651,23 +651,11 @@ impl DiagonalDensity {
     /// the differences taken before scaling (exact where the expanded form
     /// `y^2/s - 2 y mu/s + mu^2/s` cancels: collapsed texts far from the origin).
     ///
-    /// On x86-64 with AVX2 the same code runs with 4-wide vectors: the same operations in the
-    /// same order (no fused multiply-add), so the values are identical on every machine.
+    /// The same code runs with the widest vectors the CPU offers ([`crate::models`]'s
+    /// `widest_vectors`): the same operations in the same order, so the same values.
     pub fn add_log_density(&self, samples: &[f64], out: &mut [f64]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above), the only requirement of a
-            // `target_feature(enable = "avx2")` function.
-            unsafe { self.add_log_density_avx2(samples, out) };
-            return;
-        }
-        self.scan(samples, out);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn add_log_density_avx2(&self, samples: &[f64], out: &mut [f64]) {
-        self.scan(samples, out);
+        let this = self;
+        crate::models::widest_vectors!(DiagonalDensity::scan, this: &DiagonalDensity, samples: &[f64], out: &mut [f64]);
     }
 
     /// `log q(y | text)` of one sample `y` (`d` numbers): bit for bit the value
@@ -676,19 +664,8 @@ impl DiagonalDensity {
     /// at most `gamma_n Q / 2 + u |value|`, `n = d / 4 + 9`, with `Q` the exact scaled squared
     /// distance (all its terms are non-negative; Higham's `gamma_n = n u / (1 - n u)`).
     pub fn log_density(&self, y: &[f64], text: usize) -> f64 {
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above), the only requirement of a
-            // `target_feature(enable = "avx2")` function.
-            return unsafe { self.log_density_avx2(y, text) };
-        }
-        self.pair(y, text)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn log_density_avx2(&self, y: &[f64], text: usize) -> f64 {
-        self.pair(y, text)
+        let this = self;
+        crate::models::widest_vectors!(DiagonalDensity::pair => f64, this: &DiagonalDensity, y: &[f64], text: usize)
     }
 
     #[inline(always)]
