@@ -171,21 +171,6 @@ pub fn multinomial_counts<R: Rng + ?Sized>(n: u64, probs: &[f64], rng: &mut R, o
 /// texts land there).
 pub const UNDERFLOW: f64 = 745.2;
 
-/// Turns one row of log-weights `log p_i + log q(y | i)` into posterior weights in place
-/// (log-sum-exp with the maximum subtracted, as [`add_posterior_row`]). Returns `false`,
-/// leaving the row unspecified, when no weight is finite (every likelihood underflowed).
-pub fn normalise_log_weights(weights: &mut [f64]) -> bool {
-    if !subtract_max(weights) {
-        return false;
-    }
-    exp_in_place(weights);
-    let total = sum_in_lanes(weights);
-    for w in weights.iter_mut() {
-        *w /= total;
-    }
-    true
-}
-
 /// First step of a posterior row: subtracts the row's largest log-weight from every entry,
 /// so that the largest weight is `exp(0) = 1` and none overflows. Returns `false`, leaving the
 /// row as it was, when no log-weight is finite.
