@@ -140,6 +140,53 @@ fn exp(c: &mut Criterion) {
     group.finish();
 }
 
+/// The blocked log-densities' matrix product (`coevo::models::gemm::product`, each entry one
+/// fixed chain of fused multiply-adds, the same bits on every machine) against `matrixmultiply`
+/// (its run-time chosen kernel, the product coevo used before) on the shapes of one block: the
+/// `Full` quadratic form at the large scale (256 live texts x 560 features x 256 samples) and a
+/// tile of the platform's `Diagonal` form (128 texts x 256 coordinates x 256 samples), in GFLOP/s.
+fn product(c: &mut Criterion) {
+    let mut group = c.benchmark_group("product");
+    for (name, m, k, n) in [("large_full", 256usize, 560usize, 256usize), ("platform_tile", 128, 256, 256)] {
+        let a: Vec<f64> = (0..m * k).map(|i| ((i * 7919) % 1000) as f64 / 1000.0 - 0.5).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| ((i * 104_729) % 1000) as f64 / 1000.0 - 0.5).collect();
+        let mut out = vec![0.0; m * n];
+        group.throughput(criterion::Throughput::Elements((2 * m * k * n) as u64));
+        group.bench_function(BenchmarkId::new("coevo", name), |bench| {
+            bench.iter(|| {
+                coevo::models::gemm::product(m, k, n, &a, k, &b, k, &mut out);
+                out[7]
+            })
+        });
+        group.bench_function(BenchmarkId::new("matrixmultiply", name), |bench| {
+            bench.iter(|| {
+                // SAFETY: `a` is m x k by rows, `b` k x n by columns, `out` m x n column-major,
+                // all exactly the sizes the strides reach.
+                unsafe {
+                    matrixmultiply::dgemm(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a.as_ptr(),
+                        k as isize,
+                        1,
+                        b.as_ptr(),
+                        1,
+                        k as isize,
+                        0.0,
+                        out.as_mut_ptr(),
+                        1,
+                        m as isize,
+                    );
+                }
+                out[7]
+            })
+        });
+    }
+    group.finish();
+}
+
 fn replicates(c: &mut Criterion) {
     // 64 worlds at paper scale, 20 rounds each, on 1 thread and on every core.
     let cores = std::thread::available_parallelism().map_or(1, |p| p.get() as u64);
@@ -156,5 +203,5 @@ fn replicates(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, rounds, floor, normals, posterior, exp, replicates);
+criterion_group!(benches, rounds, floor, normals, posterior, exp, product, replicates);
 criterion_main!(benches);

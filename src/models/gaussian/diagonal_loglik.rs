@@ -52,6 +52,7 @@
 use std::ops::Range;
 
 use super::structure::{DiagonalDensity, exact_depth};
+use crate::models::gemm::product;
 
 /// Largest inner dimension of one matrix product: `matrixmultiply`'s own depth block for
 /// `f64` (so chunking costs no speed), and the bound's `gamma` stays near `gamma_(CHUNK)`
@@ -233,27 +234,6 @@ impl DiagonalForm {
                 }
             }
         }
-    }
-}
-
-/// `c = a b`, overwritten, for `a` an `m x k` matrix stored by rows `lda` apart (the text-major
-/// coefficient rows, read as they are), `b` a `k x n` matrix stored by columns `ldb` apart
-/// (the samples' features) and `c` `m x n` column-major (a block's values, text-minor).
-/// Shared by the `Full` family's quadratic form (`loglik`).
-///
-/// `matrixmultiply` directly, not through nalgebra: nalgebra sends products with a dimension
-/// of 5 or less to a fallback that mishandles a strided left operand (it walks the whole
-/// underlying slice), and the coefficient rows are exactly that.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn product(m: usize, k: usize, n: usize, a: &[f64], lda: usize, b: &[f64], ldb: usize, c: &mut [f64]) {
-    assert!(k <= lda && k <= ldb && (m == 0 || a.len() >= (m - 1) * lda + k) && (n == 0 || b.len() >= (n - 1) * ldb + k));
-    assert!(c.len() >= m * n);
-    // SAFETY: the asserts above keep every element the strides reach, `a[r * lda + j]` and
-    // `b[col * ldb + j]` for `r < m`, `col < n`, `j < k`, inside `a` and `b`, and `c` holds the
-    // `m x n` column-major result (rows stride 1, columns stride `m`: no two elements alias).
-    // With beta = 0 `c` is only written.
-    unsafe {
-        matrixmultiply::dgemm(m, k, n, 1.0, a.as_ptr(), lda as isize, 1, b.as_ptr(), 1, ldb as isize, 0.0, c.as_mut_ptr(), 1, m as isize);
     }
 }
 

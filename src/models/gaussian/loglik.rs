@@ -37,8 +37,9 @@
 use std::ops::Range;
 
 use super::GaussianImageModel;
-use super::diagonal_loglik::{gamma, product};
+use super::diagonal_loglik::gamma;
 use super::factor::Factor;
+use crate::models::gemm::product;
 use crate::models::posterior::BlockLogDensity;
 
 /// Per-text coefficients of the fast form, rebuilt with the factors.

@@ -29,10 +29,11 @@ use loglik::QuadraticForm;
 
 use std::sync::Arc;
 
-use nalgebra::{DMatrix, DMatrixView, DVector};
+use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
 use super::conditional::{ConditionalModel, ModelError, PerTextMetrics};
+use super::gemm::product;
 use super::policy::DataPolicy;
 use crate::metrics::gaussian as gm;
 use crate::metrics::names;
@@ -160,11 +161,12 @@ pub struct GaussianImageModel {
     /// The conditional a new text starts from (corpus injection `new_text`).
     pub new_text_prior: (DVector<f64>, StructuredCovariance),
     regularized: u64,
-    // Stacked whitening matrices and shifts of all texts: one matrix product scores a whole
-    // block of samples against every text (the dominant cost of the text phase).
-    whiten_all: DMatrix<f64>,
+    // Stacked whitening matrices (`K d x d`, by rows) and shifts of all texts: one matrix
+    // product scores a whole block of samples against every text (the dense
+    // `add_log_likelihood`; the text phase uses the blocked forms of `loglik`).
+    whiten_all: Vec<f64>,
     shift_all: Vec<f64>,
-    block: DMatrix<f64>,
+    block: Vec<f64>,
     // Coefficients of the blocked log-densities of the text phase (`loglik`).
     quadratic: QuadraticForm,
     // Reused buffers of the refit and factorisation: a steady-state round allocates nothing.
@@ -220,9 +222,9 @@ impl GaussianImageModel {
             real_data: None,
             new_text_prior,
             regularized: 0,
-            whiten_all: DMatrix::zeros(0, 0),
+            whiten_all: Vec::new(),
             shift_all: Vec::new(),
-            block: DMatrix::zeros(0, 0),
+            block: Vec::new(),
             quadratic: QuadraticForm::default(),
             batch_stats: structure.empty_stats(d),
             pooled_stats: structure.empty_stats(d),
@@ -358,17 +360,15 @@ impl GaussianImageModel {
             let i = self.factors.len();
             self.factors.push(Factor::new(&self.sigma[i].sigma().to_dense(), &self.mu[i]));
         }
-        if self.whiten_all.nrows() != k * d {
-            self.whiten_all = DMatrix::zeros(k * d, d);
-            self.shift_all.resize(k * d, 0.0);
-        }
+        self.whiten_all.resize(k * d * d, 0.0);
+        self.shift_all.resize(k * d, 0.0);
         for i in 0..k {
             let f = &mut self.factors[i];
             let StructuredCovariance::Full(sigma) = self.sigma[i].sigma() else { unreachable!("a Full model's covariances are Full") };
             f.update(sigma, &self.mu[i], &mut self.eigen);
             for c in 0..d {
                 for r in 0..d {
-                    self.whiten_all[(i * d + r, c)] = f.whiten[(r, c)];
+                    self.whiten_all[(i * d + r) * d + c] = f.whiten[(r, c)];
                 }
             }
             for r in 0..d {
@@ -439,17 +439,13 @@ impl ConditionalModel for GaussianImageModel {
             return Ok(());
         }
         self.regularized += clamped_uses(&self.factors, None);
-        if self.block.nrows() != k * d || self.block.ncols() != BLOCK {
-            self.block = DMatrix::zeros(k * d, BLOCK);
-        }
+        self.block.resize(k * d * BLOCK, 0.0);
         for start in (0..n).step_by(BLOCK) {
             let b = BLOCK.min(n - start);
-            let y = DMatrixView::from_slice(&samples[start * d..(start + b) * d], d, b);
-            let mut block = self.block.columns_mut(0, b);
-            block.gemm(1.0, &self.whiten_all, &y, 0.0);
+            let y = &samples[start * d..(start + b) * d];
+            product(k * d, d, b, &self.whiten_all, d, y, d, &mut self.block);
             for j in 0..b {
-                let col = block.column(j);
-                let col = col.as_slice();
+                let col = &self.block[j * k * d..(j + 1) * k * d];
                 let row = &mut out[(start + j) * k..(start + j + 1) * k];
                 for i in 0..k {
                     let quad = squared_distance(&col[i * d..(i + 1) * d], &self.shift_all[i * d..(i + 1) * d]);
