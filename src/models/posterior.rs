@@ -18,7 +18,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::exp::{exp, exp_in_place};
+use super::exp::exp_in_place;
 use super::text::{UNDERFLOW, add_normalised, subtract_max};
 
 /// Samples per block: large enough for a matrix product to run at full speed, small enough
@@ -146,6 +146,8 @@ struct BlockWorkspace {
     // Shared by the scorers' blocks and, once they are done, their exact forms (whose small
     // needs then fit in its capacity: no allocation when the guard first fires).
     scratch: Vec<f64>,
+    // One row's weight bounds `exp(w + e - floor)` for the guard.
+    screen: Vec<f64>,
 }
 
 thread_local! {
@@ -220,7 +222,7 @@ struct LiveTexts<'a> {
 fn score_block(rows: Range<usize>, texts: &LiveTexts<'_>, scorers: &[Scorer<'_>], ws: &mut BlockWorkspace, out: &mut [f64]) {
     let LiveTexts { live, prior, log_prior } = *texts;
     let (b, l) = (rows.len(), live.len());
-    let BlockWorkspace { values, errors, scratch } = ws;
+    let BlockWorkspace { values, errors, scratch, screen } = ws;
     values.clear();
     values.resize(b * l, 0.0);
     errors.clear();
@@ -245,10 +247,16 @@ fn score_block(rows: Range<usize>, texts: &LiveTexts<'_>, scorers: &[Scorer<'_>]
             *w = if *w + e < cut { f64::NEG_INFINITY } else { *w };
         }
         if err.iter().fold(false, |wide, &e| wide | (e > TOLERANCE || e.is_nan())) {
+            // Each entry's weight bound `exp(w + e - floor)`, for the whole row in one vector
+            // pass (the same `exp` as entry by entry, so the same decisions; scalar calls were
+            // most of this function's time at large scale, where most rows take this branch).
+            screen.clear();
+            screen.extend(row.iter().zip(err.iter()).map(|(w, e)| *w + e - floor));
+            exp_in_place(screen);
             // The cut is decided again on the cut row: `-inf + e < cut` exactly where
             // `w + e < cut` was, so an entry is recomputed only if it survived the cut.
-            for (k, (w, &e)) in row.iter_mut().zip(err.iter()).enumerate() {
-                if !(*w + e < cut || e <= TOLERANCE || e * exp(*w + e - floor).min(1.0) <= TOLERANCE) {
+            for (k, ((w, &e), &z)) in row.iter_mut().zip(err.iter()).zip(screen.iter()).enumerate() {
+                if !(*w + e < cut || e <= TOLERANCE || e * z.min(1.0) <= TOLERANCE) {
                     let j = rows.start + r;
                     *w = log_prior[k] + scorers.iter().map(|s| s.model.exact(s.samples, j, live[k], scratch)).sum::<f64>();
                     recomputed += 1;

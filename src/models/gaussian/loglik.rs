@@ -210,10 +210,10 @@ impl BlockLogDensity for GaussianImageModel {
         let fq = d * (d + 1) / 2;
         let nf = fq + d;
         // Scratch: features (F x b, one column per sample), coefficients (L x F, one row per
-        // live text), products (L x b), centre (d), m' (d), |y'| (b), per text |m'| and
-        // constant (2 L). Every part is overwritten below (the centre is zeroed there): the
+        // live text), products (L x b), centre (d), m' (d), |y'| (b), per text |m'|, constant
+        // and the bound's factor (3 L). Every part is overwritten below (the centre is zeroed there): the
         // buffer is only grown, never cleared (zeroing it was 4% of a large round).
-        let need = nf * b + l * nf + l * b + 2 * d + b + 2 * l;
+        let need = nf * b + l * nf + l * b + 2 * d + b + 3 * l;
         if scratch.len() < need {
             scratch.resize(need, 0.0);
         }
@@ -223,7 +223,8 @@ impl BlockLogDensity for GaussianImageModel {
         let (centre, rest) = rest.split_at_mut(d);
         let (shift, rest) = rest.split_at_mut(d);
         let (y_norm, rest) = rest.split_at_mut(b);
-        let (m_norm, constant) = rest.split_at_mut(l);
+        let (m_norm, rest) = rest.split_at_mut(l);
+        let (constant, bound) = rest.split_at_mut(l);
         centre.fill(0.0);
         for row in y.chunks_exact(d) {
             for (c, v) in centre.iter_mut().zip(row) {
@@ -265,18 +266,23 @@ impl BlockLogDensity for GaussianImageModel {
             }
             m_norm[li] = shift.iter().map(|v| v * v).sum::<f64>().sqrt();
             constant[li] = self.factors[i].log_norm - 0.5 * quad;
+            bound[li] = qf.bound[i];
         }
         product(l, nf, b, coefficients, nf, features, nf, products);
+        // Per entry, contiguous arrays only (the per-text factors gathered above), so that the
+        // loop runs on whole vectors.
+        let (m_norm, constant, bound) = (&*m_norm, &*constant, &bound[..l]);
         for (r, ((vrow, erow), prod)) in
             values.chunks_exact_mut(l).zip(errors.chunks_exact_mut(l)).zip(products.chunks_exact(l)).enumerate()
         {
             let yn = y_norm[r];
-            for (li, &i) in live.iter().enumerate() {
-                let v = prod[li] + constant[li];
-                vrow[li] += v;
-                let reach = yn + m_norm[li];
+            let per_text = constant.iter().zip(m_norm).zip(bound);
+            for (((value, error), p), ((c, mn), g)) in vrow.iter_mut().zip(erow.iter_mut()).zip(prod).zip(per_text) {
+                let v = p + c;
+                *value += v;
+                let reach = yn + mn;
                 // The terms' bound, and the constant's own roundings (a few ulps of each part).
-                erow[li] += qf.bound[i] * (0.5 * reach * reach) + 4.0 * f64::EPSILON * (constant[li].abs() + v.abs());
+                *error += g * (0.5 * reach * reach) + 4.0 * f64::EPSILON * (c.abs() + v.abs());
             }
         }
     }
