@@ -227,6 +227,9 @@ fn score_block(rows: Range<usize>, texts: &LiveTexts<'_>, scorers: &[Scorer<'_>]
     values.resize(b * l, 0.0);
     errors.clear();
     errors.resize(b * l, 0.0);
+    // Sized with the block, not when the guard first fires (which may be rounds later).
+    screen.clear();
+    screen.reserve(l);
     for s in scorers {
         s.model.add_block(s.samples, rows.clone(), live, values, errors, scratch);
     }
