@@ -114,16 +114,27 @@ fn blocked<const MR: usize, const NR: usize>(operands: &Operands<'_>, c: &mut [f
                 for (p, a_panel) in a_packed.chunks_exact(MR * KC).take(panels).enumerate() {
                     let (row0, rows) = (m0 + p * MR, MR.min(mc - p * MR));
                     let mut tile = [[0.0f64; MR]; NR];
+                    // Whole columns of `MR` (the usual case) move as fixed-size arrays, in
+                    // registers; a short edge as a slice.
                     if !first {
                         for (cc, t) in tile.iter_mut().enumerate().take(cols) {
                             let start = (col0 + cc) * m + row0;
-                            t[..rows].copy_from_slice(&c[start..start + rows]);
+                            if rows == MR {
+                                *t = c[start..start + MR].try_into().expect("MR numbers");
+                            } else {
+                                t[..rows].copy_from_slice(&c[start..start + rows]);
+                            }
                         }
                     }
                     micro_kernel::<MR, NR>(&a_panel[..kc * MR], &b_panel[..kc * NR], &mut tile);
                     for (cc, t) in tile.iter().enumerate().take(cols) {
                         let start = (col0 + cc) * m + row0;
-                        c[start..start + rows].copy_from_slice(&t[..rows]);
+                        if rows == MR {
+                            let column: &mut [f64; MR] = (&mut c[start..start + MR]).try_into().expect("MR numbers");
+                            *column = *t;
+                        } else {
+                            c[start..start + rows].copy_from_slice(&t[..rows]);
+                        }
                     }
                 }
             }

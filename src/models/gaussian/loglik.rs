@@ -240,12 +240,13 @@ impl BlockLogDensity for GaussianImageModel {
             for ((v, yv), c) in lin.iter_mut().zip(row).zip(centre.iter()) {
                 *v = yv - c;
             }
+            // Row `a` of the upper triangle, `y'_a y'_b` for `b >= a`, as one slice product.
             let mut f = 0;
             for a in 0..d {
-                for bb in a..d {
-                    quad[f] = lin[a] * lin[bb];
-                    f += 1;
+                for (q, yb) in quad[f..f + d - a].iter_mut().zip(&lin[a..]) {
+                    *q = lin[a] * yb;
                 }
+                f += d - a;
             }
             *norm = lin.iter().map(|v| v * v).sum::<f64>().sqrt();
         }
@@ -258,11 +259,18 @@ impl BlockLogDensity for GaussianImageModel {
                 *s = m - c;
             }
             let p = &qf.precision[i * d * d..(i + 1) * d * d];
+            // `P m'` as `d` column updates, vectorised across its entries; entry `a` still sums
+            // `P_ab m'_b` over `b` in order, from `-0.0` as `Iterator::sum` does (`P` is exactly
+            // symmetric: `P_ab` and `P_ba` are the same dot product).
+            linear.fill(-0.0);
+            for (column, &s) in p.chunks_exact(d).zip(shift.iter()) {
+                for (lin, pab) in linear.iter_mut().zip(column) {
+                    *lin += pab * s;
+                }
+            }
             let mut quad = 0.0;
-            for (a, lin) in linear.iter_mut().enumerate() {
-                let pm: f64 = p[a * d..(a + 1) * d].iter().zip(shift.iter()).map(|(x, y)| x * y).sum();
-                *lin = pm;
-                quad += pm * shift[a];
+            for (pm, s) in linear.iter().zip(shift.iter()) {
+                quad += pm * s;
             }
             m_norm[li] = shift.iter().map(|v| v * v).sum::<f64>().sqrt();
             constant[li] = self.factors[i].log_norm - 0.5 * quad;
