@@ -140,7 +140,7 @@ fn exp(c: &mut Criterion) {
     group.finish();
 }
 
-/// The blocked log-densities' matrix product (`coevo::models::gemm::product`, each entry one
+/// The blocked log-densities' matrix product (`coevo::linalg::gemm::product`, each entry one
 /// fixed chain of fused multiply-adds, the same bits on every machine) against `matrixmultiply`
 /// (its run-time chosen kernel, the product coevo used before) on the shapes of one block: the
 /// `Full` quadratic form at the large scale (256 live texts x 560 features x 256 samples) and a
@@ -154,7 +154,7 @@ fn product(c: &mut Criterion) {
         group.throughput(criterion::Throughput::Elements((2 * m * k * n) as u64));
         group.bench_function(BenchmarkId::new("coevo", name), |bench| {
             bench.iter(|| {
-                coevo::models::gemm::product(m, k, n, &a, k, &b, k, &mut out);
+                coevo::linalg::gemm::product(m, k, n, &a, k, &b, k, &mut out);
                 out[7]
             })
         });

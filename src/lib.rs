@@ -28,6 +28,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod diagnostics;
 pub mod experiment;
+pub mod linalg;
 pub mod metrics;
 pub mod models;
 pub mod output;

@@ -4,7 +4,7 @@
 //! Checked with a counting global allocator: after warm-up rounds have sized the buffers,
 //! further rounds must not call `alloc` or `realloc`. That includes the matrix products of the
 //! blocked log-densities (`Full` covariances above `d = 8`, and the structured families), whose
-//! packing buffer is kept per thread (`coevo::models::gemm`). The Measure phase is switched off
+//! packing buffer is kept per thread (`coevo::linalg::gemm`). The Measure phase is switched off
 //! here (it builds result rows and is outside the training arithmetic); it is checked
 //! separately to allocate a bounded amount per round, independent of the batch size N.
 

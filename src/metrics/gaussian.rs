@@ -1,13 +1,21 @@
-//! Per-text metrics of a Gaussian conditional (docs/model.md section 7).
+//! Per-text metrics of a Gaussian conditional (docs/model.md section 7). Matrix products go
+//! through [`matmul`], so a metric has the same bits on every machine.
 
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
+
+use crate::linalg::gemm::matmul;
 
 /// Symmetric square root of a positive semi-definite matrix (negative roundoff eigenvalues
 /// are treated as zero: the root of the nearest PSD matrix).
 pub fn sqrtm_psd(m: &DMatrix<f64>) -> DMatrix<f64> {
     let eig = SymmetricEigen::new(m.clone());
     let roots = eig.eigenvalues.map(|l| l.max(0.0).sqrt());
-    &eig.eigenvectors * DMatrix::from_diagonal(&roots) * eig.eigenvectors.transpose()
+    // V diag(roots) V^T: the columns of V scaled, then one product (machine-independent bits).
+    let mut scaled = eig.eigenvectors.clone();
+    for (mut column, r) in scaled.column_iter_mut().zip(roots.iter()) {
+        column *= *r;
+    }
+    matmul(&scaled, &eig.eigenvectors.transpose())
 }
 
 /// `tr Sigma^(1/2)` from the eigenvalues of `Sigma`.
@@ -41,7 +49,7 @@ pub fn frechet_sq(mu1: &DVector<f64>, s1: &DMatrix<f64>, mu2: &DVector<f64>, s2:
 /// [`frechet_sq`] with `s2^(1/2)` precomputed (the initial conditional's root is reused
 /// every round).
 pub fn frechet_sq_with_sqrt(mu1: &DVector<f64>, s1: &DMatrix<f64>, mu2: &DVector<f64>, s2: &DMatrix<f64>, s2_sqrt: &DMatrix<f64>) -> f64 {
-    let mut cross = s2_sqrt * s1 * s2_sqrt;
+    let mut cross = matmul(&matmul(s2_sqrt, s1), s2_sqrt);
     // Symmetrise: the product is symmetric in exact arithmetic only.
     cross = (&cross + cross.transpose()) * 0.5;
     let cross_trace = trace_sqrt(&SymmetricEigen::new(cross).eigenvalues);

@@ -109,7 +109,7 @@ pub fn exp(x: f64) -> f64 {
 /// `x <- e^x` for every value of `xs`, bit for bit [`exp`] of each (the same operations, run
 /// on as many values at once as the CPU's vectors hold).
 pub fn exp_in_place(xs: &mut [f64]) {
-    super::widest_vectors!(exp_loop, xs: &mut [f64]);
+    crate::linalg::widest_vectors!(exp_loop, xs: &mut [f64]);
 }
 
 /// Values per step of [`exp_loop`]: one AVX2 vector, two SSE2 ones.

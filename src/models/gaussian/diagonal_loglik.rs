@@ -20,9 +20,10 @@
 //! each term carrying `k` roundings of its own, is off by at most `gamma_(n-1+k)` times the
 //! sum of the terms' magnitudes). The products are made in chunks of at most [`CHUNK`] inner
 //! terms, each into its own output, and the chunks summed here, so that no term of `A` or `L`
-//! goes through more than `g = gamma_(CHUNK + chunks + 4)` roundings whatever the order
-//! `matrixmultiply` sums in (one call over all `d` terms would allow `gamma_(d+4)`, twice as
-//! much at `d = 512`). With `A*`, `L*`, `C*` the exact values on the f64 inputs:
+//! goes through more than `g = gamma_(CHUNK + chunks + 4)` roundings (the bound holds for any
+//! order of summation; [`product`]'s is one fixed chain of fused multiply-adds, so the same bits
+//! on every machine; one call over all `d` terms would allow `gamma_(d+4)`, twice as much at
+//! `d = 512`). With `A*`, `L*`, `C*` the exact values on the f64 inputs:
 //! - `A`'s terms are all of one sign: `|A - A*| <= g_A A*`, `g_A = g` (`Isotropic`:
 //!   `gamma_(d+4)`, the sum `|y'|^2`);
 //! - `L`'s terms are bounded through Cauchy-Schwarz in the weights `w`:
@@ -52,11 +53,10 @@
 use std::ops::Range;
 
 use super::structure::{DiagonalDensity, exact_depth};
-use crate::models::gemm::product;
+use crate::linalg::gemm::product;
 
-/// Largest inner dimension of one matrix product: `matrixmultiply`'s own depth block for
-/// `f64` (so chunking costs no speed), and the bound's `gamma` stays near `gamma_(CHUNK)`
-/// however large `d` grows.
+/// Largest inner dimension of one matrix product: the product's own depth block (so chunking
+/// costs no speed), and the bound's `gamma` stays near `gamma_(CHUNK)` however large `d` grows.
 const CHUNK: usize = 256;
 
 /// Live texts whose products are made and combined together: their products (`2 x chunks x

@@ -5,7 +5,7 @@
 
 use nalgebra::{DMatrix, DVector};
 
-use crate::models::linalg::symmetric_eigen;
+use crate::linalg::eigen::symmetric_eigen;
 
 /// Relative eigenvalue floor of the one regularised factorisation: eigenvalues below
 /// `RELATIVE_FLOOR * lambda_max` are clamped. 1e-12 keeps the factor's condition number
@@ -46,7 +46,7 @@ pub struct Factor {
     pub regularized: bool,
 }
 
-/// Caller-owned buffers of one eigendecomposition (see [`crate::models::linalg::symmetric_eigen`]).
+/// Caller-owned buffers of one eigendecomposition (see [`crate::linalg::eigen::symmetric_eigen`]).
 #[derive(Debug, Clone)]
 pub struct EigenWorkspace {
     pub(super) a: Vec<f64>,

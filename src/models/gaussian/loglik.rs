@@ -39,7 +39,7 @@ use std::ops::Range;
 use super::GaussianImageModel;
 use super::diagonal_loglik::gamma;
 use super::factor::Factor;
-use crate::models::gemm::product;
+use crate::linalg::gemm::product;
 use crate::models::posterior::BlockLogDensity;
 
 /// Per-text coefficients of the fast form, rebuilt with the factors.
@@ -115,7 +115,7 @@ impl GaussianImageModel {
     /// vectors the CPU offers.
     fn exact_block_widest(&self, y: &[f64], live: &[usize], values: &mut [f64], scratch: &mut Vec<f64>) {
         let this = self;
-        crate::models::widest_vectors!(
+        crate::linalg::widest_vectors!(
             GaussianImageModel::exact_block_of_any_dimension,
             this: &GaussianImageModel,
             y: &[f64],

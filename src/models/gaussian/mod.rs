@@ -33,8 +33,8 @@ use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
 use super::conditional::{ConditionalModel, ModelError, PerTextMetrics};
-use super::gemm::product;
 use super::policy::DataPolicy;
+use crate::linalg::gemm::product;
 use crate::metrics::gaussian as gm;
 use crate::metrics::names;
 use crate::rng::Stream;

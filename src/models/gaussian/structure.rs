@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use super::factor::{EigenWorkspace, resolution_floor};
 use super::kernels::{affine, standard_normals};
 use super::stats::SufficientStats;
+use crate::linalg::eigen::symmetric_eigen;
 use crate::metrics::gaussian as gm;
-use crate::models::linalg::symmetric_eigen;
 use crate::rng::Stream;
 
 /// The family an image model's conditional covariances belong to (docs/model.md section 14).
@@ -655,7 +655,7 @@ impl DiagonalDensity {
     /// `widest_vectors`): the same operations in the same order, so the same values.
     pub fn add_log_density(&self, samples: &[f64], out: &mut [f64]) {
         let this = self;
-        crate::models::widest_vectors!(DiagonalDensity::scan, this: &DiagonalDensity, samples: &[f64], out: &mut [f64]);
+        crate::linalg::widest_vectors!(DiagonalDensity::scan, this: &DiagonalDensity, samples: &[f64], out: &mut [f64]);
     }
 
     /// `log q(y | text)` of one sample `y` (`d` numbers): bit for bit the value
@@ -665,7 +665,7 @@ impl DiagonalDensity {
     /// distance (all its terms are non-negative; Higham's `gamma_n = n u / (1 - n u)`).
     pub fn log_density(&self, y: &[f64], text: usize) -> f64 {
         let this = self;
-        crate::models::widest_vectors!(DiagonalDensity::pair => f64, this: &DiagonalDensity, y: &[f64], text: usize)
+        crate::linalg::widest_vectors!(DiagonalDensity::pair => f64, this: &DiagonalDensity, y: &[f64], text: usize)
     }
 
     #[inline(always)]

@@ -18,15 +18,17 @@
 //! AVX-512, every 64-bit ARM); on an x86-64 CPU without it (before 2013) libm computes the same
 //! value in software, many times slower.
 //!
-//! **Layout** (the BLIS loop nest). The depth is cut into chunks of [`KC`]; per chunk, the
-//! columns of `b` are packed into panels of `NR` (`[j][NR]`) and blocks of [`MC`] rows of `a`
+//! **Layout** (the BLIS loop nest). The depth is cut into chunks of `KC` (256); per chunk, the
+//! columns of `b` are packed into panels of `NR` (`[j][NR]`) and blocks of `MC` (128) rows of `a`
 //! into panels of `MR` (`[j][MR]`, zero rows padding the last), so that the micro-kernel reads
 //! both with unit stride. The micro-kernel keeps an `NR x MR` tile of `c` in registers through
 //! the chunk: `MR x NR` multiply-adds per `MR + NR` numbers read. Its size is chosen per
-//! instruction set ([`crate::models::widest_vectors!`]): 16 x 12 with AVX-512's 32 registers of
+//! instruction set (`widest_vectors!`): 16 x 12 with AVX-512's 32 registers of
 //! 8 numbers, 8 x 6 with AVX2's 16 registers of 4, 8 x 6 on the baseline (NEON has 32 of 2).
 
 use std::cell::RefCell;
+
+use nalgebra::DMatrix;
 
 /// Depth of one chunk: a `KC x NR` panel of `b` (24 KiB for `NR = 12`) stays in the core's L1
 /// cache while the panels of `a` stream past it.
@@ -65,6 +67,19 @@ pub fn product(m: usize, k: usize, n: usize, a: &[f64], lda: usize, b: &[f64], l
     PACKED.with_borrow_mut(|packed| product_widest(&operands, c, packed));
 }
 
+/// `a b` for nalgebra matrices (column-major), by [`product`]: the same bits on every machine,
+/// where nalgebra's `*` hands anything above 5 x 5 to `matrixmultiply`. Allocates the result
+/// and a transposed copy of `a` (for the metrics, not the round's inner loops).
+pub fn matmul(a: &DMatrix<f64>, b: &DMatrix<f64>) -> DMatrix<f64> {
+    assert_eq!(a.ncols(), b.nrows(), "matmul: {} x {} times {} x {}", a.nrows(), a.ncols(), b.nrows(), b.ncols());
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    // Column `r` of `a^T` (column-major) is row `r` of `a`: the rows `product` reads.
+    let rows = a.transpose();
+    let mut c = DMatrix::zeros(m, n);
+    product(m, k, n, rows.as_slice(), k, b.as_slice(), k, c.as_mut_slice());
+    c
+}
+
 /// The operands of one [`product`].
 struct Operands<'a> {
     m: usize,
@@ -78,7 +93,7 @@ struct Operands<'a> {
 
 /// [`blocked`] with the register tile and the widest vectors of the CPU.
 fn product_widest(operands: &Operands<'_>, c: &mut [f64], packed: &mut Vec<f64>) {
-    crate::models::widest_vectors!(
+    crate::linalg::widest_vectors!(
         [blocked::<16, 12>, blocked::<8, 6>, blocked::<8, 6>] => (),
         operands: &Operands<'_>,
         c: &mut [f64],
@@ -228,6 +243,20 @@ mod tests {
                 let mut got = vec![f64::NAN; m * n];
                 tile(&operands, &mut got, &mut Vec::new());
                 assert!(want.iter().zip(&got).all(|(w, g)| w.to_bits() == g.to_bits()), "a tile, {m} x {k} x {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_is_the_product_of_nalgebra_matrices() {
+        let a = DMatrix::from_fn(7, 9, |r, c| (r as f64 - 2.5) * 0.3 + c as f64 * 0.11);
+        let b = DMatrix::from_fn(9, 6, |r, c| (c as f64 - 1.0) * 0.7 - r as f64 * 0.05);
+        let c = matmul(&a, &b);
+        assert_eq!(c.shape(), (7, 6));
+        for r in 0..7 {
+            for col in 0..6 {
+                let want = (0..9).fold(0.0f64, |s, j| a[(r, j)].mul_add(b[(j, col)], s));
+                assert_eq!(c[(r, col)].to_bits(), want.to_bits());
             }
         }
     }
