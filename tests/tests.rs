@@ -22,6 +22,7 @@ mod hostile;
 #[cfg(unix)]
 mod interrupt;
 mod layers;
+mod machines;
 mod plot_folders;
 #[cfg(target_os = "linux")]
 mod plugin_isolation;

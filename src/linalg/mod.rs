@@ -8,6 +8,8 @@
 //! nalgebra's operators, which call it above 5 x 5) would make a run's numbers differ between
 //! machines.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 /// Runs `kernel(args)` (an `#[inline(always)]` function, so compiled into each variant; write
 /// `kernel => T` when it returns a `T`) with the widest vectors the CPU offers: AVX-512F, else
 /// AVX2, each with FMA, else the baseline. Returns from the enclosing function. The one place where
@@ -18,6 +20,8 @@
 /// is exactly rounded on every machine (one instruction where the variant has FMA; libm's
 /// correctly rounded `fma` otherwise, slower but the same value). Rust never fuses `a * b + c`
 /// on its own. Wider vectors only run more independent lanes at once.
+///
+/// [`limit_vectors`] caps the choice (tests compare the variants on one machine).
 ///
 /// `[wide, avx2, baseline] => T` gives each variant its own instantiation (a matrix product's
 /// register tile, sized to the variant's registers): they must compute the same values.
@@ -39,12 +43,16 @@ macro_rules! widest_vectors {
             fn avx2($($arg: $ty),*) -> $ret {
                 $avx2($($arg),*)
             }
-            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma") {
+            let limit = $crate::linalg::vector_limit();
+            if limit >= $crate::linalg::Vectors::Avx512
+                && std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("fma")
+            {
                 // SAFETY: the CPU supports AVX-512F and FMA (checked just above), the only
                 // requirement of a `target_feature(enable = "avx512f,fma")` function.
                 return unsafe { avx512($($arg),*) };
             }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            if limit >= $crate::linalg::Vectors::Avx2 && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
                 // SAFETY: as above, for AVX2 and FMA.
                 return unsafe { avx2($($arg),*) };
             }
@@ -53,6 +61,35 @@ macro_rules! widest_vectors {
     }};
 }
 pub(crate) use widest_vectors;
+
+/// The instruction-set variants of `widest_vectors!`, narrowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Vectors {
+    /// The target's baseline (SSE2 on x86-64, NEON on 64-bit ARM).
+    Baseline = 0,
+    /// AVX2 with FMA.
+    Avx2 = 1,
+    /// AVX-512F with FMA.
+    Avx512 = 2,
+}
+
+static LIMIT: AtomicU8 = AtomicU8::new(Vectors::Avx512 as u8);
+
+/// Caps the variant `widest_vectors!` picks (the CPU's widest by default), process-wide. For
+/// tests that run a world under each variant on one machine and compare the bits; running
+/// narrower changes only the speed.
+pub fn limit_vectors(limit: Vectors) {
+    LIMIT.store(limit as u8, Ordering::Relaxed);
+}
+
+/// The cap set by [`limit_vectors`].
+pub fn vector_limit() -> Vectors {
+    match LIMIT.load(Ordering::Relaxed) {
+        0 => Vectors::Baseline,
+        1 => Vectors::Avx2,
+        _ => Vectors::Avx512,
+    }
+}
 
 pub mod eigen;
 pub mod gemm;
