@@ -287,10 +287,28 @@ fn screen_exact_rows(values: &mut [f64], errors: &mut [f64], log_prior: &[f64]) 
     crate::models::widest_vectors!(screen_exact_rows_loop, values: &mut [f64], errors: &mut [f64], log_prior: &[f64]);
 }
 
-/// The loop of [`screen_exact_rows`], compiled into each of its instruction-set variants.
+/// The loop of [`screen_exact_rows`], compiled into each of its instruction-set variants,
+/// with the row length known at compile time below eight texts (the paper's five: short rows
+/// are all loop overhead otherwise).
 #[inline(always)]
 fn screen_exact_rows_loop(values: &mut [f64], errors: &mut [f64], log_prior: &[f64]) {
-    let l = log_prior.len();
+    match log_prior.len() {
+        1 => screen_rows_of::<1>(values, errors, log_prior),
+        2 => screen_rows_of::<2>(values, errors, log_prior),
+        3 => screen_rows_of::<3>(values, errors, log_prior),
+        4 => screen_rows_of::<4>(values, errors, log_prior),
+        5 => screen_rows_of::<5>(values, errors, log_prior),
+        6 => screen_rows_of::<6>(values, errors, log_prior),
+        7 => screen_rows_of::<7>(values, errors, log_prior),
+        _ => screen_rows_of::<0>(values, errors, log_prior),
+    }
+}
+
+/// [`screen_exact_rows_loop`] for rows of `L` texts, or of `log_prior.len()` when `L = 0`.
+#[inline(always)]
+fn screen_rows_of<const L: usize>(values: &mut [f64], errors: &mut [f64], log_prior: &[f64]) {
+    let l = if L == 0 { log_prior.len() } else { L };
+    let log_prior = &log_prior[..l];
     for (row, err) in values.chunks_exact_mut(l).zip(errors.chunks_exact_mut(l)) {
         for (w, lp) in row.iter_mut().zip(log_prior) {
             *w += lp;
@@ -314,9 +332,37 @@ fn add_rows(values: &[f64], errors: &[f64], prior: &[f64], soft_counts: &mut [f6
     crate::models::widest_vectors!(add_rows_loop => u64, values: &[f64], errors: &[f64], prior: &[f64], soft_counts: &mut [f64])
 }
 
-/// The loop of [`add_rows`], compiled into each of its instruction-set variants.
+/// The loop of [`add_rows`], compiled into each of its instruction-set variants. Below eight
+/// texts the soft counts are summed in a local array the compiler keeps in registers (the same
+/// additions in the same order), instead of each row's additions waiting on the last row's
+/// stores.
 #[inline(always)]
 fn add_rows_loop(values: &[f64], errors: &[f64], prior: &[f64], soft_counts: &mut [f64]) -> u64 {
+    match prior.len() {
+        1 => add_rows_of::<1>(values, errors, prior, soft_counts),
+        2 => add_rows_of::<2>(values, errors, prior, soft_counts),
+        3 => add_rows_of::<3>(values, errors, prior, soft_counts),
+        4 => add_rows_of::<4>(values, errors, prior, soft_counts),
+        5 => add_rows_of::<5>(values, errors, prior, soft_counts),
+        6 => add_rows_of::<6>(values, errors, prior, soft_counts),
+        7 => add_rows_of::<7>(values, errors, prior, soft_counts),
+        _ => add_rows_to(values, errors, prior, soft_counts),
+    }
+}
+
+/// [`add_rows_loop`] for rows of `L` texts, summed in registers.
+#[inline(always)]
+fn add_rows_of<const L: usize>(values: &[f64], errors: &[f64], prior: &[f64], soft_counts: &mut [f64]) -> u64 {
+    let mut sums = [0.0; L];
+    sums.copy_from_slice(soft_counts);
+    let fallbacks = add_rows_to(values, errors, &prior[..L], &mut sums);
+    soft_counts.copy_from_slice(&sums);
+    fallbacks
+}
+
+/// [`add_rows_loop`]'s rows added into `soft_counts`.
+#[inline(always)]
+fn add_rows_to(values: &[f64], errors: &[f64], prior: &[f64], soft_counts: &mut [f64]) -> u64 {
     let l = prior.len();
     let mut fallbacks = 0;
     for (row, err) in values.chunks_exact(l).zip(errors.chunks_exact(l)) {
