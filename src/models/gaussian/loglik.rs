@@ -195,9 +195,19 @@ impl GaussianImageModel {
                 }
             }
             let first = g * GROUP;
-            for (r, vrow) in values.chunks_exact_mut(l).enumerate() {
-                for (j, v) in vrow[first..first + group.len()].iter_mut().enumerate() {
-                    *v += out[j * b + r];
+            if group.len() == GROUP {
+                // A whole group: eight contiguous values per row, one vector addition.
+                for (r, vrow) in values.chunks_exact_mut(l).enumerate() {
+                    let column: [f64; GROUP] = std::array::from_fn(|j| out[j * b + r]);
+                    for (v, o) in vrow[first..first + GROUP].iter_mut().zip(column) {
+                        *v += o;
+                    }
+                }
+            } else {
+                for (r, vrow) in values.chunks_exact_mut(l).enumerate() {
+                    for (j, v) in vrow[first..first + group.len()].iter_mut().enumerate() {
+                        *v += out[j * b + r];
+                    }
                 }
             }
         }
