@@ -9,7 +9,9 @@
 //! the exact path, where `exp` underflows), an entry whose error bound exceeds [`TOLERANCE`] is
 //! recomputed by the models' exact form, and the log-sum-exp of
 //! [`add_posterior_row`](super::text::add_posterior_row) (with the crate's own, machine-independent [`exp`], in one pass over
-//! the block) turns the rows into posterior weights. Each block adds its rows into its own partial soft counts; the partials are summed
+//! the block) turns the rows into posterior weights. A block whose error bounds are all zero
+//! (exact scorers, as at `d <= 8`) takes a shorter screen with the same values
+//! (`screen_exact_rows`). Each block adds its rows into its own partial soft counts; the partials are summed
 //! in block order. Block boundaries depend only on `N`, so the result is bit-identical whether
 //! the blocks run on one thread or on many (rayon, above [`PARALLEL_ENTRIES`]).
 
