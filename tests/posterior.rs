@@ -409,3 +409,83 @@ fn ten_conditionals_are_each_counted_once_whatever_their_order() {
     // A few hundred roundings of log-densities of size ~10 per row, pushed through exp: far below 1e-9.
     assert!(moved < 1e-9, "p {forward:?} vs reversed order {backward:?}");
 }
+
+/// Soft counts of one block (`n <= BLOCK` samples, every text live) whose scorers are exact,
+/// by the blocked path and by the row-by-row `accumulate_caption_posterior`, which must agree
+/// bit for bit: the blocked path's fused screen (cut below the row maximum minus `UNDERFLOW`,
+/// then the maximum subtracted) only turns into `-inf` what `exp` turns into 0 anyway, and a
+/// single block sums its rows in the same order. NaN soft counts must be NaN on both sides.
+fn assert_exact_block_matches_rows(
+    label: &str,
+    p: &[f64],
+    ll: &[f64],
+    scorer: &dyn coevo::models::posterior::BlockLogDensity,
+    samples: &[f64],
+) {
+    let (k, n) = (p.len(), ll.len() / p.len());
+    let mut soft = vec![0.0; k];
+    let mut buffers = PosteriorBuffers::default();
+    let report = accumulate_posterior(p, n, &[Scorer { model: scorer, samples }], &mut buffers, &mut soft);
+    let (mut exact, mut scratch) = (vec![0.0; k], Vec::new());
+    let fallbacks = accumulate_caption_posterior(p, ll, &mut exact, &mut scratch);
+    assert_eq!(report.recomputed, 0, "{label}: an exact scorer's entry was recomputed");
+    assert_eq!(report.fallbacks, fallbacks, "{label}: rows without a finite weight");
+    for (i, (a, b)) in soft.iter().zip(&exact).enumerate() {
+        assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{label}: text {i}: blocked {a:e} vs rows {b:e}");
+    }
+}
+
+/// Where every scorer is exact (`d <= 8` `Full` conditionals, or a dense log-likelihood), the
+/// blocked posterior of one block is the row-by-row exact path to the bit, including rows cut
+/// far below their maximum, rows without a finite weight (the prior), `+inf`, ties, signed
+/// zeros and NaN.
+#[test]
+fn exact_blocks_equal_the_row_by_row_path_bit_for_bit() {
+    use coevo::models::posterior::{BLOCK, DenseLogLikelihood};
+    for case in cases().iter().filter(|c| c.mu[0].len() <= 8 && matches!(c.sigma[0], StructuredCovariance::Full(_))) {
+        if case.p.contains(&0.0) {
+            // Dead texts are left out of the blocked rows, which changes the lanes of the row sums.
+            continue;
+        }
+        let case = Case { n: case.n.min(BLOCK as u64), ..case.clone() };
+        let (k, n) = (case.p.len(), case.n as usize);
+        let (model, samples) = sampled_model(&case, 11);
+        let scorer = model.log_density().unwrap();
+        let mut scratch = Vec::new();
+        let ll: Vec<f64> = (0..n * k).map(|e| scorer.exact(&samples, e / k, e % k, &mut scratch)).collect();
+        assert_exact_block_matches_rows(&case.label, &case.p, &ll, scorer, &samples);
+    }
+    // Hand-made rows over K = 11 texts (a full lane of eight and a remainder).
+    let k = 11;
+    let mut rng = entity_stream(23, 0, "exact rows");
+    let p: Vec<f64> = (0..k).map(|_| rng.random_range(0.01..1.0)).collect();
+    let total: f64 = p.iter().sum();
+    let p: Vec<f64> = p.iter().map(|x| x / total).collect();
+    let mut ll = Vec::new();
+    for r in 0..BLOCK {
+        let mut row: Vec<f64> = (0..k).map(|_| rng.random_range(-60.0..0.0)).collect();
+        match r % 8 {
+            // Spread over thousands of nats: most entries cut.
+            1 => row.iter_mut().for_each(|w| *w *= 100.0),
+            // 740.6 to 746 nats below the maximum, across the cut (745.2) and where `exp`
+            // underflows to subnormals and to 0 (745.13).
+            2 => row.iter_mut().enumerate().for_each(|(i, w)| *w = if i == 0 { 0.0 } else { -740.0 - 0.6 * i as f64 }),
+            3 => row.fill(f64::NEG_INFINITY),
+            4 => row[r % k] = f64::INFINITY,
+            // Ties at the maximum.
+            5 => row[(r + 1) % k] = row[r % k],
+            6 => row.iter_mut().enumerate().for_each(|(i, w)| *w = if i % 2 == 0 { 0.0 } else { -0.0 }),
+            7 => row.iter_mut().for_each(|w| *w -= 1e300),
+            _ => {}
+        }
+        ll.extend(row);
+    }
+    let dense = DenseLogLikelihood { values: &ll, k };
+    assert_exact_block_matches_rows("hand-made rows", &p, &ll, &dense, &[]);
+    // A NaN log-density makes its row's weights, and so every soft count, NaN on both paths
+    // (apart, since it poisons all the rows after it).
+    let mut nan = ll[..3 * k].to_vec();
+    nan[k + 4] = f64::NAN;
+    let dense = DenseLogLikelihood { values: &nan, k };
+    assert_exact_block_matches_rows("a NaN log-density", &p, &nan, &dense, &[]);
+}

@@ -18,13 +18,18 @@ pub(super) fn standard_normals(rng: &mut Stream, z: &mut [f64]) {
 /// `y_j = mu + A (scale z_j)` for every sample `j`: `z` and `out` are row-major `n x d`, `a`
 /// is a `d x d` square root of the covariance (`A A^T = Sigma`).
 pub(super) fn affine(a: &DMatrix<f64>, mu: &[f64], scale: f64, z: &[f64], out: &mut [f64]) {
-    // The paper's d = 2 (and other tiny d) get a kernel with the dimension known at compile
-    // time, fully unrolled; the arithmetic is the same.
+    // The paper's d = 2 (and other small d, to 8) get a kernel with the dimension known at
+    // compile time, fully unrolled, each sample's coordinates held in registers instead of
+    // stored and reloaded once per column; the arithmetic is the same.
     match mu.len() {
         1 => affine_kernel::<1>(a, mu, scale, z, out),
         2 => affine_kernel::<2>(a, mu, scale, z, out),
         3 => affine_kernel::<3>(a, mu, scale, z, out),
         4 => affine_kernel::<4>(a, mu, scale, z, out),
+        5 => affine_kernel::<5>(a, mu, scale, z, out),
+        6 => affine_kernel::<6>(a, mu, scale, z, out),
+        7 => affine_kernel::<7>(a, mu, scale, z, out),
+        8 => affine_kernel::<8>(a, mu, scale, z, out),
         _ => affine_dyn(a, mu, scale, z, out),
     }
 }

@@ -143,48 +143,81 @@ impl GaussianImageModel {
 
     /// The loops of [`add_exact_block`](Self::add_exact_block), compiled into each of its
     /// instruction-set variants.
+    ///
+    /// Texts are scored [`GROUP`] at a time into columns of `scratch`, which are then added
+    /// into the block's rows of `values` (`L` apart): each row is touched once per group
+    /// instead of once per text, which kept every addition waiting on the cache.
+    ///
+    /// [`BlockLogDensity::exact`] starts `z` and `|z|^2` at zero; here they start at their
+    /// first term. Adding a term to `+0` gives the term itself except that `-0` becomes `+0`,
+    /// so `z` can differ only in the sign of a zero, which its square removes, and `|z|^2` (a
+    /// sum of squares, never `-0`) not at all: the values are the same bits.
     #[inline(always)]
     fn exact_block<const D: usize>(&self, y: &[f64], live: &[usize], values: &mut [f64], scratch: &mut Vec<f64>) {
         let (b, l) = (y.len() / D, live.len());
         scratch.clear();
-        scratch.resize((D + 1) * b, 0.0);
+        scratch.resize((D + GROUP) * b, 0.0);
         let (columns, out) = scratch.split_at_mut(D * b);
         for (r, row) in y.chunks_exact(D).enumerate() {
             for (a, v) in row.iter().enumerate() {
                 columns[a * b + r] = *v;
             }
         }
-        for (li, &i) in live.iter().enumerate() {
-            let factor = &self.factors[i];
-            let mut w = [[0.0; D]; D];
-            for (wc, col) in w.iter_mut().zip(factor.whiten.as_slice().chunks_exact(D)) {
-                wc.copy_from_slice(col);
-            }
-            let mut mu = [0.0; D];
-            mu.copy_from_slice(self.mu[i].as_slice());
-            for (r, o) in out.iter_mut().enumerate() {
-                let mut v = [0.0; D];
-                for a in 0..D {
-                    v[a] = columns[a * b + r] - mu[a];
+        for (g, group) in live.chunks(GROUP).enumerate() {
+            for (&i, out) in group.iter().zip(out.chunks_exact_mut(b)) {
+                let factor = &self.factors[i];
+                let mut w = [[0.0; D]; D];
+                for (wc, col) in w.iter_mut().zip(factor.whiten.as_slice().chunks_exact(D)) {
+                    wc.copy_from_slice(col);
                 }
-                let mut z = [0.0; D];
-                for (wc, vc) in w.iter().zip(v) {
-                    for (zr, wr) in z.iter_mut().zip(wc) {
-                        *zr += wr * vc;
+                let mut mu = [0.0; D];
+                mu.copy_from_slice(self.mu[i].as_slice());
+                for (r, o) in out.iter_mut().enumerate() {
+                    let mut v = [0.0; D];
+                    for a in 0..D {
+                        v[a] = columns[a * b + r] - mu[a];
+                    }
+                    // Index loops and a slice: the iterator forms of these loops (`map`, `skip`) are
+                    // vectorised within a sample instead of across samples, at half the speed.
+                    let mut z = [0.0; D];
+                    for k in 0..D {
+                        z[k] = w[0][k] * v[0];
+                    }
+                    for a in 1..D {
+                        for k in 0..D {
+                            z[k] += w[a][k] * v[a];
+                        }
+                    }
+                    let mut q = z[0] * z[0];
+                    for zr in &z[1..] {
+                        q += zr * zr;
+                    }
+                    *o = factor.log_norm - 0.5 * q;
+                }
+            }
+            let first = g * GROUP;
+            if group.len() == GROUP {
+                // A whole group: eight contiguous values per row, one vector addition.
+                for (r, vrow) in values.chunks_exact_mut(l).enumerate() {
+                    let column: [f64; GROUP] = std::array::from_fn(|j| out[j * b + r]);
+                    for (v, o) in vrow[first..first + GROUP].iter_mut().zip(column) {
+                        *v += o;
                     }
                 }
-                let mut q = 0.0;
-                for zr in z {
-                    q += zr * zr;
+            } else {
+                for (r, vrow) in values.chunks_exact_mut(l).enumerate() {
+                    for (j, v) in vrow[first..first + group.len()].iter_mut().enumerate() {
+                        *v += out[j * b + r];
+                    }
                 }
-                *o = factor.log_norm - 0.5 * q;
-            }
-            for (vrow, o) in values.chunks_exact_mut(l).zip(out.iter()) {
-                vrow[li] += o;
             }
         }
     }
 }
+
+/// Texts of [`GaussianImageModel::exact_block`] scored before their values are added into
+/// the block's rows.
+const GROUP: usize = 8;
 
 impl BlockLogDensity for GaussianImageModel {
     fn add_block(

@@ -75,6 +75,10 @@ impl SufficientStats {
             2 => lower_scatter::<2>(samples, mean, scatter),
             3 => lower_scatter::<3>(samples, mean, scatter),
             4 => lower_scatter::<4>(samples, mean, scatter),
+            5 => lower_scatter::<5>(samples, mean, scatter),
+            6 => lower_scatter::<6>(samples, mean, scatter),
+            7 => lower_scatter::<7>(samples, mean, scatter),
+            8 => lower_scatter::<8>(samples, mean, scatter),
             _ => lower_scatter_dyn(samples, d, mean, scatter),
         }
         for c in 0..d {
