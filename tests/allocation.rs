@@ -26,13 +26,21 @@ fn allocations_during(sim: &mut Simulation, rounds: usize) -> u64 {
 
 #[test]
 fn steady_state_rounds_do_not_allocate() {
+    // Run inside a rayon pool of two threads, as replicate worlds run (`d = 70` is large
+    // enough for a round to split its draws and factorisations over the pool): a thread outside
+    // the pool hands work to it through rayon's injector queue, which allocates a block every
+    // 63 jobs; inside it, work goes to the thread's own deque.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     for (k, d, n) in [(5, 2, 1000), (20, 8, 2000), (8, 70, 500)] {
-        let mut sim = Simulation::new(&scaled_scenario(k, d, n, 7), 0).unwrap();
-        sim.set_measuring(false);
-        // Warm-up: buffers grow to the largest batch seen. Binomial batch sizes per text vary
-        // from round to round, but the pooled buffers are sized by the total, which is fixed.
-        allocations_during(&mut sim, 5);
-        let steady = allocations_during(&mut sim, 50);
+        let steady = pool.install(|| {
+            let mut sim = Simulation::new(&scaled_scenario(k, d, n, 7), 0).unwrap();
+            sim.set_measuring(false);
+            // Warm-up: buffers grow to the largest batch seen. Binomial batch sizes per text
+            // vary from round to round, but the pooled buffers are sized by the total, which is
+            // fixed.
+            allocations_during(&mut sim, 5);
+            allocations_during(&mut sim, 50)
+        });
         assert_eq!(steady, 0, "K={k} d={d} N={n}: {steady} allocations in 50 steady-state rounds");
     }
 

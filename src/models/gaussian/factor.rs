@@ -59,6 +59,13 @@ impl EigenWorkspace {
     pub fn new(d: usize) -> Self {
         EigenWorkspace { a: vec![0.0; d * d], values: vec![0.0; d], vectors: vec![0.0; d * d] }
     }
+
+    /// Resizes the buffers for `d x d` matrices (no allocation when they already fit).
+    pub fn fit(&mut self, d: usize) {
+        self.a.resize(d * d, 0.0);
+        self.values.resize(d, 0.0);
+        self.vectors.resize(d * d, 0.0);
+    }
 }
 
 /// The floor a variance needs before a likelihood can divide by it, whatever the

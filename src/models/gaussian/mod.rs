@@ -24,10 +24,12 @@ pub use stats::SufficientStats;
 pub use structure::{DiagonalDensity, FactoredCovariance, RefitWorkspace, Structure, StructuredCovariance};
 
 use diagonal_loglik::DiagonalForm;
-use kernels::{clamped_uses, squared_distance};
+use kernels::{clamped_uses, squared_distance, standard_normals};
 use loglik::QuadraticForm;
 
 use std::sync::Arc;
+
+use rayon::prelude::*;
 
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
@@ -295,17 +297,22 @@ impl GaussianImageModel {
         for own in record.iter_mut().flat_map(|r| r.iter_mut()) {
             own.batch = None;
         }
-        let mut offset = 0;
-        for (i, &n) in counts.iter().enumerate() {
-            let block = &mut out[offset * d..(offset + n) * d];
-            offset += n;
-            let normals = &mut normals[(offset - n) * d..offset * d];
-            sigma[i].draw(mu[i].as_slice(), c, rng, normals, block);
-            if let Some(own) = record.as_deref_mut().and_then(|r| r.get_mut(i)) {
+        // The standard normals first, text after text from the one stream (the generator
+        // contract fixes their order; one call draws them in the same order as one call per
+        // text), then each text's samples `mu + A z` and their fingerprint: independent per
+        // text, so in parallel for a large batch (the same values whatever the thread count).
+        standard_normals(rng, &mut normals[..total]);
+        let normals = &normals[..total];
+        let transform = |i: usize, first: usize, block: &mut [f64], own: Option<&mut OwnDraws>| {
+            let n = block.len() / d.max(1);
+            sigma[i].transform(mu[i].as_slice(), c, &normals[first * d..(first + n) * d], block);
+            if let Some(own) = own {
                 own.temperature = c;
-                own.batch = Some((offset - n, n, fingerprint(block)));
+                own.batch = Some((first, n, fingerprint(block)));
             }
-        }
+        };
+        let parallel = total * d >= PARALLEL_DRAW_WORK;
+        transform_texts(&transform, d, counts, 0, 0, &mut out[..], record, parallel);
     }
 
     /// Draws `counts[i]` real samples of every text `i` into `out`, grouped by text: from the
@@ -362,10 +369,30 @@ impl GaussianImageModel {
         }
         self.whiten_all.resize(k * d * d, 0.0);
         self.shift_all.resize(k * d, 0.0);
+        let refactor = |f: &mut Factor, sigma: &FactoredCovariance, mu: &DVector<f64>, ws: &mut EigenWorkspace| {
+            let StructuredCovariance::Full(sigma) = sigma.sigma() else { unreachable!("a Full model's covariances are Full") };
+            f.update(sigma, mu, ws);
+        };
+        // Each text's eigendecomposition is its own: in parallel over texts when they are
+        // many and large (the same values whatever the thread count), so that a large world's
+        // round is not held to one core outside the posterior.
+        if k > 1 && k * d * d * d >= PARALLEL_FACTOR_WORK {
+            // Sized here, on the calling thread (which also takes texts), so that no later
+            // round allocates on it.
+            EIGEN.with_borrow_mut(|ws| ws.fit(d));
+            self.factors[..k].par_iter_mut().zip(&self.sigma[..k]).zip(&self.mu[..k]).for_each(|((f, sigma), mu)| {
+                EIGEN.with_borrow_mut(|ws| {
+                    ws.fit(d);
+                    refactor(f, sigma, mu, ws);
+                })
+            });
+        } else {
+            for ((f, sigma), mu) in self.factors[..k].iter_mut().zip(&self.sigma).zip(&self.mu) {
+                refactor(f, sigma, mu, &mut self.eigen);
+            }
+        }
         for i in 0..k {
-            let f = &mut self.factors[i];
-            let StructuredCovariance::Full(sigma) = self.sigma[i].sigma() else { unreachable!("a Full model's covariances are Full") };
-            f.update(sigma, &self.mu[i], &mut self.eigen);
+            let f = &self.factors[i];
             for c in 0..d {
                 for r in 0..d {
                     self.whiten_all[(i * d + r) * d + c] = f.whiten[(r, c)];
@@ -389,6 +416,64 @@ impl GaussianImageModel {
         let pure = !self.policy.keeps_statistics() && n == samples.len() / self.d.max(1) && print == fingerprint(samples);
         pure.then_some((first, temperature))
     }
+}
+
+/// The samples of one text from its draws: `(text, first sample, its block, its record)`.
+type TextTransform<'a> = dyn Fn(usize, usize, &mut [f64], Option<&mut OwnDraws>) + Sync + 'a;
+
+/// Runs `transform(i, first, block, own)` for texts `offset..offset + counts.len()` of
+/// dimension `d` (`first`: the first one's first sample, `out`: their blocks, `own`: their
+/// records), halving the range with `rayon::join` when `parallel` (no allocation, unlike
+/// spawned tasks). Each text's work is its own, so the order they run in changes nothing.
+#[allow(clippy::too_many_arguments)]
+fn transform_texts(
+    transform: &TextTransform<'_>,
+    d: usize,
+    counts: &[usize],
+    offset: usize,
+    first: usize,
+    out: &mut [f64],
+    own: Option<&mut [OwnDraws]>,
+    parallel: bool,
+) {
+    if parallel && counts.len() > 1 {
+        let half = counts.len() / 2;
+        let left: usize = counts[..half].iter().sum();
+        let (out_left, out_right) = out.split_at_mut(left * d);
+        let (own_left, own_right) = match own {
+            Some(r) if r.len() > half => {
+                let (a, b) = r.split_at_mut(half);
+                (Some(a), Some(b))
+            }
+            other => (other, None),
+        };
+        rayon::join(
+            || transform_texts(transform, d, &counts[..half], offset, first, out_left, own_left, parallel),
+            || transform_texts(transform, d, &counts[half..], offset + half, first + left, out_right, own_right, parallel),
+        );
+        return;
+    }
+    let (mut rest, mut first, mut own) = (out, first, own.map(|r| r.iter_mut()));
+    for (i, &n) in counts.iter().enumerate() {
+        let (block, tail) = std::mem::take(&mut rest).split_at_mut(n * d);
+        rest = tail;
+        transform(offset + i, first, block, own.as_mut().and_then(|o| o.next()));
+        first += n;
+    }
+}
+
+/// Samples times `d^2` (the draws' transforms) above which the texts' samples are made in
+/// parallel: about a millisecond of work.
+const PARALLEL_DRAW_WORK: usize = 1 << 20;
+
+/// Texts times `d^3` (the eigendecompositions' work) above which the factors are refreshed in
+/// parallel: about a millisecond of Jacobi sweeps, well above rayon's per-task cost.
+const PARALLEL_FACTOR_WORK: usize = 1 << 20;
+
+thread_local! {
+    // One eigendecomposition workspace per worker thread for the parallel refresh, kept across
+    // rounds (no allocation once sized).
+    static EIGEN: std::cell::RefCell<EigenWorkspace> = std::cell::RefCell::new(EigenWorkspace::new(0));
 }
 
 /// The matrix of a `Full` covariance (`None` for the structured families).

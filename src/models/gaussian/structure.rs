@@ -488,6 +488,13 @@ impl FactoredCovariance {
     /// writing their standard-normal draws to `z` (same length as `out`).
     pub fn draw(&self, mu: &[f64], c: f64, rng: &mut Stream, z: &mut [f64], out: &mut [f64]) {
         standard_normals(rng, z);
+        self.transform(mu, c, z, out);
+    }
+
+    /// The samples `y = mu + sqrt(c) A z` of the standard-normal draws `z` (the second half of
+    /// [`draw`](Self::draw), which texts can run in parallel once their draws are taken in
+    /// stream order).
+    pub fn transform(&self, mu: &[f64], c: f64, z: &[f64], out: &mut [f64]) {
         let scale = c.sqrt();
         match &self.root {
             Root::Full(a) => affine(a, mu, scale, z, out),
