@@ -321,12 +321,14 @@ fn guard_fires_only_where_needed(collapsed: &Case, random: &Case) {
 /// A world large enough for its blocks to run in parallel (N K = 1.3e6 scored entries, above
 /// `PARALLEL_ENTRIES`) gives bit-identical metric tables on one thread and on two, in every
 /// covariance family (the structured ones at `d = 262`: two product chunks, a tail of lanes).
+/// Its draws' transforms run in parallel too (`N d^2` above a million), and at `Full`, `d = 32`
+/// the factors' eigendecompositions (`K d^3 = 2.1e6`).
 #[test]
 fn one_world_is_identical_on_one_and_two_threads() {
     use coevo::bench::structured_scenario;
     use coevo::models::posterior::PARALLEL_ENTRIES;
     use coevo::world::Simulation;
-    for (structure, d) in [(Structure::Full, 12u64), (Structure::Diagonal, 262), (Structure::Isotropic, 262)] {
+    for (structure, d) in [(Structure::Full, 12u64), (Structure::Full, 32), (Structure::Diagonal, 262), (Structure::Isotropic, 262)] {
         let (k, n) = (64u64, 20_000u64);
         assert!((n * k) as usize >= PARALLEL_ENTRIES);
         let run = |threads: usize| {
