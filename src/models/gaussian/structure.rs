@@ -20,11 +20,10 @@ use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
 use super::factor::{EigenWorkspace, resolution_floor};
-use super::kernels::{affine, standard_normals};
+use super::kernels::affine;
 use super::stats::SufficientStats;
 use crate::linalg::eigen::symmetric_eigen;
 use crate::metrics::gaussian as gm;
-use crate::rng::Stream;
 
 /// The family an image model's conditional covariances belong to (docs/model.md section 14).
 /// The refit is the maximum-likelihood estimate within the family.
@@ -484,16 +483,9 @@ impl FactoredCovariance {
         self.log_det += d as f64 * c.ln() + log_det_z;
     }
 
-    /// Draws `out.len() / d` samples of `N(mu, c Sigma)` through the exact root from `rng`,
-    /// writing their standard-normal draws to `z` (same length as `out`).
-    pub fn draw(&self, mu: &[f64], c: f64, rng: &mut Stream, z: &mut [f64], out: &mut [f64]) {
-        standard_normals(rng, z);
-        self.transform(mu, c, z, out);
-    }
-
-    /// The samples `y = mu + sqrt(c) A z` of the standard-normal draws `z` (the second half of
-    /// [`draw`](Self::draw), which texts can run in parallel once their draws are taken in
-    /// stream order).
+    /// The samples `y = mu + sqrt(c) A z` of `N(mu, c Sigma)` from standard-normal draws `z`
+    /// (same length as `out`) through the exact root. The draws are taken before, text after
+    /// text from one stream; the transforms of different texts can then run in parallel.
     pub fn transform(&self, mu: &[f64], c: f64, z: &[f64], out: &mut [f64]) {
         let scale = c.sqrt();
         match &self.root {
