@@ -1,7 +1,8 @@
 //! Criterion benchmarks of a training round (docs/model.md section 3) at three scales, of the
 //! arithmetic floor at the same scales, of the text phase's posterior at the large scale (the
 //! whole-matrix path against the blocked one, on one and two threads), of the posterior's `exp`
-//! against libm's, and of replicate throughput.
+//! against libm's, of the log-densities' matrix product against `matrixmultiply`, and of
+//! replicate throughput.
 //!
 //! `cargo bench --bench round` reports absolute times; the ratios the README quotes (round
 //! over floor, coevo over numpy, parallel efficiency) are printed by `benches/compare.sh`,

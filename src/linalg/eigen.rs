@@ -1,5 +1,7 @@
-//! Small dense linear algebra on caller-owned buffers, so that a steady-state round does not
-//! allocate. Matrices are column-major `d x d` slices (the layout of `nalgebra::DMatrix`).
+//! The symmetric eigendecomposition of the factorisations, on caller-owned buffers, so that a
+//! steady-state round does not allocate. Matrices are column-major `d x d` slices (the layout of
+//! `nalgebra::DMatrix`). Plain additions, multiplications and square roots in a fixed order:
+//! the same bits on every machine.
 
 /// Eigendecomposition of a symmetric matrix by cyclic Jacobi rotations.
 ///
