@@ -650,8 +650,8 @@ impl DiagonalDensity {
     /// the differences taken before scaling (exact where the expanded form
     /// `y^2/s - 2 y mu/s + mu^2/s` cancels: collapsed texts far from the origin).
     ///
-    /// The same code runs with the widest vectors the CPU offers ([`crate::models`]'s
-    /// `widest_vectors`): the same operations in the same order, so the same values.
+    /// The same code runs with the widest vectors the CPU offers ([`crate::linalg`]'s
+    /// `widest_vectors!`): the same operations in the same order, so the same values.
     pub fn add_log_density(&self, samples: &[f64], out: &mut [f64]) {
         let this = self;
         crate::linalg::widest_vectors!(DiagonalDensity::scan, this: &DiagonalDensity, samples: &[f64], out: &mut [f64]);
