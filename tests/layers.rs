@@ -10,8 +10,8 @@ use std::path::Path;
 
 /// Bottom to top. A module may use the modules before it, never those after it.
 const LAYERS: &[&str] = &[
-    "rng",         // named, portable random streams
     "linalg",      // machine-independent arithmetic: instruction-set dispatch, product, eigen
+    "rng",         // named, portable random streams
     "metrics",     // metric functions, names, the tidy row
     "models",      // the maths: text model, conditional Gaussian, batches, policies
     "data",        // datasets read from files: checked, grouped by label, moments, bootstrap

@@ -1,19 +1,9 @@
-//! The inner loops: standard normal draws and their affine map through a full covariance's
+//! The inner loops: the affine map of standard normal draws through a full covariance's
 //! square root, counting clamped factors, squared distances.
 
 use nalgebra::DMatrix;
-use rand_distr::{Distribution, StandardNormal};
 
 use super::factor::Factor;
-use crate::rng::Stream;
-
-/// Fills `z` with standard normal draws from `rng`, in order (sample-major, coordinate-minor:
-/// the order every sampler has always used).
-pub(super) fn standard_normals(rng: &mut Stream, z: &mut [f64]) {
-    for v in z.iter_mut() {
-        *v = StandardNormal.sample(rng);
-    }
-}
 
 /// `y_j = mu + A (scale z_j)` for every sample `j`: `z` and `out` are row-major `n x d`, `a`
 /// is a `d x d` square root of the covariance (`A A^T = Sigma`).

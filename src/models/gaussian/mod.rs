@@ -24,7 +24,7 @@ pub use stats::SufficientStats;
 pub use structure::{DiagonalDensity, FactoredCovariance, RefitWorkspace, Structure, StructuredCovariance};
 
 use diagonal_loglik::DiagonalForm;
-use kernels::{clamped_uses, squared_distance, standard_normals};
+use kernels::{clamped_uses, squared_distance};
 use loglik::QuadraticForm;
 
 use std::sync::Arc;
@@ -39,7 +39,7 @@ use super::policy::DataPolicy;
 use crate::linalg::gemm::product;
 use crate::metrics::gaussian as gm;
 use crate::metrics::names;
-use crate::rng::Stream;
+use crate::rng::{Stream, standard_normals};
 
 /// Labelled real vectors a model can draw real data from by label (a bootstrap): the dataset a
 /// model was built from (docs/model.md section 10). Implemented by [`crate::data::Dataset`], which sits

@@ -53,9 +53,24 @@ impl SufficientStats {
         if n == 0 {
             return;
         }
-        for y in samples.chunks_exact(d) {
-            for (m, v) in mean.iter_mut().zip(y) {
-                *m += v;
+        // Up to d = 8 the sums run in registers (in memory, each addition waits for the
+        // previous one's store: most of the paper round's refit); the same additions in the
+        // same order either way.
+        match d {
+            1 => column_sums::<1>(samples, mean),
+            2 => column_sums::<2>(samples, mean),
+            3 => column_sums::<3>(samples, mean),
+            4 => column_sums::<4>(samples, mean),
+            5 => column_sums::<5>(samples, mean),
+            6 => column_sums::<6>(samples, mean),
+            7 => column_sums::<7>(samples, mean),
+            8 => column_sums::<8>(samples, mean),
+            _ => {
+                for y in samples.chunks_exact(d) {
+                    for (m, v) in mean.iter_mut().zip(y) {
+                        *m += v;
+                    }
+                }
             }
         }
         for m in mean.iter_mut() {
@@ -134,6 +149,17 @@ fn lower_scatter_dyn(samples: &[f64], d: usize, mean: &[f64], scatter: &mut [f64
             }
         }
     }
+}
+
+/// The column sums of a row-major `n x D` block into `sums` (zero on entry), sample by sample.
+fn column_sums<const D: usize>(samples: &[f64], sums: &mut [f64]) {
+    let mut acc = [0.0; D];
+    for y in samples.chunks_exact(D) {
+        for c in 0..D {
+            acc[c] += y[c];
+        }
+    }
+    sums.copy_from_slice(&acc);
 }
 
 /// [`lower_scatter_dyn`] compiled for dimension `D` (the per-sample loops unrolled, the
