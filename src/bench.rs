@@ -181,10 +181,7 @@ impl ArithmeticFloor {
 
     /// One round's unavoidable arithmetic. Returns a checksum so the work cannot be optimised away.
     pub fn run_once(&mut self) -> f64 {
-        use rand_distr::{Distribution, StandardNormal};
-        for x in self.normals.iter_mut() {
-            *x = StandardNormal.sample(&mut self.rng);
-        }
+        crate::rng::standard_normals(&mut self.rng, &mut self.normals);
         let (k, d) = (self.k, self.d);
         for start in (0..self.n).step_by(FLOOR_BLOCK) {
             let b = FLOOR_BLOCK.min(self.n - start);
