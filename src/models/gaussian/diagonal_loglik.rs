@@ -135,6 +135,35 @@ impl DiagonalForm {
         errors: &mut [f64],
         scratch: &mut Vec<f64>,
     ) {
+        let this = self;
+        crate::linalg::widest_vectors!(
+            DiagonalForm::add_block_kernel,
+            this: &DiagonalForm,
+            density: &DiagonalDensity,
+            samples: &[f64],
+            rows: Range<usize>,
+            live: &[usize],
+            values: &mut [f64],
+            errors: &mut [f64],
+            scratch: &mut Vec<f64>,
+        );
+    }
+
+    /// [`add_block`](Self::add_block)'s loops, compiled into each instruction-set variant: the
+    /// features, the shifted rows and the per-entry assembly of values and bounds run over
+    /// contiguous slices, so they vectorise (`sqrt` included, which IEEE rounds correctly).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn add_block_kernel(
+        &self,
+        density: &DiagonalDensity,
+        samples: &[f64],
+        rows: Range<usize>,
+        live: &[usize],
+        values: &mut [f64],
+        errors: &mut [f64],
+        scratch: &mut Vec<f64>,
+    ) {
         let (d, b, l) = (density.d, rows.len(), live.len());
         let isotropic = density.isotropic;
         let chunks = d.div_ceil(CHUNK);
@@ -143,11 +172,12 @@ impl DiagonalForm {
         let y = &samples[rows.start * d..rows.end * d];
         // Scratch: centre (d), linear features (d x b), quadratic features (d x b, or the b
         // norms |y'|^2), per tile: rows w m' and gathered rows w (2 x tile x d), per-text
-        // terms of the bound and constant (4 x tile), products ((chunks + quadratic) x tile x b).
-        // Every part is written before it is read: no clearing.
+        // terms of the bound and constant (4 x tile), one sample's chunk sums (2 x tile),
+        // products ((chunks + quadratic) x tile x b). Every part is written before it is read:
+        // no clearing.
         let quadratic_features = if isotropic { b } else { d * b };
         let products = (chunks + quadratic_products) * tile * b;
-        let need = d + d * b + quadratic_features + 2 * tile * d + 4 * tile + products;
+        let need = d + d * b + quadratic_features + 2 * tile * d + 6 * tile + products;
         if scratch.len() < need {
             scratch.resize(need, 0.0);
         }
@@ -157,6 +187,7 @@ impl DiagonalForm {
         let (shifted, rest) = rest.split_at_mut(tile * d);
         let (gathered, rest) = rest.split_at_mut(tile * d);
         let (per_text, rest) = rest.split_at_mut(4 * tile);
+        let (sums, rest) = rest.split_at_mut(2 * tile);
         let products = &mut rest[..products];
 
         centre.fill(0.0);
@@ -220,32 +251,46 @@ impl DiagonalForm {
                     product(tl, kc, b, &precision[k0..], d, &quadratic_features[k0..], d, out);
                 }
             }
-            let linear_products = &*linear_products;
-            let quadratic_products_out = &*quadratic_products_out;
+            // Exactly `chunks` products each (the scratch holds a whole tile's).
+            let linear_products = &linear_products[..chunks * tl * b];
+            let quadratic_products_out = &quadratic_products_out[..quadratic_products * tl * b];
+            let (quadratic_sum, linear_sum) = sums.split_at_mut(tile);
+            let (quadratic_sum, linear_sum) = (&mut quadratic_sum[..tl], &mut linear_sum[..tl]);
+            let (cross, constant, kappa) = (&cross[..tl], &constant[..tl], &kappa[..tl]);
             for (r, (vrow, erow)) in values.chunks_exact_mut(l).zip(errors.chunks_exact_mut(l)).enumerate() {
                 let (vrow, erow) = (&mut vrow[t0..t0 + tl], &mut erow[t0..t0 + tl]);
-                let norm = if isotropic { quadratic_features[r] } else { 0.0 };
-                for li in 0..tl {
-                    let s = if isotropic { isotropic_w[li] * norm } else { chunk_sum(quadratic_products_out, chunks, tl * b, r * tl + li) };
-                    let a = 0.5 * s;
-                    let p = chunk_sum(linear_products, chunks, tl * b, r * tl + li);
-                    vrow[li] += (p - a) + constant[li];
-                    erow[li] += bound.quadratic * a + cross[li] * a.sqrt() + kappa[li] + bound.linear * p.abs();
+                // Each entry's chunk products summed in chunk order from zero, a text per lane.
+                if isotropic {
+                    let norm = quadratic_features[r];
+                    for (s, w) in quadratic_sum.iter_mut().zip(&isotropic_w[..tl]) {
+                        *s = w * norm;
+                    }
+                } else {
+                    chunk_sums(quadratic_products_out, tl * b, r * tl, quadratic_sum);
+                }
+                chunk_sums(linear_products, tl * b, r * tl, linear_sum);
+                for (li, (v, e)) in vrow.iter_mut().zip(erow.iter_mut()).enumerate() {
+                    let a = 0.5 * quadratic_sum[li];
+                    let p = linear_sum[li];
+                    *v += (p - a) + constant[li];
+                    *e += bound.quadratic * a + cross[li] * a.sqrt() + kappa[li] + bound.linear * p.abs();
                 }
             }
         }
     }
 }
 
-/// Entry `at` of `chunks` consecutive products of `stride` numbers each, summed in chunk order
-/// (`0` when `d = 0`).
+/// `sums[t] = 0 + products[at + t] + products[stride + at + t] + ...` over the chunks that
+/// `products` holds (`stride` numbers each), in chunk order.
 #[inline(always)]
-fn chunk_sum(products: &[f64], chunks: usize, stride: usize, at: usize) -> f64 {
-    let mut s = 0.0;
-    for q in 0..chunks {
-        s += products[q * stride + at];
+fn chunk_sums(products: &[f64], stride: usize, at: usize, sums: &mut [f64]) {
+    sums.fill(0.0);
+    let n = sums.len();
+    for chunk in products.chunks_exact(stride) {
+        for (s, p) in sums.iter_mut().zip(&chunk[at..at + n]) {
+            *s += p;
+        }
     }
-    s
 }
 
 /// Writes the row `w_a (m_a - c_a)` into `row` and returns `sum_a w_a (m_a - c_a)^2`, summed in
