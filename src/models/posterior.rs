@@ -241,42 +241,7 @@ fn score_block(rows: Range<usize>, texts: &LiveTexts<'_>, scorers: &[Scorer<'_>]
     // `d <= 8`, report zeros): then no entry can be recomputed and the screen reduces to the
     // cut, which `screen_exact_rows` fuses with the row's first posterior step.
     if errors.iter().fold(false, |any, &e| any | (e != 0.0)) {
-        // Per row, passes over the whole row that the compiler vectorises; only rows where
-        // some error bound exceeds TOLERANCE take the entry-by-entry screen.
-        for (r, (row, err)) in values.chunks_exact_mut(l).zip(errors.chunks_exact_mut(l)).enumerate() {
-            for (w, lp) in row.iter_mut().zip(log_prior) {
-                *w += lp;
-            }
-            // A certain lower bound of the exact row maximum (NaN bounds are ignored by max).
-            let floor = row.iter().zip(err.iter()).map(|(w, e)| w - e).fold(f64::NEG_INFINITY, f64::max);
-            // Entries certainly below the exact maximum by more than exp's range: exactly zero
-            // weight in the exact path too.
-            let cut = floor - UNDERFLOW;
-            for (w, e) in row.iter_mut().zip(err.iter()) {
-                *w = if *w + e < cut { f64::NEG_INFINITY } else { *w };
-            }
-            if err.iter().fold(false, |wide, &e| wide | (e > TOLERANCE || e.is_nan())) {
-                // Each entry's weight bound `exp(w + e - floor)`, for the whole row in one
-                // vector pass (the same `exp` as entry by entry, so the same decisions; scalar
-                // calls were most of this function's time at large scale, where most rows
-                // take this branch).
-                screen.clear();
-                screen.extend(row.iter().zip(err.iter()).map(|(w, e)| *w + e - floor));
-                exp_in_place(screen);
-                // The cut is decided again on the cut row: `-inf + e < cut` exactly where
-                // `w + e < cut` was, so an entry is recomputed only if it survived the cut.
-                for (k, ((w, &e), &z)) in row.iter_mut().zip(err.iter()).zip(screen.iter()).enumerate() {
-                    if !(*w + e < cut || e <= TOLERANCE || e * z.min(1.0) <= TOLERANCE) {
-                        let j = rows.start + r;
-                        *w = log_prior[k] + scorers.iter().map(|s| s.model.exact(s.samples, j, live[k], scratch)).sum::<f64>();
-                        recomputed += 1;
-                    }
-                }
-            }
-            // The row's first posterior step; the error bounds are spent, so the row's first
-            // entry of `err` keeps whether it has a finite weight (NaN when not).
-            err[0] = if subtract_max(row) { 0.0 } else { f64::NAN };
-        }
+        recomputed = screen_rows(rows, texts, scorers, values, errors, screen, scratch);
     } else {
         screen_exact_rows(values, errors, log_prior);
     }
@@ -286,6 +251,85 @@ fn score_block(rows: Range<usize>, texts: &LiveTexts<'_>, scorers: &[Scorer<'_>]
     let fallbacks = add_rows(values, errors, prior, soft_counts);
     counters[0] += recomputed as f64;
     counters[1] += fallbacks as f64;
+}
+
+/// The screen of a block with some nonzero error bound, with the widest vectors the CPU offers:
+/// per row, the log prior added, entries certainly below the row's maximum by more than `exp`'s
+/// range cut, entries whose error could move the posterior beyond [`TOLERANCE`] recomputed in
+/// the exact form, then [`subtract_max`]. Returns how many entries were recomputed.
+#[allow(clippy::too_many_arguments)]
+fn screen_rows(
+    rows: Range<usize>,
+    texts: &LiveTexts<'_>,
+    scorers: &[Scorer<'_>],
+    values: &mut [f64],
+    errors: &mut [f64],
+    screen: &mut Vec<f64>,
+    scratch: &mut Vec<f64>,
+) -> u64 {
+    crate::linalg::widest_vectors!(
+        screen_rows_kernel => u64,
+        rows: Range<usize>,
+        texts: &LiveTexts<'_>,
+        scorers: &[Scorer<'_>],
+        values: &mut [f64],
+        errors: &mut [f64],
+        screen: &mut Vec<f64>,
+        scratch: &mut Vec<f64>,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn screen_rows_kernel(
+    rows: Range<usize>,
+    texts: &LiveTexts<'_>,
+    scorers: &[Scorer<'_>],
+    values: &mut [f64],
+    errors: &mut [f64],
+    screen: &mut Vec<f64>,
+    scratch: &mut Vec<f64>,
+) -> u64 {
+    let LiveTexts { live, log_prior, .. } = *texts;
+    let l = live.len();
+    let mut recomputed = 0u64;
+    // Per row, passes over the whole row that the compiler vectorises; only rows where
+    // some error bound exceeds TOLERANCE take the entry-by-entry screen.
+    for (r, (row, err)) in values.chunks_exact_mut(l).zip(errors.chunks_exact_mut(l)).enumerate() {
+        for (w, lp) in row.iter_mut().zip(log_prior) {
+            *w += lp;
+        }
+        // A certain lower bound of the exact row maximum (NaN bounds are ignored by max).
+        let floor = row.iter().zip(err.iter()).map(|(w, e)| w - e).fold(f64::NEG_INFINITY, f64::max);
+        // Entries certainly below the exact maximum by more than exp's range: exactly zero
+        // weight in the exact path too.
+        let cut = floor - UNDERFLOW;
+        for (w, e) in row.iter_mut().zip(err.iter()) {
+            *w = if *w + e < cut { f64::NEG_INFINITY } else { *w };
+        }
+        if err.iter().fold(false, |wide, &e| wide | (e > TOLERANCE || e.is_nan())) {
+            // Each entry's weight bound `exp(w + e - floor)`, for the whole row in one
+            // vector pass (the same `exp` as entry by entry, so the same decisions; scalar
+            // calls were most of this function's time at large scale, where most rows
+            // take this branch).
+            screen.clear();
+            screen.extend(row.iter().zip(err.iter()).map(|(w, e)| *w + e - floor));
+            exp_in_place(screen);
+            // The cut is decided again on the cut row: `-inf + e < cut` exactly where
+            // `w + e < cut` was, so an entry is recomputed only if it survived the cut.
+            for (k, ((w, &e), &z)) in row.iter_mut().zip(err.iter()).zip(screen.iter()).enumerate() {
+                if !(*w + e < cut || e <= TOLERANCE || e * z.min(1.0) <= TOLERANCE) {
+                    let j = rows.start + r;
+                    *w = log_prior[k] + scorers.iter().map(|s| s.model.exact(s.samples, j, live[k], scratch)).sum::<f64>();
+                    recomputed += 1;
+                }
+            }
+        }
+        // The row's first posterior step; the error bounds are spent, so the row's first
+        // entry of `err` keeps whether it has a finite weight (NaN when not).
+        err[0] = if subtract_max(row) { 0.0 } else { f64::NAN };
+    }
+    recomputed
 }
 
 /// The screen and first posterior step of a block whose error bounds are all zero, with the
