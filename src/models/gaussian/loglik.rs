@@ -155,9 +155,12 @@ impl GaussianImageModel {
     #[inline(always)]
     fn exact_block<const D: usize>(&self, y: &[f64], live: &[usize], values: &mut [f64], scratch: &mut Vec<f64>) {
         let (b, l) = (y.len() / D, live.len());
-        scratch.clear();
-        scratch.resize((D + GROUP) * b, 0.0);
-        let (columns, out) = scratch.split_at_mut(D * b);
+        // Every number read below is written first: the buffer is only grown.
+        let need = (D + GROUP) * b;
+        if scratch.len() < need {
+            scratch.resize(need, 0.0);
+        }
+        let (columns, out) = scratch[..need].split_at_mut(D * b);
         for (r, row) in y.chunks_exact(D).enumerate() {
             for (a, v) in row.iter().enumerate() {
                 columns[a * b + r] = *v;
@@ -213,32 +216,26 @@ impl GaussianImageModel {
             }
         }
     }
-}
+    /// The quadratic-feature form of a block of samples `y` (row-major, `d > 8`), with the
+    /// widest vectors the CPU offers: its features, coefficients and per-entry assembly of
+    /// values and bounds vectorise in each variant (the product dispatches on its own).
+    fn quadratic_block(&self, y: &[f64], live: &[usize], values: &mut [f64], errors: &mut [f64], scratch: &mut Vec<f64>) {
+        let this = self;
+        crate::linalg::widest_vectors!(
+            GaussianImageModel::quadratic_block_kernel,
+            this: &GaussianImageModel,
+            y: &[f64],
+            live: &[usize],
+            values: &mut [f64],
+            errors: &mut [f64],
+            scratch: &mut Vec<f64>,
+        );
+    }
 
-/// Texts of [`GaussianImageModel::exact_block`] scored before their values are added into
-/// the block's rows.
-const GROUP: usize = 8;
-
-impl BlockLogDensity for GaussianImageModel {
-    fn add_block(
-        &self,
-        samples: &[f64],
-        rows: Range<usize>,
-        live: &[usize],
-        values: &mut [f64],
-        errors: &mut [f64],
-        scratch: &mut Vec<f64>,
-    ) {
-        if self.structure() != super::Structure::Full {
-            return self.diagonal_form.add_block(&self.diagonal, samples, rows, live, values, errors, scratch);
-        }
-        let y = &samples[rows.start * self.d..rows.end * self.d];
-        // Small dimensions: the exact form itself, which at `d <= 8` costs about what the fast
-        // form's product and bound cost, and needs no guard.
-        if self.add_exact_block(y, live, values, scratch) {
-            return;
-        }
-        let (d, b, l) = (self.d, rows.len(), live.len());
+    #[inline(always)]
+    fn quadratic_block_kernel(&self, y: &[f64], live: &[usize], values: &mut [f64], errors: &mut [f64], scratch: &mut Vec<f64>) {
+        let (d, l) = (self.d, live.len());
+        let b = y.len() / d;
         let qf = &self.quadratic;
         let fq = d * (d + 1) / 2;
         let nf = fq + d;
@@ -327,15 +324,46 @@ impl BlockLogDensity for GaussianImageModel {
             }
         }
     }
+}
+
+/// Texts of [`GaussianImageModel::exact_block`] scored before their values are added into
+/// the block's rows.
+const GROUP: usize = 8;
+
+impl BlockLogDensity for GaussianImageModel {
+    fn add_block(
+        &self,
+        samples: &[f64],
+        rows: Range<usize>,
+        live: &[usize],
+        values: &mut [f64],
+        errors: &mut [f64],
+        scratch: &mut Vec<f64>,
+    ) {
+        if self.structure() != super::Structure::Full {
+            return self.diagonal_form.add_block(&self.diagonal, samples, rows, live, values, errors, scratch);
+        }
+        let y = &samples[rows.start * self.d..rows.end * self.d];
+        // Small dimensions: the exact form itself, which at `d <= 8` costs about what the fast
+        // form's product and bound cost, and needs no guard.
+        if self.add_exact_block(y, live, values, scratch) {
+            return;
+        }
+        self.quadratic_block(y, live, values, errors, scratch);
+    }
 
     fn exact(&self, samples: &[f64], row: usize, text: usize, scratch: &mut Vec<f64>) -> f64 {
         let d = self.d;
         if self.structure() != super::Structure::Full {
             return self.diagonal.log_density(&samples[row * d..(row + 1) * d], text);
         }
-        scratch.clear();
-        scratch.resize(2 * d, 0.0);
-        let (v, z) = scratch.split_at_mut(d);
+        // Only grown, never shrunk: the block kernels share this buffer, and a `clear` here
+        // made the next block zero all of its megabytes again.
+        if scratch.len() < 2 * d {
+            scratch.resize(2 * d, 0.0);
+        }
+        let (v, z) = scratch[..2 * d].split_at_mut(d);
+        z.fill(0.0);
         for ((v, y), m) in v.iter_mut().zip(&samples[row * d..(row + 1) * d]).zip(self.mu[text].iter()) {
             *v = y - m;
         }
