@@ -1,7 +1,8 @@
 //! Dense arithmetic with the same bits on every machine, below every module that computes:
 //! the one run-time choice of instruction set (`widest_vectors!`),
-//! the matrix product ([`gemm`]) of the blocked log-densities and of the metrics, and the
-//! symmetric eigendecomposition ([`eigen`]) of the factorisations.
+//! the matrix product ([`gemm`]) of the blocked log-densities and of the metrics, the
+//! symmetric eigendecomposition ([`eigen`]) of the factorisations, and Higham's [`gamma`] of
+//! the rounding-error bounds.
 //!
 //! Why a layer of its own: the models' fast forms and the metrics' matrix roots both multiply
 //! matrices, and a product whose last bits depend on the CPU (a BLAS, `matrixmultiply`, or
@@ -89,6 +90,14 @@ pub fn vector_limit() -> Vectors {
         1 => Vectors::Avx2,
         _ => Vectors::Avx512,
     }
+}
+
+/// Higham's `gamma_n = n u / (1 - n u)`, `u = eps / 2` (*Accuracy and Stability of Numerical
+/// Algorithms*, section 3.1): the relative error of a result that went through `n` roundings,
+/// in the rounding-error bounds of the models' fast forms.
+pub fn gamma(n: usize) -> f64 {
+    let nu = n as f64 * f64::EPSILON / 2.0;
+    nu / (1.0 - nu)
 }
 
 pub mod eigen;

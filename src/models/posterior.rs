@@ -21,7 +21,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::exp::exp_in_place;
-use super::text::{UNDERFLOW, add_normalised, max_in_lanes, subtract_max};
+use super::text::{UNDERFLOW, add_normalised, add_prior, max_in_lanes, subtract_max};
 
 /// Samples per block: large enough for a matrix product to run at full speed, small enough
 /// that a block's `BLOCK x K` log-densities and features stay in cache.
@@ -426,9 +426,7 @@ fn add_rows_to(values: &[f64], errors: &[f64], prior: &[f64], soft_counts: &mut 
     for (row, err) in values.chunks_exact(l).zip(errors.chunks_exact(l)) {
         if err[0].is_nan() {
             fallbacks += 1;
-            for (s, pi) in soft_counts.iter_mut().zip(prior) {
-                *s += pi;
-            }
+            add_prior(prior, soft_counts);
         } else {
             add_normalised(row, soft_counts);
         }

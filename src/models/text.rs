@@ -208,10 +208,17 @@ pub fn add_posterior_row(log_weights: &mut [f64], prior: &[f64], soft_counts: &m
         add_normalised(log_weights, soft_counts);
         true
     } else {
-        for (s, pi) in soft_counts.iter_mut().zip(prior) {
-            *s += pi;
-        }
+        add_prior(prior, soft_counts);
         false
+    }
+}
+
+/// A row without a finite posterior weight (every likelihood underflowed): the image carries no
+/// usable evidence, and the row adds the prior `p` to `soft_counts`.
+#[inline(always)]
+pub fn add_prior(prior: &[f64], soft_counts: &mut [f64]) {
+    for (s, pi) in soft_counts.iter_mut().zip(prior) {
+        *s += pi;
     }
 }
 

@@ -45,9 +45,10 @@ fn one_at_a_time(rng: &mut Stream, out: &mut [f64]) {
     }
 }
 
-/// `widest_vectors!`' AVX-512 variant of [`standard_normals`]: only ever inlined there.
+/// `widest_vectors!`' AVX-512 variant of [`standard_normals`]. A `target_feature` function:
+/// the compiler lets only code built for AVX-512F call it without `unsafe`.
 #[cfg(target_arch = "x86_64")]
-#[inline(always)]
+#[target_feature(enable = "avx512f")]
 fn bulk(rng: &mut Stream, out: &mut [f64]) {
     let position = rng.get_word_pos();
     // An odd position (a 32-bit draw came before) would pair the words across the buffer's
@@ -56,9 +57,7 @@ fn bulk(rng: &mut Stream, out: &mut [f64]) {
         one_at_a_time(rng, out);
         return;
     }
-    // SAFETY: this function runs only in `widest_vectors!`' AVX-512 variant, on a CPU with
-    // AVX-512F, the requirement of `Words::at`.
-    let mut words = unsafe { Words::at(rng, position) };
+    let mut words = Words::at(rng, position);
     let mut filled = 0;
     while filled < out.len() {
         let run = words.accepted_run().min(out.len() - filled);
@@ -98,11 +97,8 @@ struct Words {
 #[cfg(target_arch = "x86_64")]
 impl Words {
     /// The sixteen blocks around the even stream position `position`, the next word the one there.
-    ///
-    /// # Safety
-    /// The CPU must have AVX-512F.
     #[target_feature(enable = "avx512f")]
-    unsafe fn at(rng: &Stream, position: u128) -> Self {
+    fn at(rng: &Stream, position: u128) -> Self {
         let block_words = 16;
         let offset = (position % block_words) as usize;
         let mut words = Words {

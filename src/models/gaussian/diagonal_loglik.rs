@@ -53,6 +53,7 @@
 use std::ops::Range;
 
 use super::structure::{DiagonalDensity, exact_depth};
+use crate::linalg::gamma;
 use crate::linalg::gemm::product;
 
 /// Largest inner dimension of one matrix product: the product's own depth block (so chunking
@@ -66,13 +67,6 @@ const TEXT_TILE: usize = 128;
 /// Slack on the error bound: covers the factors `1 / (1 - gamma_n)` (below `1 + 1e-12`) and the
 /// roundings of evaluating the bound itself (a few ulps of positive terms).
 const SLACK: f64 = 1.0 + 1.0 / (1u64 << 20) as f64;
-
-/// Higham's `gamma_n = n u / (1 - n u)`, `u = eps / 2`: the relative error of `n` roundings
-/// (the bounds of both fast forms, this one and `loglik`'s).
-pub(super) fn gamma(n: usize) -> f64 {
-    let nu = n as f64 * f64::EPSILON / 2.0;
-    nu / (1.0 - nu)
-}
 
 /// Per-text coefficients of the fast form, rebuilt with the likelihood constants.
 #[derive(Debug, Clone, Default)]

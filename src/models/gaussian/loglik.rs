@@ -37,8 +37,8 @@
 use std::ops::Range;
 
 use super::GaussianImageModel;
-use super::diagonal_loglik::gamma;
 use super::factor::Factor;
+use crate::linalg::gamma;
 use crate::linalg::gemm::product;
 use crate::models::posterior::BlockLogDensity;
 
