@@ -61,11 +61,23 @@ mod tests {
         assert_ne!(named_stream("x", 1).next_u64(), named_stream("x", 2).next_u64());
     }
 
-    /// The bulk sampler against the one-at-a-time loop it replaces: every value bit for bit and
-    /// the next word after, for lengths around the buffer's 128 words and at stream positions
-    /// odd, mid-block and just before the 32-bit carry of the block counter.
+    /// The bulk sampler against the one-at-a-time loop it replaces, under each instruction-set
+    /// variant this CPU has: every value bit for bit and the next word after, for lengths
+    /// around the buffer's 128 words and at stream positions odd, mid-block and just before the
+    /// 32-bit carry of the block counter.
     #[test]
     fn bulk_normals_are_the_one_at_a_time_draws() {
+        use crate::linalg::{Vectors, limit_vectors};
+        for variant in [Vectors::Baseline, Vectors::Avx2, Vectors::Avx512] {
+            // Process-wide, but every variant gives the same values: concurrent tests only run
+            // slower or faster.
+            limit_vectors(variant);
+            bulk_normals_match(variant);
+        }
+        limit_vectors(Vectors::Avx512);
+    }
+
+    fn bulk_normals_match(variant: crate::linalg::Vectors) {
         use rand_distr::{Distribution, StandardNormal};
         let mut slow_path_words = 0u128;
         for (case, len) in [0usize, 1, 63, 64, 65, 127, 128, 129, 1000, 200_000].into_iter().enumerate() {
@@ -90,10 +102,10 @@ mod tests {
                 let mut got = vec![f64::NAN; len];
                 standard_normals(&mut bulk, &mut got);
                 for (k, (g, e)) in got.iter().zip(&expected).enumerate() {
-                    assert_eq!(g.to_bits(), e.to_bits(), "length {len}, start {start}: draw {k}");
+                    assert_eq!(g.to_bits(), e.to_bits(), "{variant:?}, length {len}, start {start}: draw {k}");
                 }
-                assert_eq!(bulk.get_word_pos(), plain.get_word_pos(), "length {len}, start {start}: end position");
-                assert_eq!(bulk.next_u64(), plain.next_u64(), "length {len}, start {start}: next word");
+                assert_eq!(bulk.get_word_pos(), plain.get_word_pos(), "{variant:?}, length {len}, start {start}: end position");
+                assert_eq!(bulk.next_u64(), plain.next_u64(), "{variant:?}, length {len}, start {start}: next word");
             }
         }
         // The comparison covers the ziggurat's slow paths (wedges and tail), not only the

@@ -32,10 +32,10 @@ use crate::linalg::widest_vectors;
 const MIN_BULK: usize = 64;
 
 /// Fills `out` with standard normal variates from `rng`: the values, and the state `rng` is
-/// left in, of `for v in out { *v = StandardNormal.sample(rng) }`. Bulk on CPUs with AVX-512;
-/// elsewhere that loop itself.
+/// left in, of `for v in out { *v = StandardNormal.sample(rng) }`. Bulk on x86-64 CPUs with
+/// AVX-512 or AVX2; elsewhere that loop itself.
 pub fn standard_normals(rng: &mut Stream, out: &mut [f64]) {
-    widest_vectors!([bulk, one_at_a_time, one_at_a_time] => (), rng: &mut Stream, out: &mut [f64])
+    widest_vectors!([bulk_avx512, bulk_avx2, one_at_a_time] => (), rng: &mut Stream, out: &mut [f64])
 }
 
 #[inline(always)]
@@ -49,15 +49,36 @@ fn one_at_a_time(rng: &mut Stream, out: &mut [f64]) {
 /// the compiler lets only code built for AVX-512F call it without `unsafe`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn bulk(rng: &mut Stream, out: &mut [f64]) {
-    let position = rng.get_word_pos();
-    // An odd position (a 32-bit draw came before) would pair the words across the buffer's
-    // 64-bit lanes; the plain loop serves it, and short requests.
-    if out.len() < MIN_BULK || !position.is_multiple_of(2) {
-        one_at_a_time(rng, out);
-        return;
+fn bulk_avx512(rng: &mut Stream, out: &mut [f64]) {
+    match bulk_position(rng, out) {
+        Some(position) => drain(rng, Words::at_avx512(rng, position), out),
+        None => one_at_a_time(rng, out),
     }
-    let mut words = Words::at(rng, position);
+}
+
+/// `widest_vectors!`' AVX2 variant of [`standard_normals`], as [`bulk_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn bulk_avx2(rng: &mut Stream, out: &mut [f64]) {
+    match bulk_position(rng, out) {
+        Some(position) => drain(rng, Words::at_avx2(rng, position), out),
+        None => one_at_a_time(rng, out),
+    }
+}
+
+/// The stream position a bulk draw of `out` starts at, or `None` for the plain loop: an odd
+/// position (a 32-bit draw came before) would pair the words across the buffer's 64-bit lanes,
+/// and short requests are as fast one at a time.
+#[cfg(target_arch = "x86_64")]
+fn bulk_position(rng: &Stream, out: &[f64]) -> Option<u128> {
+    let position = rng.get_word_pos();
+    (out.len() >= MIN_BULK && position.is_multiple_of(2)).then_some(position)
+}
+
+/// Fills `out` from `words` in stream order and moves `rng` past the words used.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn drain(rng: &mut Stream, mut words: Words, out: &mut [f64]) {
     let mut filled = 0;
     while filled < out.len() {
         let run = words.accepted_run().min(out.len() - filled);
@@ -79,10 +100,20 @@ fn bulk(rng: &mut Stream, out: &mut [f64]) {
     rng.set_word_pos(words.position());
 }
 
+/// The instruction set a [`Words`] makes and decodes its blocks with.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+enum Kernels {
+    Avx512,
+    Avx2,
+}
+
 /// A stretch of a stream's 64-bit words with their fast-path variates, and a generator over it.
-/// Exists only on CPUs with AVX-512F ([`Words::at`] is the one constructor).
+/// Made only on a CPU with the instruction set of its `kernels` ([`Words::at_avx512`] and
+/// [`Words::at_avx2`] are the constructors, each callable only where its features are).
 #[cfg(target_arch = "x86_64")]
 struct Words {
+    kernels: Kernels,
     key: ChaCha8Key,
     /// Stream position (in 32-bit words) of `words[0]`.
     base: u128,
@@ -96,12 +127,28 @@ struct Words {
 
 #[cfg(target_arch = "x86_64")]
 impl Words {
-    /// The sixteen blocks around the even stream position `position`, the next word the one there.
+    /// The sixteen blocks around the even stream position `position`, the next word the one
+    /// there, made with AVX-512.
     #[target_feature(enable = "avx512f")]
-    fn at(rng: &Stream, position: u128) -> Self {
+    fn at_avx512(rng: &Stream, position: u128) -> Self {
+        // SAFETY: this function runs on a CPU with AVX-512F.
+        unsafe { Self::at(rng, position, Kernels::Avx512) }
+    }
+
+    /// [`at_avx512`](Self::at_avx512) with AVX2.
+    #[target_feature(enable = "avx2")]
+    fn at_avx2(rng: &Stream, position: u128) -> Self {
+        // SAFETY: this function runs on a CPU with AVX2.
+        unsafe { Self::at(rng, position, Kernels::Avx2) }
+    }
+
+    /// # Safety
+    /// The CPU must have the instruction set of `kernels`.
+    unsafe fn at(rng: &Stream, position: u128, kernels: Kernels) -> Self {
         let block_words = 16;
         let offset = (position % block_words) as usize;
         let mut words = Words {
+            kernels,
             key: ChaCha8Key::of(rng),
             base: position - offset as u128,
             words: [0; WORDS64],
@@ -117,15 +164,26 @@ impl Words {
     fn refill(&mut self) {
         self.base += (BLOCKS * 16) as u128;
         self.at = 0;
-        // SAFETY: a `Words` exists only on a CPU with AVX-512F (`Words::at`).
-        unsafe { self.make() };
+        self.make();
     }
 
-    #[target_feature(enable = "avx512f")]
     fn make(&mut self) {
         // The block counter is the position's low 64 bits of blocks, as `set_word_pos` takes it.
-        self.key.blocks((self.base / 16) as u64, &mut self.words);
-        self.accepted = fast_path(&self.words, &mut self.fast);
+        let first = (self.base / 16) as u64;
+        // SAFETY: a `Words` is made only on a CPU with the instruction set of its `kernels`
+        // (its constructors).
+        unsafe {
+            match self.kernels {
+                Kernels::Avx512 => {
+                    self.key.blocks(first, &mut self.words);
+                    self.accepted = fast_path(&self.words, &mut self.fast);
+                }
+                Kernels::Avx2 => {
+                    self.key.blocks_avx2(first, &mut self.words);
+                    self.accepted = fast_path_avx2(&self.words, &mut self.fast);
+                }
+            }
+        }
     }
 
     /// How many words from `at` on are accepted by the fast path, in a row.
@@ -184,6 +242,32 @@ fn fast_path(words: &[u64; WORDS64], fast: &mut [f64; WORDS64]) -> u128 {
         // SAFETY: `f8` holds eight numbers.
         unsafe { _mm512_storeu_pd(f8.as_mut_ptr(), x) };
         accepted |= u128::from(inside) << (8 * c);
+    }
+    accepted
+}
+
+/// [`fast_path`] with AVX2, four words per instruction.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn fast_path_avx2(words: &[u64; WORDS64], fast: &mut [f64; WORDS64]) -> u128 {
+    let layer = _mm256_set1_epi64x(0xff);
+    let exponent = _mm256_set1_epi64x(0x4000_0000_0000_0000);
+    let three = _mm256_set1_pd(3.0);
+    let magnitude = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
+    let mut accepted = 0u128;
+    for (c, (w4, f4)) in words.chunks_exact(4).zip(fast.chunks_exact_mut(4)).enumerate() {
+        // SAFETY: as in `fast_path`, for four words.
+        let (w, edge, next) = unsafe {
+            let w = _mm256_loadu_si256(w4.as_ptr().cast());
+            let i = _mm256_and_si256(w, layer);
+            (w, _mm256_i64gather_pd::<8>(ZIG_NORM_X.as_ptr(), i), _mm256_i64gather_pd::<8>(ZIG_NORM_X.as_ptr().add(1), i))
+        };
+        let u = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64::<12>(w), exponent)), three);
+        let x = _mm256_mul_pd(u, edge);
+        let inside = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LT_OQ>(_mm256_and_pd(x, magnitude), next)) as u128;
+        // SAFETY: `f4` holds four numbers.
+        unsafe { _mm256_storeu_pd(f4.as_mut_ptr(), x) };
+        accepted |= inside << (4 * c);
     }
     accepted
 }
