@@ -235,16 +235,16 @@ fn score_block(rows: Range<usize>, texts: &LiveTexts<'_>, scorers: &[Scorer<'_>]
     for s in scorers {
         s.model.add_block(s.samples, rows.clone(), live, values, errors, scratch);
     }
-    let mut recomputed = 0u64;
     let (soft_counts, counters) = out.split_at_mut(l);
     // One vectorised pass decides whether every error bound is zero (exact scorers, as at
     // `d <= 8`, report zeros): then no entry can be recomputed and the screen reduces to the
     // cut, which `screen_exact_rows` fuses with the row's first posterior step.
-    if errors.iter().fold(false, |any, &e| any | (e != 0.0)) {
-        recomputed = screen_rows(rows, texts, scorers, values, errors, screen, scratch);
+    let recomputed = if errors.iter().fold(false, |any, &e| any | (e != 0.0)) {
+        screen_rows(rows, texts, scorers, values, errors, screen, scratch)
     } else {
         screen_exact_rows(values, errors, log_prior);
-    }
+        0
+    };
     // One `exp` pass over the whole block (full vectors whatever the number of texts), then
     // each row normalised and added, or its prior for a row without a finite weight.
     exp_in_place(values);

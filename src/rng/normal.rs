@@ -29,6 +29,7 @@ use crate::linalg::widest_vectors;
 
 /// Below this many variates the plain loop is as fast (a bulk call makes at least sixteen
 /// blocks and repositions the stream).
+#[cfg(target_arch = "x86_64")]
 const MIN_BULK: usize = 64;
 
 /// Fills `out` with standard normal variates from `rng`: the values, and the state `rng` is
