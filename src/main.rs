@@ -28,13 +28,20 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use args::{Cli, Command, DataCommand, PluginsCommand};
+use args::{Cli, Command, DataCommand, PluginsCommand, VectorSet};
 use error::CliError;
 
 fn main() -> ExitCode {
     init_logging();
     // Bad arguments: clap prints the usage and exits with code 2 itself.
     let cli = Cli::parse();
+    if let Some(set) = cli.vectors {
+        coevo::linalg::limit_vectors(match set {
+            VectorSet::Avx512 => coevo::linalg::Vectors::Avx512,
+            VectorSet::Avx2 => coevo::linalg::Vectors::Avx2,
+            VectorSet::Baseline => coevo::linalg::Vectors::Baseline,
+        });
+    }
     match configure_plugins(&cli).and_then(|()| dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -195,6 +195,7 @@ fn bad_command_line_values_exit_2() {
         &["run", "scenarios/coevolve.ron", "--rounds", "0"][..],
         &["run", "scenarios/coevolve.ron", "--threads", "-1"],
         &["run", "scenarios/coevolve.ron", "--no-such-flag"],
+        &["run", "scenarios/coevolve.ron", "--vectors", "avx1024"],
         &["run"],
         &["validate"],
     ] {
@@ -285,6 +286,38 @@ fn same_seed_same_bytes_whatever_the_thread_count() {
         std::str::from_utf8(csv).unwrap().lines().filter(|l| l.split(',').nth(1) == Some("0")).map(str::to_string).collect()
     };
     assert_eq!(round0(&one), round0(&other));
+}
+
+/// The instruction set changes only the speed: a Full model above `d = 8` (the matrix
+/// product, the guard, the eigendecompositions), a Diagonal one (its own block kernel) and
+/// the paper's scenario (the bulk normals and the exact block) give the same bytes with
+/// `--vectors baseline` as with the CPU's widest. (`tests/machines.rs` compares every variant
+/// inside the library; this is the user's switch, end to end.)
+#[test]
+fn same_bytes_whatever_the_instruction_set() {
+    let base = coevolve_metrics("vectors_widest", &["--threads", "1"]);
+    let narrow = coevolve_metrics("vectors_baseline", &["--threads", "1", "--vectors", "baseline"]);
+    assert!(base == narrow, "metrics.csv of coevolve.ron differs between the widest vectors and --vectors baseline");
+    let dir = scratch("cli", "vectors_structured");
+    for structure in ["Full", "Diagonal"] {
+        let scenario = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/platform.ron"))
+            .unwrap()
+            .replace("Uniform(1024), batch: 100000", "Uniform(24), batch: 2000")
+            .replace("dim: 512", "dim: 12")
+            .replace("batch: 100000", "batch: 2000")
+            .replace("rounds: 20", "rounds: 5")
+            .replace("structure: Diagonal", &format!("structure: {structure}"));
+        let file = crate::common::write(&dir, &format!("{structure}.ron"), &scenario);
+        let metrics = |set: &str| {
+            let out_dir = dir.join(format!("{structure}-{set}"));
+            let out = coevo(&["run", file.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--quiet", "--vectors", set]);
+            assert_eq!(out.status.code(), Some(0), "{structure} {set}: {}", stderr(&out));
+            std::fs::read(out_dir.join("metrics.csv")).unwrap()
+        };
+        let (wide, narrow) = (metrics("avx512"), metrics("baseline"));
+        assert!(wide.len() > 1000, "{structure}: metrics.csv suspiciously short");
+        assert!(wide == narrow, "{structure}: metrics.csv differs between --vectors avx512 and baseline");
+    }
 }
 
 // ---------------------------------------------------------------- interrupted run

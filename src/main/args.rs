@@ -37,6 +37,22 @@ pub struct Cli {
     /// reports available, at least 1024].
     #[arg(long, value_name = "MB", global = true, value_parser = clap::value_parser!(u64).range(64..))]
     pub plugin_memory_mb: Option<u64>,
+    /// Widest instruction set coevo's arithmetic may use [default: the CPU's widest]. Results
+    /// are the same bits with any choice, only the speed changes: for benchmarks of a variant,
+    /// and for checking that claim on your own machine.
+    #[arg(long, value_enum, value_name = "SET", global = true)]
+    pub vectors: Option<VectorSet>,
+}
+
+/// The values of `--vectors`, narrowest last.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum VectorSet {
+    /// AVX-512F with FMA where the CPU has it, else the next below.
+    Avx512,
+    /// AVX2 with FMA where the CPU has it, else the baseline.
+    Avx2,
+    /// The target's baseline (SSE2 on x86-64, NEON on 64-bit ARM).
+    Baseline,
 }
 
 /// Options shared by the commands that run a scenario.
