@@ -41,16 +41,7 @@ impl ChaCha8Key {
     pub(super) fn blocks(&self, first: u64, out: &mut [u64; WORDS64]) {
         let input = self.input(first);
         let mut x = input;
-        for _ in 0..4 {
-            quarter_round(&mut x, 0, 4, 8, 12);
-            quarter_round(&mut x, 1, 5, 9, 13);
-            quarter_round(&mut x, 2, 6, 10, 14);
-            quarter_round(&mut x, 3, 7, 11, 15);
-            quarter_round(&mut x, 0, 5, 10, 15);
-            quarter_round(&mut x, 1, 6, 11, 12);
-            quarter_round(&mut x, 2, 7, 8, 13);
-            quarter_round(&mut x, 3, 4, 9, 14);
-        }
+        eight_rounds(&mut x, |x, a, b, c, d| quarter_round(x, a, b, c, d));
         for (v, s) in x.iter_mut().zip(&input) {
             *v = _mm512_add_epi32(*v, *s);
         }
@@ -106,16 +97,7 @@ impl ChaCha8Key {
             _ => _mm256_set1_epi32((self.stream >> 32) as u32 as i32),
         });
         let mut x = input;
-        for _ in 0..4 {
-            quarter_round_avx2(&mut x, 0, 4, 8, 12);
-            quarter_round_avx2(&mut x, 1, 5, 9, 13);
-            quarter_round_avx2(&mut x, 2, 6, 10, 14);
-            quarter_round_avx2(&mut x, 3, 7, 11, 15);
-            quarter_round_avx2(&mut x, 0, 5, 10, 15);
-            quarter_round_avx2(&mut x, 1, 6, 11, 12);
-            quarter_round_avx2(&mut x, 2, 7, 8, 13);
-            quarter_round_avx2(&mut x, 3, 4, 9, 14);
-        }
+        eight_rounds(&mut x, |x, a, b, c, d| quarter_round_avx2(x, a, b, c, d));
         for (v, s) in x.iter_mut().zip(&input) {
             *v = _mm256_add_epi32(*v, *s);
         }
@@ -169,6 +151,22 @@ fn transpose4(rows: &[__m256i]) -> [__m256i; 4] {
         _mm256_permute2x128_si256::<0x31>(t0, t2),
         _mm256_permute2x128_si256::<0x31>(t1, t3),
     ]
+}
+
+/// ChaCha8's eight rounds (four column-then-diagonal double rounds) on the sixteen state words,
+/// whatever register holds a word.
+#[inline(always)]
+fn eight_rounds<V>(x: &mut [V; 16], quarter_round: impl Fn(&mut [V; 16], usize, usize, usize, usize)) {
+    for _ in 0..4 {
+        quarter_round(x, 0, 4, 8, 12);
+        quarter_round(x, 1, 5, 9, 13);
+        quarter_round(x, 2, 6, 10, 14);
+        quarter_round(x, 3, 7, 11, 15);
+        quarter_round(x, 0, 5, 10, 15);
+        quarter_round(x, 1, 6, 11, 12);
+        quarter_round(x, 2, 7, 8, 13);
+        quarter_round(x, 3, 4, 9, 14);
+    }
 }
 
 #[inline]
