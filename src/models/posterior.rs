@@ -60,7 +60,8 @@ pub trait BlockLogDensity: Sync {
     /// Adds `log q(y_j | live[l])` to `values[r * L + l]` and a bound on its absolute error
     /// (against [`exact`](Self::exact)) to `errors[r * L + l]`, for every sample
     /// `j = rows.start + r` of `samples` and `L = live.len()`. An exact implementation adds
-    /// zero errors. `scratch` is a per-thread buffer the implementation may resize freely.
+    /// zero errors. `scratch` is a per-thread buffer shared with [`exact`](Self::exact), taken
+    /// through [`scratch_of`].
     fn add_block(
         &self,
         samples: &[f64],
@@ -73,6 +74,17 @@ pub trait BlockLogDensity: Sync {
     /// The exact `log q(y_j | text)` of sample `row`: the reference the error bounds of
     /// [`add_block`](Self::add_block) are measured against.
     fn exact(&self, samples: &[f64], row: usize, text: usize, scratch: &mut Vec<f64>) -> f64;
+}
+
+/// The first `need` numbers of a [`BlockLogDensity`]'s per-thread scratch, growing it if it is
+/// shorter and never shrinking or clearing it: every block and exact entry shares the buffer,
+/// so a shrink (a `clear`) made the next block zero megabytes again. What is read must be
+/// written first.
+pub fn scratch_of(scratch: &mut Vec<f64>, need: usize) -> &mut [f64] {
+    if scratch.len() < need {
+        scratch.resize(need, 0.0);
+    }
+    &mut scratch[..need]
 }
 
 /// A model's log-likelihoods already computed for the whole batch (`n x K` row-major, by

@@ -55,6 +55,7 @@ use std::ops::Range;
 use super::structure::{DiagonalDensity, exact_depth};
 use crate::linalg::gamma;
 use crate::linalg::gemm::product;
+use crate::models::posterior::scratch_of;
 
 /// Largest inner dimension of one matrix product: the product's own depth block (so chunking
 /// costs no speed), and the bound's `gamma` stays near `gamma_(CHUNK)` however large `d` grows.
@@ -172,10 +173,7 @@ impl DiagonalForm {
         let quadratic_features = if isotropic { b } else { d * b };
         let products = (chunks + quadratic_products) * tile * b;
         let need = d + d * b + quadratic_features + 2 * tile * d + 6 * tile + products;
-        if scratch.len() < need {
-            scratch.resize(need, 0.0);
-        }
-        let (centre, rest) = scratch.split_at_mut(d);
+        let (centre, rest) = scratch_of(scratch, need).split_at_mut(d);
         let (linear_features, rest) = rest.split_at_mut(d * b);
         let (quadratic_features, rest) = rest.split_at_mut(quadratic_features);
         let (shifted, rest) = rest.split_at_mut(tile * d);

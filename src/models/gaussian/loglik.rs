@@ -40,7 +40,7 @@ use super::GaussianImageModel;
 use super::factor::Factor;
 use crate::linalg::gamma;
 use crate::linalg::gemm::product;
-use crate::models::posterior::BlockLogDensity;
+use crate::models::posterior::{BlockLogDensity, scratch_of};
 
 /// Per-text coefficients of the fast form, rebuilt with the factors.
 #[derive(Debug, Clone, Default)]
@@ -155,12 +155,7 @@ impl GaussianImageModel {
     #[inline(always)]
     fn exact_block<const D: usize>(&self, y: &[f64], live: &[usize], values: &mut [f64], scratch: &mut Vec<f64>) {
         let (b, l) = (y.len() / D, live.len());
-        // Every number read below is written first: the buffer is only grown.
-        let need = (D + GROUP) * b;
-        if scratch.len() < need {
-            scratch.resize(need, 0.0);
-        }
-        let (columns, out) = scratch[..need].split_at_mut(D * b);
+        let (columns, out) = scratch_of(scratch, (D + GROUP) * b).split_at_mut(D * b);
         for (r, row) in y.chunks_exact(D).enumerate() {
             for (a, v) in row.iter().enumerate() {
                 columns[a * b + r] = *v;
@@ -241,13 +236,9 @@ impl GaussianImageModel {
         let nf = fq + d;
         // Scratch: features (F x b, one column per sample), coefficients (L x F, one row per
         // live text), products (L x b), centre (d), m' (d), |y'| (b), per text |m'|, constant
-        // and the bound's factor (3 L). Every part is overwritten below (the centre is zeroed there): the
-        // buffer is only grown, never cleared (zeroing it was 4% of a large round).
+        // and the bound's factor (3 L). Every part is overwritten below (the centre is zeroed there).
         let need = nf * b + l * nf + l * b + 2 * d + b + 3 * l;
-        if scratch.len() < need {
-            scratch.resize(need, 0.0);
-        }
-        let (features, rest) = scratch.split_at_mut(nf * b);
+        let (features, rest) = scratch_of(scratch, need).split_at_mut(nf * b);
         let (coefficients, rest) = rest.split_at_mut(l * nf);
         let (products, rest) = rest.split_at_mut(l * b);
         let (centre, rest) = rest.split_at_mut(d);
@@ -357,12 +348,7 @@ impl BlockLogDensity for GaussianImageModel {
         if self.structure() != super::Structure::Full {
             return self.diagonal.log_density(&samples[row * d..(row + 1) * d], text);
         }
-        // Only grown, never shrunk: the block kernels share this buffer, and a `clear` here
-        // made the next block zero all of its megabytes again.
-        if scratch.len() < 2 * d {
-            scratch.resize(2 * d, 0.0);
-        }
-        let (v, z) = scratch[..2 * d].split_at_mut(d);
+        let (v, z) = scratch_of(scratch, 2 * d).split_at_mut(d);
         z.fill(0.0);
         for ((v, y), m) in v.iter_mut().zip(&samples[row * d..(row + 1) * d]).zip(self.mu[text].iter()) {
             *v = y - m;
